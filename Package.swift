@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// weft: a transparent service-mesh node.
+///
+/// Layout (arrows point down, nothing below imports anything above):
+/// `weft` -> WeftProxy, WeftAdmin -> WeftRouting -> WeftConfig -> WeftCore;
+/// WeftIPTables -> WeftCore; C only behind WeftHTTP2, WeftTLS and WeftNetfilter.
+let package = Package(
+    name: "weft",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "weft", targets: ["weft"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries, each behind exactly one Swift module.
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNetfilter", pkgConfig: "libnetfilter_conntrack",
+                       providers: [.apt(["libnetfilter-conntrack-dev", "libmnl-dev"])]),
+
+        // Value types every layer shares: IP addresses, socket endpoints, CIDRs.
+        .target(name: "WeftCore"),
+
+        .target(name: "WeftNetfilter", dependencies: [
+            "CNetfilter", "WeftCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .target(name: "WeftHTTP2", dependencies: ["CNghttp2"]),
+        .target(name: "WeftTLS", dependencies: ["COpenSSL"]),
+        .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
+        .target(name: "WeftConfig", dependencies: [
+            "WeftCore",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .target(name: "WeftRouting", dependencies: [
+            "WeftConfig", "WeftCore",
+            .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        .target(name: "WeftAdmin", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "WeftProxy", dependencies: [
+            "WeftAdmin", "WeftConfig", "WeftCore", "WeftNetfilter", "WeftRouting",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        .executableTarget(name: "weft", dependencies: [
+            "WeftConfig", "WeftCore", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
+            "WeftProxy", "WeftTLS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftNetfilterTests", dependencies: ["WeftNetfilter", "WeftHTTP2", "WeftTLS"]),
+        .testTarget(name: "WeftIPTablesTests", dependencies: ["WeftIPTables"],
+                    resources: [.copy("Golden")]),
+        .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
+        .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
+        .testTarget(name: "WeftProxyTests", dependencies: [
+            "WeftProxy", "WeftConfig", "WeftRouting",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+    ]
+)

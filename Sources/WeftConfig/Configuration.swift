@@ -1,0 +1,191 @@
+import WeftCore
+
+/// A validated node configuration (SPEC §5). Built only by `ConfigLoader`,
+/// so every value here has passed validation.
+public struct Configuration: Sendable, Equatable {
+    public var node: NodeSettings
+    public var listeners: Listeners
+    public var outboundPolicy: OutboundPolicy
+    /// How long protocol detection waits for the client's first bytes.
+    public var detectTimeout: Duration
+    /// Ports where the server speaks first: detection is skipped.
+    public var opaquePorts: Set<UInt16>
+    public var clusters: [Cluster]
+    /// How long a SIGTERM drain waits for in-flight connections.
+    public var drainTimeout: Duration
+
+    public init(
+        node: NodeSettings = NodeSettings(),
+        listeners: Listeners = Listeners(),
+        outboundPolicy: OutboundPolicy = .allowAny,
+        detectTimeout: Duration = .seconds(1),
+        opaquePorts: Set<UInt16> = Configuration.defaultOpaquePorts,
+        clusters: [Cluster] = [],
+        drainTimeout: Duration = .seconds(20)
+    ) {
+        self.node = node
+        self.listeners = listeners
+        self.outboundPolicy = outboundPolicy
+        self.detectTimeout = detectTimeout
+        self.opaquePorts = opaquePorts
+        self.clusters = clusters
+        self.drainTimeout = drainTimeout
+    }
+
+    public static let defaultOpaquePorts: Set<UInt16> = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]
+}
+
+public struct NodeSettings: Sendable, Equatable {
+    /// Defaults to the host name.
+    public var id: String?
+    /// The node's own addresses; `.auto` reads them from the interfaces.
+    public var addresses: NodeAddresses
+    public var proxyUID: UInt32
+
+    public init(id: String? = nil, addresses: NodeAddresses = .auto, proxyUID: UInt32 = 1337) {
+        self.id = id
+        self.addresses = addresses
+        self.proxyUID = proxyUID
+    }
+}
+
+public enum NodeAddresses: Sendable, Equatable {
+    case auto
+    case list([IPAddress])
+}
+
+public struct Listeners: Sendable, Equatable {
+    public var outbound: PortListener
+    public var inbound: InboundListener
+    public var mesh: PortListener
+    public var admin: AddressListener
+    public var health: PortListener
+
+    public init(
+        outbound: PortListener = PortListener(port: 15001),
+        inbound: InboundListener = InboundListener(),
+        mesh: PortListener = PortListener(port: 15008),
+        admin: AddressListener = AddressListener(address: .loopbackV4, port: 15000),
+        health: PortListener = PortListener(port: 15020)
+    ) {
+        self.outbound = outbound
+        self.inbound = inbound
+        self.mesh = mesh
+        self.admin = admin
+        self.health = health
+    }
+
+    /// Every port weft itself listens on: traffic to these is never proxied.
+    public var ownPorts: Set<UInt16> {
+        [outbound.port, inbound.port, mesh.port, admin.port, health.port]
+    }
+}
+
+public struct PortListener: Sendable, Equatable {
+    public var port: UInt16
+    public init(port: UInt16) { self.port = port }
+}
+
+public struct AddressListener: Sendable, Equatable {
+    public var address: IPAddress
+    public var port: UInt16
+    public init(address: IPAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+}
+
+public struct InboundListener: Sendable, Equatable {
+    public var port: UInt16
+    public var deliverTo: InboundDelivery
+    public var plaintext: PlaintextPolicy
+
+    public init(port: UInt16 = 15006, deliverTo: InboundDelivery = .loopback, plaintext: PlaintextPolicy = .allow) {
+        self.port = port
+        self.deliverTo = deliverTo
+        self.plaintext = plaintext
+    }
+}
+
+/// Where the inbound side hands connections to the local app.
+public enum InboundDelivery: String, Sendable, Equatable, CaseIterable {
+    /// `127.0.0.1:<port>` (or `[::1]:<port>` for IPv6 connections).
+    case loopback
+    /// The pod address the connection was sent to.
+    case podIP = "pod_ip"
+}
+
+public enum PlaintextPolicy: String, Sendable, Equatable, CaseIterable {
+    case allow, deny
+}
+
+public enum OutboundPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Unknown destinations are relayed as TCP to where the app sent them.
+    case allowAny = "allow_any"
+    /// Unknown destinations are refused and counted.
+    case registryOnly = "registry_only"
+}
+
+public enum ClusterProtocol: String, Sendable, Equatable, CaseIterable {
+    case auto, http1, http2, tcp
+}
+
+public enum DiscoveryKind: String, Sendable, Equatable, CaseIterable {
+    case `static`
+}
+
+public enum LoadBalancerPolicy: String, Sendable, Equatable, CaseIterable {
+    case roundRobin = "round_robin"
+}
+
+public struct Cluster: Sendable, Equatable {
+    public var name: String
+    /// VIP:port pairs that mean this cluster.
+    public var addresses: [IPEndpoint]
+    public var hostnames: [String]
+    public var `protocol`: ClusterProtocol
+    /// Endpoints run weft: traffic goes to their mesh port.
+    public var mesh: Bool
+    public var discovery: DiscoveryKind
+    public var lb: LoadBalancerPolicy
+    public var endpoints: [Endpoint]
+    public var timeouts: ClusterTimeouts
+
+    public init(
+        name: String,
+        addresses: [IPEndpoint] = [],
+        hostnames: [String] = [],
+        protocol: ClusterProtocol = .auto,
+        mesh: Bool = false,
+        discovery: DiscoveryKind = .static,
+        lb: LoadBalancerPolicy = .roundRobin,
+        endpoints: [Endpoint] = [],
+        timeouts: ClusterTimeouts = ClusterTimeouts()
+    ) {
+        self.name = name
+        self.addresses = addresses
+        self.hostnames = hostnames
+        self.protocol = `protocol`
+        self.mesh = mesh
+        self.discovery = discovery
+        self.lb = lb
+        self.endpoints = endpoints
+        self.timeouts = timeouts
+    }
+}
+
+public struct Endpoint: Sendable, Equatable {
+    public var address: IPEndpoint
+    public var weight: Int
+
+    public init(address: IPEndpoint, weight: Int = 1) {
+        self.address = address
+        self.weight = weight
+    }
+}
+
+public struct ClusterTimeouts: Sendable, Equatable {
+    /// Upstream TCP connect timeout.
+    public var connect: Duration
+    public init(connect: Duration = .seconds(5)) { self.connect = connect }
+}
