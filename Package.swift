@@ -64,18 +64,25 @@ let package = Package(
             "WeftProxy", "WeftTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
-        .testTarget(name: "WeftNetfilterTests", dependencies: ["WeftNetfilter", "WeftHTTP2", "WeftTLS"]),
+        .testTarget(name: "WeftNetfilterTests", dependencies: [
+            "WeftNetfilter", "WeftHTTP2", "WeftTLS",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "WeftIPTablesTests", dependencies: ["WeftIPTables"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting",
+            "WeftProxy", "WeftConfig", "WeftRouting", "WeftNetfilter",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

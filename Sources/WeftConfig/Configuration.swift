@@ -41,11 +41,26 @@ public struct NodeSettings: Sendable, Equatable {
     /// The node's own addresses; `.auto` reads them from the interfaces.
     public var addresses: NodeAddresses
     public var proxyUID: UInt32
+    /// Where this node runs; empty when not configured.
+    public var locality: Locality
 
-    public init(id: String? = nil, addresses: NodeAddresses = .auto, proxyUID: UInt32 = 1337) {
+    public init(id: String? = nil, addresses: NodeAddresses = .auto, proxyUID: UInt32 = 1337,
+                locality: Locality = Locality()) {
         self.id = id
         self.addresses = addresses
         self.proxyUID = proxyUID
+        self.locality = locality
+    }
+}
+
+/// A node's region and zone (`node.locality`), both optional.
+public struct Locality: Sendable, Equatable {
+    public var region: String?
+    public var zone: String?
+
+    public init(region: String? = nil, zone: String? = nil) {
+        self.region = region
+        self.zone = zone
     }
 }
 

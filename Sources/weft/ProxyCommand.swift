@@ -1,6 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import WeftConfig
+import WeftCore
+import WeftNetfilter
+import WeftProxy
 
+/// `weft proxy`: runs the node until SIGTERM (or SIGINT), then drains.
 struct ProxyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "proxy", abstract: "(being written)")
-    func run() throws { throw ValidationError("not yet built") }
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run the mesh node: outbound (15001), inbound (15006) and health (15020) listeners.",
+        discussion: """
+            Runs as the proxy user (uid 1337) so that its own connections are not
+            intercepted again. SIGTERM or SIGINT stops accepting, fails /ready and
+            exits once relayed connections are gone or drain_timeout has passed;
+            a second signal exits at once.
+            """
+    )
+
+    @Option(name: .long, help: "The YAML configuration file (see docs/configuration.md).")
+    var config: String
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: LogLevel = .info
+
+    func run() throws {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level) }
+        let logger = Logger(label: "weft")
+
+        let configuration: Configuration
+        do {
+            configuration = try ConfigLoader.load(path: config)
+        } catch {
+            for problem in error.problems { printError("weft proxy: \(config): \(problem)") }
+            throw ExitCode(1)
+        }
+
+        let identity = try Self.identity(for: configuration, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger)
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot start listeners", metadata: ["error": "\(error)"])
+            try? group.syncShutdownGracefully()
+            throw ExitCode(1)
+        }
+
+        let stopped = DispatchSemaphore(value: 0)
+        let signals = Self.onTermination(logger: logger) {
+            server.drain(timeout: configuration.drainTimeout)
+                .flatMap { server.close() }
+                .whenComplete { _ in stopped.signal() }
+        }
+        stopped.wait()
+        signals.forEach { $0.cancel() }
+        logger.info("stopped")
+        try group.syncShutdownGracefully()
+    }
+
+    /// The node's id and own addresses: configured, or read from the
+    /// interfaces of this network namespace.
+    static func identity(for configuration: Configuration, logger: Logger) throws -> NodeIdentity {
+        let addresses: [IPAddress]
+        switch configuration.node.addresses {
+        case .list(let list):
+            addresses = list
+        case .auto:
+            do {
+                addresses = try InterfaceAddresses.current()
+            } catch {
+                logger.critical("cannot read interface addresses", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
+        return NodeIdentity(id: configuration.node.id ?? hostName(),
+                            addresses: addresses,
+                            listenerPorts: configuration.listeners.ownPorts)
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "weft" }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Runs `drain` on the first SIGTERM/SIGINT; exits at once on the second.
+    static func onTermination(logger: Logger, drain: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+        let received = Mutex(0)
+        return [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let count = received.withLock { value -> Int in
+                    value += 1
+                    return value
+                }
+                if count == 1 {
+                    logger.info("signal received, draining", metadata: ["signal": "\(number)"])
+                    drain()
+                } else {
+                    logger.warning("second signal, exiting now")
+                    Glibc.exit(1)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+}
+
+/// `--log-level` values, as swift-log names them.
+enum LogLevel: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level { Logger.Level(rawValue: rawValue) ?? .info }
+}
+
+func printError(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }

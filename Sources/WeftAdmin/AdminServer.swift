@@ -1,0 +1,58 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A small HTTP/1.1 server for the health (15020) and admin (15000)
+/// listeners: read-only routes answered from a router closure.
+public enum AdminServer {
+    /// How long an idle admin connection stays open.
+    static let idleTimeout = TimeAmount.seconds(60)
+
+    /// Binds one listening channel per address. Every address must bind.
+    public static func bind(
+        group: EventLoopGroup,
+        addresses: [SocketAddress],
+        router: @escaping AdminRouter
+    ) -> EventLoopFuture<[Channel]> {
+        let futures = addresses.map { address in
+            bootstrap(group: group, router: router)
+                .ipv6OnlyIfNeeded(for: address)
+                .bind(to: address)
+        }
+        return EventLoopFuture.whenAllSucceed(futures, on: group.next())
+    }
+
+    private static func bootstrap(group: EventLoopGroup, router: @escaping AdminRouter) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(IdleCloseHandler())
+                    try channel.pipeline.syncOperations.addHandler(AdminHTTPHandler(router: router))
+                }
+            }
+    }
+}
+
+/// Closes a connection when `IdleStateHandler` reports it idle.
+final class IdleCloseHandler: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+extension ServerBootstrap {
+    /// IPv6 listeners take IPv6 only, so that an IPv4 socket on the same
+    /// port can coexist; the option does not exist on IPv4 sockets.
+    public func ipv6OnlyIfNeeded(for address: SocketAddress) -> ServerBootstrap {
+        address.protocol == .inet6 ? serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) : self
+    }
+}

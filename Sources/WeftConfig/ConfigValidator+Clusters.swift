@@ -1,0 +1,83 @@
+import WeftCore
+
+/// A validated cluster and where its values came from, for the cross checks.
+struct ClusterSource {
+    var cluster: Cluster
+    var nameValue: ConfigValue?
+    var addresses: [(IPEndpoint, ConfigValue)] = []
+    var hostnames: [(String, ConfigValue)] = []
+    var endpoints: [(IPEndpoint, ConfigValue)] = []
+}
+
+/// `clusters[]` (SPEC §5).
+extension ConfigValidator {
+    mutating func cluster(_ value: ConfigValue) -> ClusterSource {
+        var source = ClusterSource(cluster: Cluster(name: ""))
+        guard let fields = mapping(
+            value,
+            keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb",
+                   "endpoints", "timeouts"],
+            notSupportedYet: ["health_check", "outlier_detection", "circuit_breakers", "retries",
+                              "rate_limit"]
+        ) else { return source }
+
+        if let name = required(fields, "name"), let text = string(name) {
+            if ConfigNames.isClusterName(text) {
+                source.cluster.name = text
+                source.nameValue = name
+            } else {
+                report(name, "\(quoted(text)) is not a valid cluster name "
+                    + "(lowercase letters, digits, \"-\", \".\" and \"_\", starting and ending with a letter or digit)")
+            }
+        }
+        for item in list(fields["addresses"]) ?? [] {
+            guard let vip = ipEndpoint(item) else { continue }
+            source.cluster.addresses.append(vip)
+            source.addresses.append((vip, item))
+        }
+        for item in list(fields["hostnames"]) ?? [] {
+            guard let text = string(item) else { continue }
+            guard let hostname = ConfigNames.dnsName(text) else {
+                report(item, "\(quoted(text)) is not a valid DNS name")
+                continue
+            }
+            source.cluster.hostnames.append(hostname)
+            source.hostnames.append((hostname, item))
+        }
+        source.cluster.protocol = choice(fields["protocol"], as: ClusterProtocol.self) ?? .auto
+        source.cluster.mesh = bool(fields["mesh"]) ?? false
+        let discovery = fields["discovery"] == nil
+            ? DiscoveryKind.static
+            : choice(fields["discovery"], as: DiscoveryKind.self, notSupportedYet: ["dns", "kubernetes", "file"])
+        source.cluster.discovery = discovery ?? .static
+        source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self,
+                                   notSupportedYet: ["least_request", "random", "ring_hash", "maglev"])
+            ?? .roundRobin
+        if let timeouts = mapping(fields["timeouts"], keys: ["connect"], notSupportedYet: ["request", "idle"]) {
+            source.cluster.timeouts.connect = duration(timeouts["connect"]) ?? source.cluster.timeouts.connect
+        }
+
+        let items = list(fields["endpoints"])
+        for item in items ?? [] {
+            guard let (endpoint, address) = endpoint(item) else { continue }
+            source.cluster.endpoints.append(endpoint)
+            source.endpoints.append((endpoint.address, address))
+        }
+        // A list of the wrong type has been reported already.
+        if discovery == .static, fields["endpoints"] == nil || items?.isEmpty == true {
+            report(value.path.key("endpoints"), near: fields["endpoints"]?.node ?? value.node,
+                   "a static cluster needs at least one endpoint")
+        }
+        return source
+    }
+
+    /// The endpoint and its `address` value. A bad weight has been reported
+    /// and is taken as 1, so that the address still gets its cross checks.
+    private mutating func endpoint(_ value: ConfigValue) -> (Endpoint, ConfigValue)? {
+        guard let fields = mapping(value, keys: ["address", "weight"], notSupportedYet: ["locality"]),
+              let addressValue = required(fields, "address") else { return nil }
+        let weight = integer(fields["weight"], in: 1...10_000) ?? 1
+        guard let address = ipEndpoint(addressValue) else { return nil }
+        return (Endpoint(address: address, weight: weight), addressValue)
+    }
+}

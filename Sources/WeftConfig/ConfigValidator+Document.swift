@@ -1,0 +1,110 @@
+import WeftCore
+import Yams
+
+/// The top level, `node` and `listeners` (SPEC §5).
+extension ConfigValidator {
+    /// The whole document; a missing or empty document is all defaults.
+    mutating func configuration(from root: Node?) -> Configuration {
+        var config = Configuration()
+        guard let root, !root.isNull else { return config }
+        guard let fields = mapping(
+            ConfigValue(node: root, path: .root),
+            keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
+                   "opaque_ports", "clusters"],
+            notSupportedYet: ["routes"]
+        ) else { return config }
+
+        config.node = nodeSettings(fields["node"])
+        config.listeners = listeners(fields["listeners"])
+        config.outboundPolicy = choice(fields["outbound_policy"], as: OutboundPolicy.self) ?? config.outboundPolicy
+        config.detectTimeout = duration(fields["detect_timeout"]) ?? config.detectTimeout
+        config.drainTimeout = duration(fields["drain_timeout"]) ?? config.drainTimeout
+        if let ports = list(fields["opaque_ports"]) {
+            config.opaquePorts = Set(ports.compactMap { port($0) })
+        }
+        let clusters = (list(fields["clusters"]) ?? []).map { cluster($0) }
+        config.clusters = clusters.map(\.cluster)
+        crossCheck(clusters, listeners: config.listeners)
+        return config
+    }
+
+    private mutating func nodeSettings(_ value: ConfigValue?) -> NodeSettings {
+        var settings = NodeSettings()
+        guard let fields = mapping(value, keys: ["id", "addresses", "proxy_uid", "locality"]) else {
+            return settings
+        }
+        settings.id = string(fields["id"])
+        settings.addresses = nodeAddresses(fields["addresses"]) ?? settings.addresses
+        // uid 0 would exempt every root process from interception; 2^32-1 is "no user".
+        settings.proxyUID = integer(fields["proxy_uid"], in: 1...4_294_967_294).map { UInt32($0) }
+            ?? settings.proxyUID
+        if let locality = mapping(fields["locality"], keys: ["region", "zone"]) {
+            settings.locality = Locality(region: string(locality["region"]), zone: string(locality["zone"]))
+        }
+        return settings
+    }
+
+    /// `auto`, or a non-empty list of IP addresses.
+    private mutating func nodeAddresses(_ value: ConfigValue?) -> NodeAddresses? {
+        guard let value else { return nil }
+        if value.node.scalarText == "auto" { return .auto }
+        guard case .sequence = value.node else {
+            report(value, "expected auto or a list of IP addresses, got \(value.node.shown)")
+            return nil
+        }
+        let items = list(value) ?? []
+        guard !items.isEmpty else {
+            report(value, "expected auto or at least one IP address, got an empty list")
+            return nil
+        }
+        let addresses = items.compactMap { ipAddress($0) }
+        return addresses.count == items.count ? .list(addresses) : nil
+    }
+
+    private mutating func listeners(_ value: ConfigValue?) -> Listeners {
+        var result = Listeners()
+        guard let fields = mapping(
+            value,
+            keys: ["outbound", "inbound", "mesh", "admin", "health"],
+            notSupportedYet: ["dns", "egress", "http_routing"]
+        ) else { return result }
+
+        if let outbound = mapping(fields["outbound"], keys: ["port"]) {
+            result.outbound.port = port(outbound["port"]) ?? result.outbound.port
+        }
+        if let inbound = mapping(fields["inbound"], keys: ["port", "deliver_to", "plaintext"]) {
+            result.inbound.port = port(inbound["port"]) ?? result.inbound.port
+            result.inbound.deliverTo = choice(inbound["deliver_to"], as: InboundDelivery.self)
+                ?? result.inbound.deliverTo
+            result.inbound.plaintext = choice(inbound["plaintext"], as: PlaintextPolicy.self)
+                ?? result.inbound.plaintext
+        }
+        if let mesh = mapping(fields["mesh"], keys: ["port"], notSupportedYet: ["tls"]) {
+            result.mesh.port = port(mesh["port"]) ?? result.mesh.port
+        }
+        if let admin = mapping(fields["admin"], keys: ["address", "port"]) {
+            result.admin.address = ipAddress(admin["address"]) ?? result.admin.address
+            result.admin.port = port(admin["port"]) ?? result.admin.port
+        }
+        if let health = mapping(fields["health"], keys: ["port"]) {
+            result.health.port = port(health["port"]) ?? result.health.port
+        }
+        checkListenerPorts(result, written: fields)
+        return result
+    }
+
+    /// Every listener needs its own port. The problem goes on the port the
+    /// file sets, not on a default it happens to collide with.
+    private mutating func checkListenerPorts(_ listeners: Listeners, written fields: Fields) {
+        let all = listeners.namedPorts
+        func isWritten(_ name: String) -> Bool {
+            fields[name].flatMap { $0.node.mapping?["port"] } != nil
+        }
+        for (index, listener) in all.enumerated() {
+            guard let earlier = all[..<index].first(where: { $0.port == listener.port }) else { continue }
+            let (blamed, other) = isWritten(listener.name) ? (listener.name, earlier.name) : (earlier.name, listener.name)
+            report(fields.path.key(blamed).key("port"), near: fields[blamed]?.node.mapping?["port"] ?? fields.node,
+                   "\(listener.port) is already used by the \(other) listener")
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import Logging
+import NIOCore
+import NIOPosix
+import WeftCore
+import WeftNetfilter
+
+/// The first handler of every accepted outbound or inbound connection.
+///
+/// On `channelActive` it reads the original destination, asks its router
+/// what to do, and either refuses (reset) or connects the upstream on the
+/// same event loop and replaces itself with a `RelayHandler` pair. The
+/// accepted channel has `autoRead` off until the relay is in place, so no
+/// byte is read before there is somewhere to send it, and a server that
+/// speaks first is heard at once.
+final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let router: any ConnectionRouter
+    private let resolver: any OriginalDestinationResolver
+    private let metrics: ProxyMetrics
+    private let logger: Logger
+
+    init(router: any ConnectionRouter, resolver: any OriginalDestinationResolver,
+         metrics: ProxyMetrics, logger: Logger) {
+        self.router = router
+        self.resolver = resolver
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        let channel = context.channel
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        resolver.originalDestination(of: channel).whenComplete { result in
+            handler.value.route(channel: channel, originalDestination: result)
+        }
+    }
+
+    private func route(channel: Channel, originalDestination: Result<IPEndpoint, Error>) {
+        let direction = router.direction
+        let peer = channel.remoteAddress.flatMap(IPEndpoint.init).map(String.init(describing:)) ?? "?"
+        guard case .success(let destination) = originalDestination,
+              let local = channel.localAddress.flatMap(IPEndpoint.init) else {
+            refuse(channel, .noOriginalDestination, peer: peer, destination: nil)
+            return
+        }
+        switch router.decide(originalDestination: destination, localAddress: local) {
+        case .refuse(let reason):
+            refuse(channel, reason, peer: peer, destination: destination)
+        case .relay(let target, let timeout, let cluster):
+            if cluster == nil && direction == .outbound { metrics.passthrough.wrappingIncrement(ordering: .relaxed) }
+            connect(channel, to: target, timeout: timeout, cluster: cluster, peer: peer, destination: destination)
+        }
+    }
+
+    private func refuse(_ channel: Channel, _ reason: RefusalReason, peer: String, destination: IPEndpoint?) {
+        metrics.refused(router.direction, reason)
+        logger.warning("connection refused", metadata: [
+            "direction": "\(router.direction.rawValue)", "reason": "\(reason.rawValue)",
+            "peer": "\(peer)", "dst": "\(destination.map(String.init(describing:)) ?? "?")",
+        ])
+        RelayHandler.reset(channel)
+    }
+
+    private func connect(_ downstream: Channel, to target: IPEndpoint, timeout: TimeAmount,
+                         cluster: String?, peer: String, destination: IPEndpoint) {
+        let direction = router.direction
+        let metrics = self.metrics
+        var logger = self.logger
+        logger[metadataKey: "direction"] = "\(direction.rawValue)"
+        logger[metadataKey: "peer"] = "\(peer)"
+        logger[metadataKey: "dst"] = "\(destination)"
+        logger[metadataKey: "upstream"] = "\(target)"
+        if let cluster { logger[metadataKey: "cluster"] = "\(cluster)" }
+        let sessionLogger = logger
+
+        metrics.opened(direction)
+        let (downstreamRelay, upstreamRelay) = RelayHandler.pair(downstreamClosed: { received, sent, reset in
+            metrics.closed(direction, received: received, sent: sent)
+            if reset { metrics.counters(direction).resets.wrappingIncrement(ordering: .relaxed) }
+            sessionLogger.debug("connection closed", metadata: [
+                "bytes_in": "\(received)", "bytes_out": "\(sent)", "reset": "\(reset)",
+            ])
+        })
+        do {
+            try downstream.pipeline.syncOperations.addHandler(downstreamRelay)
+        } catch {
+            downstream.close(promise: nil)
+            return
+        }
+        // Release this handler now that the relay owns the channel.
+        downstream.pipeline.syncOperations.removeHandler(self, promise: nil)
+
+        let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: downstream.eventLoop)
+        ClientBootstrap(group: downstream.eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(upstreamHandler.value)
+                }
+            }
+            .connect(to: SocketAddress(target))
+            .whenComplete { result in
+                switch result {
+                case .success:
+                    sessionLogger.debug("connection relayed")
+                    downstream.setOption(.autoRead, value: true).whenFailure { _ in
+                        downstream.close(promise: nil)
+                    }
+                case .failure(let error):
+                    metrics.counters(direction).connectFailures.wrappingIncrement(ordering: .relaxed)
+                    sessionLogger.warning("upstream connect failed", metadata: ["error": "\(error)"])
+                    RelayHandler.reset(downstream)
+                }
+            }
+    }
+}

@@ -1,0 +1,42 @@
+import NIOCore
+import WeftConfig
+import WeftCore
+import WeftRouting
+
+/// The outbound side's decision (SPEC §4, steps 1, 2 and 4): refuse what
+/// would loop, then match a cluster and pick an endpoint, else passthrough.
+struct OutboundRouter: ConnectionRouter {
+    let table: ClusterTable
+    let identity: NodeIdentity
+    let passthroughConnectTimeout: TimeAmount
+
+    var direction: Direction { .outbound }
+
+    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint) -> RelayDecision {
+        // Not redirected: the kernel reports the listener itself as the
+        // original destination. Relaying would connect weft to itself.
+        if originalDestination == localAddress { return .refuse(.notRedirected) }
+        if identity.isOwnListener(originalDestination) { return .refuse(.loop) }
+        switch table.route(originalDestination) {
+        case .cluster(let cluster, let endpoint):
+            return .relay(to: endpoint,
+                          connectTimeout: TimeAmount(cluster.config.timeouts.connect),
+                          cluster: cluster.name)
+        case .noEndpoint:
+            return .refuse(.noEndpoint)
+        case .passthrough(let destination):
+            return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)
+        case .refused:
+            return .refuse(.registryOnly)
+        }
+    }
+}
+
+extension TimeAmount {
+    /// Converts a configuration duration, saturating at the largest amount.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let (nanos, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self = overflow ? .nanoseconds(.max) : .nanoseconds(nanos &+ attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,113 @@
+import Atomics
+
+/// Why the node refused a connection. Each reason is a label value of
+/// `weft_outbound_refused_total` / `weft_inbound_refused_total`.
+public enum RefusalReason: String, Sendable, CaseIterable {
+    /// Arrived at the listener without an iptables redirect (its original
+    /// destination is the listener itself).
+    case notRedirected = "not_redirected"
+    /// The original destination is one of weft's own listeners.
+    case loop
+    /// No cluster matched and `outbound_policy` is `registry_only`.
+    case registryOnly = "registry_only"
+    /// The cluster matched but has no endpoint.
+    case noEndpoint = "no_endpoint"
+    /// The kernel had no original destination for the connection.
+    case noOriginalDestination = "no_original_destination"
+    /// Plaintext inbound while `inbound.plaintext: deny`.
+    case plaintextDenied = "plaintext_denied"
+    /// The node is draining and no longer takes new connections.
+    case draining
+}
+
+/// Which listener a connection came through.
+public enum Direction: String, Sendable, CaseIterable {
+    case outbound, inbound
+}
+
+/// Counters for the data path, updated with relaxed atomics: once per
+/// connection, never per byte or per read.
+public final class ProxyMetrics: Sendable {
+    struct DirectionCounters: Sendable {
+        let opened = ManagedAtomic<Int>(0)
+        let active = ManagedAtomic<Int>(0)
+        let connectFailures = ManagedAtomic<Int>(0)
+        let resets = ManagedAtomic<Int>(0)
+        let bytesReceived = ManagedAtomic<Int>(0)
+        let bytesSent = ManagedAtomic<Int>(0)
+        let refused: [RefusalReason: ManagedAtomic<Int>] =
+            Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map { ($0, ManagedAtomic<Int>(0)) })
+    }
+
+    let outbound = DirectionCounters()
+    let inbound = DirectionCounters()
+    let passthrough = ManagedAtomic<Int>(0)
+
+    public init() {}
+
+    func counters(_ direction: Direction) -> DirectionCounters {
+        direction == .outbound ? outbound : inbound
+    }
+
+    func refused(_ direction: Direction, _ reason: RefusalReason) {
+        counters(direction).refused[reason]?.wrappingIncrement(ordering: .relaxed)
+    }
+
+    func opened(_ direction: Direction) {
+        counters(direction).opened.wrappingIncrement(ordering: .relaxed)
+        counters(direction).active.wrappingIncrement(ordering: .relaxed)
+    }
+
+    /// A relayed connection ended; bytes are from the app's point of view
+    /// on this side: received from the downstream peer, sent back to it.
+    func closed(_ direction: Direction, received: Int, sent: Int) {
+        let counters = counters(direction)
+        counters.active.wrappingDecrement(ordering: .relaxed)
+        counters.bytesReceived.wrappingIncrement(by: received, ordering: .relaxed)
+        counters.bytesSent.wrappingIncrement(by: sent, ordering: .relaxed)
+    }
+
+    /// Connections currently open on either side.
+    public var activeConnections: Int {
+        outbound.active.load(ordering: .relaxed) + inbound.active.load(ordering: .relaxed)
+    }
+
+    public func refusedCount(_ direction: Direction, _ reason: RefusalReason) -> Int {
+        counters(direction).refused[reason]?.load(ordering: .relaxed) ?? 0
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    public func render(into text: inout String) {
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples {
+                text += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
+            }
+        }
+        func perDirection(_ value: (DirectionCounters) -> ManagedAtomic<Int>) -> [(String, Int)] {
+            Direction.allCases.map { ("direction=\"\($0.rawValue)\"", value(counters($0)).load(ordering: .relaxed)) }
+        }
+        family("weft_tcp_connections_total", "counter", "TCP connections accepted and relayed.",
+               perDirection { $0.opened })
+        family("weft_tcp_connections_active", "gauge", "TCP connections currently relayed.",
+               perDirection { $0.active })
+        family("weft_tcp_received_bytes_total", "counter", "Bytes received from downstream peers.",
+               perDirection { $0.bytesReceived })
+        family("weft_tcp_sent_bytes_total", "counter", "Bytes sent to downstream peers.",
+               perDirection { $0.bytesSent })
+        family("weft_upstream_connect_failures_total", "counter", "Upstream connects that failed or timed out.",
+               perDirection { $0.connectFailures })
+        family("weft_tcp_resets_total", "counter", "Connections ended by a reset that was propagated.",
+               perDirection { $0.resets })
+        family("weft_passthrough_connections_total", "counter",
+               "Outbound connections relayed to a destination with no cluster.",
+               [("", passthrough.load(ordering: .relaxed))])
+        for direction in Direction.allCases {
+            let name = "weft_\(direction.rawValue)_refused_total"
+            family(name, "counter", "Connections refused on the \(direction.rawValue) listener, by reason.",
+                   RefusalReason.allCases.map {
+                       ("reason=\"\($0.rawValue)\"", counters(direction).refused[$0]?.load(ordering: .relaxed) ?? 0)
+                   })
+        }
+    }
+}

@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import WeftAdmin
+import WeftConfig
+import WeftCore
+import WeftNetfilter
+import WeftRouting
+
+/// The node: the outbound, inbound and health listeners of one process.
+///
+/// Accepted connections are spread over the event loops of `group`; each
+/// connection's upstream is opened on that same loop. `start()` binds
+/// everything and marks the node ready; `drain()` stops accepting, fails
+/// `/ready`, and completes when the relayed connections are gone or the
+/// drain timeout passes.
+public final class ProxyServer: Sendable {
+    public enum Listener: String, Sendable, CaseIterable {
+        case outbound, inbound, health
+    }
+
+    public let metrics = ProxyMetrics()
+    private let configuration: Configuration
+    private let identity: NodeIdentity
+    private let resolver: any OriginalDestinationResolver
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let table: ClusterTable
+
+    private struct State {
+        var ready = false
+        var draining = false
+        var channels: [Listener: [Channel]] = [:]
+    }
+    private let state = Mutex(State())
+
+    public init(
+        configuration: Configuration,
+        identity: NodeIdentity,
+        resolver: any OriginalDestinationResolver = KernelOriginalDestination(),
+        group: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.identity = identity
+        self.resolver = resolver
+        self.group = group
+        self.logger = logger
+        self.table = ClusterTable(configuration: configuration)
+    }
+
+    /// Binds every listener, then reports ready. Throws if an IPv4 listener
+    /// cannot bind; an IPv6 one that cannot (IPv6 off) is logged and skipped.
+    public func start() throws {
+        let listeners = configuration.listeners
+        let outbound = OutboundRouter(table: table, identity: identity,
+                                      passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
+        let inbound = InboundRouter(settings: listeners.inbound, identity: identity,
+                                    connectTimeout: TimeAmount(ClusterTimeouts().connect))
+        try bind(.outbound, port: listeners.outbound.port, hosts: [.loopbackV4, .loopbackV6]) { address in
+            self.relayListenerBootstrap(router: outbound, address: address).bind(to: address)
+        }
+        try bind(.inbound, port: listeners.inbound.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
+            self.relayListenerBootstrap(router: inbound, address: address).bind(to: address)
+        }
+        try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
+            AdminServer.bind(group: self.group, addresses: [address], router: self.healthRouter())
+                .flatMapThrowing { channels in
+                    guard let channel = channels.first else { throw ChannelError.ioOnClosedChannel }
+                    return channel
+                }
+        }
+        state.withLock { $0.ready = true }
+        logger.info("node ready", metadata: [
+            "node": "\(identity.id)", "clusters": "\(table.clusters.count)",
+            "addresses": "\(identity.addresses.map(String.init(describing:)).sorted().joined(separator: ","))",
+        ])
+    }
+
+    /// The addresses a listener is bound to (the real ports when the
+    /// configuration asked for port 0).
+    public func boundAddresses(_ listener: Listener) -> [SocketAddress] {
+        state.withLock { $0.channels[listener] ?? [] }.compactMap(\.localAddress)
+    }
+
+    public var isReady: Bool { state.withLock { $0.ready && !$0.draining } }
+
+    /// Stops accepting on the data-path listeners, fails `/ready`, and
+    /// completes once no relayed connection is left or `timeout` passed.
+    public func drain(timeout: Duration) -> EventLoopFuture<Void> {
+        let listeners: [Channel] = state.withLock { state in
+            state.draining = true
+            return (state.channels[.outbound] ?? []) + (state.channels[.inbound] ?? [])
+        }
+        logger.info("draining", metadata: ["active": "\(metrics.activeConnections)"])
+        let loop = group.next()
+        let closed = EventLoopFuture.andAllComplete(listeners.map { $0.close() }, on: loop)
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
+        let promise = loop.makePromise(of: Void.self)
+        let metrics = self.metrics
+        @Sendable func check() {
+            if metrics.activeConnections == 0 || NIODeadline.now() >= deadline {
+                promise.succeed(())
+            } else {
+                loop.scheduleTask(in: .milliseconds(50)) { check() }
+            }
+        }
+        closed.whenComplete { _ in check() }
+        return promise.futureResult
+    }
+
+    /// Closes every listener, the health listener included.
+    public func close() -> EventLoopFuture<Void> {
+        let all = state.withLock { state in
+            state.ready = false
+            return state.channels.values.flatMap { $0 }
+        }
+        return EventLoopFuture.andAllComplete(all.map { $0.close() }, on: group.next())
+    }
+
+    // MARK: - Listeners
+
+    private func relayListenerBootstrap(router: any ConnectionRouter, address: SocketAddress) -> ServerBootstrap {
+        let resolver = self.resolver
+        let metrics = self.metrics
+        let logger = self.logger
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .ipv6OnlyIfNeeded(for: address)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionSetupHandler(router: router, resolver: resolver, metrics: metrics, logger: logger))
+                }
+            }
+    }
+
+    private func bind(_ listener: Listener, port: UInt16, hosts: [IPAddress],
+                      _ bindOne: (SocketAddress) -> EventLoopFuture<Channel>) throws {
+        var channels: [Channel] = []
+        for host in hosts {
+            let address = SocketAddress(IPEndpoint(address: host, port: port))
+            do {
+                let channel = try bindOne(address).wait()
+                channels.append(channel)
+                logger.info("listening", metadata: [
+                    "listener": "\(listener.rawValue)",
+                    "address": "\(channel.localAddress.flatMap(IPEndpoint.init).map(String.init(describing:)) ?? "?")",
+                ])
+            } catch where host.family == .ipv6 {
+                logger.warning("IPv6 listener not bound", metadata: [
+                    "listener": "\(listener.rawValue)", "error": "\(error)",
+                ])
+            }
+        }
+        state.withLock { $0.channels[listener] = channels }
+    }
+
+    private func healthRouter() -> AdminRouter {
+        { [weak self] method, uri in
+            guard let self else { return .notFound }
+            let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+            guard method == .GET || method == .HEAD else { return .methodNotAllowed }
+            switch path {
+            case "/ready":
+                return self.isReady ? AdminResponse(body: "ready\n")
+                    : AdminResponse(status: .serviceUnavailable, body: "not ready\n")
+            case "/healthz":
+                return AdminResponse(body: "ok\n")
+            case "/metrics":
+                var text = ""
+                self.metrics.render(into: &text)
+                return AdminResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: text)
+            default:
+                return .notFound
+            }
+        }
+    }
+}

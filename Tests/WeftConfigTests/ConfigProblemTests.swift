@@ -1,0 +1,260 @@
+import WeftConfig
+import XCTest
+
+/// Each class of problem names the right path and value.
+final class ConfigProblemTests: XCTestCase {
+    func testBadEndpointPort() {
+        assertProblems("""
+            clusters:
+              - name: backend
+                endpoints: [{ address: "198.18.0.2:99999" }]
+            """, [#"clusters[0].endpoints[0].address: "198.18.0.2:99999" is not a valid IP:port"#])
+    }
+
+    func testBadAddresses() {
+        assertProblems("""
+            node: { addresses: [198.18.0.1, 10.0.0.300] }
+            listeners: { admin: { address: localhost } }
+            clusters:
+              - name: backend
+                addresses: ["198.19.0.10", "2001:db8::1:80"]
+                endpoints: [{ address: "198.18.0.2:9090" }]
+            """, [
+            #"node.addresses[1]: "10.0.0.300" is not a valid IP address"#,
+            #"listeners.admin.address: "localhost" is not a valid IP address"#,
+            #"clusters[0].addresses[0]: "198.19.0.10" is not a valid IP:port"#,
+            #"clusters[0].addresses[1]: "2001:db8::1:80" is not a valid IP:port"#,
+        ])
+    }
+
+    func testUnknownKeysAtEveryLevel() {
+        assertProblems("""
+            colour: blue
+            node: { name: x }
+            listeners: { outbound: { port: 15001, bind: 0.0.0.0 } }
+            clusters:
+              - name: a
+                endpoints: [{ address: "198.18.0.2:80" }]
+              - name: b
+                endpoints: [{ address: "198.18.0.3:80", wieght: 2 }]
+                timeouts: { conect: 1s }
+            """, [
+            "colour: unknown key",
+            "node.name: unknown key",
+            "listeners.outbound.bind: unknown key",
+            #"clusters[1].endpoints[0].wieght: unknown key (did you mean "weight"?)"#,
+            #"clusters[1].timeouts.conect: unknown key (did you mean "connect"?)"#,
+        ])
+    }
+
+    func testWrongTypes() {
+        assertProblems("""
+            node: { id: [a], proxy_uid: "1337", locality: eu }
+            listeners:
+              outbound: { port: abc }
+              inbound: { port: 1.5 }
+              mesh: 15008
+            opaque_ports: 25
+            clusters:
+              - name: backend
+                mesh: yes
+                hostnames: backend
+                endpoints: [{ address: 9090, weight: heavy }]
+            """, [
+            "node.id: expected a non-empty string, got a list",
+            #"node.proxy_uid: expected an integer, got "1337""#,
+            #"node.locality: expected a mapping, got "eu""#,
+            #"listeners.outbound.port: expected an integer, got "abc""#,
+            "listeners.inbound.port: expected an integer, got 1.5",
+            "listeners.mesh: expected a mapping, got 15008",
+            "opaque_ports: expected a list, got 25",
+            #"clusters[0].mesh: expected true or false, got "yes""#,
+            #"clusters[0].hostnames: expected a list, got "backend""#,
+            "clusters[0].endpoints[0].address: 9090 is not a valid IP:port",
+            #"clusters[0].endpoints[0].weight: expected an integer, got "heavy""#,
+        ])
+    }
+
+    func testTopLevelMustBeAMapping() {
+        assertProblems("- a\n- b\n", ["expected a mapping at the top level, got a list"])
+    }
+
+    func testRangesAndChoices() {
+        assertProblems("""
+            node: { proxy_uid: 0 }
+            listeners: { health: { port: 0 }, admin: { port: 65536 }, inbound: { deliver_to: host, plaintext: strict } }
+            outbound_policy: deny_all
+            opaque_ports: [25, 70000]
+            clusters:
+              - name: backend
+                protocol: http3
+                endpoints: [{ address: "198.18.0.2:80", weight: 10001 }]
+            """, [
+            "node.proxy_uid: 0 is out of range (1-4294967294)",
+            "listeners.health.port: 0 is not a valid port (1-65535)",
+            "listeners.admin.port: 65536 is not a valid port (1-65535)",
+            #"listeners.inbound.deliver_to: expected one of loopback, pod_ip, got "host""#,
+            #"listeners.inbound.plaintext: expected one of allow, deny, got "strict""#,
+            #"outbound_policy: expected one of allow_any, registry_only, got "deny_all""#,
+            "opaque_ports[1]: 70000 is not a valid port (1-65535)",
+            #"clusters[0].protocol: expected one of auto, http1, http2, tcp, got "http3""#,
+            "clusters[0].endpoints[0].weight: 10001 is out of range (1-10000)",
+        ])
+    }
+
+    func testBadDurations() {
+        assertProblems("""
+            detect_timeout: 5
+            drain_timeout: 0s
+            clusters:
+              - name: backend
+                endpoints: [{ address: "198.18.0.2:80" }]
+                timeouts: { connect: 5 seconds }
+            """, [
+            "detect_timeout: 5 is not a valid duration: missing unit (ms, s, m or h, such as 5s)",
+            #"drain_timeout: "0s" is not a valid duration: must be greater than zero"#,
+            #"clusters[0].timeouts.connect: "5 seconds" is not a valid duration: unknown unit " seconds" (use ms, s, m or h)"#,
+        ])
+    }
+
+    func testSpecKeysNotBuiltYetAreRefusedNotIgnored() {
+        assertProblems("""
+            listeners:
+              mesh: { port: 15008, tls: { cert: /etc/weft/tls/node.crt } }
+              dns: { port: 15053 }
+              egress: [{ port: 9250, cluster: dynamodb }]
+              http_routing: { port: 9001 }
+            clusters:
+              - name: backend
+                discovery: kubernetes
+                lb: least_request
+                endpoints: [{ address: "198.18.0.2:80", locality: { zone: a } }]
+                health_check: { path: /healthz }
+                outlier_detection: { consecutive_5xx: 5 }
+                circuit_breakers: { max_connections: 10 }
+                timeouts: { connect: 1s, request: 15s, idle: 1h }
+                retries: { attempts: 2 }
+                rate_limit: { per_second: 10 }
+            routes: []
+            """, [
+            "listeners.mesh.tls: not supported yet",
+            "listeners.dns: not supported yet",
+            "listeners.egress: not supported yet",
+            "listeners.http_routing: not supported yet",
+            #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static)"#,
+            #"clusters[0].lb: "least_request" is not supported yet (supported: round_robin)"#,
+            "clusters[0].endpoints[0].locality: not supported yet",
+            "clusters[0].health_check: not supported yet",
+            "clusters[0].outlier_detection: not supported yet",
+            "clusters[0].circuit_breakers: not supported yet",
+            "clusters[0].timeouts.request: not supported yet",
+            "clusters[0].timeouts.idle: not supported yet",
+            "clusters[0].retries: not supported yet",
+            "clusters[0].rate_limit: not supported yet",
+            "routes: not supported yet",
+        ])
+    }
+
+    func testEveryPlannedLoadBalancerIsNamed() {
+        for policy in ["least_request", "random", "ring_hash", "maglev"] {
+            let found = problems("""
+                clusters: [{ name: a, lb: \(policy), endpoints: [{ address: "198.18.0.2:80" }] }]
+                """)
+            XCTAssertEqual(found, [#"clusters[0].lb: "\#(policy)" is not supported yet (supported: round_robin)"#])
+        }
+    }
+
+    func testClusterNames() {
+        assertProblems("""
+            clusters:
+              - endpoints: [{ address: "198.18.0.2:80" }]
+              - name: Backend
+                endpoints: [{ address: "198.18.0.2:80" }]
+              - name: "-backend"
+                endpoints: [{ address: "198.18.0.2:80" }]
+            """, [
+            "clusters[0].name: required key is missing",
+            #"clusters[1].name: "Backend" is not a valid cluster name (lowercase letters, digits, "-", "." and "_", starting and ending with a letter or digit)"#,
+            #"clusters[2].name: "-backend" is not a valid cluster name (lowercase letters, digits, "-", "." and "_", starting and ending with a letter or digit)"#,
+        ])
+    }
+
+    func testHostnamesMustBeDNSNames() {
+        assertProblems("""
+            clusters:
+              - name: backend
+                hostnames: ["bad_host", "-x.example", "a..b", "*.example.com", ""]
+                endpoints: [{ address: "198.18.0.2:80" }]
+            """, [
+            #"clusters[0].hostnames[0]: "bad_host" is not a valid DNS name"#,
+            #"clusters[0].hostnames[1]: "-x.example" is not a valid DNS name"#,
+            #"clusters[0].hostnames[2]: "a..b" is not a valid DNS name"#,
+            #"clusters[0].hostnames[3]: "*.example.com" is not a valid DNS name"#,
+            #"clusters[0].hostnames[4]: expected a non-empty string, got """#,
+        ])
+    }
+
+    func testStaticClusterNeedsEndpoints() {
+        assertProblems("clusters: [{ name: a }, { name: b, endpoints: [] }]", [
+            "clusters[0].endpoints: a static cluster needs at least one endpoint",
+            "clusters[1].endpoints: a static cluster needs at least one endpoint",
+        ])
+        assertProblems("clusters: [{ name: a, endpoints: [{ weight: 2 }] }]", [
+            "clusters[0].endpoints[0].address: required key is missing",
+        ])
+    }
+
+    func testEveryProblemIsReportedTogetherInDocumentOrder() {
+        assertProblems("""
+            listeners:
+              outbound: { port: abc }
+            detect_timeout: 5
+            clusters:
+              - name: backend
+                endpoints:
+                  - { address: "198.18.0.2:99999" }
+                  - { address: "198.18.0.3:80", wieght: 2 }
+            routes: []
+            """, [
+            #"listeners.outbound.port: expected an integer, got "abc""#,
+            "detect_timeout: 5 is not a valid duration: missing unit (ms, s, m or h, such as 5s)",
+            #"clusters[0].endpoints[0].address: "198.18.0.2:99999" is not a valid IP:port"#,
+            #"clusters[0].endpoints[1].wieght: unknown key (did you mean "weight"?)"#,
+            "routes: not supported yet",
+        ])
+    }
+
+    func testProblemPathAndMessageAreSeparate() throws {
+        do {
+            _ = try ConfigLoader.load(yaml: "detect_timeout: 5")
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.problems, [ConfigProblem(
+                path: "detect_timeout",
+                message: "5 is not a valid duration: missing unit (ms, s, m or h, such as 5s)"
+            )])
+            XCTAssertEqual(error.description, "detect_timeout: 5 is not a valid duration: missing unit (ms, s, m or h, such as 5s)")
+        }
+    }
+
+    func testYAMLSyntaxErrorIsOneProblemWithLineAndColumn() {
+        let found = problems("node:\n  id: [a, b\nclusters: []\n")
+        XCTAssertEqual(found.count, 1)
+        XCTAssertTrue(found.first?.hasPrefix("YAML syntax error at line 3, column ") ?? false, "\(found)")
+    }
+
+    func testDuplicateKeyIsAProblem() {
+        XCTAssertEqual(problems("node:\n  id: a\n  id: b\n"),
+                       [#"YAML error at line 2, column 3: duplicate key "id" in one mapping"#])
+    }
+
+    func testUnreadableFileIsOneProblemNamingIt() {
+        let path = "/nonexistent-weft-dir/weft.yaml"
+        do {
+            _ = try ConfigLoader.load(path: path)
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.problems.map(\.description), ["cannot read \(path): No such file or directory"])
+        }
+    }
+}

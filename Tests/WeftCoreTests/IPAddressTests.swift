@@ -1,0 +1,79 @@
+import XCTest
+@testable import WeftCore
+
+final class IPAddressTests: XCTestCase {
+    func testParsesAndPrintsCanonicalForms() {
+        XCTAssertEqual(IPAddress("198.18.0.2")?.description, "198.18.0.2")
+        XCTAssertEqual(IPAddress("2001:0002:0000::0001")?.description, "2001:2::1")
+        XCTAssertEqual(IPAddress("::1"), .loopbackV6)
+        XCTAssertEqual(IPAddress("127.0.0.1"), .loopbackV4)
+        XCTAssertEqual(IPAddress("198.18.0.2")?.family, .ipv4)
+        XCTAssertEqual(IPAddress("2001:2::1")?.family, .ipv6)
+    }
+
+    func testRejectsMalformedText() {
+        for bad in ["", "1.2.3", "1.2.3.256", "01.2.3.4x", "::g", "1.2.3.4/8", "[::1]", " 1.2.3.4", "2001:2::1%eth0"] {
+            XCTAssertNil(IPAddress(bad), bad)
+        }
+    }
+
+    func testBytesRoundTrip() {
+        for text in ["0.0.0.0", "255.255.255.255", "198.19.0.10", "::", "2001:2::ff", "fe80::1:2:3:4"] {
+            let address = IPAddress(text)
+            XCTAssertNotNil(address, text)
+            XCTAssertEqual(address.flatMap { IPAddress(bytes: $0.bytes) }, address, text)
+        }
+        XCTAssertNil(IPAddress(bytes: [1, 2, 3]))
+    }
+
+    func testLoopbackAndMappedAddresses() {
+        XCTAssertTrue(IPAddress("127.5.6.7")!.isLoopback)
+        XCTAssertFalse(IPAddress("128.0.0.1")!.isLoopback)
+        XCTAssertTrue(IPAddress("::1")!.isLoopback)
+        XCTAssertFalse(IPAddress("::2")!.isLoopback)
+        XCTAssertEqual(IPAddress("::ffff:198.18.0.2")!.unmappingIPv4, IPAddress("198.18.0.2"))
+        XCTAssertEqual(IPAddress("2001:2::1")!.unmappingIPv4, IPAddress("2001:2::1"))
+    }
+}
+
+final class IPEndpointTests: XCTestCase {
+    func testParsesBothFamilies() {
+        XCTAssertEqual(IPEndpoint("198.18.0.2:9090"), IPEndpoint(address: IPAddress("198.18.0.2")!, port: 9090))
+        XCTAssertEqual(IPEndpoint("[2001:2::3]:80"), IPEndpoint(address: IPAddress("2001:2::3")!, port: 80))
+        XCTAssertEqual(IPEndpoint("[2001:2::3]:80")?.description, "[2001:2::3]:80")
+        XCTAssertEqual(IPEndpoint("198.18.0.2:65535")?.description, "198.18.0.2:65535")
+    }
+
+    func testRejectsBadPortsAndShapes() {
+        for bad in ["198.18.0.2:99999", "198.18.0.2:0", "198.18.0.2:", "198.18.0.2", "198.18.0.2:+80",
+                    "2001:2::3:80", "[2001:2::3]80", "[198.18.0.2]:80", "host:80", "198.18.0.2:8 0"] {
+            XCTAssertNil(IPEndpoint(bad), bad)
+        }
+    }
+}
+
+final class CIDRTests: XCTestCase {
+    func testNormalisesAndContains() throws {
+        let block = try XCTUnwrap(CIDR("198.18.7.9/16"))
+        XCTAssertEqual(block.description, "198.18.0.0/16")
+        XCTAssertTrue(block.contains(IPAddress("198.18.255.1")!))
+        XCTAssertFalse(block.contains(IPAddress("198.19.0.1")!))
+        XCTAssertFalse(block.contains(IPAddress("2001:2::1")!))
+
+        let v6 = try XCTUnwrap(CIDR("2001:2::1/48"))
+        XCTAssertEqual(v6.description, "2001:2::/48")
+        XCTAssertTrue(v6.contains(IPAddress("2001:2:0:ffff::1")!))
+        XCTAssertFalse(v6.contains(IPAddress("2001:3::1")!))
+
+        XCTAssertEqual(CIDR("10.1.2.3")?.description, "10.1.2.3/32")
+        XCTAssertEqual(CIDR("::/0")?.description, "::/0")
+        XCTAssertEqual(CIDR("0.0.0.0/0")?.contains(IPAddress("8.8.8.8")!), true)
+        XCTAssertEqual(CIDR("2001:2::1:2/100")?.description, "2001:2::/100")
+    }
+
+    func testRejectsMalformed() {
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0/8", "10.0.0.0/8/8", "/8", "10.0.0.0/a"] {
+            XCTAssertNil(CIDR(bad), bad)
+        }
+    }
+}

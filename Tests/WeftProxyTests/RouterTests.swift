@@ -1,0 +1,89 @@
+import NIOCore
+import XCTest
+import WeftConfig
+import WeftCore
+import WeftRouting
+@testable import WeftProxy
+
+final class OutboundRouterTests: XCTestCase {
+    let listener = IPEndpoint("127.0.0.1:15001")!
+    let identity = NodeIdentity(id: "a", addresses: [IPAddress("198.18.0.2")!, .loopbackV4],
+                                listenerPorts: Listeners().ownPorts)
+
+    func router(_ policy: OutboundPolicy = .allowAny) -> OutboundRouter {
+        let configuration = Configuration(outboundPolicy: policy, clusters: [
+            Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!],
+                    endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:9090")!)],
+                    timeouts: ClusterTimeouts(connect: .milliseconds(250))),
+            Cluster(name: "empty", addresses: [IPEndpoint("198.19.0.11:80")!]),
+        ])
+        return OutboundRouter(table: ClusterTable(configuration: configuration), identity: identity,
+                              passthroughConnectTimeout: .seconds(5))
+    }
+
+    func testNotRedirectedIsRefused() {
+        XCTAssertEqual(router().decide(originalDestination: listener, localAddress: listener),
+                       .refuse(.notRedirected))
+    }
+
+    func testOwnListenersAreRefused() {
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.18.0.2:15006")!, localAddress: listener),
+                       .refuse(.loop))
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("127.0.0.1:15020")!, localAddress: listener),
+                       .refuse(.loop))
+        // Another host's 15006 is not us.
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.18.0.3:15006")!, localAddress: listener),
+                       .relay(to: IPEndpoint("198.18.0.3:15006")!, connectTimeout: .seconds(5), cluster: nil))
+    }
+
+    func testVIPGoesToAnEndpointWithTheClusterTimeout() {
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.10:9090")!, localAddress: listener),
+                       .relay(to: IPEndpoint("198.18.0.3:9090")!, connectTimeout: .milliseconds(250), cluster: "backend"))
+    }
+
+    func testPassthroughAndRegistryOnly() {
+        let unknown = IPEndpoint("198.18.0.9:8080")!
+        XCTAssertEqual(router(.allowAny).decide(originalDestination: unknown, localAddress: listener),
+                       .relay(to: unknown, connectTimeout: .seconds(5), cluster: nil))
+        XCTAssertEqual(router(.registryOnly).decide(originalDestination: unknown, localAddress: listener),
+                       .refuse(.registryOnly))
+    }
+
+    func testClusterWithoutEndpointsIsRefused() {
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.11:80")!, localAddress: listener),
+                       .refuse(.noEndpoint))
+    }
+}
+
+final class InboundRouterTests: XCTestCase {
+    let identity = NodeIdentity(id: "b", addresses: [IPAddress("198.18.0.3")!, IPAddress("2001:2::3")!],
+                                listenerPorts: Listeners().ownPorts)
+    let local4 = IPEndpoint("198.18.0.3:15006")!
+
+    func router(_ settings: InboundListener = InboundListener()) -> InboundRouter {
+        InboundRouter(settings: settings, identity: identity, connectTimeout: .seconds(1))
+    }
+
+    func testDeliversOverLoopbackOfTheSameFamily() {
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.18.0.3:9090")!, localAddress: local4),
+                       .relay(to: IPEndpoint("127.0.0.1:9090")!, connectTimeout: .seconds(1), cluster: nil))
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("[2001:2::3]:9090")!,
+                                       localAddress: IPEndpoint("[2001:2::3]:15006")!),
+                       .relay(to: IPEndpoint("[::1]:9090")!, connectTimeout: .seconds(1), cluster: nil))
+    }
+
+    func testDeliversToThePodAddressWhenAsked() {
+        let settings = InboundListener(deliverTo: .podIP)
+        XCTAssertEqual(router(settings).decide(originalDestination: IPEndpoint("198.18.0.3:9090")!, localAddress: local4),
+                       .relay(to: IPEndpoint("198.18.0.3:9090")!, connectTimeout: .seconds(1), cluster: nil))
+    }
+
+    func testRefusesLoopsUnredirectedAndPlaintextWhenDenied() {
+        XCTAssertEqual(router().decide(originalDestination: local4, localAddress: local4), .refuse(.notRedirected))
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.18.0.3:15001")!, localAddress: local4),
+                       .refuse(.loop))
+        XCTAssertEqual(router(InboundListener(plaintext: .deny))
+                        .decide(originalDestination: IPEndpoint("198.18.0.3:9090")!, localAddress: local4),
+                       .refuse(.plaintextDenied))
+    }
+}
