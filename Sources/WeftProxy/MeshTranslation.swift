@@ -1,0 +1,246 @@
+import NIOHTTP1
+import WeftCore
+
+/// One header field as it crosses the mesh: lower-case name, raw value.
+public struct HeaderField: Equatable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    public var description: String { "\(name): \(value)" }
+}
+
+/// The protocol the app spoke, carried in `weft-orig-proto` (SPEC §4).
+///
+/// The value is the version, optionally followed by `;`-separated flags
+/// that keep the downgrade faithful: `absolute-form` (the request line
+/// carried a full URI) and `no-host` (an HTTP/1.0 request without Host;
+/// HTTP/2 needs an authority, so the destination stands in for it).
+public struct OrigProto: Equatable, Sendable {
+    public enum Version: String, Sendable { case http10 = "HTTP/1.0", http11 = "HTTP/1.1", http2 = "HTTP/2" }
+    public var version: Version
+    public var absoluteForm = false
+    public var noHost = false
+
+    public init(version: Version, absoluteForm: Bool = false, noHost: Bool = false) {
+        self.version = version
+        self.absoluteForm = absoluteForm
+        self.noHost = noHost
+    }
+
+    init?(headerValue: String) {
+        let parts = headerValue.split(separator: ";").map { $0.trimmingSpaces }
+        guard let first = parts.first, let version = Version(rawValue: String(first)) else { return nil }
+        self.version = version
+        for flag in parts.dropFirst() {
+            switch flag {
+            case "absolute-form": absoluteForm = true
+            case "no-host": noHost = true
+            default: continue  // unknown flags from newer nodes are ignored
+            }
+        }
+    }
+
+    var headerValue: String {
+        var value = version.rawValue
+        if absoluteForm { value += "; absolute-form" }
+        if noHost { value += "; no-host" }
+        return value
+    }
+}
+
+/// A mesh request after the receiving node has taken it apart.
+public struct DowngradedRequest: Equatable {
+    public var head: HTTPRequestHead
+    /// The endpoint the sending node chose (`weft-dst`).
+    public var destination: IPEndpoint
+    public var origProto: OrigProto
+}
+
+public enum TranslationError: Error, Equatable, CustomStringConvertible {
+    case missingPseudoHeader(String)
+    case badDestination(String?)
+    case badOrigProto(String?)
+    case badStatus(String?)
+    case badRequestTarget(String)
+
+    public var description: String {
+        switch self {
+        case .missingPseudoHeader(let name): return "missing \(name)"
+        case .badDestination(let value): return "bad weft-dst \(value.map { "\"\($0)\"" } ?? "(absent)")"
+        case .badOrigProto(let value): return "bad weft-orig-proto \(value.map { "\"\($0)\"" } ?? "(absent)")"
+        case .badStatus(let value): return "bad :status \(value.map { "\"\($0)\"" } ?? "(absent)")"
+        case .badRequestTarget(let value): return "bad request target \"\(value)\""
+        }
+    }
+}
+
+/// The upgrade (app HTTP/1.x → mesh HTTP/2, on the sending node) and the
+/// downgrade (mesh HTTP/2 → HTTP/1.x, on the receiving node), as a
+/// matching pair. Hop-by-hop headers never cross; `weft-*` headers exist
+/// only on the mesh hop (an app cannot forge them, the app never sees them).
+public enum MeshTranslation {
+    public static let origProtoHeader = "weft-orig-proto"
+    public static let destinationHeader = "weft-dst"
+
+    // MARK: requests
+
+    /// The sending node's half: request head → HTTP/2 header list.
+    public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint) throws(TranslationError) -> [HeaderField] {
+        let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11
+        var origProto = OrigProto(version: version)
+        var authority = head.headers.first(name: "host")
+        var path = head.uri
+        if !head.uri.hasPrefix("/") && head.uri != "*" && head.method != .CONNECT {
+            // Absolute form: `GET http://backend:9090/a HTTP/1.1`.
+            guard let (uriAuthority, uriPath) = splitAbsoluteURI(head.uri) else {
+                throw .badRequestTarget(head.uri)
+            }
+            origProto.absoluteForm = true
+            authority = uriAuthority
+            path = uriPath
+        }
+        if authority == nil {
+            origProto.noHost = true
+            authority = destination.description
+        }
+        var fields: [HeaderField] = [
+            HeaderField(":method", head.method.rawValue),
+            HeaderField(":scheme", "http"),
+            HeaderField(":authority", authority ?? destination.description),
+            HeaderField(":path", path),
+        ]
+        fields.reserveCapacity(head.headers.count + 6)
+        appendEndToEnd(head.headers, to: &fields, dropping: "host")
+        fields.append(HeaderField(origProtoHeader, origProto.headerValue))
+        fields.append(HeaderField(destinationHeader, destination.description))
+        return fields
+    }
+
+    /// The receiving node's half: HTTP/2 header list → request head for the app.
+    public static func downgradeRequest(_ fields: [HeaderField]) throws(TranslationError) -> DowngradedRequest {
+        var method: String?, authority: String?, path: String?
+        var origProtoValue: String?, destinationValue: String?
+        var headers = HTTPHeaders()
+        for field in fields {
+            switch field.name {
+            case ":method": method = field.value
+            case ":authority": authority = field.value
+            case ":path": path = field.value
+            case ":scheme", ":protocol": continue
+            case origProtoHeader: origProtoValue = field.value
+            case destinationHeader: destinationValue = field.value
+            default:
+                if field.name.hasPrefix("weft-") { continue }
+                headers.add(name: field.name, value: field.value)
+            }
+        }
+        guard let method else { throw .missingPseudoHeader(":method") }
+        guard let path else { throw .missingPseudoHeader(":path") }
+        guard let destinationValue, let destination = IPEndpoint(destinationValue) else {
+            throw .badDestination(destinationValue)
+        }
+        guard let origProto = OrigProto(headerValue: origProtoValue ?? "HTTP/1.1") else {
+            throw .badOrigProto(origProtoValue)
+        }
+        let version: HTTPVersion = origProto.version == .http10 ? .http1_0 : .http1_1
+        var uri = path
+        if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
+        if let authority, !origProto.noHost { headers.replaceOrAdd(name: "host", value: authority) }
+        let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri, headers: headers)
+        return DowngradedRequest(head: head, destination: destination, origProto: origProto)
+    }
+
+    // MARK: responses
+
+    /// The receiving node's half: the app's response head → HTTP/2 headers.
+    public static func upgradeResponse(_ head: HTTPResponseHead) -> [HeaderField] {
+        var fields = [HeaderField(":status", String(head.status.code))]
+        fields.reserveCapacity(head.headers.count + 1)
+        appendEndToEnd(head.headers, to: &fields, dropping: nil)
+        return fields
+    }
+
+    /// The sending node's half: HTTP/2 response headers → head for the app,
+    /// in the HTTP version the app spoke.
+    public static func downgradeResponse(_ fields: [HeaderField], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
+        var status: String?
+        var headers = HTTPHeaders()
+        for field in fields {
+            if field.name == ":status" {
+                status = field.value
+            } else if !field.name.hasPrefix(":") && !field.name.hasPrefix("weft-") {
+                headers.add(name: field.name, value: field.value)
+            }
+        }
+        guard let status, status.utf8.count == 3, let code = Int(status), (100...999).contains(code) else {
+            throw .badStatus(status)
+        }
+        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code), headers: headers)
+    }
+
+    /// Trailers cross as-is, minus anything hop-by-hop or pseudo.
+    public static func trailerFields(_ headers: HTTPHeaders) -> [HeaderField] {
+        var fields: [HeaderField] = []
+        appendEndToEnd(headers, to: &fields, dropping: nil)
+        return fields
+    }
+
+    // MARK: hop-by-hop
+
+    /// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
+    /// plus `host` (it becomes `:authority`) and HTTP/2's own `http2-settings`.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "http2-settings",
+    ]
+
+    /// Appends every end-to-end header, names lower-cased. `TE: trailers`
+    /// is the one TE value HTTP/2 allows, and gRPC needs it.
+    static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HeaderField], dropping extra: String?) {
+        var named: Set<String> = []
+        for value in headers[canonicalForm: "connection"] {
+            named.insert(value.lowercased())
+        }
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if lower == extra || lower.hasPrefix("weft-") || lower.hasPrefix("proxy-") || named.contains(lower) {
+                continue
+            }
+            if lower == "te" {
+                if value.split(separator: ",").contains(where: { $0.trimmingSpaces.lowercased() == "trailers" }) {
+                    fields.append(HeaderField("te", "trailers"))
+                }
+                continue
+            }
+            if hopByHop.contains(lower) { continue }
+            fields.append(HeaderField(lower, value))
+        }
+    }
+
+    /// `http://authority/path?q` → (`authority`, `/path?q`). Only `http`
+    /// (the mesh carries plaintext HTTP; TLS from apps is opaque TCP).
+    static func splitAbsoluteURI(_ uri: String) -> (authority: String, path: String)? {
+        let lower = uri.lowercased()
+        guard lower.hasPrefix("http://") else { return nil }
+        let rest = uri.dropFirst("http://".count)
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = String(rest[..<end])
+        guard !authority.isEmpty else { return nil }
+        var path = String(rest[end...])
+        if path.isEmpty { path = "/" } else if path.hasPrefix("?") { path = "/" + path }
+        return (authority, path)
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: Substring {
+        let view = Substring(self)
+        guard let start = view.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return view[view.endIndex...] }
+        let end = view.lastIndex(where: { $0 != " " && $0 != "\t" }) ?? start
+        return view[start...end]
+    }
+}

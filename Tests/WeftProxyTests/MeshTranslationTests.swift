@@ -1,0 +1,98 @@
+import NIOHTTP1
+import XCTest
+import WeftCore
+@testable import WeftProxy
+
+final class MeshTranslationTests: XCTestCase {
+    let destination = IPEndpoint("198.18.0.3:9090")!
+
+    private func request(_ uri: String = "/a?b=1", version: HTTPVersion = .http1_1, method: HTTPMethod = .GET,
+                         headers: [(String, String)]) -> HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers))
+    }
+
+    func testUpgradeMapsPseudoHeadersAndMarksTheHop() throws {
+        let fields = try MeshTranslation.upgradeRequest(
+            request(headers: [("Host", "backend:9090"), ("Accept", "*/*"), ("Content-Length", "5")]),
+            destination: destination)
+        XCTAssertEqual(fields, [
+            HeaderField(":method", "GET"), HeaderField(":scheme", "http"),
+            HeaderField(":authority", "backend:9090"), HeaderField(":path", "/a?b=1"),
+            HeaderField("accept", "*/*"), HeaderField("content-length", "5"),
+            HeaderField("weft-orig-proto", "HTTP/1.1"), HeaderField("weft-dst", "198.18.0.3:9090"),
+        ])
+    }
+
+    func testHopByHopHeadersNeverCross() throws {
+        let fields = try MeshTranslation.upgradeRequest(request(headers: [
+            ("Host", "backend"), ("Connection", "keep-alive, X-Private"), ("X-Private", "secret"),
+            ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"), ("TE", "gzip, trailers"),
+            ("Upgrade", "h2c"), ("Proxy-Authorization", "Basic x"), ("Proxy-Connection", "keep-alive"),
+            ("HTTP2-Settings", "AAA"), ("X-Kept", "yes"), ("weft-dst", "10.0.0.1:1"),
+        ]), destination: destination)
+        let names = fields.map(\.name)
+        XCTAssertEqual(names, [":method", ":scheme", ":authority", ":path", "te", "x-kept", "weft-orig-proto", "weft-dst"])
+        XCTAssertEqual(fields.first { $0.name == "te" }?.value, "trailers")
+        XCTAssertEqual(fields.last, HeaderField("weft-dst", "198.18.0.3:9090"), "an app cannot forge weft-dst")
+    }
+
+    func testRoundTripKeepsTheRequestFaithful() throws {
+        let original = request("/x", headers: [("Host", "backend:9090"), ("X-A", "1"), ("X-A", "2")])
+        let down = try MeshTranslation.downgradeRequest(try MeshTranslation.upgradeRequest(original, destination: destination))
+        XCTAssertEqual(down.head.uri, "/x")
+        XCTAssertEqual(down.head.version, .http1_1)
+        XCTAssertEqual(down.head.headers["host"], ["backend:9090"])
+        XCTAssertEqual(down.head.headers["x-a"], ["1", "2"])
+        XCTAssertEqual(down.destination, destination)
+        XCTAssertFalse(down.head.headers.contains { $0.name.hasPrefix("weft-") })
+    }
+
+    func testAbsoluteFormAndHTTP10WithoutHostSurvive() throws {
+        let absolute = request("http://backend:9090/p?q", headers: [("Host", "ignored")])
+        let up = try MeshTranslation.upgradeRequest(absolute, destination: destination)
+        XCTAssertTrue(up.contains(HeaderField(":authority", "backend:9090")))
+        XCTAssertTrue(up.contains(HeaderField(":path", "/p?q")))
+        XCTAssertTrue(up.contains(HeaderField("weft-orig-proto", "HTTP/1.1; absolute-form")))
+        XCTAssertEqual(try MeshTranslation.downgradeRequest(up).head.uri, "http://backend:9090/p?q")
+
+        let old = request("/", version: .http1_0, headers: [])
+        let up10 = try MeshTranslation.upgradeRequest(old, destination: destination)
+        XCTAssertTrue(up10.contains(HeaderField(":authority", "198.18.0.3:9090")), "HTTP/2 needs an authority")
+        XCTAssertTrue(up10.contains(HeaderField("weft-orig-proto", "HTTP/1.0; no-host")))
+        let down10 = try MeshTranslation.downgradeRequest(up10)
+        XCTAssertEqual(down10.head.version, .http1_0)
+        XCTAssertNil(down10.head.headers.first(name: "host"), "the app gets no Host it never sent")
+    }
+
+    func testDowngradeRefusesMissingOrBadMeshHeaders() {
+        let base = [HeaderField(":method", "GET"), HeaderField(":scheme", "http"), HeaderField(":path", "/")]
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base)) {
+            XCTAssertEqual($0 as? TranslationError, .badDestination(nil))
+        }
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base + [HeaderField("weft-dst", "nope")])) {
+            XCTAssertEqual($0 as? TranslationError, .badDestination("nope"))
+        }
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base + [
+            HeaderField("weft-dst", "198.18.0.3:80"), HeaderField("weft-orig-proto", "SPDY/3"),
+        ])) { XCTAssertEqual($0 as? TranslationError, .badOrigProto("SPDY/3")) }
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest([HeaderField(":path", "/")])) {
+            XCTAssertEqual($0 as? TranslationError, .missingPseudoHeader(":method"))
+        }
+        XCTAssertThrowsError(try MeshTranslation.upgradeRequest(request("ftp://x/", headers: []), destination: destination))
+    }
+
+    func testResponsesTranslateBothWays() throws {
+        let head = HTTPResponseHead(version: .http1_1, status: .notModified, headers: HTTPHeaders([
+            ("ETag", "\"v1\""), ("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Content-Length", "0"),
+        ]))
+        let fields = MeshTranslation.upgradeResponse(head)
+        XCTAssertEqual(fields, [HeaderField(":status", "304"), HeaderField("etag", "\"v1\""), HeaderField("content-length", "0")])
+        let back = try MeshTranslation.downgradeResponse(fields + [HeaderField("weft-x", "y")], version: .http1_0)
+        XCTAssertEqual(back.status, .notModified)
+        XCTAssertEqual(back.version, .http1_0)
+        XCTAssertEqual(back.headers["etag"], ["\"v1\""])
+        XCTAssertNil(back.headers.first(name: "weft-x"))
+        XCTAssertThrowsError(try MeshTranslation.downgradeResponse([HeaderField(":status", "20")], version: .http1_1))
+        XCTAssertThrowsError(try MeshTranslation.downgradeResponse([], version: .http1_1))
+    }
+}
