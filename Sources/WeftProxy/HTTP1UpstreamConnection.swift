@@ -1,0 +1,157 @@
+import NIOCore
+import NIOHTTP1
+
+/// Receives one response from an HTTP/1.1 upstream.
+protocol HTTP1ResponseReceiver: AnyObject {
+    /// A 1xx informational head, or the final head (once).
+    func receiveHead(_ head: HTTPResponseHead)
+    func receiveBody(_ buffer: ByteBuffer)
+    func receiveEnd(_ trailers: HTTPHeaders?)
+    /// The connection failed or closed before the response ended.
+    func receiveFailure(_ error: Error)
+    /// The upstream socket can take more request body (or cannot).
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+enum HTTP1UpstreamError: Error, Equatable {
+    /// The upstream closed before its response ended.
+    case closedEarly
+    /// The pool refused another connection to this target.
+    case poolExhausted
+}
+
+/// One keep-alive HTTP/1.1 connection to an upstream (a local app, or a
+/// plain endpoint): carries one exchange at a time.
+///
+/// Pipeline: `HTTPRequestEncoder`, `HTTPResponseDecoder` (1xx forwarded),
+/// then this handler. It hands response parts to the current receiver and
+/// tells the pool when the connection can carry the next request: only
+/// once both the request and the response ended cleanly and neither side
+/// asked to close.
+final class HTTP1UpstreamConnection: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let target: TargetKey
+    private(set) var channel: Channel?
+    private var context: ChannelHandlerContext?
+    private weak var pool: HTTP1UpstreamPool?
+    private var receiver: HTTP1ResponseReceiver?
+    private var requestEnded = false
+    private var responseEnded = false
+    private var reusable = true
+    /// When the connection went idle (for the pool's idle timeout).
+    var idleSince = NIODeadline.now()
+
+    init(target: TargetKey, pool: HTTP1UpstreamPool) {
+        self.target = target
+        self.pool = pool
+    }
+
+    var isActive: Bool { context?.channel.isActive ?? false }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    // MARK: the exchange
+
+    /// Starts an exchange: writes the request head (flushed at once so the
+    /// app can answer `Expect: 100-continue`).
+    func start(_ head: HTTPRequestHead, receiver: HTTP1ResponseReceiver) {
+        self.receiver = receiver
+        requestEnded = false
+        responseEnded = false
+        if !head.isKeepAlive { reusable = false }
+        context?.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func sendBody(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    func sendEnd(_ trailers: HTTPHeaders?) {
+        requestEnded = true
+        context?.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        finishIfDone()
+    }
+
+    /// Gives up on the exchange (the mesh stream was reset): the connection
+    /// cannot be reused, since the app may still be mid-response.
+    func abandon() {
+        receiver = nil
+        reusable = false
+        context?.close(promise: nil)
+    }
+
+    private func finishIfDone() {
+        guard requestEnded, responseEnded else { return }
+        receiver = nil
+        if reusable, isActive {
+            idleSince = .now()
+            pool?.release(self)
+        } else {
+            context?.close(promise: nil)
+        }
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        channel = context.channel
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if !head.isKeepAlive { reusable = false }
+            receiver?.receiveHead(head)
+        case .body(let buffer):
+            receiver?.receiveBody(buffer)
+        case .end(let trailers):
+            responseEnded = true
+            let current = receiver
+            if !requestEnded {
+                // The app answered before the request body was complete:
+                // the connection cannot carry another request safely.
+                reusable = false
+                receiver = nil
+                current?.receiveEnd(trailers)
+                context.close(promise: nil)
+                return
+            }
+            current?.receiveEnd(trailers)
+            finishIfDone()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        receiver?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        reusable = false
+        if let receiver, !responseEnded {
+            self.receiver = nil
+            receiver.receiveFailure(HTTP1UpstreamError.closedEarly)
+        }
+        pool?.remove(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        reusable = false
+        if let receiver, !responseEnded {
+            self.receiver = nil
+            receiver.receiveFailure(error)
+        }
+        context.close(promise: nil)
+    }
+}

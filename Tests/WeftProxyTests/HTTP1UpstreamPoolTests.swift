@@ -1,0 +1,152 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import XCTest
+import WeftCore
+@testable import WeftProxy
+
+/// A loopback HTTP/1.1 app: `/close` answers with Connection: close,
+/// `/cut` closes mid-body, `/continue` sends 100 first; every answer's body
+/// names the connection number, so tests can see reuse.
+private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let connection: Int
+    private var head: HTTPRequestHead?
+    private var received = 0
+    init(connection: Int) { self.connection = connection }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            received = 0
+            if head.uri == "/continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            }
+        case .body(let buffer):
+            received += buffer.readableBytes
+        case .end:
+            guard let head else { return }
+            let body = "conn=\(connection) got=\(received)"
+            var headers = HTTPHeaders([("content-length", String(body.utf8.count))])
+            if head.uri == "/close" { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            if head.uri == "/cut" {
+                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "con"))))).whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                return
+            }
+            if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
+            let closing = head.uri == "/close"
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                if closing { context.close(promise: nil) }
+            }
+        }
+    }
+}
+
+private final class RecordingReceiver: HTTP1ResponseReceiver, @unchecked Sendable {
+    var heads: [HTTPResponseHead] = []
+    var body = ""
+    let done: EventLoopPromise<Result<String, Error>>
+    init(eventLoop: EventLoop) { done = eventLoop.makePromise() }
+    func receiveHead(_ head: HTTPResponseHead) { heads.append(head) }
+    func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
+    func receiveEnd(_ trailers: HTTPHeaders?) { done.succeed(.success(body)) }
+    func receiveFailure(_ error: Error) { done.succeed(.failure(error)) }
+    func upstreamWritabilityChanged(_ writable: Bool) {}
+}
+
+final class HTTP1UpstreamPoolTests: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var app: Channel!
+    let connections = NIOLockedValueBox(0)
+
+    override func setUpWithError() throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let counter = connections
+        app = try ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let number = counter.withLockedValue { $0 += 1; return $0 }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(AppHandler(connection: number))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    override func tearDownWithError() throws {
+        try app.close().wait()
+        try group.syncShutdownGracefully()
+    }
+
+    private var target: TargetKey {
+        TargetKey(endpoint: IPEndpoint(address: .loopbackV4, port: UInt16(app.localAddress!.port!)))
+    }
+
+    /// Runs one exchange on the pool's loop and returns the body or error.
+    private func run(_ pool: HTTP1UpstreamPool, _ uri: String, method: HTTPMethod = .GET,
+                          body: String? = nil, headers: [(String, String)] = []) throws -> (Result<String, Error>, RecordingReceiver) {
+        let loop = pool.eventLoop
+        let boundPool = UncheckedBox(pool)
+        let target = self.target
+        let receiver = RecordingReceiver(eventLoop: loop)
+        try loop.flatSubmit {
+            boundPool.value.acquire(target, connectTimeout: .seconds(2)).map { connection in
+                var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri,
+                                           headers: HTTPHeaders([("host", "app")] + headers))
+                if let body { head.headers.add(name: "content-length", value: String(body.utf8.count)) }
+                connection.start(head, receiver: receiver)
+                if let body { connection.sendBody(ByteBuffer(string: body)) }
+                connection.sendEnd(nil)
+            }
+        }.wait()
+        return (try receiver.done.futureResult.wait(), receiver)
+    }
+
+    private func makePool() throws -> HTTP1UpstreamPool {
+        let loop = group.next()
+        return try loop.submit { HTTP1UpstreamPool(eventLoop: loop) }.wait()
+    }
+
+    func testSequentialExchangesReuseOneConnection() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try run(pool, "/a").0.get(), "conn=1 got=0")
+        XCTAssertEqual(try run(pool, "/b", method: .POST, body: "hello").0.get(), "conn=1 got=5")
+        XCTAssertEqual(try run(pool, "/c", method: .HEAD).0.get(), "", "HEAD has no body but ends")
+        XCTAssertEqual(try run(pool, "/d").0.get(), "conn=1 got=0", "still the same connection after HEAD")
+        XCTAssertEqual(connections.withLockedValue { $0 }, 1)
+    }
+
+    func testConnectionCloseIsNotReused() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try run(pool, "/close").0.get(), "conn=1 got=0")
+        XCTAssertEqual(try run(pool, "/after").0.get(), "conn=2 got=0")
+    }
+
+    func testInformationalResponsesAreForwarded() throws {
+        let pool = try makePool()
+        let (result, receiver) = try run(pool, "/continue", method: .POST, body: "xyz", headers: [("expect", "100-continue")])
+        XCTAssertEqual(try result.get(), "conn=1 got=3")
+        XCTAssertEqual(receiver.heads.map(\.status), [.continue, .ok])
+    }
+
+    func testEarlyCloseIsAFailureAndTheConnectionIsGone() throws {
+        let pool = try makePool()
+        let (result, _) = try run(pool, "/cut")
+        XCTAssertThrowsError(try result.get())
+        XCTAssertEqual(try run(pool, "/next").0.get(), "conn=2 got=0")
+        let open = try pool.eventLoop.submit { [target] in pool.openCount(target) }.wait()
+        XCTAssertEqual(open, 1)
+    }
+}
+
+/// Hands a loop-confined object to a closure that runs on that loop.
+private struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
