@@ -35,7 +35,10 @@ let package = Package(
             "CNetfilter", "WeftCore",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "WeftHTTP2", dependencies: ["CNghttp2"]),
+        .target(name: "WeftHTTP2", dependencies: [
+            "CNghttp2",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .target(name: "WeftTLS", dependencies: ["COpenSSL"]),
         .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
         .target(name: "WeftConfig", dependencies: [
@@ -69,6 +72,10 @@ let package = Package(
         ]),
 
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftHTTP2Tests", dependencies: [
+            "WeftHTTP2",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "WeftNetfilterTests", dependencies: [
             "WeftNetfilter", "WeftHTTP2", "WeftTLS",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,0 +1,953 @@
+import CNghttp2
+import NIOCore
+
+/// One HTTP/2 connection's protocol state: an owning wrapper around one
+/// `nghttp2_session`, client or server, with `ByteBuffer`s in and out.
+///
+/// This is a pure session object, no I/O: bytes read from the socket go to
+/// ``receive(_:)``; what the session wants to write comes out of
+/// ``produceOutput(into:maxBytes:)``; what the peer said arrives at the
+/// ``HTTP2SessionDelegate``. The NIO handlers sit on top of it.
+///
+/// Invariants the caller keeps:
+/// - **One thread.** Not thread-safe and not `Sendable`: use it from the event
+///   loop that owns the connection, and nowhere else.
+/// - **Flush after every call.** Any call can queue frames (a `receive` queues
+///   SETTINGS/PING ACKs, WINDOW_UPDATEs, RST_STREAMs); call `produceOutput`
+///   after each batch of calls and write what it returns, in order.
+/// - **Consume what you were given.** Automatic WINDOW_UPDATE is off: a
+///   stream's (and the connection's) receive window reopens only when
+///   ``consume(streamID:bytes:)`` reports bytes written onward. Bytes never
+///   consumed (a stream dropped on the floor) must be released with
+///   ``discardUnconsumed(streamID:)`` or the connection window shrinks for good.
+/// - **Close when both `wantsRead` and `wantsWrite` are false**, or when a
+///   call throws an error whose ``HTTP2SessionError/isFatal`` is true (after
+///   flushing output), or on the delegate's `connectionError`.
+///
+/// Body bytes go out without copying: ``sendData(streamID:_:endStream:)``
+/// queues the caller's buffer, and the DATA frames `produceOutput` emits are a
+/// 9-byte header buffer followed by slices of that buffer
+/// (`NGHTTP2_DATA_FLAG_NO_COPY`).
+///
+/// All libnghttp2 pointer handling lives in this file: the C callbacks at the
+/// bottom are file-private functions that recover the session from
+/// `user_data` with `Unmanaged` and forward to a method.
+public final class HTTP2Session {
+    public enum Role: Hashable, Sendable {
+        /// Sends the client preface and opens streams (``submitRequest(headers:endStream:)``).
+        case client
+        /// Expects the client preface and answers streams (``submitResponse(streamID:headers:endStream:)``).
+        case server
+    }
+
+    /// RST_STREAM code used when received headers break ``HTTP2Limits``.
+    public static let headerLimitResetCode = HTTP2ErrorCode.enhanceYourCalm
+
+    public let role: Role
+    public let settings: HTTP2Settings
+    public let limits: HTTP2Limits
+    public let protections: HTTP2Protections
+    /// Held weakly: the handler that owns the session is usually its delegate.
+    public weak var delegate: HTTP2SessionDelegate?
+
+    /// Streams opened and not yet closed (requests still queued in nghttp2
+    /// waiting for a concurrency slot count too).
+    public private(set) var openStreamCount = 0
+    /// The fatal error that ended the session, if any.
+    public private(set) var terminationError: HTTP2SessionError?
+    /// The last diagnostic text nghttp2 gave (for logs).
+    public private(set) var lastLibraryMessage: String?
+
+    private let session: OpaquePointer
+    private var streams: [Int32: HTTP2StreamState] = [:]
+
+    // Events are collected while nghttp2 runs and delivered once it returns,
+    // so the delegate never runs inside a libnghttp2 callback.
+    private enum Event {
+        case headers(Int32, [HTTP2Header], HTTP2HeadersKind, endStream: Bool)
+        case data(Int32, ByteBuffer, endStream: Bool)
+        case streamClosed(Int32, HTTP2ErrorCode)
+        case goAway(Int32, HTTP2ErrorCode, String)
+        case settings(HTTP2RemoteSettings)
+        case pingAck(UInt64)
+        case writability(Int32, Bool)
+        case rejected(Int32, HTTP2StreamRejection)
+        case connectionError(HTTP2SessionError)
+    }
+    private var events: [Event] = []
+    private var dispatching = false
+    /// Inside `nghttp2_session_mem_recv` or `nghttp2_session_send`.
+    private var inLibrary = false
+
+    // The input buffer of the running `receive`, so DATA can be sliced from it.
+    private var input: ByteBuffer?
+    private var inputBase: UnsafeRawPointer?
+    private var inputCount = 0
+
+    // Output of the running `produceOutput`.
+    private let allocator = ByteBufferAllocator()
+    private var output: [ByteBuffer] = []
+    private var framing: ByteBuffer?
+    private var outputBytes = 0
+    private var outputBudget = Int.max
+    /// Streams whose data provider was deferred only because the output
+    /// budget ran out; resumed by the next `produceOutput`.
+    private var budgetDeferred: Set<Int32> = []
+
+    /// GOAWAYs we submitted and nghttp2 has not sent yet; any other GOAWAY
+    /// with an error code is nghttp2 tearing the connection down.
+    private var localGoAwaysPending = 0
+    private var nextPingPayload: UInt64 = 1
+    private var shutdownPingPayload: UInt64?
+
+    /// Creates the session and queues this side's SETTINGS (and, for a
+    /// client, the connection preface) and the connection WINDOW_UPDATE.
+    ///
+    /// - Parameter protections: which optional libnghttp2 protections to use;
+    ///   ``HTTP2Protections/detected`` unless a test injects another probe.
+    public init(role: Role, settings: HTTP2Settings = .default, limits: HTTP2Limits = .default,
+                protections: HTTP2Protections = .detected,
+                delegate: HTTP2SessionDelegate?) throws {
+        var callbacks: OpaquePointer?
+        try Self.check(nghttp2_session_callbacks_new(&callbacks))
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_send_callback(callbacks, sendCallback)
+        nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, beginHeadersCallback)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, headerCallback)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameRecvCallback)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunkRecvCallback)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamCloseCallback)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, frameSendCallback)
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, frameNotSendCallback)
+        nghttp2_session_callbacks_set_error_callback2(callbacks, errorCallback)
+
+        var option: OpaquePointer?
+        try Self.check(nghttp2_option_new(&option))
+        defer { nghttp2_option_del(option) }
+        // The window follows the consumer: nghttp2 sends WINDOW_UPDATE only
+        // for bytes `consume` reports. HTTP messaging checks stay on (no
+        // nghttp2_option_set_no_http_messaging): nghttp2 validates
+        // pseudo-headers, content-length against DATA, and so on.
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        protections.apply(to: option!, limits: limits)
+
+        var raw: OpaquePointer?
+        let rv = role == .client
+            ? nghttp2_session_client_new2(&raw, callbacks, nil, option)
+            : nghttp2_session_server_new2(&raw, callbacks, nil, option)
+        try Self.check(rv)
+        self.session = raw!
+        self.role = role
+        self.settings = settings
+        self.limits = limits
+        self.protections = protections
+        self.delegate = delegate
+        // Only now is `self` whole; callbacks cannot run before this (nothing
+        // has been fed or sent yet).
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                                   value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                                   value: settings.initialWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue),
+                                   value: settings.maxFrameSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_HEADER_TABLE_SIZE.rawValue),
+                                   value: settings.headerTableSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue),
+                                   value: settings.enablePush ? 1 : 0),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                                   value: UInt32(clamping: limits.maxHeaderListBytes)),
+        ]
+        if role == .server {
+            // A server must not announce ENABLE_PUSH=1; 0 is allowed but pointless.
+            entries.removeAll { $0.settings_id == Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue) }
+        }
+        try Self.check(nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                               entries, entries.count))
+        if settings.connectionWindowSize > 65535 {
+            try Self.check(nghttp2_session_set_local_window_size(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
+                Int32(clamping: settings.connectionWindowSize)))
+        }
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    // MARK: - Input
+
+    /// Feeds bytes read from the connection. Delegate calls for what they
+    /// complete happen before this returns.
+    ///
+    /// - Throws: a fatal ``HTTP2SessionError`` (bad preface, flood, too many
+    ///   CONTINUATIONs...): flush output, then close the connection. Protocol
+    ///   errors nghttp2 answers with GOAWAY do not throw here; they surface as
+    ///   the delegate's `connectionError` when `produceOutput` sends the GOAWAY.
+    public func receive(_ buffer: ByteBuffer) throws {
+        precondition(!inLibrary, "HTTP2Session.receive re-entered from a libnghttp2 callback")
+        guard buffer.readableBytes > 0 else { return }
+        if let terminationError { throw terminationError }
+        let rv: Int = withExtendedLifetime(self) {
+            buffer.withUnsafeReadableBytes { raw in
+                input = buffer
+                inputBase = raw.baseAddress
+                inputCount = raw.count
+                inLibrary = true
+                defer {
+                    inLibrary = false
+                    input = nil
+                    inputBase = nil
+                    inputCount = 0
+                }
+                return nghttp2_session_mem_recv(
+                    session, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count)
+            }
+        }
+        if rv < 0 {
+            let error = Self.error(Int32(clamping: rv))
+            if error.isFatal { terminationError = error }
+            deliverEvents()
+            throw error
+        }
+        deliverEvents()
+    }
+
+    // MARK: - Output
+
+    /// Moves everything nghttp2 wants to send into `buffers`, in wire order:
+    /// control frames and DATA frame headers in small buffers, DATA payloads
+    /// as slices of the buffers given to ``sendData(streamID:_:endStream:)``.
+    ///
+    /// - Parameter maxBytes: stop once about this many bytes were produced (a
+    ///   frame is never split, so it can overshoot by one frame). Use it to
+    ///   produce only what the socket will take; the rest stays queued.
+    /// - Returns: the number of bytes appended.
+    @discardableResult
+    public func produceOutput(into buffers: inout [ByteBuffer], maxBytes: Int = .max) throws -> Int {
+        precondition(!inLibrary, "HTTP2Session.produceOutput re-entered from a libnghttp2 callback")
+        outputBytes = 0
+        outputBudget = max(1, maxBytes)
+        for streamID in budgetDeferred {
+            try resumeIfDeferred(streamID)
+        }
+        budgetDeferred.removeAll()
+        let rv = withExtendedLifetime(self) { () -> Int32 in
+            inLibrary = true
+            defer { inLibrary = false }
+            return nghttp2_session_send(session)
+        }
+        flushFraming()
+        buffers.append(contentsOf: output)
+        output.removeAll(keepingCapacity: true)
+        let produced = outputBytes
+        if rv < 0 {
+            let error = Self.error(rv)
+            if error.isFatal { terminationError = error }
+            deliverEvents()
+            throw error
+        }
+        deliverEvents()
+        return produced
+    }
+
+    /// ``produceOutput(into:maxBytes:)`` returning a fresh array.
+    public func produceOutput(maxBytes: Int = .max) throws -> [ByteBuffer] {
+        var buffers: [ByteBuffer] = []
+        try produceOutput(into: &buffers, maxBytes: maxBytes)
+        return buffers
+    }
+
+    // MARK: - Opening and answering streams
+
+    /// Client: opens a stream with a request header block (pseudo-headers
+    /// first, lowercase names). With `endStream` false the body follows with
+    /// ``sendData(streamID:_:endStream:)`` / ``sendEnd(streamID:)`` /
+    /// ``submitTrailers(streamID:headers:)``.
+    ///
+    /// nghttp2 holds the request back while the peer's MAX_CONCURRENT_STREAMS
+    /// is reached; check ``openStreamCount`` against
+    /// ``remoteMaxConcurrentStreams`` to spread load instead.
+    ///
+    /// - Returns: the new stream's id.
+    /// - Throws: `.streamIDNotAvailable` when the ids are used up (open a new
+    ///   connection), `.wrongRole` on a server.
+    public func submitRequest(headers: [HTTP2Header], endStream: Bool) throws -> Int32 {
+        guard role == .client else { throw HTTP2SessionError.wrongRole("submitRequest on a server session") }
+        let id: Int32 = withNVArray(headers) { nva, count in
+            if endStream {
+                return nghttp2_submit_request(session, nil, nva, count, nil, nil)
+            }
+            var provider = Self.dataProvider
+            return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+        }
+        try Self.check(id)
+        streams[id] = HTTP2StreamState(local: endStream ? .ended : .open)
+        openStreamCount += 1
+        deliverEvents()
+        return id
+    }
+
+    /// Server: the final response header block (`:status` first). Data queued
+    /// before this call goes out after it.
+    public func submitResponse(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
+        guard role == .server else { throw HTTP2SessionError.wrongRole("submitResponse on a client session") }
+        let state = try openStream(streamID)
+        guard state.local == .idle else { throw HTTP2SessionError.streamEnded(streamID) }
+        if endStream && (state.queuedBytes > 0 || state.trailers != nil) {
+            throw HTTP2SessionError.invalidArgument("endStream response on stream \(streamID) with a queued body")
+        }
+        let rv: Int32 = withNVArray(headers) { nva, count in
+            if endStream {
+                return nghttp2_submit_response(session, streamID, nva, count, nil)
+            }
+            var provider = Self.dataProvider
+            return nghttp2_submit_response(session, streamID, nva, count, &provider)
+        }
+        try Self.check(rv)
+        streams[streamID]!.local = endStream ? .ended : .open
+        streams[streamID]!.deferred = false
+        deliverEvents()
+    }
+
+    /// Server: a 1xx informational header block (e.g. `:status 100` for
+    /// `Expect: 100-continue`), before the final response.
+    public func submitInformational(streamID: Int32, headers: [HTTP2Header]) throws {
+        guard role == .server else { throw HTTP2SessionError.wrongRole("submitInformational on a client session") }
+        let state = try openStream(streamID)
+        guard state.local == .idle else { throw HTTP2SessionError.streamEnded(streamID) }
+        let rv: Int32 = withNVArray(headers) { nva, count in
+            nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, nil, nva, count, nil)
+        }
+        try Self.check(rv)
+    }
+
+    /// Ends the stream's body with a trailer block (after any queued data).
+    /// The stream's HEADERS must have been submitted without `endStream`.
+    public func submitTrailers(streamID: Int32, headers: [HTTP2Header]) throws {
+        var state = try openStream(streamID)
+        guard state.local != .ended, !state.endRequested else { throw HTTP2SessionError.streamEnded(streamID) }
+        guard state.local == .open else {
+            throw HTTP2SessionError.invalidArgument("trailers before headers on stream \(streamID)")
+        }
+        state.trailers = headers
+        state.endRequested = true
+        streams[streamID] = state
+        try resumeIfDeferred(streamID)
+    }
+
+    // MARK: - Bodies
+
+    /// Queues body bytes for the stream; they leave as DATA frames (as slices
+    /// of `buffer`, never copied) when flow control allows. `endStream` ends
+    /// the body after them.
+    ///
+    /// The queue is unbounded here; backpressure is the caller's job:
+    /// the delegate's `streamWritabilityChanged` (and ``isWritable(streamID:)``)
+    /// turns false above ``HTTP2Limits/streamSendHighWatermark``, and the
+    /// caller stops reading the source until it turns true again.
+    public func sendData(streamID: Int32, _ buffer: ByteBuffer, endStream: Bool = false) throws {
+        var state = try openStream(streamID)
+        guard state.local != .ended, !state.endRequested else { throw HTTP2SessionError.streamEnded(streamID) }
+        state.enqueue(buffer)
+        if endStream { state.endRequested = true }
+        if state.writable && state.queuedBytes > limits.streamSendHighWatermark {
+            state.writable = false
+            events.append(.writability(streamID, false))
+        }
+        streams[streamID] = state
+        try resumeIfDeferred(streamID)
+        deliverEvents()
+    }
+
+    /// Ends the stream's body (END_STREAM after any queued data).
+    public func sendEnd(streamID: Int32) throws {
+        try sendData(streamID: streamID, ByteBuffer(), endStream: true)
+    }
+
+    /// Body bytes queued on the stream and not yet handed to nghttp2.
+    public func queuedBytes(streamID: Int32) -> Int {
+        streams[streamID]?.queuedBytes ?? 0
+    }
+
+    /// False while the stream's outbound queue is above its high watermark.
+    public func isWritable(streamID: Int32) -> Bool {
+        streams[streamID]?.writable ?? false
+    }
+
+    // MARK: - Flow control
+
+    /// Reports `bytes` of the stream's received DATA as written onward, so
+    /// nghttp2 may reopen the stream and connection windows (it sends
+    /// WINDOW_UPDATE once half a window is consumed). Works after the stream
+    /// closed (connection window only). Bytes beyond what was delivered are
+    /// ignored.
+    public func consume(streamID: Int32, bytes: Int) throws {
+        guard bytes > 0, var state = streams[streamID], state.unconsumed > 0 else { return }
+        let count = min(bytes, state.unconsumed)
+        try Self.check(nghttp2_session_consume(session, streamID, count))
+        state.unconsumed -= count
+        if state.closed && state.unconsumed == 0 {
+            streams[streamID] = nil
+        } else {
+            streams[streamID] = state
+        }
+    }
+
+    /// Gives back every byte delivered on the stream and not yet consumed
+    /// (the caller dropped them).
+    public func discardUnconsumed(streamID: Int32) throws {
+        try consume(streamID: streamID, bytes: Int.max)
+    }
+
+    /// Bytes delivered on the stream and not yet consumed.
+    public func unconsumedBytes(streamID: Int32) -> Int {
+        streams[streamID]?.unconsumed ?? 0
+    }
+
+    // MARK: - Resets, GOAWAY, PING
+
+    /// Queues RST_STREAM. Unknown or closed streams are ignored.
+    public func resetStream(streamID: Int32, errorCode: HTTP2ErrorCode = .cancel) throws {
+        guard let state = streams[streamID], !state.closed else { return }
+        try Self.check(nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                                 streamID, errorCode.rawValue))
+    }
+
+    /// Queues GOAWAY. `lastStreamID` defaults to the last peer stream this
+    /// side processed; streams the peer opened above it will be refused.
+    public func goAway(errorCode: HTTP2ErrorCode = .noError, lastStreamID: Int32? = nil,
+                       debugData: String = "") throws {
+        let last = lastStreamID ?? nghttp2_session_get_last_proc_stream_id(session)
+        var debug = Array(debugData.utf8)
+        let rv = debug.withUnsafeMutableBufferPointer { bytes in
+            nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode.rawValue,
+                                  bytes.baseAddress, bytes.count)
+        }
+        try Self.check(rv)
+        localGoAwaysPending += 1
+    }
+
+    /// Graceful shutdown. A server sends a shutdown notice (GOAWAY with the
+    /// largest stream id) and a PING; when the PING is acknowledged, the real
+    /// GOAWAY names the last stream it will serve. A client sends GOAWAY. In
+    /// both cases open streams finish, then `wantsRead`/`wantsWrite` turn false.
+    public func startGracefulShutdown() throws {
+        switch role {
+        case .server:
+            try Self.check(nghttp2_submit_shutdown_notice(session))
+            localGoAwaysPending += 1
+            shutdownPingPayload = try ping()
+        case .client:
+            try goAway()
+        }
+    }
+
+    /// Queues a PING; the delegate's `didReceivePingAck` reports the answer.
+    /// - Returns: the payload sent.
+    @discardableResult
+    public func ping(payload: UInt64? = nil) throws -> UInt64 {
+        let value = payload ?? nextPingPayload
+        if payload == nil { nextPingPayload &+= 1 }
+        var bytes = value.bigEndian
+        let rv = withUnsafeBytes(of: &bytes) { raw in
+            nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        try Self.check(rv)
+        return value
+    }
+
+    // MARK: - State
+
+    /// nghttp2 still expects input. False once a GOAWAY ended the session
+    /// and its streams are done.
+    public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    /// There are frames to send (DATA waiting for a window or for body
+    /// bytes does not count; DATA held back by `maxBytes` does).
+    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 || !budgetDeferred.isEmpty }
+
+    /// Client: new requests are still allowed (no GOAWAY, ids left).
+    public var isRequestAllowed: Bool {
+        role == .client && nghttp2_session_check_request_allowed(session) != 0
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive).
+    public var remoteMaxConcurrentStreams: UInt32 {
+        nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+    }
+
+    /// The peer's settings as nghttp2 applies them now.
+    public var remoteSettings: HTTP2RemoteSettings {
+        func get(_ id: nghttp2_settings_id) -> UInt32 { nghttp2_session_get_remote_settings(session, id) }
+        return HTTP2RemoteSettings(
+            maxConcurrentStreams: get(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+            initialWindowSize: get(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE),
+            maxFrameSize: get(NGHTTP2_SETTINGS_MAX_FRAME_SIZE),
+            headerTableSize: get(NGHTTP2_SETTINGS_HEADER_TABLE_SIZE),
+            maxHeaderListSize: get(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE),
+            enablePush: get(NGHTTP2_SETTINGS_ENABLE_PUSH) != 0)
+    }
+
+    /// The highest peer-opened stream id this side processed (for GOAWAY).
+    public var lastProcessedStreamID: Int32 { nghttp2_session_get_last_proc_stream_id(session) }
+
+    /// Body bytes the peer may still send on the stream (and the connection)
+    /// before this side consumes more.
+    public func localWindow(streamID: Int32) -> Int {
+        let stream = nghttp2_session_get_stream_local_window_size(session, streamID)
+        let connection = nghttp2_session_get_local_window_size(session)
+        return Int(max(0, min(stream, connection)))
+    }
+
+    /// How many body bytes this side may still send on the stream right now.
+    public func remoteWindow(streamID: Int32) -> Int {
+        let stream = nghttp2_session_get_stream_remote_window_size(session, streamID)
+        let connection = nghttp2_session_get_remote_window_size(session)
+        return Int(max(0, min(stream, connection)))
+    }
+
+    // MARK: - Internals
+
+    private func openStream(_ streamID: Int32) throws -> HTTP2StreamState {
+        guard let state = streams[streamID], !state.closed else { throw HTTP2SessionError.unknownStream(streamID) }
+        return state
+    }
+
+    private func resumeIfDeferred(_ streamID: Int32) throws {
+        guard let state = streams[streamID], state.deferred, state.local == .open, !state.closed else { return }
+        streams[streamID]!.deferred = false
+        try Self.check(nghttp2_session_resume_data(session, streamID))
+    }
+
+    private func deliverEvents() {
+        guard !dispatching else { return }  // an outer delivery loop picks them up
+        dispatching = true
+        defer { dispatching = false }
+        while !events.isEmpty {
+            let batch = events
+            events.removeAll(keepingCapacity: true)
+            guard let delegate else { continue }
+            for event in batch {
+                switch event {
+                case .headers(let id, let headers, let kind, let endStream):
+                    delegate.session(self, didReceiveHeaders: headers, kind: kind, streamID: id, endStream: endStream)
+                case .data(let id, let data, let endStream):
+                    delegate.session(self, didReceiveData: data, streamID: id, endStream: endStream)
+                case .streamClosed(let id, let code):
+                    delegate.session(self, streamClosed: id, errorCode: code)
+                case .goAway(let last, let code, let debug):
+                    delegate.session(self, didReceiveGoAway: last, errorCode: code, debugData: debug)
+                case .settings(let settings):
+                    delegate.session(self, didReceiveSettings: settings)
+                case .pingAck(let payload):
+                    delegate.session(self, didReceivePingAck: payload)
+                case .writability(let id, let writable):
+                    delegate.session(self, streamWritabilityChanged: id, isWritable: writable)
+                case .rejected(let id, let reason):
+                    delegate.session(self, didRejectStream: id, reason: reason)
+                case .connectionError(let error):
+                    delegate.session(self, connectionError: error)
+                }
+            }
+        }
+    }
+
+    private func flushFraming() {
+        if let framing, framing.readableBytes > 0 {
+            output.append(framing)
+        }
+        framing = nil
+    }
+
+    private func writeFraming(_ bytes: UnsafeRawBufferPointer) {
+        if framing == nil { framing = allocator.buffer(capacity: max(1024, bytes.count)) }
+        framing!.writeBytes(bytes)
+    }
+
+    private static var dataProvider: nghttp2_data_provider {
+        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceReadCallback)
+    }
+
+    /// Builds a temporary `nghttp2_nv` array (nghttp2 copies it on submit).
+    private func withNVArray<R>(_ headers: [HTTP2Header], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(headers.reduce(1) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+        var spans: [(name: Int, nameCount: Int, value: Int, valueCount: Int)] = []
+        spans.reserveCapacity(headers.count)
+        for header in headers {
+            let name = bytes.count
+            bytes.append(contentsOf: header.name.utf8)
+            let value = bytes.count
+            bytes.append(contentsOf: header.value.utf8)
+            spans.append((name, value - name, value, bytes.count - value))
+        }
+        bytes.append(0)  // never empty, so the base address exists
+        return bytes.withUnsafeMutableBufferPointer { storage in
+            let base = storage.baseAddress!
+            let nva = spans.map {
+                nghttp2_nv(name: base + $0.name, value: base + $0.value, namelen: $0.nameCount,
+                           valuelen: $0.valueCount, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return nva.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+        }
+    }
+
+    private static func check(_ rv: Int32) throws {
+        if rv < 0 { throw error(rv) }
+    }
+
+    static func error(_ code: Int32) -> HTTP2SessionError {
+        switch code {
+        case NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue: return .badClientMagic
+        case NGHTTP2_ERR_FLOODED.rawValue: return .flooded
+        case -905: return .tooManyContinuations  // NGHTTP2_ERR_TOO_MANY_CONTINUATIONS, backport-only in 1.52
+        case NGHTTP2_ERR_CALLBACK_FAILURE.rawValue: return .callbackFailure
+        case NGHTTP2_ERR_NOMEM.rawValue: return .outOfMemory
+        case NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE.rawValue: return .streamIDNotAvailable
+        case NGHTTP2_ERR_START_STREAM_NOT_ALLOWED.rawValue: return .startStreamNotAllowed
+        case NGHTTP2_ERR_SESSION_CLOSING.rawValue: return .sessionClosing
+        case NGHTTP2_ERR_INVALID_ARGUMENT.rawValue: return .invalidArgument(String(cString: nghttp2_strerror(code)))
+        default: return .library(code: code, message: String(cString: nghttp2_strerror(code)))
+        }
+    }
+
+    // MARK: - Callback targets (called only from the C functions below)
+
+    fileprivate func onSend(_ data: UnsafePointer<UInt8>, _ length: Int) -> Int {
+        if outputBytes >= outputBudget { return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue) }
+        writeFraming(UnsafeRawBufferPointer(start: data, count: length))
+        outputBytes += length
+        return length
+    }
+
+    // Never returns NGHTTP2_ERR_WOULDBLOCK: a DATA frame nghttp2 holds across
+    // calls could outlive its stream (a RST_STREAM read in between). The
+    // output budget is applied earlier, in `onReadData`.
+    fileprivate func onSendData(_ frame: UnsafePointer<nghttp2_frame>, _ header: UnsafePointer<UInt8>,
+                                _ length: Int) -> Int32 {
+        let streamID = frame.pointee.hd.stream_id
+        let padding = frame.pointee.data.padlen  // includes the Pad Length byte
+        guard var state = streams[streamID], !state.closed, state.queuedBytes >= length else {
+            // Cannot happen (the provider only promises queued bytes, and the
+            // frame goes out in the same call); reset the stream, not the connection.
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        writeFraming(UnsafeRawBufferPointer(start: header, count: 9))
+        if padding > 0 {
+            var padLength = UInt8(padding - 1)
+            withUnsafeBytes(of: &padLength) { writeFraming($0) }
+        }
+        flushFraming()
+        _ = state.dequeue(length, into: &output)
+        if padding > 1 {
+            framing = allocator.buffer(capacity: padding - 1)
+            framing!.writeRepeatingByte(0, count: padding - 1)
+        }
+        outputBytes += 9 + length + padding
+        if !state.writable && state.queuedBytes <= limits.streamSendLowWatermark {
+            state.writable = true
+            events.append(.writability(streamID, true))
+        }
+        streams[streamID] = state
+        return 0
+    }
+
+    fileprivate func onReadData(_ streamID: Int32, _ maxLength: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard var state = streams[streamID], !state.closed else {
+            return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)  // resets the stream
+        }
+        if outputBytes >= outputBudget {
+            // Out of budget for this `produceOutput`: park the stream, resume next time.
+            state.deferred = true
+            streams[streamID] = state
+            budgetDeferred.insert(streamID)
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        let count = min(maxLength, state.queuedBytes)
+        if count > 0 {
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        }
+        if count == state.queuedBytes && state.endRequested {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            state.local = .ended
+            if let trailers = state.trailers {
+                flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                state.trailers = nil
+                let rv: Int32 = withNVArray(trailers) { nva, n in
+                    nghttp2_submit_trailer(session, streamID, nva, n)
+                }
+                if rv < 0 { return Int(rv) }
+            }
+        } else if count == 0 {
+            state.deferred = true
+            streams[streamID] = state
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        streams[streamID] = state
+        return count
+    }
+
+    fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        guard frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+        let streamID = frame.pointee.hd.stream_id
+        if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST && streams[streamID] == nil {
+            streams[streamID] = HTTP2StreamState(local: .idle)
+            openStreamCount += 1
+        }
+        streams[streamID]?.headerBlock = []
+        streams[streamID]?.headerBlockBytes = 0
+        return 0
+    }
+
+    fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeRawBufferPointer,
+                              _ value: UnsafeRawBufferPointer) -> Int32 {
+        let streamID = frame.pointee.hd.stream_id
+        guard var state = streams[streamID], !state.rejected else { return 0 }
+        state.headerBlockBytes += name.count + value.count + 32
+        var rejection: HTTP2StreamRejection?
+        if state.headerBlock.count + 1 > limits.maxHeaderCount {
+            rejection = .tooManyHeaders(limit: limits.maxHeaderCount)
+        } else if state.headerBlockBytes > limits.maxHeaderListBytes {
+            rejection = .headerListTooLarge(limit: limits.maxHeaderListBytes)
+        }
+        if let rejection {
+            // Reset with our own code and ignore the rest of the block (nghttp2
+            // still decodes it to keep HPACK in sync; nothing is stored).
+            // Returning NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE would also reset,
+            // but always with INTERNAL_ERROR.
+            state.rejected = true
+            state.headerBlock = []
+            streams[streamID] = state
+            events.append(.rejected(streamID, rejection))
+            let rv = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
+                                               Self.headerLimitResetCode.rawValue)
+            return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
+        }
+        state.headerBlock.append(HTTP2Header(String(decoding: name, as: UTF8.self),
+                                             String(decoding: value, as: UTF8.self)))
+        streams[streamID] = state
+        return 0
+    }
+
+    fileprivate func onDataChunk(_ streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
+        guard var state = streams[streamID], !state.rejected, !state.closed else {
+            // Nobody will consume these bytes: give the window back now.
+            return nghttp2_session_consume(session, streamID, data.count) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
+        }
+        state.pendingData.append(slice(of: data))
+        state.unconsumed += data.count
+        streams[streamID] = state
+        return 0
+    }
+
+    /// A ByteBuffer for `data`: a slice of the input buffer when `data` lies
+    /// inside it (unpadded DATA does), else a copy.
+    private func slice(of data: UnsafeRawBufferPointer) -> ByteBuffer {
+        if let input, let inputBase, let start = data.baseAddress, start >= inputBase,
+           start + data.count <= inputBase + inputCount,
+           let slice = input.getSlice(at: input.readerIndex + (start - inputBase), length: data.count) {
+            return slice
+        }
+        var copy = allocator.buffer(capacity: data.count)
+        copy.writeBytes(data)
+        return copy
+    }
+
+    fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let hd = frame.pointee.hd
+        let streamID = hd.stream_id
+        let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch UInt32(hd.type) {
+        case NGHTTP2_DATA.rawValue:
+            guard var state = streams[streamID], !state.rejected else { return 0 }
+            let chunks = state.pendingData
+            state.pendingData = []
+            streams[streamID] = state
+            if chunks.isEmpty {
+                if endStream { events.append(.data(streamID, ByteBuffer(), endStream: true)) }
+            } else {
+                for (index, chunk) in chunks.enumerated() {
+                    events.append(.data(streamID, chunk, endStream: endStream && index == chunks.count - 1))
+                }
+            }
+        case NGHTTP2_HEADERS.rawValue:
+            guard var state = streams[streamID], !state.rejected else { return 0 }
+            let headers = state.headerBlock
+            state.headerBlock = []
+            state.headerBlockBytes = 0
+            streams[streamID] = state
+            events.append(.headers(streamID, headers, kind(of: headers, category: frame.pointee.headers.cat),
+                                   endStream: endStream))
+        case NGHTTP2_SETTINGS.rawValue:
+            if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 {
+                events.append(.settings(remoteSettings))
+            }
+        case NGHTTP2_PING.rawValue:
+            if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 {
+                let opaque = frame.pointee.ping.opaque_data
+                let payload = withUnsafeBytes(of: opaque) { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+                if payload == shutdownPingPayload {
+                    // One round trip after the shutdown notice: name the last stream served.
+                    shutdownPingPayload = nil
+                    let rv = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                                                   nghttp2_session_get_last_proc_stream_id(session),
+                                                   HTTP2ErrorCode.noError.rawValue, nil, 0)
+                    if rv == 0 { localGoAwaysPending += 1 }
+                } else {
+                    events.append(.pingAck(payload))
+                }
+            }
+        case NGHTTP2_GOAWAY.rawValue:
+            let goaway = frame.pointee.goaway
+            events.append(.goAway(goaway.last_stream_id, HTTP2ErrorCode(goaway.error_code),
+                                  Self.text(goaway.opaque_data, goaway.opaque_data_len)))
+        default:
+            break
+        }
+        return 0
+    }
+
+    private func kind(of headers: [HTTP2Header], category: nghttp2_headers_category) -> HTTP2HeadersKind {
+        if let status = headers.first(where: { $0.name == ":status" })?.value {
+            return status.utf8.count == 3 && status.hasPrefix("1") ? .informational : .response
+        }
+        return category == NGHTTP2_HCAT_REQUEST ? .request : .trailers
+    }
+
+    fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
+        guard var state = streams[streamID], !state.closed else { return 0 }
+        state.closed = true
+        state.dropOutbound()
+        // Chunks of a DATA frame cut short by the close were never delivered.
+        let undelivered = state.pendingData.reduce(0) { $0 + $1.readableBytes }
+        state.pendingData = []
+        state.headerBlock = []
+        if undelivered > 0 {
+            state.unconsumed -= undelivered
+            if nghttp2_session_consume_connection(session, undelivered) < 0 {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+        }
+        streams[streamID] = state.unconsumed > 0 ? state : nil
+        openStreamCount -= 1
+        events.append(.streamClosed(streamID, HTTP2ErrorCode(errorCode)))
+        return 0
+    }
+
+    fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        guard frame.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
+        if localGoAwaysPending > 0 {
+            localGoAwaysPending -= 1
+            return 0
+        }
+        let goaway = frame.pointee.goaway
+        let code = HTTP2ErrorCode(goaway.error_code)
+        if code != .noError {
+            // nghttp2 is tearing the connection down because of the peer.
+            let error = HTTP2SessionError.connectionTerminated(
+                code, reason: Self.text(goaway.opaque_data, goaway.opaque_data_len))
+            terminationError = error
+            events.append(.connectionError(error))
+        }
+        return 0
+    }
+
+    fileprivate func onFrameNotSend(_ frame: UnsafePointer<nghttp2_frame>, _ libraryError: Int32) -> Int32 {
+        if frame.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) && localGoAwaysPending > 0 {
+            localGoAwaysPending -= 1
+        }
+        // A request HEADERS that could not go out closes its stream with
+        // REFUSED_STREAM through onStreamClose; nothing else to do here.
+        return 0
+    }
+
+    fileprivate func onError(_ code: Int32, _ message: UnsafeRawBufferPointer) -> Int32 {
+        lastLibraryMessage = String(decoding: message, as: UTF8.self)
+        return 0
+    }
+
+    private static func text(_ bytes: UnsafeMutablePointer<UInt8>?, _ count: Int) -> String {
+        guard let bytes, count > 0 else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+}
+
+/// Confined to one event loop: see the type's documentation.
+@available(*, unavailable)
+extension HTTP2Session: Sendable {}
+
+// MARK: - libnghttp2 callbacks
+
+// Each recovers the session from `user_data` (set unretained in init: the
+// session owns the nghttp2 object, so it outlives every callback) and forwards.
+
+private func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+    Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private func sendCallback(_ session: OpaquePointer?, _ data: UnsafePointer<UInt8>?, _ length: Int,
+                          _ flags: Int32, _ userData: UnsafeMutableRawPointer?) -> Int {
+    owner(userData).onSend(data!, length)
+}
+
+private func sendDataCallback(_ session: OpaquePointer?, _ frame: UnsafeMutablePointer<nghttp2_frame>?,
+                              _ frameHeader: UnsafePointer<UInt8>?, _ length: Int,
+                              _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+                              _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onSendData(frame!, frameHeader!, length)
+}
+
+private func dataSourceReadCallback(_ session: OpaquePointer?, _ streamID: Int32, _ buffer: UnsafeMutablePointer<UInt8>?,
+                                    _ length: Int, _ flags: UnsafeMutablePointer<UInt32>?,
+                                    _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+                                    _ userData: UnsafeMutableRawPointer?) -> Int {
+    owner(userData).onReadData(streamID, length, flags!)
+}
+
+private func beginHeadersCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                                  _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onBeginHeaders(frame!)
+}
+
+private func headerCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                            _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
+                            _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
+                            _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onHeader(frame!, UnsafeRawBufferPointer(start: name, count: nameLength),
+                             UnsafeRawBufferPointer(start: value, count: valueLength))
+}
+
+private func frameRecvCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                               _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onFrameRecv(frame!)
+}
+
+private func dataChunkRecvCallback(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
+                                   _ data: UnsafePointer<UInt8>?, _ length: Int,
+                                   _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onDataChunk(streamID, UnsafeRawBufferPointer(start: data, count: length))
+}
+
+private func streamCloseCallback(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32,
+                                 _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onStreamClose(streamID, errorCode)
+}
+
+private func frameSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                               _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onFrameSend(frame!)
+}
+
+private func frameNotSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                                  _ libraryError: Int32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onFrameNotSend(frame!, libraryError)
+}
+
+private func errorCallback(_ session: OpaquePointer?, _ code: Int32, _ message: UnsafePointer<CChar>?,
+                           _ length: Int, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onError(code, UnsafeRawBufferPointer(start: message, count: length))
+}

@@ -1,0 +1,86 @@
+import NIOCore
+
+/// The wrapper's own bookkeeping for one stream, next to nghttp2's: the
+/// outbound body queue the data provider reads from, and the inbound header
+/// block and flow-control debt. Plain Swift, no pointers.
+struct HTTP2StreamState {
+    /// Our sending side.
+    enum LocalSide {
+        /// No HEADERS submitted yet (a server stream before its response).
+        case idle
+        /// HEADERS submitted without END_STREAM; a data provider reads `outbound`.
+        case open
+        /// HEADERS submitted with END_STREAM: no body may follow.
+        case ended
+    }
+
+    var local: LocalSide = .idle
+
+    // MARK: outbound body
+
+    /// Body buffers waiting for the data provider, oldest first.
+    var outbound = CircularBuffer<ByteBuffer>()
+    var queuedBytes = 0
+    /// The body ends after `outbound` drains (END_STREAM, or trailers).
+    var endRequested = false
+    /// Trailers to send once `outbound` drains.
+    var trailers: [HTTP2Header]?
+    /// The data provider returned NGHTTP2_ERR_DEFERRED; new data must resume it.
+    var deferred = false
+    /// Below the high watermark (see `HTTP2Limits.streamSendHighWatermark`).
+    var writable = true
+
+    // MARK: inbound
+
+    /// Closed by nghttp2; the entry lives on only while `unconsumed > 0`.
+    var closed = false
+    /// Header block being received, and its running size and count.
+    var headerBlock: [HTTP2Header] = []
+    var headerBlockBytes = 0
+    /// Headers broke a limit; the stream is being reset, its input dropped.
+    var rejected = false
+    /// DATA chunks of the frame being received (delivered when it completes).
+    var pendingData: [ByteBuffer] = []
+    /// Bytes handed to the delegate and not yet given back with `consume`.
+    var unconsumed = 0
+
+    init(local: LocalSide) {
+        self.local = local
+    }
+
+    /// Appends `buffer` to the outbound queue.
+    mutating func enqueue(_ buffer: ByteBuffer) {
+        guard buffer.readableBytes > 0 else { return }
+        queuedBytes += buffer.readableBytes
+        outbound.append(buffer)
+    }
+
+    /// Moves the first `count` queued bytes to `output` as slices of the
+    /// queued buffers (no byte is copied). Returns false when fewer than
+    /// `count` bytes are queued.
+    mutating func dequeue(_ count: Int, into output: inout [ByteBuffer]) -> Bool {
+        guard count <= queuedBytes else { return false }
+        var remaining = count
+        while remaining > 0 {
+            let headCount = outbound[outbound.startIndex].readableBytes
+            if headCount <= remaining {
+                output.append(outbound.removeFirst())
+                remaining -= headCount
+            } else {
+                // Split the head buffer: its front goes out, the rest stays queued.
+                let slice = outbound[outbound.startIndex].readSlice(length: remaining)!
+                output.append(slice)
+                remaining = 0
+            }
+        }
+        queuedBytes -= count
+        return true
+    }
+
+    /// Drops everything queued to send (the stream is closed).
+    mutating func dropOutbound() {
+        outbound.removeAll()
+        queuedBytes = 0
+        trailers = nil
+    }
+}

@@ -1,0 +1,562 @@
+import NIOCore
+import XCTest
+
+@testable import WeftHTTP2
+
+final class HTTP2SessionTests: XCTestCase {
+
+    // MARK: - Requests and responses
+
+    func testRequestAndResponseWithBodiesBothWays() throws {
+        let pair = try Pair()
+        pair.serverRecorder.onHeaders = { session, id, _, kind, _ in
+            XCTAssertEqual(kind, .request)
+            try session.submitResponse(streamID: id, headers: [h(":status", "201"), h("content-type", "text/plain")],
+                                       endStream: false)
+        }
+        pair.serverRecorder.onData = { session, id, _, endStream in
+            if endStream {
+                try session.sendData(streamID: id, buffer("created "))
+                try session.sendData(streamID: id, buffer("ok"), endStream: true)
+            }
+        }
+        let id = try pair.client.submitRequest(
+            headers: request("POST", path: "/upload?x=1", extra: [h("x-test", "1"), h("content-length", "11")]),
+            endStream: false)
+        XCTAssertEqual(id, 1)
+        try pair.client.sendData(streamID: id, buffer("hello "))
+        try pair.client.sendData(streamID: id, buffer("world"), endStream: true)
+        try pair.pump()
+
+        let requestBlocks = pair.serverRecorder.headerBlocks(id)
+        XCTAssertEqual(requestBlocks.count, 1)
+        XCTAssertEqual(requestBlocks.first?.headers,
+                       request("POST", path: "/upload?x=1", extra: [h("x-test", "1"), h("content-length", "11")]),
+                       "pseudo-headers first, every field in wire order")
+        XCTAssertEqual(requestBlocks.first?.endStream, false)
+        XCTAssertEqual(pair.serverRecorder.body(id), "hello world")
+        XCTAssertTrue(pair.serverRecorder.endedStreams.contains(id))
+
+        let responseBlocks = pair.clientRecorder.headerBlocks(id)
+        XCTAssertEqual(responseBlocks.map(\.kind), [.response])
+        XCTAssertEqual(responseBlocks.first?.headers, [h(":status", "201"), h("content-type", "text/plain")])
+        XCTAssertEqual(pair.clientRecorder.body(id), "created ok")
+        XCTAssertTrue(pair.clientRecorder.endedStreams.contains(id))
+
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+        XCTAssertEqual(pair.serverRecorder.closeCode(id), .noError)
+        XCTAssertEqual(pair.client.openStreamCount, 0)
+        XCTAssertEqual(pair.server.openStreamCount, 0)
+        XCTAssertTrue(pair.client.wantsRead, "an idle connection stays open")
+    }
+
+    func testBodilessExchangeAndSettingsSeenByBothSides() throws {
+        var serverSettings = HTTP2Settings()
+        serverSettings.maxConcurrentStreams = 77
+        let pair = try Pair(serverSettings: serverSettings)
+        pair.serverRecorder.onHeaders = { session, id, _, _, endStream in
+            XCTAssertTrue(endStream)
+            try session.submitResponse(streamID: id, headers: [h(":status", "204")], endStream: true)
+        }
+        let id = try pair.client.submitRequest(headers: request(), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(id).map(\.endStream), [true])
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+        XCTAssertEqual(pair.client.remoteMaxConcurrentStreams, 77)
+        XCTAssertTrue(pair.clientRecorder.events.contains {
+            if case .settings(let s) = $0 { return s.maxConcurrentStreams == 77 && s.initialWindowSize == 1 << 20 }
+            return false
+        })
+        XCTAssertTrue(pair.serverRecorder.events.contains {
+            if case .settings(let s) = $0 { return s.maxHeaderListSize == 64 * 1024 && !s.enablePush }
+            return false
+        })
+    }
+
+    func testTrailersBothWays() throws {
+        let pair = try Pair()
+        pair.serverRecorder.onHeaders = { session, id, _, kind, endStream in
+            if kind == .trailers {
+                XCTAssertTrue(endStream)
+                try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: false)
+                try session.sendData(streamID: id, buffer("reply"))
+                try session.submitTrailers(streamID: id, headers: [h("grpc-status", "0"), h("grpc-message", "ok")])
+            }
+        }
+        let id = try pair.client.submitRequest(headers: request("POST", extra: [h("te", "trailers")]), endStream: false)
+        try pair.client.sendData(streamID: id, buffer("payload"))
+        try pair.client.submitTrailers(streamID: id, headers: [h("x-checksum", "abc")])
+        XCTAssertThrowsError(try pair.client.sendData(streamID: id, buffer("late"))) {
+            XCTAssertEqual($0 as? HTTP2SessionError, .streamEnded(id))
+        }
+        try pair.pump()
+
+        XCTAssertEqual(pair.serverRecorder.body(id), "payload")
+        let serverBlocks = pair.serverRecorder.headerBlocks(id)
+        XCTAssertEqual(serverBlocks.map(\.kind), [.request, .trailers])
+        XCTAssertEqual(serverBlocks.last?.headers, [h("x-checksum", "abc")])
+
+        let clientBlocks = pair.clientRecorder.headerBlocks(id)
+        XCTAssertEqual(clientBlocks.map(\.kind), [.response, .trailers])
+        XCTAssertEqual(clientBlocks.map(\.endStream), [false, true])
+        XCTAssertEqual(clientBlocks.last?.headers, [h("grpc-status", "0"), h("grpc-message", "ok")])
+        XCTAssertEqual(pair.clientRecorder.body(id), "reply")
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+    }
+
+    func testContinueInformationalThenFinalResponse() throws {
+        let pair = try Pair()
+        pair.serverRecorder.onHeaders = { session, id, headers, kind, _ in
+            guard kind == .request else { return }
+            XCTAssertTrue(headers.contains(h("expect", "100-continue")))
+            try session.submitInformational(streamID: id, headers: [h(":status", "100")])
+        }
+        let id = try pair.client.submitRequest(headers: request("PUT", extra: [h("expect", "100-continue")]),
+                                               endStream: false)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(id).map(\.kind), [.informational])
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(id).first?.headers, [h(":status", "100")])
+        XCTAssertEqual(pair.serverRecorder.body(id), "", "the client waited for 100")
+
+        // 100 received: the body goes, then the final answer.
+        try pair.client.sendData(streamID: id, buffer("the body"), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.body(id), "the body")
+        try pair.server.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: false)
+        XCTAssertThrowsError(try pair.server.submitInformational(streamID: id, headers: [h(":status", "103")]),
+                             "no 1xx after the final response")
+        try pair.server.sendEnd(streamID: id)
+        try pair.pump()
+        let blocks = pair.clientRecorder.headerBlocks(id)
+        XCTAssertEqual(blocks.map(\.kind), [.informational, .response])
+        XCTAssertEqual(blocks.last?.headers, [h(":status", "200")])
+        XCTAssertTrue(pair.clientRecorder.events.contains(.data(id, "", endStream: true)))
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+    }
+
+    func testTwoHundredConcurrentStreamsInterleaved() throws {
+        var limits = HTTP2Limits()
+        limits.streamSendHighWatermark = 1 << 30
+        let pair = try Pair(clientLimits: limits, serverLimits: limits)
+        pair.coalesce = true
+        // Echo server: answer on headers, echo every chunk, end with the request.
+        pair.serverRecorder.onHeaders = { session, id, _, kind, _ in
+            if kind == .request {
+                try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: false)
+            }
+        }
+        pair.serverRecorder.onData = { session, id, data, endStream in
+            try session.sendData(streamID: id, data, endStream: endStream)
+        }
+        // Handshake first so the client knows the server allows 1024 streams.
+        try pair.pump()
+        var bodies: [Int32: String] = [:]
+        var ids: [Int32] = []
+        for index in 0..<200 {
+            let id = try pair.client.submitRequest(headers: request("POST", path: "/\(index)"), endStream: false)
+            ids.append(id)
+            bodies[id] = ""
+        }
+        XCTAssertEqual(pair.client.openStreamCount, 200)
+        // Round-robin 20 KB-ish chunks: each body needs several DATA frames,
+        // so the frames of different streams must interleave.
+        for round in 0..<3 {
+            for id in ids {
+                let chunk = String(repeating: Character(UnicodeScalar(UInt8(97 + (Int(id) + round) % 26))),
+                                   count: 20_000 + Int(id) % 7)
+                bodies[id]! += chunk
+                try pair.client.sendData(streamID: id, buffer(chunk), endStream: round == 2)
+            }
+        }
+        try pair.pump()
+
+        for id in ids {
+            XCTAssertEqual(pair.serverRecorder.body(id), bodies[id], "request body of stream \(id)")
+            XCTAssertEqual(pair.clientRecorder.body(id), bodies[id], "echoed body of stream \(id)")
+            XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+        }
+        XCTAssertEqual(pair.client.openStreamCount, 0)
+        XCTAssertEqual(pair.server.openStreamCount, 0)
+        // Interleaved: run one stream after another and the stream id would
+        // change 199 times; multiplexed DATA frames switch far more often.
+        let order = pair.serverRecorder.events.compactMap { event -> Int32? in
+            if case .data(let id, _, _) = event { return id }
+            return nil
+        }
+        let switches = zip(order, order.dropFirst()).filter { $0 != $1 }.count
+        XCTAssertGreaterThan(switches, 2 * 200, "streams share the connection rather than run one after another")
+    }
+
+    // MARK: - Flow control and backpressure
+
+    func testWindowOpensOnlyAsTheReceiverConsumes() throws {
+        var serverSettings = HTTP2Settings()
+        serverSettings.initialWindowSize = 64 * 1024
+        let pair = try Pair(serverSettings: serverSettings)
+        pair.serverRecorder.autoConsume = false
+        let total = 1 << 20
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: id, buffer(repeating: 0x61, count: total), endStream: true)
+        XCTAssertEqual(pair.clientRecorder.events.last, .writable(id, false), "1 MiB queued is above the watermark")
+        XCTAssertFalse(pair.client.isWritable(streamID: id))
+        try pair.pump()
+
+        // Stopped at the stream window (65535 before the server's SETTINGS
+        // arrived, +1 after): the sender still holds the rest.
+        let first = pair.serverRecorder.bodyBytes(id)
+        XCTAssertGreaterThanOrEqual(first, 65_535)
+        XCTAssertLessThanOrEqual(first, 64 * 1024)
+        XCTAssertEqual(pair.client.queuedBytes(streamID: id), total - first)
+        XCTAssertEqual(pair.server.unconsumedBytes(streamID: id), first)
+        XCTAssertEqual(pair.server.localWindow(streamID: id), 64 * 1024 - first)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(id), first, "nothing more flows without consume")
+
+        try pair.server.consume(streamID: id, bytes: first)
+        try pair.pump()
+        let second = pair.serverRecorder.bodyBytes(id)
+        XCTAssertGreaterThan(second, first, "consuming reopened the window")
+        XCTAssertLessThanOrEqual(second - first, 64 * 1024)
+
+        // Drain the rest the way a proxy would: consume after writing onward.
+        var rounds = 0
+        while pair.server.unconsumedBytes(streamID: id) > 0 && rounds < 1000 {
+            try pair.server.consume(streamID: id, bytes: pair.server.unconsumedBytes(streamID: id))
+            try pair.pump()
+            rounds += 1
+        }
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(id), total)
+        XCTAssertTrue(pair.serverRecorder.endedStreams.contains(id))
+        XCTAssertTrue(pair.clientRecorder.events.contains(.writable(id, true)), "drained below the low watermark")
+        XCTAssertEqual(pair.client.queuedBytes(streamID: id), 0)
+    }
+
+    func testConsumeAfterCloseReleasesTheConnectionWindow() throws {
+        var serverSettings = HTTP2Settings()
+        serverSettings.initialWindowSize = 65_535
+        serverSettings.connectionWindowSize = 65_535
+        let pair = try Pair(serverSettings: serverSettings)
+        pair.serverRecorder.autoConsume = false
+        pair.serverRecorder.onData = { session, id, _, endStream in
+            if endStream { try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true) }
+        }
+        let first = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: first, buffer(repeating: 1, count: 60_000), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.closeCode(first), .noError)
+        XCTAssertEqual(pair.server.unconsumedBytes(streamID: first), 60_000, "closed, but the debt is kept")
+
+        let second = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: second, buffer(repeating: 2, count: 60_000), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(second), 5_535, "only what the connection window had left")
+
+        try pair.server.discardUnconsumed(streamID: first)
+        XCTAssertEqual(pair.server.unconsumedBytes(streamID: first), 0)
+        try pair.pump()
+        XCTAssertGreaterThan(pair.serverRecorder.bodyBytes(second), 5_535)
+    }
+
+    func testOutputBudgetLeavesTheRestQueued() throws {
+        let pair = try Pair()
+        try pair.pump()
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: id, buffer(repeating: 7, count: 200_000), endStream: true)
+        var out: [ByteBuffer] = []
+        let produced = try pair.client.produceOutput(into: &out, maxBytes: 40_000)
+        XCTAssertGreaterThanOrEqual(produced, 40_000)
+        XCTAssertLessThan(produced, 40_000 + 16_384 + 9 + 1)
+        XCTAssertEqual(produced, out.reduce(0) { $0 + $1.readableBytes })
+        XCTAssertTrue(pair.client.queuedBytes(streamID: id) > 0)
+        for buffer in out { try pair.server.receive(buffer) }
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(id), 200_000)
+    }
+
+    func testStreamResetWhileOutputIsHeldBackByTheBudget() throws {
+        let pair = try Pair()
+        try pair.pump()
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: id, buffer(repeating: 7, count: 500_000), endStream: true)
+        let partial = try pair.client.produceOutput(maxBytes: 20_000)
+        XCTAssertTrue(pair.client.wantsWrite, "more DATA is waiting for the next call")
+        for buffer in partial { try pair.server.receive(buffer) }
+        try pair.server.resetStream(streamID: id, errorCode: .cancel)
+        for buffer in try pair.server.produceOutput() { try pair.client.receive(buffer) }
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .cancel)
+        XCTAssertEqual(pair.client.queuedBytes(streamID: id), 0, "a closed stream's queue is dropped")
+        XCTAssertNoThrow(try pair.pump())
+        XCTAssertTrue(pair.client.wantsRead, "the connection goes on")
+        pair.serverRecorder.onHeaders = { session, id, _, _, _ in
+            try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true)
+        }
+        let next = try pair.client.submitRequest(headers: request(), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.closeCode(next), .noError)
+    }
+
+    // MARK: - Zero copy
+
+    func testDataLeavesAsSlicesOfTheSubmittedBuffer() throws {
+        let pair = try Pair()
+        try pair.pump()
+        pair.clientWire = []
+        var body = ByteBufferAllocator().buffer(capacity: 1 << 20)
+        body.writeBytes((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let (base, count) = body.withUnsafeReadableBytes { (UInt(bitPattern: $0.baseAddress!), $0.count) }
+
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: id, body, endStream: true)
+        try pair.pump()
+
+        // Every body byte on the wire is a view into `body`'s storage.
+        var sliced = 0
+        var framing = 0
+        for buffer in pair.clientWire {
+            let start = buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) }
+            if start >= base && start + UInt(buffer.readableBytes) <= base + UInt(count) {
+                let offset = Int(start - base)
+                XCTAssertEqual(buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes),
+                               body.getBytes(at: body.readerIndex + offset, length: buffer.readableBytes))
+                sliced += buffer.readableBytes
+            } else {
+                framing += buffer.readableBytes
+            }
+        }
+        XCTAssertEqual(sliced, 1 << 20, "the whole body went out as slices, no copy")
+        XCTAssertLessThan(framing, 2048, "only frame headers and control frames were written")
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(id), 1 << 20)
+
+        // And received DATA is a slice of the buffer handed to `receive`.
+        let (_, received) = try XCTUnwrap(pair.serverRecorder.dataBuffers.first)
+        let receivedStart = received.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) }
+        XCTAssertTrue(receivedStart >= base && receivedStart < base + UInt(count),
+                      "fed in memory, the receiver's DATA even shares the sender's storage")
+    }
+
+    // MARK: - Resets, GOAWAY, PING
+
+    func testResetStreamPropagatesWithItsErrorCode() throws {
+        let pair = try Pair()
+        let first = try pair.client.submitRequest(headers: request(), endStream: false)
+        let second = try pair.client.submitRequest(headers: request(), endStream: false)
+        try pair.pump()
+        try pair.server.resetStream(streamID: first, errorCode: .cancel)
+        try pair.client.resetStream(streamID: second, errorCode: HTTP2ErrorCode(0x42))
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.closeCode(first), .cancel)
+        XCTAssertEqual(pair.serverRecorder.closeCode(first), .cancel)
+        XCTAssertEqual(pair.serverRecorder.closeCode(second), HTTP2ErrorCode(0x42), "unknown codes survive")
+        XCTAssertEqual(pair.clientRecorder.closeCode(second), HTTP2ErrorCode(0x42))
+        XCTAssertThrowsError(try pair.client.sendData(streamID: first, buffer("x"))) {
+            XCTAssertEqual($0 as? HTTP2SessionError, .unknownStream(first))
+        }
+        XCTAssertEqual(pair.client.openStreamCount, 0)
+        XCTAssertEqual(pair.server.openStreamCount, 0)
+    }
+
+    func testGoAwayNamesTheLastStreamAndRefusesLaterOnes() throws {
+        let pair = try Pair()
+        let first = try pair.client.submitRequest(headers: request(), endStream: true)
+        let second = try pair.client.submitRequest(headers: request(), endStream: true)
+        try pair.pump()
+        XCTAssertTrue(pair.client.isRequestAllowed)
+        try pair.server.goAway(errorCode: .noError, lastStreamID: first, debugData: "draining")
+        try pair.pump()
+        XCTAssertTrue(pair.clientRecorder.events.contains(.goAway(first, .noError)))
+        XCTAssertEqual(pair.clientRecorder.closeCode(second), .refusedStream, "above last-stream-id: safe to retry")
+        XCTAssertNil(pair.clientRecorder.closeCode(first), "the first stream is still served")
+        XCTAssertFalse(pair.client.isRequestAllowed)
+        // nghttp2 still hands out an id, then refuses the stream when sending.
+        let late = try pair.client.submitRequest(headers: request(), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.closeCode(late), .refusedStream)
+        XCTAssertFalse(pair.serverRecorder.events.contains { if case .connectionError = $0 { true } else { false } },
+                       "our own GOAWAY is not a connection error")
+
+        try pair.server.submitResponse(streamID: first, headers: [h(":status", "200")], endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.closeCode(first), .noError)
+        XCTAssertFalse(pair.server.wantsRead || pair.server.wantsWrite, "server done: close the socket")
+        XCTAssertFalse(pair.client.wantsRead || pair.client.wantsWrite)
+    }
+
+    func testGracefulShutdownLetsOpenStreamsFinish() throws {
+        let pair = try Pair()
+        let id = try pair.client.submitRequest(headers: request(), endStream: true)
+        try pair.pump()
+        try pair.server.startGracefulShutdown()
+        try pair.pump()
+        let goAways = pair.clientRecorder.events.compactMap { event -> Int32? in
+            if case .goAway(let last, .noError) = event { return last }
+            return nil
+        }
+        XCTAssertEqual(goAways, [Int32.max, id], "notice first, then the real last stream after a round trip")
+        XCTAssertFalse(pair.clientRecorder.events.contains { if case .pingAck = $0 { true } else { false } },
+                       "the shutdown PING is internal")
+        XCTAssertTrue(pair.server.wantsRead, "stream \(id) still open")
+        try pair.server.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: false)
+        try pair.server.sendData(streamID: id, buffer("bye"), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.body(id), "bye")
+        XCTAssertFalse(pair.server.wantsRead || pair.server.wantsWrite)
+    }
+
+    func testPingIsAcknowledged() throws {
+        let pair = try Pair()
+        let payload = try pair.client.ping(payload: 0x0102_0304_0506_0708)
+        let automatic = try pair.client.ping()
+        try pair.pump()
+        XCTAssertEqual(payload, 0x0102_0304_0506_0708)
+        let acks = pair.clientRecorder.events.compactMap { event -> UInt64? in
+            if case .pingAck(let value) = event { return value }
+            return nil
+        }
+        XCTAssertEqual(acks, [payload, automatic])
+        XCTAssertFalse(pair.serverRecorder.events.contains { if case .pingAck = $0 { true } else { false } },
+                       "the side that answers a PING hears no ack")
+    }
+
+    // MARK: - Limits and protections
+
+    func testTooManyHeadersResetsTheStreamAndTheSessionSurvives() throws {
+        var serverLimits = HTTP2Limits()
+        serverLimits.maxHeaderCount = 10
+        // A connection window of one default window: if the rejected stream's
+        // body were never given back, the next request's body could not pass.
+        var serverSettings = HTTP2Settings()
+        serverSettings.initialWindowSize = 65_535
+        serverSettings.connectionWindowSize = 65_535
+        let pair = try Pair(serverSettings: serverSettings, serverLimits: serverLimits)
+        let crowded = try pair.client.submitRequest(
+            headers: request("POST", extra: (0..<20).map { h("x-h\($0)", "v") }), endStream: false)
+        try pair.client.sendData(streamID: crowded, buffer(repeating: 1, count: 60_000))
+        try pair.pump()
+        XCTAssertTrue(pair.serverRecorder.events.contains(.rejected(crowded, .tooManyHeaders(limit: 10))))
+        XCTAssertTrue(pair.serverRecorder.headerBlocks(crowded).isEmpty, "the rejected request is never delivered")
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(crowded), 0)
+        XCTAssertEqual(pair.serverRecorder.closeCode(crowded), HTTP2Session.headerLimitResetCode)
+        XCTAssertEqual(pair.clientRecorder.closeCode(crowded), HTTP2Session.headerLimitResetCode)
+
+        pair.serverRecorder.onData = { session, id, _, endStream in
+            if endStream { try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true) }
+        }
+        let fine = try pair.client.submitRequest(headers: request("POST", extra: [h("x-ok", "1")]), endStream: false)
+        try pair.client.sendData(streamID: fine, buffer(repeating: 2, count: 60_000), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(fine), 60_000, "the connection window was not leaked")
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(fine).first?.headers.first, h(":status", "200"))
+        XCTAssertEqual(pair.clientRecorder.closeCode(fine), .noError)
+        XCTAssertFalse(pair.serverRecorder.events.contains { if case .connectionError = $0 { true } else { false } })
+    }
+
+    func testHeaderListBytesCapResetsTheStream() throws {
+        var serverLimits = HTTP2Limits()
+        serverLimits.maxHeaderListBytes = 4096
+        let pair = try Pair(serverLimits: serverLimits)
+        let big = try pair.client.submitRequest(
+            headers: request(extra: [h("cookie", String(repeating: "c", count: 5000))]), endStream: true)
+        try pair.pump()
+        XCTAssertTrue(pair.serverRecorder.events.contains(.rejected(big, .headerListTooLarge(limit: 4096))))
+        XCTAssertEqual(pair.clientRecorder.closeCode(big), HTTP2Session.headerLimitResetCode)
+        XCTAssertTrue(pair.server.wantsRead)
+
+        // Responses are capped the same way on the client.
+        var clientLimits = HTTP2Limits()
+        clientLimits.maxHeaderListBytes = 4096
+        let other = try Pair(clientLimits: clientLimits)
+        other.serverRecorder.onHeaders = { session, id, _, _, _ in
+            try session.submitResponse(streamID: id, headers: [h(":status", "200"), h("x-big", String(repeating: "b", count: 5000))],
+                                       endStream: false)
+        }
+        let id = try other.client.submitRequest(headers: request(), endStream: true)
+        try other.pump()
+        XCTAssertTrue(other.clientRecorder.events.contains(.rejected(id, .headerListTooLarge(limit: 4096))))
+        XCTAssertEqual(other.clientRecorder.closeCode(id), HTTP2Session.headerLimitResetCode)
+        XCTAssertTrue(other.clientRecorder.headerBlocks(id).isEmpty)
+    }
+
+    func testGarbageInputIsAnError() throws {
+        let server = try HTTP2Session(role: .server, delegate: nil)
+        XCTAssertThrowsError(try server.receive(buffer("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))) {
+            XCTAssertEqual($0 as? HTTP2SessionError, .badClientMagic)
+            XCTAssertEqual(($0 as? HTTP2SessionError)?.isFatal, true)
+        }
+        XCTAssertThrowsError(try server.receive(buffer("more")), "a dead session stays dead")
+
+        // A client reading HTTP/1.1 instead of SETTINGS: nghttp2 answers
+        // GOAWAY(PROTOCOL_ERROR); the delegate hears of it as that goes out.
+        let recorder = Recorder()
+        let client = try HTTP2Session(role: .client, delegate: recorder)
+        _ = try client.produceOutput()
+        try client.receive(buffer("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+        let out = try client.produceOutput()
+        let goaway = RawFrame.parse(out).first { $0.type == 7 }
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.protocolError.rawValue)
+        guard case .connectionError(.connectionTerminated(.protocolError, _))? = recorder.events.last else {
+            return XCTFail("expected a connection error, got \(recorder.events)")
+        }
+        XCTAssertFalse(client.wantsRead || client.wantsWrite)
+        XCTAssertNotNil(client.terminationError)
+    }
+
+    func testDataAfterEndStreamIsRejected() throws {
+        // Locally: the API refuses to queue past END_STREAM.
+        let pair = try Pair()
+        let bodiless = try pair.client.submitRequest(headers: request(), endStream: true)
+        XCTAssertThrowsError(try pair.client.sendData(streamID: bodiless, buffer("x"))) {
+            XCTAssertEqual($0 as? HTTP2SessionError, .streamEnded(bodiless))
+        }
+        let ended = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: ended, buffer("all"), endStream: true)
+        XCTAssertThrowsError(try pair.client.sendData(streamID: ended, buffer("more")))
+        XCTAssertThrowsError(try pair.client.sendEnd(streamID: ended))
+        XCTAssertThrowsError(try pair.client.submitTrailers(streamID: ended, headers: [h("x", "y")]))
+
+        // On the wire: a peer sending DATA after its END_STREAM breaks the
+        // protocol. nghttp2 makes it a connection error (GOAWAY
+        // STREAM_CLOSED) rather than a stream reset; the DATA is never delivered.
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        var wire = RawFrame.preface + RawFrame.emptySettings
+        wire += RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: RawFrame.requestBlockPieces.flatMap { $0 })
+        wire += RawFrame.frame(type: 0, flags: 0, stream: 1, payload: Array("smuggled".utf8))
+        try server.receive(ByteBuffer(bytes: wire))
+        XCTAssertEqual(recorder.headerBlocks(1).map(\.endStream), [true])
+        let out = try server.produceOutput()
+        let goaway = RawFrame.parse(out).first { $0.type == 7 }
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.streamClosed.rawValue)
+        XCTAssertEqual(recorder.body(1), "")
+        guard case .connectionError(.connectionTerminated(.streamClosed, let reason))? = recorder.events.last else {
+            return XCTFail("expected a connection error, got \(recorder.events)")
+        }
+        XCTAssertTrue(reason.contains("half-closed"), reason)
+        XCTAssertFalse(server.wantsRead || server.wantsWrite)
+        XCTAssertThrowsError(try server.receive(buffer("anything"))) {
+            XCTAssertEqual(($0 as? HTTP2SessionError)?.isFatal, true)
+        }
+    }
+
+    func testContentLengthMismatchIsCaughtByNghttp2() throws {
+        let pair = try Pair()
+        let id = try pair.client.submitRequest(headers: request("POST", extra: [h("content-length", "3")]),
+                                               endStream: false)
+        try pair.client.sendData(streamID: id, buffer("longer than three"), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.closeCode(id), .protocolError, "HTTP messaging checks stay on")
+        XCTAssertFalse(pair.serverRecorder.endedStreams.contains(id))
+    }
+
+    func testSessionMisuseIsReportedNotCrashed() throws {
+        let pair = try Pair()
+        XCTAssertThrowsError(try pair.server.submitRequest(headers: request(), endStream: true)) {
+            guard case .wrongRole = $0 as? HTTP2SessionError else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try pair.client.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true))
+        XCTAssertThrowsError(try pair.client.sendData(streamID: 99, buffer("x"))) {
+            XCTAssertEqual($0 as? HTTP2SessionError, .unknownStream(99))
+        }
+        XCTAssertNoThrow(try pair.client.consume(streamID: 99, bytes: 10), "consuming nothing owed is a no-op")
+        XCTAssertNoThrow(try pair.client.resetStream(streamID: 99))
+    }
+}
