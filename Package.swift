@@ -56,9 +56,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "WeftProxy", dependencies: [
-            "WeftAdmin", "WeftConfig", "WeftCore", "WeftNetfilter", "WeftRouting",
+            "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
@@ -85,10 +86,11 @@ let package = Package(
         .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting", "WeftNetfilter",
+            "WeftProxy", "WeftConfig", "WeftRouting", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import WeftCore
 import WeftNetfilter
@@ -19,13 +20,20 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private let resolver: any OriginalDestinationResolver
     private let metrics: ProxyMetrics
     private let logger: Logger
+    private let services: LoopServiceRegistry?
+    private let meshPort: UInt16
+    private let detectTimeout: TimeAmount
 
     init(router: any ConnectionRouter, resolver: any OriginalDestinationResolver,
-         metrics: ProxyMetrics, logger: Logger) {
+         metrics: ProxyMetrics, logger: Logger,
+         services: LoopServiceRegistry? = nil, meshPort: UInt16 = 15008, detectTimeout: TimeAmount = .seconds(1)) {
         self.router = router
         self.resolver = resolver
         self.metrics = metrics
         self.logger = logger
+        self.services = services
+        self.meshPort = meshPort
+        self.detectTimeout = detectTimeout
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -51,7 +59,72 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         case .relay(let target, let timeout, let cluster):
             if cluster == nil && direction == .outbound { metrics.passthrough.wrappingIncrement(ordering: .relaxed) }
             connect(channel, to: target, timeout: timeout, cluster: cluster, peer: peer, destination: destination)
+        case .mesh(let decision):
+            detect(channel, decision, peer: peer, destination: destination)
         }
+    }
+
+    /// Meshed cluster: find out what the app speaks, then carry HTTP/1 as
+    /// mesh streams and anything else as a TCP relay to the endpoint.
+    private func detect(_ channel: Channel, _ decision: MeshDecision, peer: String, destination: IPEndpoint) {
+        guard let services = services?.services(on: channel.eventLoop) else {
+            connect(channel, to: decision.fallback, timeout: decision.connectTimeout,
+                    cluster: decision.cluster.name, peer: peer, destination: destination)
+            return
+        }
+        let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: meshPort)
+        let metrics = self.metrics
+        var logger = self.logger
+        logger[metadataKey: "peer"] = "\(peer)"
+        logger[metadataKey: "dst"] = "\(destination)"
+        logger[metadataKey: "cluster"] = "\(decision.cluster.name)"
+        let sessionLogger = logger
+        if decision.skipDetection {
+            do {
+                try Self.installHTTP(on: channel, route: route, pool: services.meshPool, metrics: metrics, logger: sessionLogger)
+                channel.pipeline.syncOperations.removeHandler(self, promise: nil)
+                channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+            } catch {
+                channel.close(promise: nil)
+            }
+            return
+        }
+        let handler = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let detection = ProtocolDetectionHandler(timeout: detectTimeout) { context, verdict, bytes in
+            let channel = context.channel
+            sessionLogger.debug("protocol detected", metadata: ["protocol": "\(verdict.rawValue)"])
+            if verdict == .http1 {
+                do {
+                    try Self.installHTTP(on: channel, route: route, pool: services.meshPool, metrics: metrics,
+                                         logger: sessionLogger)
+                    channel.pipeline.fireChannelRead(bytes)
+                    channel.pipeline.fireChannelReadComplete()
+                } catch {
+                    channel.close(promise: nil)
+                }
+            } else {
+                handler.value.connect(channel, to: decision.fallback, timeout: decision.connectTimeout,
+                                      cluster: decision.cluster.name, peer: peer, destination: destination,
+                                      initialBytes: bytes)
+            }
+        }
+        do {
+            try channel.pipeline.syncOperations.addHandler(detection)
+        } catch {
+            channel.close(promise: nil)
+            return
+        }
+        channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+    }
+
+    /// The app connection's HTTP/1 pipeline towards the mesh.
+    private static func installHTTP(on channel: Channel, route: MeshRoute, pool: MeshConnectionPool,
+                                    metrics: ProxyMetrics, logger: Logger) throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(HTTPResponseEncoder())
+        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(HTTPServerPipelineHandler())
+        try sync.addHandler(OutboundHTTPHandler(route: route, pool: pool, metrics: metrics, logger: logger))
     }
 
     private func refuse(_ channel: Channel, _ reason: RefusalReason, peer: String, destination: IPEndpoint?) {
@@ -64,7 +137,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func connect(_ downstream: Channel, to target: IPEndpoint, timeout: TimeAmount,
-                         cluster: String?, peer: String, destination: IPEndpoint) {
+                         cluster: String?, peer: String, destination: IPEndpoint,
+                         initialBytes: ByteBuffer? = nil) {
         let direction = router.direction
         let metrics = self.metrics
         var logger = self.logger
@@ -90,7 +164,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         // Release this handler now that the relay owns the channel.
-        downstream.pipeline.syncOperations.removeHandler(self, promise: nil)
+        if (try? downstream.pipeline.syncOperations.context(handler: self)) != nil {
+            downstream.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
 
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: downstream.eventLoop)
         ClientBootstrap(group: downstream.eventLoop)
@@ -105,8 +181,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             .connect(to: SocketAddress(target))
             .whenComplete { result in
                 switch result {
-                case .success:
+                case .success(let upstream):
                     sessionLogger.debug("connection relayed")
+                    if let initialBytes, initialBytes.readableBytes > 0 {
+                        upstream.writeAndFlush(initialBytes, promise: nil)
+                    }
                     downstream.setOption(.autoRead, value: true).whenFailure { _ in
                         downstream.close(promise: nil)
                     }

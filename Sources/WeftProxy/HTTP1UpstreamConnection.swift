@@ -71,6 +71,12 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         context?.flush()
     }
 
+    /// Stops (or resumes) reading the response: backpressure from the mesh
+    /// stream the response is sent on.
+    func setReading(_ reading: Bool) {
+        context?.channel.setOption(.autoRead, value: reading).whenFailure { _ in }
+    }
+
     func sendEnd(_ trailers: HTTPHeaders?) {
         requestEnded = true
         context?.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
@@ -88,6 +94,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private func finishIfDone() {
         guard requestEnded, responseEnded else { return }
         receiver = nil
+        setReading(true)
         if reusable, isActive {
             idleSince = .now()
             pool?.release(self)

@@ -1,18 +1,6 @@
 import NIOHTTP1
 import WeftCore
-
-/// One header field as it crosses the mesh: lower-case name, raw value.
-public struct HeaderField: Equatable, Sendable, CustomStringConvertible {
-    public var name: String
-    public var value: String
-
-    public init(_ name: String, _ value: String) {
-        self.name = name
-        self.value = value
-    }
-
-    public var description: String { "\(name): \(value)" }
-}
+import WeftHTTP2
 
 /// The protocol the app spoke, carried in `weft-orig-proto` (SPEC §4).
 ///
@@ -86,11 +74,12 @@ public enum TranslationError: Error, Equatable, CustomStringConvertible {
 public enum MeshTranslation {
     public static let origProtoHeader = "weft-orig-proto"
     public static let destinationHeader = "weft-dst"
+    public static let reasonHeader = "weft-reason"
 
     // MARK: requests
 
     /// The sending node's half: request head → HTTP/2 header list.
-    public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint) throws(TranslationError) -> [HeaderField] {
+    public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint) throws(TranslationError) -> [HTTP2Header] {
         let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11
         var origProto = OrigProto(version: version)
         var authority = head.headers.first(name: "host")
@@ -108,21 +97,21 @@ public enum MeshTranslation {
             origProto.noHost = true
             authority = destination.description
         }
-        var fields: [HeaderField] = [
-            HeaderField(":method", head.method.rawValue),
-            HeaderField(":scheme", "http"),
-            HeaderField(":authority", authority ?? destination.description),
-            HeaderField(":path", path),
+        var fields: [HTTP2Header] = [
+            HTTP2Header(":method", head.method.rawValue),
+            HTTP2Header(":scheme", "http"),
+            HTTP2Header(":authority", authority ?? destination.description),
+            HTTP2Header(":path", path),
         ]
         fields.reserveCapacity(head.headers.count + 6)
         appendEndToEnd(head.headers, to: &fields, dropping: "host")
-        fields.append(HeaderField(origProtoHeader, origProto.headerValue))
-        fields.append(HeaderField(destinationHeader, destination.description))
+        fields.append(HTTP2Header(origProtoHeader, origProto.headerValue))
+        fields.append(HTTP2Header(destinationHeader, destination.description))
         return fields
     }
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
-    public static func downgradeRequest(_ fields: [HeaderField]) throws(TranslationError) -> DowngradedRequest {
+    public static func downgradeRequest(_ fields: [HTTP2Header]) throws(TranslationError) -> DowngradedRequest {
         var method: String?, authority: String?, path: String?
         var origProtoValue: String?, destinationValue: String?
         var headers = HTTPHeaders()
@@ -158,8 +147,8 @@ public enum MeshTranslation {
     // MARK: responses
 
     /// The receiving node's half: the app's response head → HTTP/2 headers.
-    public static func upgradeResponse(_ head: HTTPResponseHead) -> [HeaderField] {
-        var fields = [HeaderField(":status", String(head.status.code))]
+    public static func upgradeResponse(_ head: HTTPResponseHead) -> [HTTP2Header] {
+        var fields = [HTTP2Header(":status", String(head.status.code))]
         fields.reserveCapacity(head.headers.count + 1)
         appendEndToEnd(head.headers, to: &fields, dropping: nil)
         return fields
@@ -167,13 +156,15 @@ public enum MeshTranslation {
 
     /// The sending node's half: HTTP/2 response headers → head for the app,
     /// in the HTTP version the app spoke.
-    public static func downgradeResponse(_ fields: [HeaderField], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
+    public static func downgradeResponse(_ fields: [HTTP2Header], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
         var status: String?
         var headers = HTTPHeaders()
         for field in fields {
             if field.name == ":status" {
                 status = field.value
-            } else if !field.name.hasPrefix(":") && !field.name.hasPrefix("weft-") {
+            } else if !field.name.hasPrefix(":") && (!field.name.hasPrefix("weft-") || field.name == reasonHeader) {
+                // `weft-reason` is the one mesh header meant for the app: it
+                // says why a node answered with an error (SPEC §4).
                 headers.add(name: field.name, value: field.value)
             }
         }
@@ -184,8 +175,8 @@ public enum MeshTranslation {
     }
 
     /// Trailers cross as-is, minus anything hop-by-hop or pseudo.
-    public static func trailerFields(_ headers: HTTPHeaders) -> [HeaderField] {
-        var fields: [HeaderField] = []
+    public static func trailerFields(_ headers: HTTPHeaders) -> [HTTP2Header] {
+        var fields: [HTTP2Header] = []
         appendEndToEnd(headers, to: &fields, dropping: nil)
         return fields
     }
@@ -200,7 +191,7 @@ public enum MeshTranslation {
 
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
-    static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HeaderField], dropping extra: String?) {
+    static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
         var named: Set<String> = []
         for value in headers[canonicalForm: "connection"] {
             named.insert(value.lowercased())
@@ -212,12 +203,12 @@ public enum MeshTranslation {
             }
             if lower == "te" {
                 if value.split(separator: ",").contains(where: { $0.trimmingSpaces.lowercased() == "trailers" }) {
-                    fields.append(HeaderField("te", "trailers"))
+                    fields.append(HTTP2Header("te", "trailers"))
                 }
                 continue
             }
             if hopByHop.contains(lower) { continue }
-            fields.append(HeaderField(lower, value))
+            fields.append(HTTP2Header(lower, value))
         }
     }
 

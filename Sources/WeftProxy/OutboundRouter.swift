@@ -9,6 +9,8 @@ struct OutboundRouter: ConnectionRouter {
     let table: ClusterTable
     let identity: NodeIdentity
     let passthroughConnectTimeout: TimeAmount
+    /// Ports where the server speaks first: never wait to detect there.
+    var opaquePorts: Set<UInt16> = []
 
     var direction: Direction { .outbound }
 
@@ -19,9 +21,17 @@ struct OutboundRouter: ConnectionRouter {
         if identity.isOwnListener(originalDestination) { return .refuse(.loop) }
         switch table.route(originalDestination) {
         case .cluster(let cluster, let endpoint):
-            return .relay(to: endpoint,
-                          connectTimeout: TimeAmount(cluster.config.timeouts.connect),
-                          cluster: cluster.name)
+            let timeout = TimeAmount(cluster.config.timeouts.connect)
+            let config = cluster.config
+            // HTTP/2 apps and opaque protocols are relayed as TCP for now;
+            // the receiving node's inbound side still delivers them.
+            if config.mesh, config.protocol == .auto || config.protocol == .http1,
+               !opaquePorts.contains(originalDestination.port) {
+                let viaVIP = config.addresses.contains(originalDestination)
+                return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: viaVIP ? nil : endpoint, fallback: endpoint,
+                                          connectTimeout: timeout, skipDetection: config.protocol == .http1))
+            }
+            return .relay(to: endpoint, connectTimeout: timeout, cluster: cluster.name)
         case .noEndpoint:
             return .refuse(.noEndpoint)
         case .passthrough(let destination):

@@ -20,7 +20,7 @@ import WeftRouting
 /// drain timeout passes.
 public final class ProxyServer: Sendable {
     public enum Listener: String, Sendable, CaseIterable {
-        case outbound, inbound, health
+        case outbound, inbound, mesh, health
     }
 
     public let metrics = ProxyMetrics()
@@ -30,11 +30,16 @@ public final class ProxyServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let table: ClusterTable
+    /// The port peer nodes' mesh listeners use; our own by default (every
+    /// node of a mesh runs the same ports). Tests with two nodes on one
+    /// host set it apart.
+    private let peerMeshPort: UInt16
 
     private struct State {
         var ready = false
         var draining = false
         var channels: [Listener: [Channel]] = [:]
+        var services: LoopServiceRegistry?
     }
     private let state = Mutex(State())
 
@@ -43,8 +48,10 @@ public final class ProxyServer: Sendable {
         identity: NodeIdentity,
         resolver: any OriginalDestinationResolver = KernelOriginalDestination(),
         group: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        peerMeshPort: UInt16? = nil
     ) {
+        self.peerMeshPort = peerMeshPort ?? configuration.listeners.mesh.port
         self.configuration = configuration
         self.identity = identity
         self.resolver = resolver
@@ -57,15 +64,21 @@ public final class ProxyServer: Sendable {
     /// cannot bind; an IPv6 one that cannot (IPv6 off) is logged and skipped.
     public func start() throws {
         let listeners = configuration.listeners
-        let outbound = OutboundRouter(table: table, identity: identity,
+        let services = try makeServices()
+        state.withLock { $0.services = services }
+        var outbound = OutboundRouter(table: table, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
+        outbound.opaquePorts = configuration.opaquePorts
         let inbound = InboundRouter(settings: listeners.inbound, identity: identity,
                                     connectTimeout: TimeAmount(ClusterTimeouts().connect))
         try bind(.outbound, port: listeners.outbound.port, hosts: [.loopbackV4, .loopbackV6]) { address in
-            self.relayListenerBootstrap(router: outbound, address: address).bind(to: address)
+            self.relayListenerBootstrap(router: outbound, address: address, services: services).bind(to: address)
         }
         try bind(.inbound, port: listeners.inbound.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
-            self.relayListenerBootstrap(router: inbound, address: address).bind(to: address)
+            self.relayListenerBootstrap(router: inbound, address: address, services: nil).bind(to: address)
+        }
+        try bind(.mesh, port: listeners.mesh.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
+            self.meshListenerBootstrap(address: address, services: services).bind(to: address)
         }
         try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
             AdminServer.bind(group: self.group, addresses: [address], router: self.healthRouter())
@@ -92,10 +105,13 @@ public final class ProxyServer: Sendable {
     /// Stops accepting on the data-path listeners, fails `/ready`, and
     /// completes once no relayed connection is left or `timeout` passed.
     public func drain(timeout: Duration) -> EventLoopFuture<Void> {
-        let listeners: [Channel] = state.withLock { state in
+        let (listeners, services): ([Channel], LoopServiceRegistry?) = state.withLock { state in
             state.draining = true
-            return (state.channels[.outbound] ?? []) + (state.channels[.inbound] ?? [])
+            return ((state.channels[.outbound] ?? []) + (state.channels[.inbound] ?? []) + (state.channels[.mesh] ?? []),
+                    state.services)
         }
+        // Peers move new streams elsewhere; open ones finish.
+        services?.forEach { $0.meshPool.shutdownGracefully() }
         logger.info("draining", metadata: ["active": "\(metrics.activeConnections)"])
         let loop = group.next()
         let closed = EventLoopFuture.andAllComplete(listeners.map { $0.close() }, on: loop)
@@ -124,10 +140,54 @@ public final class ProxyServer: Sendable {
 
     // MARK: - Listeners
 
-    private func relayListenerBootstrap(router: any ConnectionRouter, address: SocketAddress) -> ServerBootstrap {
+    /// One pool of upstream and mesh connections per event loop.
+    private func makeServices() throws -> LoopServiceRegistry {
+        let metrics = self.metrics
+        let logger = self.logger
+        let identity = self.identity
+        let delivery = configuration.listeners.inbound.deliverTo
+        let connectTimeout = TimeAmount(ClusterTimeouts().connect)
+        return try LoopServiceRegistry(group: group) { loop in
+            let upstream = HTTP1UpstreamPool(eventLoop: loop)
+            return LoopServices(
+                upstreamPool: upstream,
+                meshPool: MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
+                                             connectTimeout: connectTimeout),
+                meshListener: MeshListenerContext(identity: identity, delivery: delivery, pool: upstream,
+                                                  metrics: metrics, logger: logger, connectTimeout: connectTimeout))
+        }
+    }
+
+    /// The mesh listener: HTTP/2 with prior knowledge from peer nodes.
+    private func meshListenerBootstrap(address: SocketAddress, services: LoopServiceRegistry) -> ServerBootstrap {
+        let metrics = self.metrics
+        let logger = self.logger
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .ipv6OnlyIfNeeded(for: address)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let loopServices = services.services(on: channel.eventLoop) else {
+                        throw ChannelError.ioOnClosedChannel
+                    }
+                    let listener = loopServices.meshListener
+                    let connection = MeshConnection(role: .server, metrics: metrics, logger: logger) { connection, streamID in
+                        MeshInboundStream(connection: connection, streamID: streamID, context: listener)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+    }
+
+    private func relayListenerBootstrap(router: any ConnectionRouter, address: SocketAddress,
+                                        services: LoopServiceRegistry?) -> ServerBootstrap {
         let resolver = self.resolver
         let metrics = self.metrics
         let logger = self.logger
+        let meshPort = peerMeshPort
+        let detectTimeout = TimeAmount(configuration.detectTimeout)
         return ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .ipv6OnlyIfNeeded(for: address)
@@ -138,7 +198,8 @@ public final class ProxyServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionSetupHandler(router: router, resolver: resolver, metrics: metrics, logger: logger))
+                        ConnectionSetupHandler(router: router, resolver: resolver, metrics: metrics, logger: logger,
+                                               services: services, meshPort: meshPort, detectTimeout: detectTimeout))
                 }
             }
     }

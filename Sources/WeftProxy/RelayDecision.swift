@@ -1,13 +1,43 @@
 import NIOCore
 import WeftCore
+import WeftRouting
 
 /// What to do with an accepted, redirected connection.
-enum RelayDecision: Sendable, Equatable {
+enum RelayDecision: Sendable {
     /// Relay the bytes to `target`. `cluster` names the matched cluster,
     /// nil for passthrough or inbound delivery.
     case relay(to: IPEndpoint, connectTimeout: TimeAmount, cluster: String?)
+    /// A meshed cluster: detect the protocol; HTTP/1 rides mesh streams
+    /// (per request endpoint choice unless the app named `fixedEndpoint`),
+    /// anything else is relayed as TCP to `fallback`.
+    case mesh(MeshDecision)
     /// Close the connection with a reset, counting the reason.
     case refuse(RefusalReason)
+}
+
+/// The details of a `.mesh` decision.
+struct MeshDecision: Sendable {
+    let cluster: RoutedCluster
+    let fixedEndpoint: IPEndpoint?
+    let fallback: IPEndpoint
+    let connectTimeout: TimeAmount
+    let skipDetection: Bool
+}
+
+extension RelayDecision: Equatable {
+    static func == (lhs: RelayDecision, rhs: RelayDecision) -> Bool {
+        switch (lhs, rhs) {
+        case let (.relay(a, b, c), .relay(x, y, z)):
+            return a == x && b == y && c == z
+        case let (.mesh(a), .mesh(b)):
+            return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint && a.fallback == b.fallback
+                && a.connectTimeout == b.connectTimeout && a.skipDetection == b.skipDetection
+        case let (.refuse(a), .refuse(b)):
+            return a == b
+        default:
+            return false
+        }
+    }
 }
 
 /// Decides a connection's fate from where it was going and where it arrived.

@@ -73,6 +73,9 @@ final class RelayHandler: ChannelDuplexHandler {
         context.fireChannelActive()
         if partner == nil || partner?.isGone == true {
             context.close(promise: nil)
+        } else {
+            // The partner may have held a read while we were connecting.
+            partner?.partnerBecameWritable()
         }
     }
 

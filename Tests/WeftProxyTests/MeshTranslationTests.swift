@@ -1,6 +1,7 @@
 import NIOHTTP1
 import XCTest
 import WeftCore
+import WeftHTTP2
 @testable import WeftProxy
 
 final class MeshTranslationTests: XCTestCase {
@@ -16,10 +17,10 @@ final class MeshTranslationTests: XCTestCase {
             request(headers: [("Host", "backend:9090"), ("Accept", "*/*"), ("Content-Length", "5")]),
             destination: destination)
         XCTAssertEqual(fields, [
-            HeaderField(":method", "GET"), HeaderField(":scheme", "http"),
-            HeaderField(":authority", "backend:9090"), HeaderField(":path", "/a?b=1"),
-            HeaderField("accept", "*/*"), HeaderField("content-length", "5"),
-            HeaderField("weft-orig-proto", "HTTP/1.1"), HeaderField("weft-dst", "198.18.0.3:9090"),
+            HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
+            HTTP2Header(":authority", "backend:9090"), HTTP2Header(":path", "/a?b=1"),
+            HTTP2Header("accept", "*/*"), HTTP2Header("content-length", "5"),
+            HTTP2Header("weft-orig-proto", "HTTP/1.1"), HTTP2Header("weft-dst", "198.18.0.3:9090"),
         ])
     }
 
@@ -33,7 +34,7 @@ final class MeshTranslationTests: XCTestCase {
         let names = fields.map(\.name)
         XCTAssertEqual(names, [":method", ":scheme", ":authority", ":path", "te", "x-kept", "weft-orig-proto", "weft-dst"])
         XCTAssertEqual(fields.first { $0.name == "te" }?.value, "trailers")
-        XCTAssertEqual(fields.last, HeaderField("weft-dst", "198.18.0.3:9090"), "an app cannot forge weft-dst")
+        XCTAssertEqual(fields.last, HTTP2Header("weft-dst", "198.18.0.3:9090"), "an app cannot forge weft-dst")
     }
 
     func testRoundTripKeepsTheRequestFaithful() throws {
@@ -50,32 +51,32 @@ final class MeshTranslationTests: XCTestCase {
     func testAbsoluteFormAndHTTP10WithoutHostSurvive() throws {
         let absolute = request("http://backend:9090/p?q", headers: [("Host", "ignored")])
         let up = try MeshTranslation.upgradeRequest(absolute, destination: destination)
-        XCTAssertTrue(up.contains(HeaderField(":authority", "backend:9090")))
-        XCTAssertTrue(up.contains(HeaderField(":path", "/p?q")))
-        XCTAssertTrue(up.contains(HeaderField("weft-orig-proto", "HTTP/1.1; absolute-form")))
+        XCTAssertTrue(up.contains(HTTP2Header(":authority", "backend:9090")))
+        XCTAssertTrue(up.contains(HTTP2Header(":path", "/p?q")))
+        XCTAssertTrue(up.contains(HTTP2Header("weft-orig-proto", "HTTP/1.1; absolute-form")))
         XCTAssertEqual(try MeshTranslation.downgradeRequest(up).head.uri, "http://backend:9090/p?q")
 
         let old = request("/", version: .http1_0, headers: [])
         let up10 = try MeshTranslation.upgradeRequest(old, destination: destination)
-        XCTAssertTrue(up10.contains(HeaderField(":authority", "198.18.0.3:9090")), "HTTP/2 needs an authority")
-        XCTAssertTrue(up10.contains(HeaderField("weft-orig-proto", "HTTP/1.0; no-host")))
+        XCTAssertTrue(up10.contains(HTTP2Header(":authority", "198.18.0.3:9090")), "HTTP/2 needs an authority")
+        XCTAssertTrue(up10.contains(HTTP2Header("weft-orig-proto", "HTTP/1.0; no-host")))
         let down10 = try MeshTranslation.downgradeRequest(up10)
         XCTAssertEqual(down10.head.version, .http1_0)
         XCTAssertNil(down10.head.headers.first(name: "host"), "the app gets no Host it never sent")
     }
 
     func testDowngradeRefusesMissingOrBadMeshHeaders() {
-        let base = [HeaderField(":method", "GET"), HeaderField(":scheme", "http"), HeaderField(":path", "/")]
+        let base = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":path", "/")]
         XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base)) {
             XCTAssertEqual($0 as? TranslationError, .badDestination(nil))
         }
-        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base + [HeaderField("weft-dst", "nope")])) {
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base + [HTTP2Header("weft-dst", "nope")])) {
             XCTAssertEqual($0 as? TranslationError, .badDestination("nope"))
         }
         XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base + [
-            HeaderField("weft-dst", "198.18.0.3:80"), HeaderField("weft-orig-proto", "SPDY/3"),
+            HTTP2Header("weft-dst", "198.18.0.3:80"), HTTP2Header("weft-orig-proto", "SPDY/3"),
         ])) { XCTAssertEqual($0 as? TranslationError, .badOrigProto("SPDY/3")) }
-        XCTAssertThrowsError(try MeshTranslation.downgradeRequest([HeaderField(":path", "/")])) {
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest([HTTP2Header(":path", "/")])) {
             XCTAssertEqual($0 as? TranslationError, .missingPseudoHeader(":method"))
         }
         XCTAssertThrowsError(try MeshTranslation.upgradeRequest(request("ftp://x/", headers: []), destination: destination))
@@ -86,13 +87,15 @@ final class MeshTranslationTests: XCTestCase {
             ("ETag", "\"v1\""), ("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Content-Length", "0"),
         ]))
         let fields = MeshTranslation.upgradeResponse(head)
-        XCTAssertEqual(fields, [HeaderField(":status", "304"), HeaderField("etag", "\"v1\""), HeaderField("content-length", "0")])
-        let back = try MeshTranslation.downgradeResponse(fields + [HeaderField("weft-x", "y")], version: .http1_0)
+        XCTAssertEqual(fields, [HTTP2Header(":status", "304"), HTTP2Header("etag", "\"v1\""), HTTP2Header("content-length", "0")])
+        let back = try MeshTranslation.downgradeResponse(
+            fields + [HTTP2Header("weft-x", "y"), HTTP2Header("weft-reason", "connect_failure")], version: .http1_0)
+        XCTAssertEqual(back.headers["weft-reason"], ["connect_failure"], "the reason is for the app")
         XCTAssertEqual(back.status, .notModified)
         XCTAssertEqual(back.version, .http1_0)
         XCTAssertEqual(back.headers["etag"], ["\"v1\""])
         XCTAssertNil(back.headers.first(name: "weft-x"))
-        XCTAssertThrowsError(try MeshTranslation.downgradeResponse([HeaderField(":status", "20")], version: .http1_1))
+        XCTAssertThrowsError(try MeshTranslation.downgradeResponse([HTTP2Header(":status", "20")], version: .http1_1))
         XCTAssertThrowsError(try MeshTranslation.downgradeResponse([], version: .http1_1))
     }
 }

@@ -83,11 +83,11 @@ struct ProxyFixture {
     let resolver: FakeOriginalDestination
 
     init(group: MultiThreadedEventLoopGroup, clusters: [Cluster] = [], policy: OutboundPolicy = .allowAny,
-         inbound: InboundListener = InboundListener(port: 0)) throws {
+         inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil) throws {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
-                                  mesh: PortListener(port: 15008),
+                                  mesh: PortListener(port: 0),
                                   admin: AddressListener(address: .loopbackV4, port: 15000),
                                   health: PortListener(port: 0))
         let configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
@@ -97,7 +97,7 @@ struct ProxyFixture {
         server = ProxyServer(configuration: configuration,
                              identity: NodeIdentity(id: "test", addresses: [.loopbackV4],
                                                     listenerPorts: [15008, 15000]),
-                             resolver: resolver, group: group, logger: logger)
+                             resolver: resolver, group: group, logger: logger, peerMeshPort: peerMeshPort)
         try server.start()
     }
 

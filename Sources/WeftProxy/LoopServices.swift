@@ -1,0 +1,42 @@
+import NIOCore
+
+/// The pools one event loop owns: upstream HTTP/1.1 connections to local
+/// apps, and mesh connections to peer nodes. Only touched on that loop.
+final class LoopServices {
+    let upstreamPool: HTTP1UpstreamPool
+    let meshPool: MeshConnectionPool
+    let meshListener: MeshListenerContext
+
+    init(upstreamPool: HTTP1UpstreamPool, meshPool: MeshConnectionPool, meshListener: MeshListenerContext) {
+        self.upstreamPool = upstreamPool
+        self.meshPool = meshPool
+        self.meshListener = meshListener
+    }
+}
+
+/// Finds the calling event loop's `LoopServices`. Built once at start,
+/// read-only after, so lookups take no lock.
+struct LoopServiceRegistry: Sendable {
+    private let byLoop: [ObjectIdentifier: NIOLoopBound<LoopServices>]
+
+    /// Creates one `LoopServices` on each loop of `group`.
+    init(group: EventLoopGroup, make: @escaping @Sendable (EventLoop) -> LoopServices) throws {
+        var byLoop: [ObjectIdentifier: NIOLoopBound<LoopServices>] = [:]
+        for loop in group.makeIterator() {
+            byLoop[ObjectIdentifier(loop)] = try loop.submit { NIOLoopBound(make(loop), eventLoop: loop) }.wait()
+        }
+        self.byLoop = byLoop
+    }
+
+    /// The services of `loop`; call on that loop.
+    func services(on loop: EventLoop) -> LoopServices? {
+        byLoop[ObjectIdentifier(loop)]?.value
+    }
+
+    /// Runs `body` on every loop with its services.
+    func forEach(_ body: @escaping @Sendable (LoopServices) -> Void) {
+        for (_, bound) in byLoop {
+            bound.eventLoop.execute { body(bound.value) }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+import Logging
+import NIOCore
+import WeftHTTP2
+
+/// What one mesh stream hears from its connection. Calls arrive on the
+/// connection's event loop.
+protocol MeshStreamHandler: AnyObject {
+    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)
+    /// Body bytes; call `MeshConnection.consume` once they are written on,
+    /// which is what reopens the peer's window.
+    func streamData(_ data: ByteBuffer, endStream: Bool)
+    /// The stream ended: `.noError` after a normal end, else the reset code.
+    func streamClosed(_ errorCode: HTTP2ErrorCode)
+    /// The stream's send queue crossed a watermark: stop or resume reading
+    /// whatever feeds it.
+    func streamWritabilityChanged(_ writable: Bool)
+}
+
+/// One HTTP/2 connection between weft nodes (SPEC §4), either role.
+///
+/// The only handler of its channel: bytes in go to the nghttp2 session,
+/// the session's output goes out as soon as the socket can take it, and
+/// stream events fan out to `MeshStreamHandler`s. Output is produced only
+/// while the channel is writable, so a slow peer leaves bytes queued in
+/// nghttp2's stream queues, where the producers' watermarks stop them.
+final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Role { case client, server }
+
+    let role: Role
+    let metrics: ProxyMetrics
+    private let logger: Logger
+    private var session: HTTP2Session?
+    private var context: ChannelHandlerContext?
+    private var streams: [Int32: MeshStreamHandler] = [:]
+    /// Server role: makes the handler of each new request stream.
+    private let acceptStream: ((MeshConnection, Int32) -> MeshStreamHandler)?
+    private var flushPending = false
+    private(set) var goingAway = false
+    private(set) var isClosed = false
+
+    /// Told (once) when the connection can take no new streams: GOAWAY,
+    /// error or close. The pool stops handing it out.
+    var onUnusable: ((MeshConnection) -> Void)?
+    /// Told when a stream closes, freeing a slot.
+    var onStreamSlotFreed: ((MeshConnection) -> Void)?
+
+    init(role: Role, metrics: ProxyMetrics, logger: Logger,
+         acceptStream: ((MeshConnection, Int32) -> MeshStreamHandler)? = nil) {
+        self.role = role
+        self.metrics = metrics
+        self.logger = logger
+        self.acceptStream = acceptStream
+    }
+
+    var eventLoop: EventLoop? { context?.eventLoop }
+    var openStreamCount: Int { streams.count }
+
+    /// Whether a new stream may be opened now (client role).
+    var hasCapacity: Bool {
+        guard let session, !goingAway, !isClosed, context?.channel.isActive == true else { return false }
+        return session.isRequestAllowed && streams.count < Int(session.remoteMaxConcurrentStreams)
+    }
+
+    // MARK: - stream operations (on the event loop)
+
+    /// Opens a request stream (client role).
+    func openStream(headers: [HTTP2Header], endStream: Bool, handler: MeshStreamHandler) throws -> Int32 {
+        guard let session, hasCapacity else { throw MeshError.noCapacity }
+        let streamID = try session.submitRequest(headers: headers, endStream: endStream)
+        streams[streamID] = handler
+        metrics.meshStreamOpened(role)
+        scheduleFlush()
+        return streamID
+    }
+
+    func respond(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
+        try session?.submitResponse(streamID: streamID, headers: headers, endStream: endStream)
+        scheduleFlush()
+    }
+
+    func sendInformational(streamID: Int32, headers: [HTTP2Header]) throws {
+        try session?.submitInformational(streamID: streamID, headers: headers)
+        scheduleFlush()
+    }
+
+    func sendData(streamID: Int32, _ buffer: ByteBuffer, endStream: Bool = false) throws {
+        try session?.sendData(streamID: streamID, buffer, endStream: endStream)
+        scheduleFlush()
+    }
+
+    func sendEnd(streamID: Int32, trailers: [HTTP2Header]? = nil) throws {
+        if let trailers, !trailers.isEmpty {
+            try session?.submitTrailers(streamID: streamID, headers: trailers)
+        } else {
+            try session?.sendEnd(streamID: streamID)
+        }
+        scheduleFlush()
+    }
+
+    func isWritable(streamID: Int32) -> Bool {
+        session?.isWritable(streamID: streamID) ?? false
+    }
+
+    /// Reopens the peer's window for bytes the stream has passed on.
+    func consume(streamID: Int32, bytes: Int) {
+        guard bytes > 0 else { return }
+        try? session?.consume(streamID: streamID, bytes: bytes)
+        scheduleFlush()
+    }
+
+    func reset(streamID: Int32, errorCode: HTTP2ErrorCode = .cancel) {
+        streams[streamID] = nil
+        try? session?.resetStream(streamID: streamID, errorCode: errorCode)
+        try? session?.discardUnconsumed(streamID: streamID)
+        scheduleFlush()
+    }
+
+    /// Stops new streams and lets open ones finish (drain).
+    func shutdownGracefully() {
+        guard !goingAway else { return }
+        markUnusable()
+        try? session?.startGracefulShutdown()
+        scheduleFlush()
+    }
+
+    // MARK: - channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        do {
+            session = try HTTP2Session(role: role == .client ? .client : .server, delegate: self)
+        } catch {
+            logger.error("cannot create HTTP/2 session", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+            return
+        }
+        metrics.meshConnectionOpened(role)
+        if context.channel.isActive { flushNow() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flushNow()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        do {
+            try session.receive(unwrapInboundIn(data))
+        } catch {
+            logger.warning("mesh connection protocol error", metadata: ["error": "\(error)"])
+            markUnusable()
+            flushNow()
+            context.close(promise: nil)
+            return
+        }
+        flushPending = true
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending { flushNow() }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flushNow() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        markUnusable()
+        let open = streams
+        streams.removeAll()
+        for (_, handler) in open { handler.streamClosed(.connectError) }
+        session = nil
+        metrics.meshConnectionClosed(role)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("mesh connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: - output
+
+    /// Coalesces output from many stream operations in one loop tick.
+    private func scheduleFlush() {
+        guard !flushPending, let context else { return }
+        flushPending = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { bound.value.flushNow() }
+    }
+
+    /// Writes what the session wants to send, as much as the socket takes.
+    private func flushNow() {
+        flushPending = false
+        guard let context, let session, context.channel.isActive else { return }
+        var buffers: [ByteBuffer] = []
+        while context.channel.isWritable {
+            buffers.removeAll(keepingCapacity: true)
+            let produced: Int
+            do {
+                produced = try session.produceOutput(into: &buffers, maxBytes: 64 * 1024)
+            } catch {
+                for buffer in buffers { context.write(wrapOutboundOut(buffer), promise: nil) }
+                context.flush()
+                context.close(promise: nil)
+                return
+            }
+            for buffer in buffers { context.write(wrapOutboundOut(buffer), promise: nil) }
+            if produced == 0 { break }
+            context.flush()
+        }
+        context.flush()
+        if !session.wantsRead && !session.wantsWrite {
+            context.close(promise: nil)
+        }
+    }
+
+    private func markUnusable() {
+        guard !goingAway else { return }
+        goingAway = true
+        onUnusable?(self)
+    }
+
+    // MARK: - HTTP2SessionDelegate
+
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+                 kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
+        if kind == .request, streams[streamID] == nil, let acceptStream {
+            streams[streamID] = acceptStream(self, streamID)
+            metrics.meshStreamOpened(role)
+        }
+        streams[streamID]?.streamHeaders(headers, kind: kind, endStream: endStream)
+    }
+
+    func session(_ session: HTTP2Session, didReceiveData data: ByteBuffer, streamID: Int32, endStream: Bool) {
+        if let handler = streams[streamID] {
+            handler.streamData(data, endStream: endStream)
+        } else {
+            // Nobody will pass these bytes on: give the window back now.
+            try? session.consume(streamID: streamID, bytes: data.readableBytes)
+        }
+    }
+
+    func session(_ session: HTTP2Session, streamClosed streamID: Int32, errorCode: HTTP2ErrorCode) {
+        guard let handler = streams.removeValue(forKey: streamID) else {
+            try? session.discardUnconsumed(streamID: streamID)
+            return
+        }
+        handler.streamClosed(errorCode)
+        try? session.discardUnconsumed(streamID: streamID)
+        onStreamSlotFreed?(self)
+    }
+
+    func session(_ session: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: HTTP2ErrorCode, debugData: String) {
+        logger.debug("mesh GOAWAY received", metadata: ["last_stream": "\(lastStreamID)", "code": "\(errorCode)"])
+        markUnusable()
+    }
+
+    func session(_ session: HTTP2Session, didReceiveSettings settings: HTTP2RemoteSettings) {
+        onStreamSlotFreed?(self)
+    }
+
+    func session(_ session: HTTP2Session, streamWritabilityChanged streamID: Int32, isWritable: Bool) {
+        streams[streamID]?.streamWritabilityChanged(isWritable)
+    }
+
+    func session(_ session: HTTP2Session, connectionError error: HTTP2SessionError) {
+        logger.warning("mesh connection closed by protocol error", metadata: ["error": "\(error)"])
+        markUnusable()
+    }
+}
+
+enum MeshError: Error, Equatable {
+    /// The connection takes no new streams (GOAWAY, closed, or full).
+    case noCapacity
+    /// The peer node could not be reached.
+    case connectFailed
+    /// The peer reset the stream or the connection died before a response.
+    case streamReset(HTTP2ErrorCode)
+}

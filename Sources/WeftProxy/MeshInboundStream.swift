@@ -1,0 +1,217 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import WeftCore
+import WeftHTTP2
+
+/// One request stream arriving on the mesh listener, delivered to the
+/// local app over an HTTP/1.1 keep-alive connection (SPEC §4, receiver).
+///
+/// Flow control runs end to end: request bytes are consumed (reopening the
+/// sender's window) only once written to the app, and the app's response
+/// is read only while the stream's send queue is below its watermark.
+final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
+    private let connection: MeshConnection
+    private let streamID: Int32
+    private let context: MeshListenerContext
+    private var upstream: HTTP1UpstreamConnection?
+    /// Request parts that arrived before the app connection was ready; their
+    /// size is bounded by the stream window, since they are not consumed yet.
+    private var pending: [HTTPClientRequestPart] = []
+    private var unconsumed = 0
+    private var requestEnded = false
+    private var responseStarted = false
+    private var finished = false
+
+    init(connection: MeshConnection, streamID: Int32, context: MeshListenerContext) {
+        self.connection = connection
+        self.streamID = streamID
+        self.context = context
+    }
+
+    // MARK: MeshStreamHandler
+
+    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+        switch kind {
+        case .request:
+            startRequest(headers, endStream: endStream)
+        case .trailers:
+            var trailers = HTTPHeaders()
+            for header in headers where !header.name.hasPrefix(":") { trailers.add(name: header.name, value: header.value) }
+            deliver(.end(trailers))
+        case .response, .informational:
+            connection.reset(streamID: streamID, errorCode: .protocolError)
+        }
+    }
+
+    func streamData(_ data: ByteBuffer, endStream: Bool) {
+        unconsumed += data.readableBytes
+        if data.readableBytes > 0 { deliver(.body(.byteBuffer(data))) }
+        if endStream { deliver(.end(nil)) }
+    }
+
+    func streamClosed(_ errorCode: HTTP2ErrorCode) {
+        guard !finished else { return }
+        finished = true
+        // The sender gave up (reset or lost connection): the app may be
+        // mid-exchange, so that connection cannot be reused.
+        upstream?.abandon()
+        upstream = nil
+    }
+
+    func streamWritabilityChanged(_ writable: Bool) {
+        upstream?.setReading(writable)
+    }
+
+    // MARK: request
+
+    private func startRequest(_ headers: [HTTP2Header], endStream: Bool) {
+        let request: DowngradedRequest
+        do {
+            request = try MeshTranslation.downgradeRequest(headers)
+        } catch {
+            fail(status: .badRequest, reason: "bad_mesh_request", detail: "\(error)")
+            return
+        }
+        // No open relay: the sender must name one of this node's addresses.
+        guard context.identity.addresses.contains(request.destination.address) else {
+            context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
+            fail(status: .forbidden, reason: "not_local_destination", detail: "\(request.destination)")
+            return
+        }
+        if endStream { requestEnded = true }
+        let target = context.deliveryTarget(for: request.destination)
+        let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
+        let head = request.head
+        context.pool.acquire(TargetKey(endpoint: target), connectTimeout: context.connectTimeout).whenComplete { result in
+            let stream = bound.value
+            switch result {
+            case .success(let upstream):
+                stream.attach(upstream, head: head)
+            case .failure(let error):
+                stream.context.logger.debug("local app unreachable", metadata: ["target": "\(target)", "error": "\(error)"])
+                stream.fail(status: .badGateway, reason: "connect_failure", detail: "\(target)")
+            }
+        }
+    }
+
+    private func attach(_ upstream: HTTP1UpstreamConnection, head: HTTPRequestHead) {
+        guard !finished else {
+            upstream.abandon()
+            return
+        }
+        self.upstream = upstream
+        upstream.start(head, receiver: self)
+        let parts = pending
+        pending.removeAll()
+        for part in parts { write(part, to: upstream) }
+        if requestEnded && parts.isEmpty { upstream.sendEnd(nil) }
+        upstream.flush()
+        consumeIfWritable()
+    }
+
+    private func deliver(_ part: HTTPClientRequestPart) {
+        if case .end = part { requestEnded = true }
+        guard let upstream else {
+            pending.append(part)
+            return
+        }
+        write(part, to: upstream)
+        upstream.flush()
+        consumeIfWritable()
+    }
+
+    private func write(_ part: HTTPClientRequestPart, to upstream: HTTP1UpstreamConnection) {
+        switch part {
+        case .head: break
+        case .body(.byteBuffer(let buffer)): upstream.sendBody(buffer)
+        case .body: break
+        case .end(let trailers): upstream.sendEnd(trailers)
+        }
+    }
+
+    /// Reopens the sender's window for what the app socket has taken.
+    private func consumeIfWritable() {
+        guard unconsumed > 0, upstream?.isWritable ?? false else { return }
+        connection.consume(streamID: streamID, bytes: unconsumed)
+        unconsumed = 0
+    }
+
+    // MARK: HTTP1ResponseReceiver
+
+    func receiveHead(_ head: HTTPResponseHead) {
+        guard !finished else { return }
+        let fields = MeshTranslation.upgradeResponse(head)
+        if head.status.code < 200 {
+            try? connection.sendInformational(streamID: streamID, headers: fields)
+            return
+        }
+        responseStarted = true
+        do {
+            try connection.respond(streamID: streamID, headers: fields, endStream: false)
+        } catch {
+            abort()
+        }
+    }
+
+    func receiveBody(_ buffer: ByteBuffer) {
+        guard !finished else { return }
+        do { try connection.sendData(streamID: streamID, buffer) } catch { abort() }
+    }
+
+    func receiveEnd(_ trailers: HTTPHeaders?) {
+        guard !finished else { return }
+        let fields = trailers.map(MeshTranslation.trailerFields) ?? []
+        do { try connection.sendEnd(streamID: streamID, trailers: fields) } catch { abort() }
+        upstream = nil
+        finishIfClean()
+    }
+
+    func receiveFailure(_ error: Error) {
+        guard !finished else { return }
+        upstream = nil
+        if responseStarted {
+            abort()
+        } else {
+            fail(status: .badGateway, reason: "upstream_reset", detail: "\(error)")
+        }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if writable { consumeIfWritable() }
+    }
+
+    // MARK: endings
+
+    /// Answers the sender with an error response that says why.
+    private func fail(status: HTTPResponseStatus, reason: String, detail: String) {
+        guard !finished else { return }
+        guard !responseStarted else { return abort() }
+        responseStarted = true
+        context.metrics.countErrorResponse(status: Int(status.code))
+        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason)\n")
+        let headers = [
+            HTTP2Header(":status", String(status.code)),
+            HTTP2Header("content-type", "text/plain; charset=utf-8"),
+            HTTP2Header("content-length", String(body.readableBytes)),
+            HTTP2Header("weft-reason", reason),
+        ]
+        context.logger.debug("mesh request failed", metadata: ["reason": "\(reason)", "detail": "\(detail)"])
+        try? connection.respond(streamID: streamID, headers: headers, endStream: false)
+        try? connection.sendData(streamID: streamID, body, endStream: true)
+        // Drop whatever request body is still coming: nobody will read it.
+        if !requestEnded { connection.reset(streamID: streamID, errorCode: .noError) }
+        finished = true
+    }
+
+    private func abort() {
+        finished = true
+        upstream?.abandon()
+        upstream = nil
+        connection.reset(streamID: streamID, errorCode: .internalError)
+    }
+
+    private func finishIfClean() {
+        if requestEnded { finished = true }
+    }
+}

@@ -1,0 +1,214 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import WeftCore
+import WeftHTTP2
+
+/// One app request carried as one mesh stream, and its response carried
+/// back: the sending node's half of SPEC §4.
+///
+/// Flow control couples the two sockets: response bytes are consumed on
+/// the stream (reopening the peer's window) only once the app socket took
+/// them, and request body reads stop while the stream's queue is full.
+final class MeshOutboundExchange: MeshStreamHandler {
+    private unowned let handler: OutboundHTTPHandler
+    private let head: HTTPRequestHead
+    private let destination: IPEndpoint
+    private let cluster: String
+    private let logger: Logger
+    private var connection: MeshConnection?
+    private var streamID: Int32?
+    /// Body parts that arrived before the stream was open (bounded: reads
+    /// are paused until it is).
+    private var pending: [ByteBuffer] = []
+    private var pendingEnd: HTTPHeaders??
+    private var unconsumed = 0
+    private var responseStarted = false
+    private var keepAlive: Bool
+    private var done = false
+
+    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, destination: IPEndpoint, cluster: String, logger: Logger) {
+        self.handler = handler
+        self.head = head
+        self.destination = destination
+        self.cluster = cluster
+        self.logger = logger
+        self.keepAlive = head.isKeepAlive
+    }
+
+    func start(pool: MeshConnectionPool, peer: IPEndpoint) {
+        let headers: [HTTP2Header]
+        do {
+            headers = try MeshTranslation.upgradeRequest(head, destination: destination)
+        } catch {
+            keepAlive = false
+            handler.respondWithError(.badRequest, reason: "bad_request_target", keepAlive: false,
+                                     version: head.version, finished: self)
+            done = true
+            return
+        }
+        handler.setReadsPaused(true)
+        let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        pool.connection(to: peer).whenComplete { result in
+            let exchange = bound.value
+            guard !exchange.done else { return }
+            switch result {
+            case .success(let connection):
+                exchange.open(on: connection, headers: headers, pool: pool, peer: peer, retried: false)
+            case .failure:
+                exchange.fail(.badGateway, reason: "connect_failure")
+            }
+        }
+    }
+
+    private func open(on connection: MeshConnection, headers: [HTTP2Header], pool: MeshConnectionPool,
+                      peer: IPEndpoint, retried: Bool) {
+        do {
+            streamID = try connection.openStream(headers: headers, endStream: false, handler: self)
+            self.connection = connection
+        } catch {
+            // The connection filled up or went away between the pool's
+            // answer and now: one more try on a fresh pick.
+            guard !retried else { return fail(.serviceUnavailable, reason: "mesh_overloaded") }
+            let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+            pool.connection(to: peer).whenComplete { result in
+                let exchange = bound.value
+                guard !exchange.done else { return }
+                switch result {
+                case .success(let next): exchange.open(on: next, headers: headers, pool: pool, peer: peer, retried: true)
+                case .failure: exchange.fail(.badGateway, reason: "connect_failure")
+                }
+            }
+            return
+        }
+        let parts = pending
+        pending.removeAll()
+        for part in parts { sendBody(part) }
+        if let end = pendingEnd {
+            pendingEnd = nil
+            sendEnd(end)
+        }
+        updateReads()
+    }
+
+    // MARK: request, from the app
+
+    func sendBody(_ buffer: ByteBuffer) {
+        guard let connection, let streamID else {
+            pending.append(buffer)
+            return
+        }
+        do { try connection.sendData(streamID: streamID, buffer) } catch { return fail(.badGateway, reason: "upstream_reset") }
+        updateReads()
+    }
+
+    func sendEnd(_ trailers: HTTPHeaders?) {
+        guard let connection, let streamID else {
+            pendingEnd = .some(trailers)
+            return
+        }
+        let fields = trailers.map(MeshTranslation.trailerFields)
+        do { try connection.sendEnd(streamID: streamID, trailers: fields) } catch { fail(.badGateway, reason: "upstream_reset") }
+    }
+
+    private func updateReads() {
+        guard let connection, let streamID else { return }
+        handler.setReadsPaused(!connection.isWritable(streamID: streamID))
+    }
+
+    // MARK: MeshStreamHandler: the response, from the peer
+
+    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+        switch kind {
+        case .informational, .response:
+            guard var response = try? MeshTranslation.downgradeResponse(headers, version: head.version) else {
+                return fail(.badGateway, reason: "bad_response")
+            }
+            if kind == .informational {
+                handler.writeHead(response)
+                return
+            }
+            responseStarted = true
+            frame(&response)
+            handler.writeHead(response)
+            if endStream { finish(trailers: nil) }
+        case .trailers:
+            var trailers = HTTPHeaders()
+            for header in headers where !header.name.hasPrefix(":") { trailers.add(name: header.name, value: header.value) }
+            finish(trailers: trailers)
+        case .request:
+            break
+        }
+    }
+
+    func streamData(_ data: ByteBuffer, endStream: Bool) {
+        unconsumed += data.readableBytes
+        if data.readableBytes > 0 { handler.writeBody(data) }
+        appBecameWritable()
+        if endStream { finish(trailers: nil) }
+    }
+
+    func streamClosed(_ errorCode: HTTP2ErrorCode) {
+        guard !done else { return }
+        if responseStarted {
+            logger.debug("mesh stream broke mid-response", metadata: ["code": "\(errorCode)"])
+            done = true
+            handler.abortResponse()
+        } else {
+            fail(.badGateway, reason: errorCode == .refusedStream ? "refused_stream" : "upstream_reset")
+        }
+    }
+
+    func streamWritabilityChanged(_ writable: Bool) {
+        handler.setReadsPaused(!writable)
+    }
+
+    // MARK: app side events
+
+    /// Gives the peer's window back for what the app socket has taken.
+    func appBecameWritable() {
+        guard unconsumed > 0, handler.appIsWritable, let connection, let streamID else { return }
+        connection.consume(streamID: streamID, bytes: unconsumed)
+        unconsumed = 0
+    }
+
+    func appClosed() {
+        guard !done else { return }
+        done = true
+        if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
+    }
+
+    // MARK: endings
+
+    /// Keep-alive and framing for the app's HTTP version: an HTTP/1.0 app
+    /// gets a close-delimited body when no length is known.
+    private func frame(_ response: inout HTTPResponseHead) {
+        let hasLength = response.headers.contains(name: "content-length")
+        let bodyless = head.method == .HEAD || response.status == .noContent || response.status == .notModified
+        if head.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }
+        if !keepAlive {
+            response.headers.replaceOrAdd(name: "connection", value: "close")
+        } else if head.version == .http1_0 {
+            response.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+    }
+
+    private func finish(trailers: HTTPHeaders?) {
+        guard !done else { return }
+        done = true
+        handler.writeEnd(trailers, close: !keepAlive, exchange: self)
+    }
+
+    private func fail(_ status: HTTPResponseStatus, reason: String) {
+        guard !done else { return }
+        done = true
+        if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
+        logger.debug("mesh request failed", metadata: ["reason": "\(reason)", "dst": "\(destination)", "cluster": "\(cluster)"])
+        if responseStarted {
+            handler.abortResponse()
+        } else {
+            // The request body may still be arriving: close after answering.
+            handler.respondWithError(status, reason: reason, keepAlive: false, version: head.version, finished: self)
+        }
+    }
+}

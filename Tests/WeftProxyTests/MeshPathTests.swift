@@ -1,0 +1,159 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import XCTest
+import WeftConfig
+import WeftCore
+@testable import WeftProxy
+
+/// Two nodes on loopback: an app's HTTP/1.1 request enters node A's
+/// outbound listener, crosses as an HTTP/2 stream to node B's mesh
+/// listener, and reaches an HTTP/1.1 app behind B.
+final class MeshPathTests: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var app: Channel!
+
+    override func setUpWithError() throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        app = try ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(EchoHTTPApp())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    override func tearDownWithError() throws {
+        try app.close().wait()
+        try group.syncShutdownGracefully()
+    }
+
+    /// Node B (receiver) and node A (sender, one meshed cluster whose VIP
+    /// maps to the app behind B).
+    private func nodes() throws -> (a: ProxyFixture, b: ProxyFixture) {
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let appPort = UInt16(try XCTUnwrap(app.localAddress?.port))
+        let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: appPort))])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.10:9090"))
+        return (a, b)
+    }
+
+    private func send(_ raw: String, to port: Int, responses: Int = 1) -> String {
+        var collected: [UInt8] = []
+        // One raw exchange; the app's answers are small enough for a few reads.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let bytes = Array(raw.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            collected += buffer[..<count]
+            let text = String(decoding: collected, as: UTF8.self)
+            if text.components(separatedBy: "END\n").count > responses || text.contains("weft-reason") { break }
+        }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    func testRequestCrossesTheMeshAndArrivesAsHTTP1WithoutMeshHeaders() throws {
+        let (a, b) = try nodes()
+        let response = send("POST /hello HTTP/1.1\r\nHost: backend:9090\r\nContent-Length: 5\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Kept: k\r\n\r\nworld",
+                            to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 200 OK\r\n"), response)
+        XCTAssertTrue(response.contains("method=POST uri=/hello body=world"), response)
+        XCTAssertTrue(response.contains("host=backend:9090"), response)
+        XCTAssertTrue(response.contains("x-kept=k"), response)
+        XCTAssertFalse(response.contains("x-secret"), "a header named by Connection crossed: \(response)")
+        XCTAssertFalse(response.contains("weft-"), "a mesh header reached the app: \(response)")
+        XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 1)
+        XCTAssertEqual(b.server.metrics.meshStreams.server.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    func testPipelinedRequestsAreAnsweredInOrder() throws {
+        let (a, b) = try nodes()
+        let response = send("GET /one HTTP/1.1\r\nHost: backend\r\n\r\nGET /two HTTP/1.1\r\nHost: backend\r\nX-Last: 1\r\n\r\n",
+                            to: try a.port(.outbound), responses: 2)
+        let one = try XCTUnwrap(response.range(of: "uri=/one"))
+        let two = try XCTUnwrap(response.range(of: "uri=/two"))
+        XCTAssertLessThan(one.lowerBound, two.lowerBound)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    func testClosedAppPortAnswers502WithAReason() throws {
+        let closed = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        let deadPort = UInt16(try XCTUnwrap(closed.localAddress?.port))
+        try closed.close().wait()
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let cluster = Cluster(name: "down", addresses: [IPEndpoint("198.19.0.11:80")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: deadPort))])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.11:80"))
+        let response = send("GET / HTTP/1.1\r\nHost: down\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), response)
+        XCTAssertTrue(response.lowercased().contains("weft-reason: connect_failure"), response)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    func testDeadPeerNodeAnswers502() throws {
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        try b.server.close().wait()  // the peer node is gone
+        let appPort = UInt16(try XCTUnwrap(app.localAddress?.port))
+        let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: appPort))])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.10:9090"))
+        let response = send("GET / HTTP/1.1\r\nHost: backend\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), response)
+        XCTAssertTrue(response.lowercased().contains("weft-reason: connect_failure"), response)
+        XCTAssertNoThrow(try a.server.close().wait())
+    }
+}
+
+/// Answers every request with what it saw: method, uri, body, and its
+/// headers as `name=value` lines, then `END`.
+private final class EchoHTTPApp: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private var head: HTTPRequestHead?
+    private var body = ""
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = ""
+        case .body(let buffer):
+            body += String(buffer: buffer)
+        case .end:
+            guard let head else { return }
+            var text = "method=\(head.method.rawValue) uri=\(head.uri) body=\(body)\n"
+            for (name, value) in head.headers { text += "\(name.lowercased())=\(value)\n" }
+            text += "END\n"
+            let headers = HTTPHeaders([("content-length", String(text.utf8.count))])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
