@@ -89,7 +89,6 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             }
             return
         }
-        let handler = NIOLoopBound(self, eventLoop: channel.eventLoop)
         let detection = ProtocolDetectionHandler(timeout: detectTimeout) { context, verdict, bytes in
             let channel = context.channel
             sessionLogger.debug("protocol detected", metadata: ["protocol": "\(verdict.rawValue)"])
@@ -103,13 +102,15 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     channel.close(promise: nil)
                 }
             } else {
-                handler.value.connect(channel, to: decision.fallback, timeout: decision.connectTimeout,
-                                      cluster: decision.cluster.name, peer: peer, destination: destination,
-                                      initialBytes: bytes)
+                // Not HTTP/1: the bytes ride a CONNECT stream to the endpoint's node.
+                MeshTunnel.open(on: channel, pool: services.meshPool,
+                                peer: IPEndpoint(address: decision.fallback.address, port: route.meshPort),
+                                destination: decision.fallback, initialBytes: bytes, logger: sessionLogger)
             }
         }
         do {
             try channel.pipeline.syncOperations.addHandler(detection)
+            channel.pipeline.syncOperations.removeHandler(self, promise: nil)
         } catch {
             channel.close(promise: nil)
             return

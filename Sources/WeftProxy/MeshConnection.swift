@@ -35,8 +35,8 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
     private var streams: [Int32: MeshStreamHandler] = [:]
-    /// Server role: makes the handler of each new request stream.
-    private let acceptStream: ((MeshConnection, Int32) -> MeshStreamHandler)?
+    /// Server role: makes the handler of each new request stream, from its headers.
+    private let acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)?
     private var flushPending = false
     private(set) var goingAway = false
     private(set) var isClosed = false
@@ -48,7 +48,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     var onStreamSlotFreed: ((MeshConnection) -> Void)?
 
     init(role: Role, metrics: ProxyMetrics, logger: Logger,
-         acceptStream: ((MeshConnection, Int32) -> MeshStreamHandler)? = nil) {
+         acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
         self.role = role
         self.metrics = metrics
         self.logger = logger
@@ -137,13 +137,23 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             context.close(promise: nil)
             return
         }
-        metrics.meshConnectionOpened(role)
-        if context.channel.isActive { flushNow() }
+        if context.channel.isActive { becameActive() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        flushNow()
+        becameActive()
         context.fireChannelActive()
+    }
+
+    /// Counted only once connected: a connect that fails never was a connection.
+    private var counted = false
+
+    private func becameActive() {
+        if !counted {
+            counted = true
+            metrics.meshConnectionOpened(role)
+        }
+        flushNow()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -177,7 +187,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         streams.removeAll()
         for (_, handler) in open { handler.streamClosed(.connectError) }
         session = nil
-        metrics.meshConnectionClosed(role)
+        if counted { metrics.meshConnectionClosed(role) }
         context.fireChannelInactive()
     }
 
@@ -233,7 +243,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if kind == .request, streams[streamID] == nil, let acceptStream {
-            streams[streamID] = acceptStream(self, streamID)
+            streams[streamID] = acceptStream(self, streamID, headers)
             metrics.meshStreamOpened(role)
         }
         streams[streamID]?.streamHeaders(headers, kind: kind, endStream: endStream)

@@ -24,7 +24,7 @@ struct MeshRoute {
 /// `HTTPServerPipelineHandler` (one request at a time, pipelined ones wait
 /// their turn), then this handler. Reads of the app socket stop while the
 /// current stream cannot take more body, or while its stream is being set up.
-final class OutboundHTTPHandler: ChannelDuplexHandler {
+final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -37,6 +37,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler {
     private var exchange: MeshOutboundExchange?
     private var readHeld = false
     private(set) var readsPaused = false
+    /// An HTTP/1.1 Upgrade request (WebSocket) waiting for its end, after
+    /// which the connection becomes a CONNECT tunnel.
+    private var upgrade: (head: HTTPRequestHead, endpoint: IPEndpoint)?
 
     init(route: MeshRoute, pool: MeshConnectionPool, metrics: ProxyMetrics, logger: Logger) {
         self.route = route
@@ -55,6 +58,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler {
                 respondWithError(.serviceUnavailable, reason: "no_endpoint", keepAlive: head.isKeepAlive)
                 return
             }
+            if Self.isUpgradeRequest(head) {
+                upgrade = (head, endpoint)
+                setReadsPaused(true)
+                return
+            }
             let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
             let exchange = MeshOutboundExchange(handler: self, head: head, destination: endpoint,
                                                 cluster: route.cluster.name, logger: logger)
@@ -63,7 +71,50 @@ final class OutboundHTTPHandler: ChannelDuplexHandler {
         case .body(let buffer):
             exchange?.sendBody(buffer)
         case .end(let trailers):
+            if let upgrade {
+                self.upgrade = nil
+                startTunnel(context: context, head: upgrade.head, endpoint: upgrade.endpoint)
+                return
+            }
             exchange?.sendEnd(trailers)
+        }
+    }
+
+    /// An upgrade request names `upgrade` in `Connection` and says what to
+    /// upgrade to in `Upgrade` (RFC 9110 §7.8); a lone `Upgrade` header is
+    /// just a hop-by-hop header to strip.
+    static func isUpgradeRequest(_ head: HTTPRequestHead) -> Bool {
+        guard head.method != .CONNECT, head.headers.contains(name: "upgrade") else { return false }
+        return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+
+    /// Carries an Upgrade request, and whatever the connection becomes, on
+    /// a CONNECT stream: the request head goes first as raw bytes, the
+    /// peer app's `101` comes back the same way. Once the bridge is in
+    /// place the HTTP handlers leave, the decoder last so that any bytes it
+    /// still holds reach the bridge.
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, endpoint: IPEndpoint) {
+        var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
+        for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
+        text += "\r\n"
+        let channel = context.channel
+        let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
+        let logger = self.logger
+        do {
+            MeshTunnel.open(on: channel, pool: self.pool, peer: peer, destination: endpoint,
+                            initialBytes: ByteBuffer(string: text), logger: logger) { channel in
+                let sync = channel.pipeline.syncOperations
+                sync.removeHandler(self, promise: nil)
+                if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) {
+                    sync.removeHandler(pipelining, promise: nil)
+                }
+                if let encoder = try? sync.handler(type: HTTPResponseEncoder.self) {
+                    sync.removeHandler(encoder, promise: nil)
+                }
+                if let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+                    sync.removeHandler(decoder, promise: nil)
+                }
+            }
         }
     }
 

@@ -173,8 +173,11 @@ public final class ProxyServer: Sendable {
                         throw ChannelError.ioOnClosedChannel
                     }
                     let listener = loopServices.meshListener
-                    let connection = MeshConnection(role: .server, metrics: metrics, logger: logger) { connection, streamID in
-                        MeshInboundStream(connection: connection, streamID: streamID, context: listener)
+                    let connection = MeshConnection(role: .server, metrics: metrics, logger: logger) { connection, streamID, headers in
+                        if headers.contains(where: { $0.name == ":method" && $0.value == "CONNECT" }) {
+                            return MeshConnectStream(connection: connection, streamID: streamID, context: listener)
+                        }
+                        return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
                     }
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }

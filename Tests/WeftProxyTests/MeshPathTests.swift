@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -130,6 +131,92 @@ final class MeshPathTests: XCTestCase {
     }
 }
 
+extension MeshPathTests {
+    /// Node B in front of `app`, node A with a meshed cluster for it.
+    private func nodes(for app: Channel, vip: String) throws -> (a: ProxyFixture, b: ProxyFixture) {
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let appPort = UInt16(try XCTUnwrap(app.localAddress?.port))
+        let cluster = Cluster(name: "raw", addresses: [IPEndpoint(vip)!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: appPort))])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint(vip))
+        return (a, b)
+    }
+
+    func testOpaqueBytesRideAConnectStreamWithHalfClose() throws {
+        let echo = try startServer(group: group) { EchoHandler() }
+        defer { echo.close(promise: nil) }
+        let (a, b) = try nodes(for: echo, vip: "198.19.0.12:6380")
+        let client = CollectingHandler(eventLoop: group.next())
+        let channel = try XCTUnwrap(a.connect(to: .outbound, handler: client))
+        let payload = Array("*1\r\n$4\r\nPING\r\n".utf8) + (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try channel.writeAndFlush(ByteBuffer(bytes: payload)).wait()
+        try channel.close(mode: .output).wait()
+        XCTAssertNil(try client.closed.futureResult.wait())
+        XCTAssertEqual(client.bytes.count, payload.count)
+        XCTAssertTrue(client.bytes == payload)
+        XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 1, "one CONNECT stream")
+        XCTAssertEqual(b.server.metrics.meshStreams.server.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    func testUpgradeBecomesATunnel() throws {
+        let upgrading = try startServer(group: group) { UpgradeThenEchoHandler() }
+        defer { upgrading.close(promise: nil) }
+        let (a, b) = try nodes(for: upgrading, vip: "198.19.0.13:8765")
+        let client = CollectingHandler(eventLoop: group.next())
+        let channel = try XCTUnwrap(a.connect(to: .outbound, handler: client))
+        try channel.writeAndFlush(ByteBuffer(string:
+            "GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")).wait()
+        let deadline = NIODeadline.now() + .seconds(5)
+        while !String(decoding: client.bytes, as: UTF8.self).contains("\r\n\r\n"), NIODeadline.now() < deadline {
+            usleep(10_000)
+        }
+        try channel.writeAndFlush(ByteBuffer(string: "raw frames")).wait()
+        while !String(decoding: client.bytes, as: UTF8.self).hasSuffix("raw frames"), NIODeadline.now() < deadline {
+            usleep(10_000)
+        }
+        let text = String(decoding: client.bytes, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), text)
+        XCTAssertTrue(text.lowercased().contains("saw-upgrade: echo"), "the Upgrade header must reach the app: \(text)")
+        XCTAssertTrue(text.hasSuffix("raw frames"), text)
+        try channel.close().wait()
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
+
+/// Reads an HTTP/1.1 upgrade request as raw bytes, answers 101 (echoing
+/// the Upgrade header it saw), then echoes raw bytes.
+final class UpgradeThenEchoHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var head = ""
+    private var upgraded = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if upgraded {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        head += buffer.readString(length: buffer.readableBytes) ?? ""
+        guard let end = head.range(of: "\r\n\r\n") else { return }
+        let upgradeValue = head[..<end.lowerBound].split(separator: "\r\n")
+            .first { $0.lowercased().hasPrefix("upgrade:") }
+            .map { $0.dropFirst("upgrade:".count).trimmingCharacters(in: .whitespaces) } ?? "none"
+        let rest = String(head[end.upperBound...])
+        upgraded = true
+        context.write(wrapOutboundOut(ByteBuffer(string:
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\nSaw-Upgrade: \(upgradeValue)\r\n\r\n")),
+            promise: nil)
+        if !rest.isEmpty { context.write(wrapOutboundOut(ByteBuffer(string: rest)), promise: nil) }
+        context.flush()
+    }
+}
+
 /// Answers every request with what it saw: method, uri, body, and its
 /// headers as `name=value` lines, then `END`.
 private final class EchoHTTPApp: ChannelInboundHandler, @unchecked Sendable {
@@ -155,5 +242,23 @@ private final class EchoHTTPApp: ChannelInboundHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
+    }
+}
+
+extension MeshPathTests {
+    func testFailedMeshConnectsDoNotCountAsConnections() throws {
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        try b.server.close().wait()
+        let appPort = UInt16(try XCTUnwrap(app.localAddress?.port))
+        let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: appPort))])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.10:9090"))
+        for _ in 0..<3 {
+            _ = rawExchange(port: try a.port(.outbound), send: Array("GET / HTTP/1.1\r\nHost: b\r\n\r\n".utf8))
+        }
+        XCTAssertEqual(a.server.metrics.meshConnections.client.load(ordering: .relaxed), 0)
+        XCTAssertNoThrow(try a.server.close().wait())
     }
 }

@@ -99,3 +99,17 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertThrowsError(try MeshTranslation.downgradeResponse([], version: .http1_1))
     }
 }
+
+final class UpgradeRequestTests: XCTestCase {
+    private func head(_ headers: [(String, String)], method: HTTPMethod = .GET) -> HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(headers))
+    }
+
+    func testOnlyAnUpgradeNamedInConnectionIsAnUpgrade() {
+        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "Upgrade"), ("Upgrade", "websocket")])))
+        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive, upgrade"), ("Upgrade", "h2c")])))
+        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Upgrade", "foo/1")])))
+        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive"), ("Upgrade", "foo/1")])))
+        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "upgrade")])))
+    }
+}

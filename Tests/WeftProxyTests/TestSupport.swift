@@ -93,7 +93,8 @@ struct ProxyFixture {
         let configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
                                           drainTimeout: .seconds(2))
         var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        // WEFT_TEST_LOG=debug shows what the nodes do while a test runs.
+        logger.logLevel = getenv("WEFT_TEST_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .critical
         server = ProxyServer(configuration: configuration,
                              identity: NodeIdentity(id: "test", addresses: [.loopbackV4],
                                                     listenerPorts: [15008, 15000]),
@@ -149,7 +150,12 @@ final class EchoHandler: ChannelInboundHandler, Sendable {
     }
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            context.close(mode: .output, promise: nil)
+            // Only after every echo is written: NIO turns an output close on
+            // a half-closed socket into a full close that drops queued writes.
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                channel.close(mode: .output, promise: nil)
+            }
         }
     }
 }

@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import NIOPosix
+import WeftCore
+import WeftHTTP2
+import WeftNetfilter
+
+/// A CONNECT stream arriving on the mesh listener: opaque TCP (or an
+/// upgraded HTTP/1.1 connection) for a local app port. Connects to the app,
+/// answers 200, and hands the stream to a `MeshTunnelBridge`.
+final class MeshConnectStream: MeshStreamHandler {
+    private let connection: MeshConnection
+    private let streamID: Int32
+    private let context: MeshListenerContext
+    private var bridge: MeshTunnelBridge?
+
+    init(connection: MeshConnection, streamID: Int32, context: MeshListenerContext) {
+        self.connection = connection
+        self.streamID = streamID
+        self.context = context
+    }
+
+    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+        guard kind == .request, bridge == nil else { return }
+        let authority = headers.first { $0.name == ":authority" }?.value
+        let destinationText = headers.first { $0.name == MeshTranslation.destinationHeader }?.value ?? authority
+        guard let destination = destinationText.flatMap(IPEndpoint.init) else {
+            return refuse(status: "400", reason: "bad_mesh_request")
+        }
+        guard context.identity.addresses.contains(destination.address) else {
+            context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
+            return refuse(status: "403", reason: "not_local_destination")
+        }
+        let bridge = MeshTunnelBridge(connection: connection, logger: context.logger)
+        self.bridge = bridge
+        if endStream { bridge.streamData(ByteBuffer(), endStream: true) }
+        let target = context.deliveryTarget(for: destination)
+        let boundBridge = NIOLoopBound(bridge, eventLoop: context.pool.eventLoop)
+        let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
+        ClientBootstrap(group: context.pool.eventLoop)
+            .connectTimeout(context.connectTimeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundBridge.value) }
+            }
+            .connect(to: SocketAddress(target))
+            .whenComplete { result in
+                let stream = bound.value
+                switch result {
+                case .success:
+                    do {
+                        try stream.connection.respond(streamID: stream.streamID,
+                                                      headers: [HTTP2Header(":status", "200")], endStream: false)
+                        stream.bridge?.streamReady(stream.streamID)
+                    } catch {
+                        stream.connection.reset(streamID: stream.streamID, errorCode: .internalError)
+                    }
+                case .failure:
+                    stream.refuse(status: "502", reason: "connect_failure")
+                }
+            }
+    }
+
+    // Until the app socket exists the bridge buffers; after, it handles all.
+    func streamData(_ data: ByteBuffer, endStream: Bool) { bridge?.streamData(data, endStream: endStream) }
+    func streamClosed(_ errorCode: HTTP2ErrorCode) { bridge?.streamClosed(errorCode) }
+    func streamWritabilityChanged(_ writable: Bool) { bridge?.streamWritabilityChanged(writable) }
+
+    private func refuse(status: String, reason: String) {
+        context.logger.debug("mesh CONNECT failed", metadata: ["reason": "\(reason)"])
+        if let code = Int(status) { context.metrics.countErrorResponse(status: code) }
+        try? connection.respond(streamID: streamID, headers: [
+            HTTP2Header(":status", status), HTTP2Header(MeshTranslation.reasonHeader, reason),
+        ], endStream: true)
+        bridge = nil
+    }
+}

@@ -1,0 +1,52 @@
+import Logging
+import NIOCore
+import WeftCore
+import WeftHTTP2
+
+/// Opens a CONNECT stream for an app connection that is not (or is no
+/// longer) HTTP: opaque TCP to a meshed endpoint, or an HTTP/1.1 upgrade
+/// such as WebSocket (SPEC §4).
+enum MeshTunnel {
+    /// Installs a `MeshTunnelBridge` last in `channel`'s pipeline and opens
+    /// the stream. `initialBytes` (already read from the app) go first.
+    /// If the peer cannot be reached the app connection is reset.
+    static func open(on channel: Channel, pool: MeshConnectionPool, peer: IPEndpoint,
+                     destination: IPEndpoint, initialBytes: ByteBuffer?, logger: Logger,
+                     installed: ((Channel) -> Void)? = nil) {
+        let headers = [
+            HTTP2Header(":method", "CONNECT"),
+            HTTP2Header(":authority", destination.description),
+            HTTP2Header(MeshTranslation.destinationHeader, destination.description),
+        ]
+        // The bridge goes in first, so no byte read from now on is lost:
+        // it buffers and holds reads until the stream is ready.
+        let bridge = MeshTunnelBridge(connection: nil, logger: logger)
+        if let initialBytes { bridge.prepend(initialBytes) }
+        do {
+            try channel.pipeline.syncOperations.addHandler(bridge)
+        } catch {
+            RelayHandler.reset(channel)
+            return
+        }
+        installed?(channel)
+        let boundBridge = NIOLoopBound(bridge, eventLoop: channel.eventLoop)
+        pool.connection(to: peer).whenComplete { result in
+            guard channel.isActive else { return }
+            let bridge = boundBridge.value
+            switch result {
+            case .success(let connection):
+                do {
+                    let streamID = try connection.openStream(headers: headers, endStream: false, handler: bridge)
+                    bridge.streamOpened(streamID, on: connection)
+                    channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+                } catch {
+                    logger.debug("mesh CONNECT not opened", metadata: ["error": "\(error)"])
+                    RelayHandler.reset(channel)
+                }
+            case .failure(let error):
+                logger.debug("mesh peer unreachable", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                RelayHandler.reset(channel)
+            }
+        }
+    }
+}
