@@ -99,3 +99,86 @@ def build_mesh(lab: weftlab.Lab, policy: str = "allow_any", init_flags: tuple[st
     backend.start_weft(BACKEND_CONFIG)
     client.start_weft(client_config(backend, policy))
     return Mesh(lab, client, backend)
+
+
+# --------------------------------------------------------------------------
+# The HTTP/2 mesh (issue 3): clusters marked `mesh: true`, so the client node
+# carries their traffic as HTTP/2 streams to the backend node's mesh port
+# (15008), which delivers it to the app over loopback. One VIP per app, each
+# with a hostname in the client's hosts file. The backend node's config stays
+# inbound-only (BACKEND_CONFIG), which includes the mesh listener.
+
+MESH_VIP, MESH_HTTP_PORT = "198.19.0.20", 9180   # mesh_app.py (HTTP/1.1)
+GRPC_VIP, GRPC_PORT = "198.19.0.21", 50051       # grpc_app.py (gRPC, h2c)
+WS_VIP, WS_PORT = "198.19.0.22", 8765            # ws_app.py (WebSocket)
+H2_VIP, H2_PORT = "198.19.0.23", 8082            # nghttpd --no-tls (prior-knowledge h2c)
+MESH_DOWN_VIP, MESH_DOWN_PORT = "198.19.0.24", 9181  # meshed endpoint, nothing listening
+
+MESH_HOSTS = {
+    "backend-mesh": MESH_VIP,
+    "backend-grpc": GRPC_VIP,
+    "backend-ws": WS_VIP,
+    "backend-h2": H2_VIP,
+    "backend-down": MESH_DOWN_VIP,
+}
+
+
+def mesh_clusters(backend: weftlab.Pod) -> list[dict]:
+    """The `mesh: true` clusters for the backend's apps (protocol detected)."""
+    def cluster(name, vip, port, hostname):
+        return {
+            "name": name,
+            "addresses": [f"{vip}:{port}"],
+            "hostnames": [hostname],
+            "mesh": True,
+            "lb": "round_robin",
+            "endpoints": [{"address": f"{backend.ip4}:{port}"}],
+        }
+
+    return [
+        cluster("backend-mesh", MESH_VIP, MESH_HTTP_PORT, "backend-mesh"),
+        cluster("backend-grpc", GRPC_VIP, GRPC_PORT, "backend-grpc"),
+        cluster("backend-ws", WS_VIP, WS_PORT, "backend-ws"),
+        cluster("backend-h2", H2_VIP, H2_PORT, "backend-h2"),
+        cluster("backend-down", MESH_DOWN_VIP, MESH_DOWN_PORT, "backend-down"),
+    ]
+
+
+def mesh_client_config(backend: weftlab.Pod) -> dict:
+    return {
+        "node": {"id": "client"},
+        "outbound_policy": "allow_any",
+        "detect_timeout": "1s",
+        "clusters": mesh_clusters(backend),
+    }
+
+
+def start_mesh_apps(backend: weftlab.Pod, workdir: Path) -> None:
+    """mesh_app, grpc_app, ws_app and nghttpd (h2c) in the backend pod."""
+    htdocs = workdir / "htdocs"
+    htdocs.mkdir(exist_ok=True)
+    (htdocs / "index.html").write_text("<html><body>" + "weft h2c " * 512 + "</body></html>\n")
+    htdocs.chmod(0o755)
+    procs = [
+        (backend.spawn([PY, APPS / "mesh_app.py", "--port", MESH_HTTP_PORT,
+                        "--name", "mesh-backend"], name="mesh_app"), MESH_HTTP_PORT),
+        (backend.spawn([PY, APPS / "grpc_app.py", "--port", GRPC_PORT], name="grpc_app"),
+         GRPC_PORT),
+        (backend.spawn([PY, APPS / "ws_app.py", "--port", WS_PORT], name="ws_app"), WS_PORT),
+        (backend.spawn(["nghttpd", "--no-tls", "-d", htdocs, H2_PORT], name="nghttpd"), H2_PORT),
+    ]
+    for proc, port in procs:
+        backend.wait_port(port, proc=proc)
+
+
+def build_http_mesh(lab: weftlab.Lab) -> Mesh:
+    """client + backend pods, both intercepted, both running weft; the client
+    node knows the backend's apps only as `mesh: true` clusters."""
+    client = lab.add_pod("client", hosts=MESH_HOSTS)
+    backend = lab.add_pod("backend")
+    start_mesh_apps(backend, lab.workdir)
+    for pod in (client, backend):
+        pod.init()
+    backend.start_weft(BACKEND_CONFIG)
+    client.start_weft(mesh_client_config(backend))
+    return Mesh(lab, client, backend)
