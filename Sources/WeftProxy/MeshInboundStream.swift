@@ -147,6 +147,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
             return
         }
         responseStarted = true
+        context.metrics.countResponse(.inbound, status: Int(head.status.code))
         do {
             try connection.respond(streamID: streamID, headers: fields, endStream: false)
         } catch {
@@ -189,6 +190,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         guard !responseStarted else { return abort() }
         responseStarted = true
         context.metrics.countErrorResponse(status: Int(status.code))
+        context.metrics.countResponse(.inbound, status: Int(status.code))
         let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason)\n")
         let headers = [
             HTTP2Header(":status", String(status.code)),

@@ -129,6 +129,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
                 return
             }
             responseStarted = true
+            handler.metrics.countResponse(.outbound, status: Int(response.status.code))
             frame(&response)
             handler.writeHead(response)
             if endStream { finish(trailers: nil) }

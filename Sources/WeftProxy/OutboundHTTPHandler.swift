@@ -31,7 +31,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let route: MeshRoute
     private let pool: MeshConnectionPool
-    private let metrics: ProxyMetrics
+    let metrics: ProxyMetrics
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var exchange: MeshOutboundExchange?
@@ -184,6 +184,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func respondWithError(_ status: HTTPResponseStatus, reason: String, keepAlive: Bool,
                           version: HTTPVersion = .http1_1, finished: MeshOutboundExchange? = nil) {
         metrics.countErrorResponse(status: Int(status.code))
+        metrics.countResponse(.outbound, status: Int(status.code))
         let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason)\n")
         var headers = HTTPHeaders([
             ("content-type", "text/plain; charset=utf-8"),

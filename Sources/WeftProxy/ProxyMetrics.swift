@@ -48,6 +48,17 @@ public final class ProxyMetrics: Sendable {
     let meshConnections = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
     let meshStreams = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
 
+    /// HTTP requests answered, by direction and status class (index 0 = 1xx
+    /// ... 4 = 5xx); weft's own error responses included.
+    let responses: [Direction: [ManagedAtomic<Int>]] = Dictionary(uniqueKeysWithValues: Direction.allCases.map {
+        ($0, (0..<5).map { _ in ManagedAtomic<Int>(0) })
+    })
+
+    func countResponse(_ direction: Direction, status: Int) {
+        let index = min(max(status / 100, 1), 5) - 1
+        responses[direction]?[index].wrappingIncrement(ordering: .relaxed)
+    }
+
     /// Mesh requests refused because `weft-dst` is not this node (no open relay).
     let meshRefused = ManagedAtomic<Int>(0)
     /// Error responses weft itself generated, by status (502, 503, 504...).
@@ -142,6 +153,13 @@ public final class ProxyMetrics: Sendable {
             ("role=\"client\"", meshStreams.client.load(ordering: .relaxed)),
             ("role=\"server\"", meshStreams.server.load(ordering: .relaxed)),
         ])
+        family("weft_requests_total", "counter", "HTTP requests answered, by direction and status class.",
+               Direction.allCases.flatMap { direction in
+                   (0..<5).map { index in
+                       ("direction=\"\(direction.rawValue)\",status_class=\"\(index + 1)xx\"",
+                        responses[direction]?[index].load(ordering: .relaxed) ?? 0)
+                   }
+               })
         family("weft_mesh_refused_total", "counter",
                "Mesh requests refused because weft-dst is not one of this node's addresses.",
                [("", meshRefused.load(ordering: .relaxed))])
