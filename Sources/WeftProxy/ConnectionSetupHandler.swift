@@ -64,8 +64,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
-    /// Meshed cluster: find out what the app speaks, then carry HTTP/1 as
-    /// mesh streams and anything else as a TCP relay to the endpoint.
+    /// Meshed cluster: find out what the app speaks (or take the cluster's
+    /// word for it), then carry it: HTTP/1 as mesh streams, HTTP/2 stream
+    /// for stream, anything else on a CONNECT stream.
     private func detect(_ channel: Channel, _ decision: MeshDecision, peer: String, destination: IPEndpoint) {
         guard let services = services?.services(on: channel.eventLoop) else {
             connect(channel, to: decision.fallback, timeout: decision.connectTimeout,
@@ -79,43 +80,73 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         logger[metadataKey: "dst"] = "\(destination)"
         logger[metadataKey: "cluster"] = "\(decision.cluster.name)"
         let sessionLogger = logger
-        if decision.skipDetection {
-            do {
-                try Self.installHTTP(on: channel, route: route, pool: services.meshPool, metrics: metrics, logger: sessionLogger)
-                channel.pipeline.syncOperations.removeHandler(self, promise: nil)
-                channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
-            } catch {
-                channel.close(promise: nil)
-            }
-            return
-        }
-        let detection = ProtocolDetectionHandler(timeout: detectTimeout) { context, verdict, bytes in
-            let channel = context.channel
+        let carry = { (channel: Channel, verdict: DetectedProtocol, bytes: ByteBuffer) in
             sessionLogger.debug("protocol detected", metadata: ["protocol": "\(verdict.rawValue)"])
-            if verdict == .http1 {
-                do {
+            do {
+                switch verdict {
+                case .http1:
                     try Self.installHTTP(on: channel, route: route, pool: services.meshPool, metrics: metrics,
                                          logger: sessionLogger)
-                    channel.pipeline.fireChannelRead(bytes)
-                    channel.pipeline.fireChannelReadComplete()
-                } catch {
-                    channel.close(promise: nil)
+                case .http2:
+                    try Self.installHTTP2(on: channel, route: route, pool: services.meshPool, metrics: metrics,
+                                          logger: sessionLogger)
+                case .tls, .tcp:
+                    MeshTunnel.open(on: channel, pool: services.meshPool,
+                                    peer: IPEndpoint(address: decision.fallback.address, port: route.meshPort),
+                                    destination: decision.fallback, initialBytes: bytes, logger: sessionLogger)
+                    return
                 }
-            } else {
-                // Not HTTP/1: the bytes ride a CONNECT stream to the endpoint's node.
-                MeshTunnel.open(on: channel, pool: services.meshPool,
-                                peer: IPEndpoint(address: decision.fallback.address, port: route.meshPort),
-                                destination: decision.fallback, initialBytes: bytes, logger: sessionLogger)
+            } catch {
+                channel.close(promise: nil)
+                return
+            }
+            if bytes.readableBytes > 0 {
+                channel.pipeline.fireChannelRead(bytes)
+                channel.pipeline.fireChannelReadComplete()
             }
         }
         do {
-            try channel.pipeline.syncOperations.addHandler(detection)
-            channel.pipeline.syncOperations.removeHandler(self, promise: nil)
+            if let known = decision.knownProtocol {
+                channel.pipeline.syncOperations.removeHandler(self, promise: nil)
+                carry(channel, known, channel.allocator.buffer(capacity: 0))
+            } else {
+                let detection = ProtocolDetectionHandler(timeout: detectTimeout) { context, verdict, bytes in
+                    carry(context.channel, verdict, bytes)
+                }
+                try channel.pipeline.syncOperations.addHandler(detection)
+                channel.pipeline.syncOperations.removeHandler(self, promise: nil)
+            }
         } catch {
             channel.close(promise: nil)
             return
         }
         channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+    }
+
+    /// An HTTP/2 app (gRPC, h2c): we are its server; each of its streams
+    /// is spliced to a mesh stream to the endpoint chosen for it.
+    private static func installHTTP2(on channel: Channel, route: MeshRoute, pool: MeshConnectionPool,
+                                     metrics: ProxyMetrics, logger: Logger) throws {
+        let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
+            SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
+                guard let endpoint = route.pickEndpoint() else { return done(nil, "no_endpoint") }
+                let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
+                let headers = MeshTranslation.meshRequest(fromHTTP2: request, destination: endpoint.description)
+                pool.connection(to: peer).whenComplete { result in
+                    guard case .success(let mesh) = result else { return done(nil, "connect_failure") }
+                    let half = SplicedStream(connection: mesh, streamID: nil, opener: nil, rewriteResponse: {
+                        MeshTranslation.withoutMeshHeaders($0, keepReason: true)
+                    }, logger: logger)
+                    do {
+                        half.opened(streamID: try mesh.openStream(headers: headers, endStream: endStream, handler: half))
+                        done(half, "")
+                    } catch {
+                        done(nil, "mesh_overloaded")
+                    }
+                }
+            }, rewriteResponse: { $0 }, logger: logger)
+        }
+        try channel.pipeline.syncOperations.addHandler(app)
     }
 
     /// The app connection's HTTP/1 pipeline towards the mesh.

@@ -31,6 +31,9 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     let role: Role
     let metrics: ProxyMetrics
+    /// False for HTTP/2 sessions with apps (an h2c app, a gRPC client): they
+    /// use the same machinery but are not mesh connections in the metrics.
+    let countsAsMesh: Bool
     private let logger: Logger
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
@@ -47,10 +50,11 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Told when a stream closes, freeing a slot.
     var onStreamSlotFreed: ((MeshConnection) -> Void)?
 
-    init(role: Role, metrics: ProxyMetrics, logger: Logger,
+    init(role: Role, metrics: ProxyMetrics, logger: Logger, countsAsMesh: Bool = true,
          acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
         self.role = role
         self.metrics = metrics
+        self.countsAsMesh = countsAsMesh
         self.logger = logger
         self.acceptStream = acceptStream
     }
@@ -71,7 +75,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         guard let session, hasCapacity else { throw MeshError.noCapacity }
         let streamID = try session.submitRequest(headers: headers, endStream: endStream)
         streams[streamID] = handler
-        metrics.meshStreamOpened(role)
+        if countsAsMesh { metrics.meshStreamOpened(role) }
         scheduleFlush()
         return streamID
     }
@@ -149,7 +153,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var counted = false
 
     private func becameActive() {
-        if !counted {
+        if !counted, countsAsMesh {
             counted = true
             metrics.meshConnectionOpened(role)
         }
@@ -244,7 +248,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if kind == .request, streams[streamID] == nil, let acceptStream {
             streams[streamID] = acceptStream(self, streamID, headers)
-            metrics.meshStreamOpened(role)
+            if countsAsMesh { metrics.meshStreamOpened(role) }
         }
         streams[streamID]?.streamHeaders(headers, kind: kind, endStream: endStream)
     }

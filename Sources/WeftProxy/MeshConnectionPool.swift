@@ -16,13 +16,16 @@ final class MeshConnectionPool {
     private let metrics: ProxyMetrics
     private let logger: Logger
     private let connectTimeout: TimeAmount
+    private let countsAsMesh: Bool
     private var connections: [IPEndpoint: [MeshConnection]] = [:]
     private var connecting: [IPEndpoint: EventLoopFuture<MeshConnection>] = [:]
     private var failures: [IPEndpoint: (count: Int, retryAt: NIODeadline)] = [:]
     static let backoffBase = TimeAmount.milliseconds(100)
     static let backoffCeiling = TimeAmount.seconds(5)
 
-    init(eventLoop: EventLoop, metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount) {
+    init(eventLoop: EventLoop, metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount,
+         countsAsMesh: Bool = true) {
+        self.countsAsMesh = countsAsMesh
         self.eventLoop = eventLoop
         self.metrics = metrics
         self.logger = logger
@@ -51,7 +54,7 @@ final class MeshConnectionPool {
     }
 
     private func open(_ peer: IPEndpoint) -> EventLoopFuture<MeshConnection> {
-        let connection = MeshConnection(role: .client, metrics: metrics, logger: logger)
+        let connection = MeshConnection(role: .client, metrics: metrics, logger: logger, countsAsMesh: countsAsMesh)
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         connection.onUnusable = { unusable in bound.value.forget(unusable, peer: peer) }
         let handler = NIOLoopBound(connection, eventLoop: eventLoop)

@@ -9,18 +9,49 @@ final class MeshListenerContext {
     let identity: NodeIdentity
     let delivery: InboundDelivery
     let pool: HTTP1UpstreamPool
+    /// h2c connections to local HTTP/2 apps (gRPC), for `weft-orig-proto: HTTP/2`.
+    let http2Pool: MeshConnectionPool
     let metrics: ProxyMetrics
     let logger: Logger
     let connectTimeout: TimeAmount
 
-    init(identity: NodeIdentity, delivery: InboundDelivery, pool: HTTP1UpstreamPool,
+    init(identity: NodeIdentity, delivery: InboundDelivery, pool: HTTP1UpstreamPool, http2Pool: MeshConnectionPool,
          metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount) {
+        self.http2Pool = http2Pool
         self.identity = identity
         self.delivery = delivery
         self.pool = pool
         self.metrics = metrics
         self.logger = logger
         self.connectTimeout = connectTimeout
+    }
+
+    /// The receiving half of an HTTP/2 app's stream: checks `weft-dst`, then
+    /// opens the same request on an h2c connection to the local app.
+    func http2Stream(on connection: MeshConnection, streamID: Int32) -> SplicedStream {
+        SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, _, done in
+            let destinationText = request.first { $0.name == MeshTranslation.destinationHeader }?.value
+            guard let destination = destinationText.flatMap(IPEndpoint.init) else {
+                return done(nil, "bad_mesh_request")
+            }
+            guard self.identity.addresses.contains(destination.address) else {
+                self.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
+                return done(nil, "not_local_destination")
+            }
+            let target = self.deliveryTarget(for: destination)
+            let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
+            let logger = self.logger
+            self.http2Pool.connection(to: target).whenComplete { result in
+                guard case .success(let app) = result else { return done(nil, "connect_failure") }
+                let half = SplicedStream(connection: app, streamID: nil, opener: nil, rewriteResponse: { $0 }, logger: logger)
+                do {
+                    half.opened(streamID: try app.openStream(headers: headers, endStream: endStream, handler: half))
+                    done(half, "")
+                } catch {
+                    done(nil, "upstream_reset")
+                }
+            }
+        }, rewriteResponse: { $0 }, logger: logger)
     }
 
     /// The app's address for a request sent to `destination` (one of ours).

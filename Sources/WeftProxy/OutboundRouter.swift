@@ -23,13 +23,17 @@ struct OutboundRouter: ConnectionRouter {
         case .cluster(let cluster, let endpoint):
             let timeout = TimeAmount(cluster.config.timeouts.connect)
             let config = cluster.config
-            // HTTP/2 apps and opaque protocols are relayed as TCP for now;
-            // the receiving node's inbound side still delivers them.
-            if config.mesh, config.protocol == .auto || config.protocol == .http1,
-               !opaquePorts.contains(originalDestination.port) {
+            // Opaque ports (the server speaks first) and `protocol: tcp` are
+            // relayed as TCP; the receiving node's inbound side delivers them.
+            if config.mesh, config.protocol != .tcp, !opaquePorts.contains(originalDestination.port) {
                 let viaVIP = config.addresses.contains(originalDestination)
+                let known: DetectedProtocol? = switch config.protocol {
+                case .http1: .http1
+                case .http2: .http2
+                case .auto, .tcp: nil
+                }
                 return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: viaVIP ? nil : endpoint, fallback: endpoint,
-                                          connectTimeout: timeout, skipDetection: config.protocol == .http1))
+                                          connectTimeout: timeout, knownProtocol: known))
             }
             return .relay(to: endpoint, connectTimeout: timeout, cluster: cluster.name)
         case .noEndpoint:

@@ -149,12 +149,15 @@ public final class ProxyServer: Sendable {
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
         return try LoopServiceRegistry(group: group) { loop in
             let upstream = HTTP1UpstreamPool(eventLoop: loop)
+            let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
+                                              connectTimeout: connectTimeout, countsAsMesh: false)
             return LoopServices(
                 upstreamPool: upstream,
                 meshPool: MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
                                              connectTimeout: connectTimeout),
                 meshListener: MeshListenerContext(identity: identity, delivery: delivery, pool: upstream,
-                                                  metrics: metrics, logger: logger, connectTimeout: connectTimeout))
+                                                  http2Pool: appHTTP2, metrics: metrics, logger: logger,
+                                                  connectTimeout: connectTimeout))
         }
     }
 
@@ -176,6 +179,9 @@ public final class ProxyServer: Sendable {
                     let connection = MeshConnection(role: .server, metrics: metrics, logger: logger) { connection, streamID, headers in
                         if headers.contains(where: { $0.name == ":method" && $0.value == "CONNECT" }) {
                             return MeshConnectStream(connection: connection, streamID: streamID, context: listener)
+                        }
+                        if headers.contains(where: { $0.name == MeshTranslation.origProtoHeader && $0.value.hasPrefix("HTTP/2") }) {
+                            return listener.http2Stream(on: connection, streamID: streamID)
                         }
                         return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
                     }

@@ -21,7 +21,8 @@ struct MeshDecision: Sendable {
     let fixedEndpoint: IPEndpoint?
     let fallback: IPEndpoint
     let connectTimeout: TimeAmount
-    let skipDetection: Bool
+    /// The cluster's declared protocol, which skips detection.
+    let knownProtocol: DetectedProtocol?
 }
 
 extension RelayDecision: Equatable {
@@ -31,7 +32,7 @@ extension RelayDecision: Equatable {
             return a == x && b == y && c == z
         case let (.mesh(a), .mesh(b)):
             return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint && a.fallback == b.fallback
-                && a.connectTimeout == b.connectTimeout && a.skipDetection == b.skipDetection
+                && a.connectTimeout == b.connectTimeout && a.knownProtocol == b.knownProtocol
         case let (.refuse(a), .refuse(b)):
             return a == b
         default:

@@ -19,9 +19,6 @@ import weftlab  # noqa: E402 - on sys.path via topology
 
 pytestmark = pytest.mark.root
 
-# HTTP/2 apps (gRPC, h2c) are still relayed as TCP to the endpoint rather
-# than carried as streams on the mesh connection.
-MESH_ONLY = pytest.mark.xfail(reason="HTTP/2 apps are not carried as mesh streams yet", strict=False)
 MESH_PORT = 15008
 
 
@@ -98,7 +95,6 @@ def test_h2load_prior_knowledge_h2c_no_errors(hm):
     assert re.search(r"status codes: 2000 2xx", out), out[-3000:]
 
 
-@MESH_ONLY
 def test_h2_traffic_rides_the_mesh(hm):
     # After the tests above: the h2c and gRPC streams went over 15008, on at
     # most one mesh connection per event loop.

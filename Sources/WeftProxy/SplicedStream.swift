@@ -1,0 +1,177 @@
+import Logging
+import NIOCore
+import WeftHTTP2
+
+/// One half of a pair of HTTP/2 streams on two connections that carry one
+/// exchange: what one half receives, its partner sends. HTTP/2 apps (gRPC,
+/// h2c) ride the mesh this way, headers and trailers intact (SPEC §4,
+/// `weft-orig-proto: HTTP/2`): app stream ⇄ mesh stream on the sending
+/// node, mesh stream ⇄ h2c stream to the app on the receiving node.
+///
+/// Flow control couples the halves: bytes received on one stream are
+/// consumed (reopening its window) only while the partner's send queue is
+/// below its watermark, so nothing buffers without bound.
+final class SplicedStream: MeshStreamHandler {
+    /// Opens the partner stream for a request. Calls back with the partner,
+    /// or with nil and the reason when it cannot be opened.
+    typealias Opener = (_ request: [HTTP2Header], _ endStream: Bool, _ half: SplicedStream,
+                        _ done: @escaping (SplicedStream?, String) -> Void) -> Void
+
+    let connection: MeshConnection
+    private(set) var streamID: Int32?
+    private var partner: SplicedStream?
+    private let opener: Opener?
+    /// Rewrites the headers this half passes on (drops or adds mesh headers).
+    private let rewriteResponse: ([HTTP2Header]) -> [HTTP2Header]
+    private let logger: Logger
+    /// Received before the partner existed; not consumed yet, so bounded by
+    /// the stream window.
+    private var pending: [(ByteBuffer, Bool)] = []
+    private var pendingTrailers: [HTTP2Header]?
+    private var unconsumed = 0
+    private var finished = false
+
+    init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
+         rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger) {
+        self.connection = connection
+        self.streamID = streamID
+        self.opener = opener
+        self.rewriteResponse = rewriteResponse
+        self.logger = logger
+    }
+
+    /// Wires two halves together (the partner's stream is already open).
+    func join(_ other: SplicedStream) {
+        partner = other
+        other.partner = self
+        let queued = pending
+        pending.removeAll()
+        for (data, end) in queued { forward(data, endStream: end) }
+        if let trailers = pendingTrailers {
+            pendingTrailers = nil
+            other.send(trailers: trailers)
+        }
+    }
+
+    func opened(streamID: Int32) { self.streamID = streamID }
+
+    // MARK: MeshStreamHandler
+
+    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+        switch kind {
+        case .request:
+            guard let opener else { return }
+            opener(headers, endStream, self) { [weak self] other, reason in
+                guard let self else { return }
+                if let other {
+                    self.join(other)
+                } else {
+                    self.failRequest(reason: reason)
+                }
+            }
+        case .response, .informational:
+            guard let partner, let partnerStream = partner.streamID else { return }
+            let fields = rewriteResponse(headers)
+            do {
+                if kind == .informational {
+                    try partner.connection.sendInformational(streamID: partnerStream, headers: fields)
+                } else {
+                    try partner.connection.respond(streamID: partnerStream, headers: fields, endStream: endStream)
+                }
+            } catch {
+                abort(.internalError)
+            }
+        case .trailers:
+            if let partner { partner.send(trailers: headers) } else { pendingTrailers = headers }
+        }
+    }
+
+    func streamData(_ data: ByteBuffer, endStream: Bool) {
+        if partner == nil {
+            unconsumed += data.readableBytes
+            pending.append((data, endStream))
+            return
+        }
+        unconsumed += data.readableBytes
+        forward(data, endStream: endStream)
+    }
+
+    func streamClosed(_ errorCode: HTTP2ErrorCode) {
+        guard !finished else { return }
+        finished = true
+        // A clean end needs nothing: each half ends its own stream. A reset
+        // crosses to the partner.
+        if errorCode != .noError, let partner, let partnerStream = partner.streamID, !partner.finished {
+            partner.finished = true
+            partner.connection.reset(streamID: partnerStream, errorCode: errorCode == .connectError ? .cancel : errorCode)
+        }
+    }
+
+    func streamWritabilityChanged(_ writable: Bool) {
+        // Our send queue drained: the partner may give its peer more window.
+        if writable { partner?.consumeIfPartnerWritable() }
+    }
+
+    // MARK: forwarding
+
+    private func forward(_ data: ByteBuffer, endStream: Bool) {
+        guard let partner, let partnerStream = partner.streamID else { return }
+        do {
+            try partner.connection.sendData(streamID: partnerStream, data, endStream: endStream)
+        } catch {
+            return abort(.internalError)
+        }
+        consumeIfPartnerWritable()
+    }
+
+    private func send(trailers: [HTTP2Header]) {
+        guard let streamID else { return }
+        do { try connection.sendEnd(streamID: streamID, trailers: trailers) } catch { abort(.internalError) }
+    }
+
+    private func consumeIfPartnerWritable() {
+        guard unconsumed > 0, let streamID, let partner, let partnerStream = partner.streamID,
+              partner.connection.isWritable(streamID: partnerStream) else { return }
+        connection.consume(streamID: streamID, bytes: unconsumed)
+        unconsumed = 0
+    }
+
+    /// The partner could not be opened: answer the request ourselves.
+    private func failRequest(reason: String) {
+        guard let streamID, !finished else { return }
+        logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason)"])
+        connection.metrics.countErrorResponse(status: 502)
+        try? connection.respond(streamID: streamID, headers: [
+            HTTP2Header(":status", "502"), HTTP2Header(MeshTranslation.reasonHeader, reason),
+            HTTP2Header("content-length", "0"),
+        ], endStream: true)
+        connection.reset(streamID: streamID, errorCode: .noError)
+        finished = true
+    }
+
+    private func abort(_ code: HTTP2ErrorCode) {
+        finished = true
+        if let streamID { connection.reset(streamID: streamID, errorCode: code) }
+        if let partner, let partnerStream = partner.streamID, !partner.finished {
+            partner.finished = true
+            partner.connection.reset(streamID: partnerStream, errorCode: code)
+        }
+    }
+}
+
+extension MeshTranslation {
+    /// An HTTP/2 app's request on its way into the mesh: headers as the app
+    /// sent them (minus any `weft-*` it tried), plus the mesh headers.
+    static func meshRequest(fromHTTP2 headers: [HTTP2Header], destination: String) -> [HTTP2Header] {
+        var fields = headers.filter { !$0.name.hasPrefix("weft-") }
+        fields.append(HTTP2Header(origProtoHeader, OrigProto.Version.http2.rawValue))
+        fields.append(HTTP2Header(destinationHeader, destination))
+        return fields
+    }
+
+    /// Mesh headers removed before an HTTP/2 app sees a request or response;
+    /// `keepReason` keeps `weft-reason` for the app that made the request.
+    static func withoutMeshHeaders(_ headers: [HTTP2Header], keepReason: Bool) -> [HTTP2Header] {
+        headers.filter { !$0.name.hasPrefix("weft-") || (keepReason && $0.name == reasonHeader) }
+    }
+}
