@@ -6,6 +6,24 @@ final class LoopServices {
     let upstreamPool: HTTP1UpstreamPool
     let meshPool: MeshConnectionPool
     let meshListener: MeshListenerContext
+    /// Mesh connections peers opened to this loop, told to GOAWAY on drain.
+    private var accepted: [ObjectIdentifier: MeshConnection] = [:]
+
+    func track(_ connection: MeshConnection) {
+        accepted[ObjectIdentifier(connection)] = connection
+        let previous = connection.onUnusable
+        connection.onUnusable = { [weak self] unusable in
+            previous?(unusable)
+            self?.accepted[ObjectIdentifier(unusable)] = nil
+        }
+    }
+
+    /// Drain: every mesh connection, both roles, stops taking new streams
+    /// and lets open ones finish.
+    func shutdownMeshGracefully() {
+        meshPool.shutdownGracefully()
+        for connection in Array(accepted.values) { connection.shutdownGracefully() }
+    }
 
     init(upstreamPool: HTTP1UpstreamPool, meshPool: MeshConnectionPool, meshListener: MeshListenerContext) {
         self.upstreamPool = upstreamPool

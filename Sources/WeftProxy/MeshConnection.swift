@@ -44,6 +44,23 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private(set) var goingAway = false
     private(set) var isClosed = false
 
+    /// Timings of the connection's upkeep.
+    struct Upkeep {
+        /// Quiet this long (nothing read), the connection sends a PING.
+        var pingAfter = TimeAmount.seconds(30)
+        /// A PING unanswered this long means the peer is gone: close.
+        var pingTimeout = TimeAmount.seconds(10)
+        /// Client role: with no stream open this long, say GOAWAY and close.
+        var idleTimeout = TimeAmount.minutes(5)
+        /// How often the upkeep runs.
+        var tick = TimeAmount.seconds(5)
+    }
+    var upkeep = Upkeep()
+    private var upkeepTask: RepeatedTask?
+    private var lastRead = NIODeadline.now()
+    private var idleSince: NIODeadline? = NIODeadline.now()
+    private var pingSentAt: NIODeadline?
+
     /// Told (once) when the connection can take no new streams: GOAWAY,
     /// error or close. The pool stops handing it out.
     var onUnusable: ((MeshConnection) -> Void)?
@@ -75,6 +92,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         guard let session, hasCapacity else { throw MeshError.noCapacity }
         let streamID = try session.submitRequest(headers: headers, endStream: endStream)
         streams[streamID] = handler
+        idleSince = nil
         if countsAsMesh { metrics.meshStreamOpened(role) }
         scheduleFlush()
         return streamID
@@ -157,11 +175,43 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             counted = true
             metrics.meshConnectionOpened(role)
         }
+        if upkeepTask == nil, let context {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            upkeepTask = context.eventLoop.scheduleRepeatedTask(initialDelay: upkeep.tick, delay: upkeep.tick) { _ in
+                bound.value.runUpkeep()
+            }
+        }
         flushNow()
+    }
+
+    /// PING when quiet, close when a PING goes unanswered (the peer or the
+    /// path died without a FIN), and close client connections idle too long.
+    private func runUpkeep() {
+        guard let context, let session, !isClosed else { return }
+        let now = NIODeadline.now()
+        if let sent = pingSentAt {
+            if now - sent >= upkeep.pingTimeout {
+                logger.warning("mesh peer did not answer PING, closing", metadata: ["role": "\(role)"])
+                metrics.meshKeepaliveTimeouts.wrappingIncrement(ordering: .relaxed)
+                markUnusable()
+                context.close(promise: nil)
+                return
+            }
+        } else if now - lastRead >= upkeep.pingAfter {
+            if (try? session.ping()) != nil {
+                pingSentAt = now
+                scheduleFlush()
+            }
+        }
+        if role == .client, let idleSince, streams.isEmpty, now - idleSince >= upkeep.idleTimeout {
+            logger.debug("mesh connection idle, closing")
+            shutdownGracefully()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session else { return }
+        lastRead = .now()
         do {
             try session.receive(unwrapInboundIn(data))
         } catch {
@@ -186,6 +236,8 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
+        upkeepTask?.cancel()
+        upkeepTask = nil
         markUnusable()
         let open = streams
         streams.removeAll()
@@ -248,6 +300,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if kind == .request, streams[streamID] == nil, let acceptStream {
             streams[streamID] = acceptStream(self, streamID, headers)
+            idleSince = nil
             if countsAsMesh { metrics.meshStreamOpened(role) }
         }
         streams[streamID]?.streamHeaders(headers, kind: kind, endStream: endStream)
@@ -269,12 +322,17 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
         handler.streamClosed(errorCode)
         try? session.discardUnconsumed(streamID: streamID)
+        if streams.isEmpty { idleSince = .now() }
         onStreamSlotFreed?(self)
     }
 
     func session(_ session: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: HTTP2ErrorCode, debugData: String) {
         logger.debug("mesh GOAWAY received", metadata: ["last_stream": "\(lastStreamID)", "code": "\(errorCode)"])
         markUnusable()
+    }
+
+    func session(_ session: HTTP2Session, didReceivePingAck payload: UInt64) {
+        pingSentAt = nil
     }
 
     func session(_ session: HTTP2Session, didReceiveSettings settings: HTTP2RemoteSettings) {

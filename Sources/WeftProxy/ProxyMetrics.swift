@@ -59,6 +59,9 @@ public final class ProxyMetrics: Sendable {
         responses[direction]?[index].wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Mesh connections closed because a PING went unanswered.
+    let meshKeepaliveTimeouts = ManagedAtomic<Int>(0)
+
     /// Mesh requests refused because `weft-dst` is not this node (no open relay).
     let meshRefused = ManagedAtomic<Int>(0)
     /// Error responses weft itself generated, by status (502, 503, 504...).
@@ -160,6 +163,9 @@ public final class ProxyMetrics: Sendable {
                         responses[direction]?[index].load(ordering: .relaxed) ?? 0)
                    }
                })
+        family("weft_mesh_keepalive_timeouts_total", "counter",
+               "Mesh connections closed because the peer did not answer a PING.",
+               [("", meshKeepaliveTimeouts.load(ordering: .relaxed))])
         family("weft_mesh_refused_total", "counter",
                "Mesh requests refused because weft-dst is not one of this node's addresses.",
                [("", meshRefused.load(ordering: .relaxed))])

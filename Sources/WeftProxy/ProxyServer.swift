@@ -111,7 +111,7 @@ public final class ProxyServer: Sendable {
                     state.services)
         }
         // Peers move new streams elsewhere; open ones finish.
-        services?.forEach { $0.meshPool.shutdownGracefully() }
+        services?.forEach { $0.shutdownMeshGracefully() }
         logger.info("draining", metadata: ["active": "\(metrics.activeConnections)"])
         let loop = group.next()
         let closed = EventLoopFuture.andAllComplete(listeners.map { $0.close() }, on: loop)
@@ -186,6 +186,7 @@ public final class ProxyServer: Sendable {
                         return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
                     }
                     try channel.pipeline.syncOperations.addHandler(connection)
+                    loopServices.track(connection)
                 }
             }
     }

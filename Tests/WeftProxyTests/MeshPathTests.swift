@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -268,5 +269,38 @@ extension MeshPathTests {
         }
         XCTAssertEqual(a.server.metrics.meshConnections.client.load(ordering: .relaxed), 0)
         XCTAssertNoThrow(try a.server.close().wait())
+    }
+}
+
+final class MeshKeepaliveTests: XCTestCase {
+    /// A peer that accepts and then never says a word (a dead path without
+    /// a FIN): the PING goes unanswered and the connection is closed.
+    func testSilentPeerIsClosedAfterAnUnansweredPing() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { XCTAssertNoThrow(try group.syncShutdownGracefully()) }
+        let silent = try ServerBootstrap(group: group)
+            .childChannelOption(.autoRead, value: false)
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { silent.close(promise: nil) }
+        let metrics = ProxyMetrics()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let loop = group.next()
+        let channel = try ClientBootstrap(group: loop)
+            .channelInitializer { [logger] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = MeshConnection(role: .client, metrics: metrics, logger: logger)
+                    connection.upkeep = .init(pingAfter: .milliseconds(50), pingTimeout: .milliseconds(100),
+                                              idleTimeout: .hours(1), tick: .milliseconds(20))
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: try XCTUnwrap(silent.localAddress)).wait()
+        // A guard so a broken keepalive fails below instead of hanging here.
+        let guardClose = loop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        try channel.closeFuture.wait()
+        guardClose.cancel()
+        XCTAssertEqual(metrics.meshKeepaliveTimeouts.load(ordering: .relaxed), 1, "closed by the guard, not the keepalive")
+        XCTAssertEqual(metrics.meshConnections.client.load(ordering: .relaxed), 0)
     }
 }
