@@ -53,8 +53,9 @@ extension ConfigValidator {
         source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self,
                                    notSupportedYet: ["least_request", "random", "ring_hash", "maglev"])
             ?? .roundRobin
-        if let timeouts = mapping(fields["timeouts"], keys: ["connect"], notSupportedYet: ["request", "idle"]) {
+        if let timeouts = mapping(fields["timeouts"], keys: ["connect", "request"], notSupportedYet: ["idle"]) {
             source.cluster.timeouts.connect = duration(timeouts["connect"]) ?? source.cluster.timeouts.connect
+            source.cluster.timeouts.request = duration(timeouts["request"]) ?? source.cluster.timeouts.request
         }
 
         let items = list(fields["endpoints"])

@@ -202,5 +202,11 @@ public struct Endpoint: Sendable, Equatable {
 public struct ClusterTimeouts: Sendable, Equatable {
     /// Upstream TCP connect timeout.
     public var connect: Duration
-    public init(connect: Duration = .seconds(5)) { self.connect = connect }
+    /// HTTP/1 requests: how long to wait for the response head once the
+    /// request has started (504 after it). Streaming bodies are not cut.
+    public var request: Duration
+    public init(connect: Duration = .seconds(5), request: Duration = .seconds(15)) {
+        self.connect = connect
+        self.request = request
+    }
 }

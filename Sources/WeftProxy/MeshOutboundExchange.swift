@@ -26,6 +26,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     private var responseStarted = false
     private var keepAlive: Bool
     private var done = false
+    private var timeout: Scheduled<Void>?
 
     init(handler: OutboundHTTPHandler, head: HTTPRequestHead, destination: IPEndpoint, cluster: String, logger: Logger) {
         self.handler = handler
@@ -36,7 +37,19 @@ final class MeshOutboundExchange: MeshStreamHandler {
         self.keepAlive = head.isKeepAlive
     }
 
-    func start(pool: MeshConnectionPool, peer: IPEndpoint) {
+    /// Starts the exchange; without a response head within `requestTimeout`
+    /// the app gets a 504 (SPEC §4) and the stream is cancelled.
+    func start(pool: MeshConnectionPool, peer: IPEndpoint, requestTimeout: TimeAmount) {
+        let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        timeout = pool.eventLoop.scheduleTask(in: requestTimeout) {
+            let exchange = bound.value
+            guard !exchange.responseStarted else { return }
+            exchange.fail(.gatewayTimeout, reason: "request_timeout")
+        }
+        start(pool: pool, peer: peer)
+    }
+
+    private func start(pool: MeshConnectionPool, peer: IPEndpoint) {
         let headers: [HTTP2Header]
         do {
             headers = try MeshTranslation.upgradeRequest(head, destination: destination)
@@ -129,6 +142,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
                 return
             }
             responseStarted = true
+            timeout?.cancel()
             handler.metrics.countResponse(.outbound, status: Int(response.status.code))
             frame(&response)
             handler.writeHead(response)
@@ -174,6 +188,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     }
 
     func appClosed() {
+        timeout?.cancel()
         guard !done else { return }
         done = true
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
@@ -195,12 +210,14 @@ final class MeshOutboundExchange: MeshStreamHandler {
     }
 
     private func finish(trailers: HTTPHeaders?) {
+        timeout?.cancel()
         guard !done else { return }
         done = true
         handler.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
     private func fail(_ status: HTTPResponseStatus, reason: String) {
+        timeout?.cancel()
         guard !done else { return }
         done = true
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }

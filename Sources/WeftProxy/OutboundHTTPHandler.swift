@@ -67,7 +67,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let exchange = MeshOutboundExchange(handler: self, head: head, destination: endpoint,
                                                 cluster: route.cluster.name, logger: logger)
             self.exchange = exchange
-            exchange.start(pool: pool, peer: peer)
+            exchange.start(pool: pool, peer: peer, requestTimeout: TimeAmount(route.cluster.config.timeouts.request))
         case .body(let buffer):
             exchange?.sendBody(buffer)
         case .end(let trailers):

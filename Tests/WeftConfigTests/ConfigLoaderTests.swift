@@ -32,7 +32,7 @@ final class ConfigLoaderTests: XCTestCase {
                 endpoints:
                   - { address: "198.18.0.2:9090", weight: 3 }
                   - address: "[2001:db8::2]:9090"
-                timeouts: { connect: 1.5s }
+                timeouts: { connect: 1.5s, request: 2m }
               - name: redis
                 protocol: tcp
                 endpoints: [{ address: "198.18.0.5:6379" }]
@@ -70,6 +70,7 @@ final class ConfigLoaderTests: XCTestCase {
             Endpoint(address: try XCTUnwrap(IPEndpoint("[2001:db8::2]:9090")), weight: 1),
         ])
         XCTAssertEqual(backend.timeouts.connect, .milliseconds(1500))
+        XCTAssertEqual(backend.timeouts.request, .seconds(120))
 
         let redis = config.clusters[1]
         XCTAssertEqual(redis, Cluster(
@@ -78,6 +79,7 @@ final class ConfigLoaderTests: XCTestCase {
         ))
         XCTAssertFalse(redis.mesh)
         XCTAssertEqual(redis.timeouts.connect, .seconds(5))
+        XCTAssertEqual(redis.timeouts.request, .seconds(15), "the default")
     }
 
     func testEmptyDocumentsAreAnInboundOnlyNodeWithDefaults() throws {

@@ -147,7 +147,6 @@ final class ConfigProblemTests: XCTestCase {
             "clusters[0].health_check: not supported yet",
             "clusters[0].outlier_detection: not supported yet",
             "clusters[0].circuit_breakers: not supported yet",
-            "clusters[0].timeouts.request: not supported yet",
             "clusters[0].timeouts.idle: not supported yet",
             "clusters[0].retries: not supported yet",
             "clusters[0].rate_limit: not supported yet",

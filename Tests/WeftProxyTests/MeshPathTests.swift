@@ -304,3 +304,38 @@ final class MeshKeepaliveTests: XCTestCase {
         XCTAssertEqual(metrics.meshConnections.client.load(ordering: .relaxed), 0)
     }
 }
+
+extension MeshPathTests {
+    func testNoResponseHeadWithinTheRequestTimeoutAnswers504() throws {
+        // An app that reads the request and never answers.
+        let mute = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        defer { mute.close(promise: nil) }
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let mutePort = UInt16(try XCTUnwrap(mute.localAddress?.port))
+        let cluster = Cluster(name: "slow", addresses: [IPEndpoint("198.19.0.14:80")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: mutePort))],
+                              timeouts: ClusterTimeouts(connect: .seconds(1), request: .milliseconds(200)))
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.14:80"))
+        let response = send("GET / HTTP/1.1\r\nHost: slow\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"), response)
+        XCTAssertTrue(response.lowercased().contains("weft-reason: request_timeout"), response)
+        XCTAssertEqual(a.server.metrics.errorResponses.timeout.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
+
+extension MeshPathTests {
+    func testAbsoluteFormAndHTTP10ReachTheAppAsSent() throws {
+        let (a, b) = try nodes()
+        let absolute = send("GET http://backend:9090/abs?x=1 HTTP/1.1\r\nHost: backend:9090\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(absolute.contains("uri=http://backend:9090/abs?x=1 "), absolute)
+        let old = send("GET /old HTTP/1.0\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(old.hasPrefix("HTTP/1.0 200 OK\r\n"), old)
+        XCTAssertFalse(old.contains("host="), "no Host invented for an HTTP/1.0 request without one: \(old)")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
