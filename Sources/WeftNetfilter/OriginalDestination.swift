@@ -25,26 +25,31 @@ public enum OriginalDestination {
         }
         switch channel.localAddress {
         case .v4:
-            let future: EventLoopFuture<sockaddr_in> =
-                provider.unsafeGetSocketOption(level: SocketOptionLevel(IPPROTO_IP), name: optionName)
-            return future.flatMapThrowing { raw in
-                guard let endpoint = IPEndpoint(SocketAddress(raw)) else {
-                    throw OriginalDestinationError.unexpectedFamily
-                }
-                return endpoint
-            }
+            return read(sockaddr_in.self, level: Int32(IPPROTO_IP), from: provider).flatMapThrowing(endpoint)
         case .v6:
-            let future: EventLoopFuture<sockaddr_in6> =
-                provider.unsafeGetSocketOption(level: SocketOptionLevel(IPPROTO_IPV6), name: optionName)
-            return future.flatMapThrowing { raw in
-                guard let endpoint = IPEndpoint(SocketAddress(raw)) else {
-                    throw OriginalDestinationError.unexpectedFamily
-                }
-                return endpoint
-            }
+            return read(sockaddr_in6.self, level: Int32(IPPROTO_IPV6), from: provider).flatMapThrowing(endpoint)
         default:
             return channel.eventLoop.makeFailedFuture(OriginalDestinationError.notASocket)
         }
+    }
+
+    /// Reads option 80 at `level` as the socket address type of that family.
+    private static func read<Raw: Sendable>(_ type: Raw.Type, level: Int32,
+                                            from provider: SocketOptionProvider) -> EventLoopFuture<Raw> {
+        provider.unsafeGetSocketOption(level: SocketOptionLevel(level), name: optionName)
+    }
+
+    private static func endpoint(_ raw: sockaddr_in) throws -> IPEndpoint {
+        try endpoint(SocketAddress(raw))
+    }
+
+    private static func endpoint(_ raw: sockaddr_in6) throws -> IPEndpoint {
+        try endpoint(SocketAddress(raw))
+    }
+
+    private static func endpoint(_ address: SocketAddress) throws -> IPEndpoint {
+        guard let endpoint = IPEndpoint(address) else { throw OriginalDestinationError.unexpectedFamily }
+        return endpoint
     }
 }
 

@@ -15,14 +15,21 @@ struct InboundRouter: ConnectionRouter {
         if originalDestination == localAddress { return .refuse(.notRedirected) }
         if identity.isOwnListener(originalDestination) { return .refuse(.loop) }
         if settings.plaintext == .deny { return .refuse(.plaintextDenied) }
-        let target: IPEndpoint
-        switch settings.deliverTo {
+        return .relay(to: settings.deliverTo.target(for: originalDestination), connectTimeout: connectTimeout, cluster: nil)
+    }
+}
+
+extension InboundDelivery {
+    /// Where the local app is reached for a connection or request sent to
+    /// `destination` (one of this node's addresses): the loopback address
+    /// of the same family, or the pod address itself.
+    func target(for destination: IPEndpoint) -> IPEndpoint {
+        switch self {
         case .loopback:
-            let loopback: IPAddress = originalDestination.address.family == .ipv4 ? .loopbackV4 : .loopbackV6
-            target = IPEndpoint(address: loopback, port: originalDestination.port)
+            let loopback: IPAddress = destination.address.family == .ipv4 ? .loopbackV4 : .loopbackV6
+            return IPEndpoint(address: loopback, port: destination.port)
         case .podIP:
-            target = originalDestination
+            return destination
         }
-        return .relay(to: target, connectTimeout: connectTimeout, cluster: nil)
     }
 }

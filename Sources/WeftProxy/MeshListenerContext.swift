@@ -56,12 +56,6 @@ final class MeshListenerContext {
 
     /// The app's address for a request sent to `destination` (one of ours).
     func deliveryTarget(for destination: IPEndpoint) -> IPEndpoint {
-        switch delivery {
-        case .loopback:
-            let loopback: IPAddress = destination.address.family == .ipv4 ? .loopbackV4 : .loopbackV6
-            return IPEndpoint(address: loopback, port: destination.port)
-        case .podIP:
-            return destination
-        }
+        delivery.target(for: destination)
     }
 }

@@ -179,14 +179,7 @@ final class RelayHandler: ChannelDuplexHandler {
         guard let context else { return }
         sawReset = true
         outputShutdownRequested = true
-        let channel = context.channel
-        if let provider = channel as? SocketOptionProvider {
-            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-        } else {
-            channel.close(promise: nil)
-        }
+        Self.reset(context.channel)
     }
 }
 
