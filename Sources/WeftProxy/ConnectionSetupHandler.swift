@@ -23,10 +23,13 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private let services: LoopServiceRegistry?
     private let meshPort: UInt16
     private let detectTimeout: TimeAmount
+    private let maxConnections: Int
 
     init(router: any ConnectionRouter, resolver: any OriginalDestinationResolver,
          metrics: ProxyMetrics, logger: Logger,
-         services: LoopServiceRegistry? = nil, meshPort: UInt16 = 15008, detectTimeout: TimeAmount = .seconds(1)) {
+         services: LoopServiceRegistry? = nil, meshPort: UInt16 = 15008, detectTimeout: TimeAmount = .seconds(1),
+         maxConnections: Int = ProxyServer.maxConnectionsPerListener) {
+        self.maxConnections = maxConnections
         self.router = router
         self.resolver = resolver
         self.metrics = metrics
@@ -39,6 +42,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
         let channel = context.channel
+        if metrics.counters(router.direction).active.load(ordering: .relaxed) >= maxConnections {
+            metrics.limitHit(.connections)
+            refuse(channel, .overload, peer: "\(channel.remoteAddress.map(String.init(describing:)) ?? "?")", destination: nil)
+            return
+        }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         resolver.originalDestination(of: channel).whenComplete { result in
             handler.value.route(channel: channel, originalDestination: result)
@@ -156,6 +164,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         try sync.addHandler(HTTPResponseEncoder())
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPServerPipelineHandler())
+        try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
         try sync.addHandler(OutboundHTTPHandler(route: route, pool: pool, metrics: metrics, logger: logger))
     }
 

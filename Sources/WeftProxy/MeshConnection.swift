@@ -343,6 +343,11 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         streams[streamID]?.streamWritabilityChanged(isWritable)
     }
 
+    func session(_ session: HTTP2Session, didRejectStream streamID: Int32, reason: HTTP2StreamRejection) {
+        metrics.limitHit(.headerList)
+        logger.warning("HTTP/2 stream refused: header limit", metadata: ["reason": "\(reason)", "stream": "\(streamID)"])
+    }
+
     func session(_ session: HTTP2Session, connectionError error: HTTP2SessionError) {
         logger.warning("mesh connection closed by protocol error", metadata: ["error": "\(error)"])
         markUnusable()

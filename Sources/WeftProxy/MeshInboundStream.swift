@@ -89,6 +89,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
             case .success(let upstream):
                 stream.attach(upstream, head: head)
             case .failure(let error):
+                if (error as? HTTP1UpstreamError) == .poolExhausted { stream.context.metrics.limitHit(.upstreamPool) }
                 stream.context.logger.debug("local app unreachable", metadata: ["target": "\(target)", "error": "\(error)"])
                 stream.fail(status: .badGateway, reason: "connect_failure", detail: "\(target)")
             }

@@ -108,6 +108,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) {
                     sync.removeHandler(pipelining, promise: nil)
                 }
+                if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
+                    sync.removeHandler(errors, promise: nil)
+                }
                 if let encoder = try? sync.handler(type: HTTPResponseEncoder.self) {
                     sync.removeHandler(encoder, promise: nil)
                 }

@@ -18,6 +18,21 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case plaintextDenied = "plaintext_denied"
     /// The node is draining and no longer takes new connections.
     case draining
+    /// The listener already relays its maximum number of connections.
+    case overload
+}
+
+/// A protective limit that was hit; each is a label value of
+/// `weft_limit_hits_total`.
+public enum LimitKind: String, Sendable, CaseIterable {
+    /// Relayed connections per listener (`ProxyServer.maxConnectionsPerListener`).
+    case connections
+    /// A mesh or app HTTP/2 stream whose header list broke the size or count cap.
+    case headerList = "header_list"
+    /// An app's HTTP/1 request that could not be parsed or was too large.
+    case httpRequest = "http_request"
+    /// The HTTP/1 upstream pool's connections per target.
+    case upstreamPool = "upstream_pool"
 }
 
 /// Which listener a connection came through.
@@ -57,6 +72,13 @@ public final class ProxyMetrics: Sendable {
     func countResponse(_ direction: Direction, status: Int) {
         let index = min(max(status / 100, 1), 5) - 1
         responses[direction]?[index].wrappingIncrement(ordering: .relaxed)
+    }
+
+    let limitHits: [LimitKind: ManagedAtomic<Int>] =
+        Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
+
+    func limitHit(_ kind: LimitKind) {
+        limitHits[kind]?.wrappingIncrement(ordering: .relaxed)
     }
 
     /// Mesh connections closed because a PING went unanswered.
@@ -163,6 +185,8 @@ public final class ProxyMetrics: Sendable {
                         responses[direction]?[index].load(ordering: .relaxed) ?? 0)
                    }
                })
+        family("weft_limit_hits_total", "counter", "Protective limits that were hit, by limit.",
+               LimitKind.allCases.map { ("limit=\"\($0.rawValue)\"", limitHits[$0]?.load(ordering: .relaxed) ?? 0) })
         family("weft_mesh_keepalive_timeouts_total", "counter",
                "Mesh connections closed because the peer did not answer a PING.",
                [("", meshKeepaliveTimeouts.load(ordering: .relaxed))])

@@ -24,6 +24,10 @@ public final class ProxyServer: Sendable {
     }
 
     public let metrics = ProxyMetrics()
+    /// Relayed connections one listener (outbound or inbound) carries at
+    /// once by default; past it, new ones are reset and counted (`overload`).
+    public static let maxConnectionsPerListener = 50_000
+    private let maxConnections: Int
     private let configuration: Configuration
     private let identity: NodeIdentity
     private let resolver: any OriginalDestinationResolver
@@ -49,8 +53,10 @@ public final class ProxyServer: Sendable {
         resolver: any OriginalDestinationResolver = KernelOriginalDestination(),
         group: any EventLoopGroup,
         logger: Logger,
-        peerMeshPort: UInt16? = nil
+        peerMeshPort: UInt16? = nil,
+        maxConnectionsPerListener: Int = ProxyServer.maxConnectionsPerListener
     ) {
+        self.maxConnections = maxConnectionsPerListener
         self.peerMeshPort = peerMeshPort ?? configuration.listeners.mesh.port
         self.configuration = configuration
         self.identity = identity
@@ -198,6 +204,7 @@ public final class ProxyServer: Sendable {
         let logger = self.logger
         let meshPort = peerMeshPort
         let detectTimeout = TimeAmount(configuration.detectTimeout)
+        let maxConnections = self.maxConnections
         return ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .ipv6OnlyIfNeeded(for: address)
@@ -209,7 +216,8 @@ public final class ProxyServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionSetupHandler(router: router, resolver: resolver, metrics: metrics, logger: logger,
-                                               services: services, meshPort: meshPort, detectTimeout: detectTimeout))
+                                               services: services, meshPort: meshPort, detectTimeout: detectTimeout,
+                                               maxConnections: maxConnections))
                 }
             }
     }

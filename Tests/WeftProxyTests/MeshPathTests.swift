@@ -339,3 +339,14 @@ extension MeshPathTests {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 }
+
+extension MeshPathTests {
+    func testUnparsableRequestGets400AndIsCounted() throws {
+        let (a, b) = try nodes()
+        let response = send("GET / HTTP/1.1\r\nHost: backend\r\nthis is not a header\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), response)
+        XCTAssertEqual(a.server.metrics.limitHits[.httpRequest]?.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}

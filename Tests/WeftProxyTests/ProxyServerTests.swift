@@ -141,3 +141,24 @@ final class ProxyServerTests: XCTestCase {
         XCTAssertNoThrow(try fixture.server.close().wait())
     }
 }
+
+extension ProxyServerTests {
+    func testConnectionsPastTheListenerLimitAreResetAndCounted() throws {
+        let echo = try startServer(group: group) { EchoHandler() }
+        defer { echo.close(promise: nil) }
+        let fixture = try ProxyFixture(group: group, clusters: [cluster(vip: "198.19.0.10:9090", endpoint: echo)],
+                                       maxConnections: 1)
+        fixture.resolver.set(IPEndpoint("198.19.0.10:9090"))
+        let first = CollectingHandler(eventLoop: group.next())
+        let held = try XCTUnwrap(fixture.connect(to: .outbound, handler: first))
+        try held.writeAndFlush(ByteBuffer(string: "hold")).wait()
+        let deadline = NIODeadline.now() + .seconds(5)
+        while first.bytes.count < 4, NIODeadline.now() < deadline { usleep(10_000) }
+        XCTAssertEqual(String(decoding: first.bytes, as: UTF8.self), "hold", "the first connection is relayed")
+        XCTAssertEqual(rawExchange(port: try fixture.port(.outbound)), .reset)
+        XCTAssertEqual(fixture.server.metrics.refusedCount(.outbound, .overload), 1)
+        XCTAssertEqual(fixture.server.metrics.limitHits[.connections]?.load(ordering: .relaxed), 1)
+        try held.close().wait()
+        XCTAssertNoThrow(try fixture.server.close().wait())
+    }
+}

@@ -83,7 +83,8 @@ struct ProxyFixture {
     let resolver: FakeOriginalDestination
 
     init(group: MultiThreadedEventLoopGroup, clusters: [Cluster] = [], policy: OutboundPolicy = .allowAny,
-         inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil) throws {
+         inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil,
+         maxConnections: Int = ProxyServer.maxConnectionsPerListener) throws {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
@@ -98,7 +99,8 @@ struct ProxyFixture {
         server = ProxyServer(configuration: configuration,
                              identity: NodeIdentity(id: "test", addresses: [.loopbackV4],
                                                     listenerPorts: [15008, 15000]),
-                             resolver: resolver, group: group, logger: logger, peerMeshPort: peerMeshPort)
+                             resolver: resolver, group: group, logger: logger, peerMeshPort: peerMeshPort,
+                             maxConnectionsPerListener: maxConnections)
         try server.start()
     }
 
