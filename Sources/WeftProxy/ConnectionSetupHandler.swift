@@ -83,6 +83,10 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         }
         let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: meshPort)
         let metrics = self.metrics
+        // An app connection carried over the mesh counts as open until it
+        // closes, so a drain waits for it.
+        metrics.opened(.outbound)
+        channel.closeFuture.whenComplete { _ in metrics.closed(.outbound, received: 0, sent: 0) }
         var logger = self.logger
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "dst"] = "\(destination)"
@@ -93,7 +97,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             do {
                 switch verdict {
                 case .http1:
-                    try Self.installHTTP(on: channel, route: route, pool: services.meshPool, metrics: metrics,
+                    try Self.installHTTP(on: channel, route: route, services: services, metrics: metrics,
                                          logger: sessionLogger)
                 case .http2:
                     try Self.installHTTP2(on: channel, route: route, pool: services.meshPool, metrics: metrics,
@@ -158,14 +162,18 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     /// The app connection's HTTP/1 pipeline towards the mesh.
-    private static func installHTTP(on channel: Channel, route: MeshRoute, pool: MeshConnectionPool,
+    private static func installHTTP(on channel: Channel, route: MeshRoute, services: LoopServices,
                                     metrics: ProxyMetrics, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(HTTPResponseEncoder())
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPServerPipelineHandler())
         try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
-        try sync.addHandler(OutboundHTTPHandler(route: route, pool: pool, metrics: metrics, logger: logger))
+        let handler = OutboundHTTPHandler(route: route, pool: services.meshPool, metrics: metrics, logger: logger)
+        try sync.addHandler(handler)
+        services.track(handler)
+        if services.draining { handler.drain() }
+        channel.closeFuture.whenComplete { _ in services.untrack(handler) }
     }
 
     private func refuse(_ channel: Channel, _ reason: RefusalReason, peer: String, destination: IPEndpoint?) {

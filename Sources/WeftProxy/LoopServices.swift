@@ -18,11 +18,27 @@ final class LoopServices {
         }
     }
 
+    /// App connections speaking HTTP/1 to meshed clusters on this loop.
+    private var appConnections: [ObjectIdentifier: OutboundHTTPHandler] = [:]
+    private(set) var draining = false
+
+    func track(_ handler: OutboundHTTPHandler) {
+        appConnections[ObjectIdentifier(handler)] = handler
+    }
+
+    func untrack(_ handler: OutboundHTTPHandler) {
+        appConnections[ObjectIdentifier(handler)] = nil
+    }
+
     /// Drain: every mesh connection, both roles, stops taking new streams
-    /// and lets open ones finish.
-    func shutdownMeshGracefully() {
+    /// and lets open ones finish; app HTTP/1 connections close when idle
+    /// (at once, or after the response in flight, which says
+    /// `Connection: close`).
+    func drain() {
+        draining = true
         meshPool.shutdownGracefully()
         for connection in Array(accepted.values) { connection.shutdownGracefully() }
+        for handler in Array(appConnections.values) { handler.drain() }
     }
 
     init(upstreamPool: HTTP1UpstreamPool, meshPool: MeshConnectionPool, meshListener: MeshListenerContext) {

@@ -199,6 +199,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     /// Keep-alive and framing for the app's HTTP version: an HTTP/1.0 app
     /// gets a close-delimited body when no length is known.
     private func frame(_ response: inout HTTPResponseHead) {
+        if handler.draining { keepAlive = false }
         let hasLength = response.headers.contains(name: "content-length")
         let bodyless = head.method == .HEAD || response.status == .noContent || response.status == .notModified
         if head.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }

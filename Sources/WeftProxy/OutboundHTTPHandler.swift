@@ -37,6 +37,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var exchange: MeshOutboundExchange?
     private var readHeld = false
     private(set) var readsPaused = false
+    /// The node is draining: the response in flight says `Connection: close`
+    /// and the connection closes after it.
+    private(set) var draining = false
+
+    /// Drain: close now if idle, else after the response in flight.
+    func drain() {
+        draining = true
+        if exchange == nil, upgrade == nil { context?.close(promise: nil) }
+    }
+
     /// An HTTP/1.1 Upgrade request (WebSocket) waiting for its end, after
     /// which the connection becomes a CONNECT tunnel.
     private var upgrade: (head: HTTPRequestHead, endpoint: IPEndpoint)?

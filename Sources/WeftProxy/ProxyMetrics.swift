@@ -135,6 +135,11 @@ public final class ProxyMetrics: Sendable {
         counters.bytesSent.wrappingIncrement(by: sent, ordering: .relaxed)
     }
 
+    /// Mesh connections currently open, both roles.
+    public var openMeshConnections: Int {
+        meshConnections.client.load(ordering: .relaxed) + meshConnections.server.load(ordering: .relaxed)
+    }
+
     /// Connections currently open on either side.
     public var activeConnections: Int {
         outbound.active.load(ordering: .relaxed) + inbound.active.load(ordering: .relaxed)

@@ -117,7 +117,7 @@ public final class ProxyServer: Sendable {
                     state.services)
         }
         // Peers move new streams elsewhere; open ones finish.
-        services?.forEach { $0.shutdownMeshGracefully() }
+        services?.forEach { $0.drain() }
         logger.info("draining", metadata: ["active": "\(metrics.activeConnections)"])
         let loop = group.next()
         let closed = EventLoopFuture.andAllComplete(listeners.map { $0.close() }, on: loop)
@@ -125,7 +125,7 @@ public final class ProxyServer: Sendable {
         let promise = loop.makePromise(of: Void.self)
         let metrics = self.metrics
         @Sendable func check() {
-            if metrics.activeConnections == 0 || NIODeadline.now() >= deadline {
+            if metrics.activeConnections + metrics.openMeshConnections == 0 || NIODeadline.now() >= deadline {
                 promise.succeed(())
             } else {
                 loop.scheduleTask(in: .milliseconds(50)) { check() }

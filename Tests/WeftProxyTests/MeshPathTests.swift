@@ -67,7 +67,8 @@ final class MeshPathTests: XCTestCase {
             if count <= 0 { break }
             collected += buffer[..<count]
             let text = String(decoding: collected, as: UTF8.self)
-            if text.components(separatedBy: "END\n").count > responses || text.contains("weft-reason") { break }
+            if text.components(separatedBy: "END\n").count > responses || text.contains("weft-reason")
+                || text.hasSuffix("slow\n") { break }
         }
         return String(decoding: collected, as: UTF8.self)
     }
@@ -346,6 +347,52 @@ extension MeshPathTests {
         let response = send("GET / HTTP/1.1\r\nHost: backend\r\nthis is not a header\r\n\r\n", to: try a.port(.outbound))
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), response)
         XCTAssertEqual(a.server.metrics.limitHits[.httpRequest]?.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
+
+/// Answers after a delay: a request that is in flight when a drain starts.
+private final class SlowHTTPApp: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(300)) {
+            let (app, context) = bound.value
+            let headers = HTTPHeaders([("content-length", "5")])
+            context.write(app.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(app.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "slow\n")))), promise: nil)
+            context.writeAndFlush(app.wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
+
+extension MeshPathTests {
+    func testDrainLetsTheRequestInFlightFinishWithConnectionClose() throws {
+        let slow = try ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(SlowHTTPApp())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { slow.close(promise: nil) }
+        let (a, b) = try nodes(for: slow, vip: "198.19.0.15:80")
+        let drained = group.next().makePromise(of: NIODeadline.self)
+        let drainStart = group.next().scheduleTask(in: .milliseconds(100)) {
+            a.server.drain(timeout: .seconds(10)).whenComplete { _ in drained.succeed(.now()) }
+        }
+        let started = NIODeadline.now()
+        let response = send("GET /slow HTTP/1.1\r\nHost: slow\r\n\r\n", to: try a.port(.outbound))
+        _ = drainStart
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 200 OK\r\n"), response)
+        XCTAssertTrue(response.lowercased().contains("connection: close"), response)
+        XCTAssertTrue(response.hasSuffix("slow\n"), response)
+        let finished = try drained.futureResult.wait()
+        XCTAssertLessThan(finished - started, .seconds(5), "the drain ended when the last request did, not at its timeout")
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())
     }
