@@ -41,8 +41,13 @@ final class ProtocolDetectionHandler: ChannelInboundHandler, RemovableChannelHan
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The app finished sending before we could tell: it is not HTTP.
-        if let event = event as? ChannelEvent, case .inputClosed = event {
+        // The handlers installed for the verdict must hear of the EOF too,
+        // and this handler has left the pipeline by then: fire it anew.
+        if let channelEvent = event as? ChannelEvent, case .inputClosed = channelEvent, !done {
+            let pipeline = context.pipeline
             decide(context, .tcp)
+            pipeline.fireUserInboundEventTriggered(event)
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }
