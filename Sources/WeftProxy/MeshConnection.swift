@@ -134,11 +134,18 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     }
 
     func reset(streamID: Int32, errorCode: HTTP2ErrorCode = .cancel) {
-        streams[streamID] = nil
+        // The handler gave up on the stream: it hears nothing more, and the
+        // slot (and idleness) counts from now, not from nghttp2's close.
+        guard streams.removeValue(forKey: streamID) != nil else { return }
         try? session?.resetStream(streamID: streamID, errorCode: errorCode)
         try? session?.discardUnconsumed(streamID: streamID)
+        if streams.isEmpty { idleSince = now }
         scheduleFlush()
+        onStreamSlotFreed?(self)
     }
+
+    /// The loop's clock (an embedded loop's in tests).
+    private var now: NIODeadline { context?.eventLoop.now ?? .now() }
 
     /// Stops new streams and lets open ones finish (drain).
     func shutdownGracefully() {
@@ -188,7 +195,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// path died without a FIN), and close client connections idle too long.
     private func runUpkeep() {
         guard let context, let session, !isClosed else { return }
-        let now = NIODeadline.now()
+        let now = self.now
         if let sent = pingSentAt {
             if now - sent >= upkeep.pingTimeout {
                 logger.warning("mesh peer did not answer PING, closing", metadata: ["role": "\(role)"])
@@ -211,7 +218,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session else { return }
-        lastRead = .now()
+        lastRead = now
         do {
             try session.receive(unwrapInboundIn(data))
         } catch {
@@ -322,7 +329,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
         handler.streamClosed(errorCode)
         try? session.discardUnconsumed(streamID: streamID)
-        if streams.isEmpty { idleSince = .now() }
+        if streams.isEmpty { idleSince = now }
         onStreamSlotFreed?(self)
     }
 
