@@ -11,7 +11,9 @@ import WeftHTTP2
 /// the stream (reopening the peer's window) only once the app socket took
 /// them, and request body reads stop while the stream's queue is full.
 final class MeshOutboundExchange: MeshStreamHandler {
-    private unowned let handler: OutboundHTTPHandler
+    /// Weak: the app connection may be gone while stream events are still
+    /// on their way; then there is nobody to answer.
+    private weak var handler: OutboundHTTPHandler?
     private let head: HTTPRequestHead
     private let destination: IPEndpoint
     private let cluster: String
@@ -55,12 +57,12 @@ final class MeshOutboundExchange: MeshStreamHandler {
             headers = try MeshTranslation.upgradeRequest(head, destination: destination)
         } catch {
             keepAlive = false
-            handler.respondWithError(.badRequest, reason: "bad_request_target", keepAlive: false,
+            handler?.respondWithError(.badRequest, reason: "bad_request_target", keepAlive: false,
                                      version: head.version, finished: self)
             done = true
             return
         }
-        handler.setReadsPaused(true)
+        handler?.setReadsPaused(true)
         let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
         pool.connection(to: peer).whenComplete { result in
             let exchange = bound.value
@@ -126,7 +128,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
 
     private func updateReads() {
         guard let connection, let streamID else { return }
-        handler.setReadsPaused(!connection.isWritable(streamID: streamID))
+        handler?.setReadsPaused(!connection.isWritable(streamID: streamID))
     }
 
     // MARK: MeshStreamHandler: the response, from the peer
@@ -138,14 +140,14 @@ final class MeshOutboundExchange: MeshStreamHandler {
                 return fail(.badGateway, reason: "bad_response")
             }
             if kind == .informational {
-                handler.writeHead(response)
+                handler?.writeHead(response)
                 return
             }
             responseStarted = true
             timeout?.cancel()
-            handler.metrics.countResponse(.outbound, status: Int(response.status.code))
+            handler?.metrics.countResponse(.outbound, status: Int(response.status.code))
             frame(&response)
-            handler.writeHead(response)
+            handler?.writeHead(response)
             if endStream { finish(trailers: nil) }
         case .trailers:
             var trailers = HTTPHeaders()
@@ -158,7 +160,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
         unconsumed += data.readableBytes
-        if data.readableBytes > 0 { handler.writeBody(data) }
+        if data.readableBytes > 0 { handler?.writeBody(data) }
         appBecameWritable()
         if endStream { finish(trailers: nil) }
     }
@@ -168,21 +170,21 @@ final class MeshOutboundExchange: MeshStreamHandler {
         if responseStarted {
             logger.debug("mesh stream broke mid-response", metadata: ["code": "\(errorCode)"])
             done = true
-            handler.abortResponse()
+            handler?.abortResponse()
         } else {
             fail(.badGateway, reason: errorCode == .refusedStream ? "refused_stream" : "upstream_reset")
         }
     }
 
     func streamWritabilityChanged(_ writable: Bool) {
-        handler.setReadsPaused(!writable)
+        handler?.setReadsPaused(!writable)
     }
 
     // MARK: app side events
 
     /// Gives the peer's window back for what the app socket has taken.
     func appBecameWritable() {
-        guard unconsumed > 0, handler.appIsWritable, let connection, let streamID else { return }
+        guard unconsumed > 0, handler?.appIsWritable == true, let connection, let streamID else { return }
         connection.consume(streamID: streamID, bytes: unconsumed)
         unconsumed = 0
     }
@@ -199,7 +201,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     /// Keep-alive and framing for the app's HTTP version: an HTTP/1.0 app
     /// gets a close-delimited body when no length is known.
     private func frame(_ response: inout HTTPResponseHead) {
-        if handler.draining { keepAlive = false }
+        if handler?.draining == true { keepAlive = false }
         let hasLength = response.headers.contains(name: "content-length")
         let bodyless = head.method == .HEAD || response.status == .noContent || response.status == .notModified
         if head.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }
@@ -214,7 +216,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         timeout?.cancel()
         guard !done else { return }
         done = true
-        handler.writeEnd(trailers, close: !keepAlive, exchange: self)
+        handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
     private func fail(_ status: HTTPResponseStatus, reason: String) {
@@ -224,10 +226,10 @@ final class MeshOutboundExchange: MeshStreamHandler {
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
         logger.debug("mesh request failed", metadata: ["reason": "\(reason)", "dst": "\(destination)", "cluster": "\(cluster)"])
         if responseStarted {
-            handler.abortResponse()
+            handler?.abortResponse()
         } else {
             // The request body may still be arriving: close after answering.
-            handler.respondWithError(status, reason: reason, keepAlive: false, version: head.version, finished: self)
+            handler?.respondWithError(status, reason: reason, keepAlive: false, version: head.version, finished: self)
         }
     }
 }
