@@ -141,19 +141,19 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                      metrics: ProxyMetrics, logger: Logger) throws {
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
-                guard let endpoint = route.pickEndpoint() else { return done(nil, "no_endpoint") }
+                guard let endpoint = route.pickEndpoint() else { return done(nil, .noEndpoint) }
                 let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
                 let headers = MeshTranslation.meshRequest(fromHTTP2: request, destination: endpoint.description)
                 pool.connection(to: peer).whenComplete { result in
-                    guard case .success(let mesh) = result else { return done(nil, "connect_failure") }
+                    guard case .success(let mesh) = result else { return done(nil, .connectFailure) }
                     let half = SplicedStream(connection: mesh, streamID: nil, opener: nil, rewriteResponse: {
                         MeshTranslation.withoutMeshHeaders($0, keepReason: true)
                     }, logger: logger)
                     do {
                         half.opened(streamID: try mesh.openStream(headers: headers, endStream: endStream, handler: half))
-                        done(half, "")
+                        done(half, nil)
                     } catch {
-                        done(nil, "mesh_overloaded")
+                        done(nil, .meshOverloaded)
                     }
                 }
             }, rewriteResponse: { $0 }, logger: logger)

@@ -27,12 +27,13 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         metrics.limitHit(.httpRequest)
+        metrics.countErrorResponse(.badRequest)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
         if responseInFlight {
             context.close(promise: nil)
             return
         }
-        let headers = HTTPHeaders([("content-length", "0"), ("connection", "close"), ("weft-reason", "bad_request")])
+        let headers = HTTPHeaders([("content-length", "0"), ("connection", "close"), (MeshTranslation.reasonHeader, ErrorReason.badRequest.rawValue)])
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
                       promise: nil)
         let channel = context.channel

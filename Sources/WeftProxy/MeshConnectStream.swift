@@ -25,11 +25,11 @@ final class MeshConnectStream: MeshStreamHandler {
         let authority = headers.first { $0.name == ":authority" }?.value
         let destinationText = headers.first { $0.name == MeshTranslation.destinationHeader }?.value ?? authority
         guard let destination = destinationText.flatMap(IPEndpoint.init) else {
-            return refuse(status: "400", reason: "bad_mesh_request")
+            return refuse(.badMeshRequest)
         }
         guard context.identity.addresses.contains(destination.address) else {
             context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-            return refuse(status: "403", reason: "not_local_destination")
+            return refuse(.notLocalDestination)
         }
         let bridge = MeshTunnelBridge(connection: connection, logger: context.logger)
         self.bridge = bridge
@@ -57,7 +57,7 @@ final class MeshConnectStream: MeshStreamHandler {
                         stream.connection.reset(streamID: stream.streamID, errorCode: .internalError)
                     }
                 case .failure:
-                    stream.refuse(status: "502", reason: "connect_failure")
+                    stream.refuse(.connectFailure)
                 }
             }
     }
@@ -67,11 +67,11 @@ final class MeshConnectStream: MeshStreamHandler {
     func streamClosed(_ errorCode: HTTP2ErrorCode) { bridge?.streamClosed(errorCode) }
     func streamWritabilityChanged(_ writable: Bool) { bridge?.streamWritabilityChanged(writable) }
 
-    private func refuse(status: String, reason: String) {
-        context.logger.debug("mesh CONNECT failed", metadata: ["reason": "\(reason)"])
-        if let code = Int(status) { context.metrics.countErrorResponse(status: code) }
+    private func refuse(_ reason: ErrorReason) {
+        context.logger.debug("mesh CONNECT failed", metadata: ["reason": "\(reason.rawValue)"])
+        context.metrics.countErrorResponse(reason)
         try? connection.respond(streamID: streamID, headers: [
-            HTTP2Header(":status", status), HTTP2Header(MeshTranslation.reasonHeader, reason),
+            HTTP2Header(":status", String(reason.status)), HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
         ], endStream: true)
         bridge = nil
     }

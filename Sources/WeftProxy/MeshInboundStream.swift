@@ -70,13 +70,13 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         do {
             request = try MeshTranslation.downgradeRequest(headers)
         } catch {
-            fail(status: .badRequest, reason: "bad_mesh_request", detail: "\(error)")
+            fail(.badMeshRequest, detail: "\(error)")
             return
         }
         // No open relay: the sender must name one of this node's addresses.
         guard context.identity.addresses.contains(request.destination.address) else {
             context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-            fail(status: .forbidden, reason: "not_local_destination", detail: "\(request.destination)")
+            fail(.notLocalDestination, detail: "\(request.destination)")
             return
         }
         if endStream { requestEnded = true }
@@ -91,7 +91,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
             case .failure(let error):
                 if (error as? HTTP1UpstreamError) == .poolExhausted { stream.context.metrics.limitHit(.upstreamPool) }
                 stream.context.logger.debug("local app unreachable", metadata: ["target": "\(target)", "error": "\(error)"])
-                stream.fail(status: .badGateway, reason: "connect_failure", detail: "\(target)")
+                stream.fail(.connectFailure, detail: "\(target)")
             }
         }
     }
@@ -175,7 +175,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         if responseStarted {
             abort()
         } else {
-            fail(status: .badGateway, reason: "upstream_reset", detail: "\(error)")
+            fail(.upstreamReset, detail: "\(error)")
         }
     }
 
@@ -186,20 +186,21 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
     // MARK: endings
 
     /// Answers the sender with an error response that says why.
-    private func fail(status: HTTPResponseStatus, reason: String, detail: String) {
+    private func fail(_ reason: ErrorReason, detail: String) {
+        let status = HTTPResponseStatus(statusCode: reason.status)
         guard !finished else { return }
         guard !responseStarted else { return abort() }
         responseStarted = true
-        context.metrics.countErrorResponse(status: Int(status.code))
-        context.metrics.countResponse(.inbound, status: Int(status.code))
-        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason)\n")
+        context.metrics.countErrorResponse(reason)
+        context.metrics.countResponse(.inbound, status: reason.status)
+        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n")
         let headers = [
             HTTP2Header(":status", String(status.code)),
             HTTP2Header("content-type", "text/plain; charset=utf-8"),
             HTTP2Header("content-length", String(body.readableBytes)),
-            HTTP2Header("weft-reason", reason),
+            HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
         ]
-        context.logger.debug("mesh request failed", metadata: ["reason": "\(reason)", "detail": "\(detail)"])
+        context.logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
         try? connection.respond(streamID: streamID, headers: headers, endStream: false)
         try? connection.sendData(streamID: streamID, body, endStream: true)
         // Drop whatever request body is still coming: nobody will read it.

@@ -32,23 +32,23 @@ final class MeshListenerContext {
         SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, _, done in
             let destinationText = request.first { $0.name == MeshTranslation.destinationHeader }?.value
             guard let destination = destinationText.flatMap(IPEndpoint.init) else {
-                return done(nil, "bad_mesh_request")
+                return done(nil, .badMeshRequest)
             }
             guard self.identity.addresses.contains(destination.address) else {
                 self.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-                return done(nil, "not_local_destination")
+                return done(nil, .notLocalDestination)
             }
             let target = self.deliveryTarget(for: destination)
             let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
             let logger = self.logger
             self.http2Pool.connection(to: target).whenComplete { result in
-                guard case .success(let app) = result else { return done(nil, "connect_failure") }
+                guard case .success(let app) = result else { return done(nil, .connectFailure) }
                 let half = SplicedStream(connection: app, streamID: nil, opener: nil, rewriteResponse: { $0 }, logger: logger)
                 do {
                     half.opened(streamID: try app.openStream(headers: headers, endStream: endStream, handler: half))
-                    done(half, "")
+                    done(half, nil)
                 } catch {
-                    done(nil, "upstream_reset")
+                    done(nil, .upstreamReset)
                 }
             }
         }, rewriteResponse: { $0 }, logger: logger)

@@ -46,7 +46,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         timeout = pool.eventLoop.scheduleTask(in: requestTimeout) {
             let exchange = bound.value
             guard !exchange.responseStarted else { return }
-            exchange.fail(.gatewayTimeout, reason: "request_timeout")
+            exchange.fail(.requestTimeout)
         }
         start(pool: pool, peer: peer)
     }
@@ -57,8 +57,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             headers = try MeshTranslation.upgradeRequest(head, destination: destination)
         } catch {
             keepAlive = false
-            handler?.respondWithError(.badRequest, reason: "bad_request_target", keepAlive: false,
-                                     version: head.version, finished: self)
+            handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             done = true
             return
         }
@@ -71,7 +70,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             case .success(let connection):
                 exchange.open(on: connection, headers: headers, pool: pool, peer: peer, retried: false)
             case .failure:
-                exchange.fail(.badGateway, reason: "connect_failure")
+                exchange.fail(.connectFailure)
             }
         }
     }
@@ -84,14 +83,14 @@ final class MeshOutboundExchange: MeshStreamHandler {
         } catch {
             // The connection filled up or went away between the pool's
             // answer and now: one more try on a fresh pick.
-            guard !retried else { return fail(.serviceUnavailable, reason: "mesh_overloaded") }
+            guard !retried else { return fail(.meshOverloaded) }
             let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
             pool.connection(to: peer).whenComplete { result in
                 let exchange = bound.value
                 guard !exchange.done else { return }
                 switch result {
                 case .success(let next): exchange.open(on: next, headers: headers, pool: pool, peer: peer, retried: true)
-                case .failure: exchange.fail(.badGateway, reason: "connect_failure")
+                case .failure: exchange.fail(.connectFailure)
                 }
             }
             return
@@ -113,7 +112,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             pending.append(buffer)
             return
         }
-        do { try connection.sendData(streamID: streamID, buffer) } catch { return fail(.badGateway, reason: "upstream_reset") }
+        do { try connection.sendData(streamID: streamID, buffer) } catch { return fail(.upstreamReset) }
         updateReads()
     }
 
@@ -123,7 +122,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             return
         }
         let fields = trailers.map(MeshTranslation.trailerFields)
-        do { try connection.sendEnd(streamID: streamID, trailers: fields) } catch { fail(.badGateway, reason: "upstream_reset") }
+        do { try connection.sendEnd(streamID: streamID, trailers: fields) } catch { fail(.upstreamReset) }
     }
 
     private func updateReads() {
@@ -137,7 +136,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         switch kind {
         case .informational, .response:
             guard var response = try? MeshTranslation.downgradeResponse(headers, version: head.version) else {
-                return fail(.badGateway, reason: "bad_response")
+                return fail(.badResponse)
             }
             if kind == .informational {
                 handler?.writeHead(response)
@@ -172,7 +171,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             done = true
             handler?.abortResponse()
         } else {
-            fail(.badGateway, reason: errorCode == .refusedStream ? "refused_stream" : "upstream_reset")
+            fail(errorCode == .refusedStream ? .refusedStream : .upstreamReset)
         }
     }
 
@@ -219,17 +218,17 @@ final class MeshOutboundExchange: MeshStreamHandler {
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
-    private func fail(_ status: HTTPResponseStatus, reason: String) {
+    private func fail(_ reason: ErrorReason) {
         timeout?.cancel()
         guard !done else { return }
         done = true
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
-        logger.debug("mesh request failed", metadata: ["reason": "\(reason)", "dst": "\(destination)", "cluster": "\(cluster)"])
+        logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(destination)", "cluster": "\(cluster)"])
         if responseStarted {
             handler?.abortResponse()
         } else {
             // The request body may still be arriving: close after answering.
-            handler?.respondWithError(status, reason: reason, keepAlive: false, version: head.version, finished: self)
+            handler?.respondWithError(reason, keepAlive: false, version: head.version, finished: self)
         }
     }
 }

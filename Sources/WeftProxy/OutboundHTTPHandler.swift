@@ -65,7 +65,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             guard let endpoint = route.pickEndpoint() else {
-                respondWithError(.serviceUnavailable, reason: "no_endpoint", keepAlive: head.isKeepAlive)
+                respondWithError(.noEndpoint, keepAlive: head.isKeepAlive)
                 return
             }
             if Self.isUpgradeRequest(head) {
@@ -194,15 +194,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// An error response weft generates itself (SPEC §4: 502, 503, 504),
     /// with `weft-reason` saying why.
-    func respondWithError(_ status: HTTPResponseStatus, reason: String, keepAlive: Bool,
+    func respondWithError(_ reason: ErrorReason, keepAlive: Bool,
                           version: HTTPVersion = .http1_1, finished: MeshOutboundExchange? = nil) {
-        metrics.countErrorResponse(status: Int(status.code))
-        metrics.countResponse(.outbound, status: Int(status.code))
-        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason)\n")
+        let status = HTTPResponseStatus(statusCode: reason.status)
+        metrics.countErrorResponse(reason)
+        metrics.countResponse(.outbound, status: reason.status)
+        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n")
         var headers = HTTPHeaders([
             ("content-type", "text/plain; charset=utf-8"),
             ("content-length", String(body.readableBytes)),
-            ("weft-reason", reason),
+            (MeshTranslation.reasonHeader, reason.rawValue),
         ])
         if !keepAlive { headers.add(name: "connection", value: "close") }
         writeHead(HTTPResponseHead(version: version, status: status, headers: headers))

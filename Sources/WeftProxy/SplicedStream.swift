@@ -15,7 +15,7 @@ final class SplicedStream: MeshStreamHandler {
     /// Opens the partner stream for a request. Calls back with the partner,
     /// or with nil and the reason when it cannot be opened.
     typealias Opener = (_ request: [HTTP2Header], _ endStream: Bool, _ half: SplicedStream,
-                        _ done: @escaping (SplicedStream?, String) -> Void) -> Void
+                        _ done: @escaping (SplicedStream?, ErrorReason?) -> Void) -> Void
 
     let connection: MeshConnection
     private(set) var streamID: Int32?
@@ -66,7 +66,7 @@ final class SplicedStream: MeshStreamHandler {
                 if let other {
                     self.join(other)
                 } else {
-                    self.failRequest(reason: reason)
+                    self.failRequest(reason ?? .upstreamReset)
                 }
             }
         case .response, .informational:
@@ -137,12 +137,12 @@ final class SplicedStream: MeshStreamHandler {
     }
 
     /// The partner could not be opened: answer the request ourselves.
-    private func failRequest(reason: String) {
+    private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
-        logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason)"])
-        connection.metrics.countErrorResponse(status: 502)
+        logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])
+        connection.metrics.countErrorResponse(reason)
         try? connection.respond(streamID: streamID, headers: [
-            HTTP2Header(":status", "502"), HTTP2Header(MeshTranslation.reasonHeader, reason),
+            HTTP2Header(":status", String(reason.status)), HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
             HTTP2Header("content-length", "0"),
         ], endStream: true)
         connection.reset(streamID: streamID, errorCode: .noError)

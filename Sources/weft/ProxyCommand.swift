@@ -16,7 +16,7 @@ import WeftProxy
 struct ProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
-        abstract: "Run the mesh node: outbound (15001), inbound (15006) and health (15020) listeners.",
+        abstract: "Run the mesh node: outbound (15001), inbound (15006), mesh (15008) and health (15020) listeners.",
         discussion: """
             Runs as the proxy user (uid 1337) so that its own connections are not
             intercepted again. SIGTERM or SIGINT stops accepting, fails /ready and

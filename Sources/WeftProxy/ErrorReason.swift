@@ -1,0 +1,38 @@
+/// Why weft answered a request itself instead of the app: the value of the
+/// `weft-reason` header and of the `reason` label of
+/// `weft_error_responses_total` (SPEC §4).
+public enum ErrorReason: String, Sendable, CaseIterable {
+    /// The peer node or the local app could not be connected to.
+    case connectFailure = "connect_failure"
+    /// The stream or connection broke before a response arrived.
+    case upstreamReset = "upstream_reset"
+    /// The peer refused the stream (GOAWAY): it never processed it.
+    case refusedStream = "refused_stream"
+    /// The peer's response could not be understood.
+    case badResponse = "bad_response"
+    /// No response head within the cluster's `timeouts.request`.
+    case requestTimeout = "request_timeout"
+    /// The cluster has no endpoint to send to.
+    case noEndpoint = "no_endpoint"
+    /// The mesh connection could take no more streams, even after a retry.
+    case meshOverloaded = "mesh_overloaded"
+    /// The app's request line named something weft cannot carry.
+    case badRequestTarget = "bad_request_target"
+    /// The app's request could not be parsed.
+    case badRequest = "bad_request"
+    /// A mesh request without usable `weft-dst` or pseudo-headers.
+    case badMeshRequest = "bad_mesh_request"
+    /// `weft-dst` names an address that is not this node's (no open relay).
+    case notLocalDestination = "not_local_destination"
+
+    /// The HTTP status weft answers with for this reason.
+    public var status: Int {
+        switch self {
+        case .connectFailure, .upstreamReset, .refusedStream, .badResponse: 502
+        case .requestTimeout: 504
+        case .noEndpoint, .meshOverloaded: 503
+        case .badRequestTarget, .badRequest, .badMeshRequest: 400
+        case .notLocalDestination: 403
+        }
+    }
+}
