@@ -290,9 +290,8 @@ def main() -> int:
             cluster is `mesh: false`, so the client's weft relays the bytes as
             opaque TCP to {backend.ip4}:6379, where the backend's iptables hand
             them to its weft's inbound port 15006, which delivers them to
-            127.0.0.1:6379. (On a `mesh: true` cluster non-HTTP bytes ride a
-            CONNECT stream on the mesh connection, except on server-speaks-first
-            ports such as 6379, which are relayed like this.)""")
+            127.0.0.1:6379. (On a `mesh: true` cluster the same bytes would ride a
+            CONNECT stream on the mesh connection to the backend's port 15008.)""")
 
         step(11, "The same curl as uid 1337 (not intercepted)")
         res1337 = run_shown(client, ["curl", "-sS", "--noproxy", "*", "--max-time", "5",

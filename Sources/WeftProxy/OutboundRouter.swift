@@ -23,14 +23,20 @@ struct OutboundRouter: ConnectionRouter {
         case .cluster(let cluster, let endpoint):
             let timeout = TimeAmount(cluster.config.timeouts.connect)
             let config = cluster.config
-            // Opaque ports (the server speaks first) and `protocol: tcp` are
-            // relayed as TCP; the receiving node's inbound side delivers them.
-            if config.mesh, config.protocol != .tcp, !opaquePorts.contains(originalDestination.port) {
+            // Meshed: detect what the app speaks, unless the cluster says, or
+            // the port is opaque (the server speaks first: no waiting for the
+            // client's bytes; straight onto a CONNECT stream).
+            if config.mesh {
                 let viaVIP = config.addresses.contains(originalDestination)
-                let known: DetectedProtocol? = switch config.protocol {
-                case .http1: .http1
-                case .http2: .http2
-                case .auto, .tcp: nil
+                let known: DetectedProtocol? = if opaquePorts.contains(originalDestination.port) {
+                    .tcp
+                } else {
+                    switch config.protocol {
+                    case .http1: .http1
+                    case .http2: .http2
+                    case .tcp: .tcp
+                    case .auto: nil
+                    }
                 }
                 return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: viaVIP ? nil : endpoint, fallback: endpoint,
                                           connectTimeout: timeout, knownProtocol: known))

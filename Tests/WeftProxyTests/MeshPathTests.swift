@@ -397,3 +397,18 @@ extension MeshPathTests {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 }
+
+extension MeshPathTests {
+    /// An opaque port on a meshed cluster: no detection wait, a CONNECT
+    /// stream at once, and the server's banner arrives before the client
+    /// writes anything.
+    func testServerSpeaksFirstOverAConnectStream() throws {
+        let banner = try startServer(group: group) { BannerHandler() }
+        defer { banner.close(promise: nil) }
+        let (a, b) = try nodes(for: banner, vip: "198.19.0.16:3306")
+        XCTAssertEqual(rawExchange(port: try a.port(.outbound)), .data(Array("220 banner\r\n".utf8)))
+        XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 1, "carried on a CONNECT stream")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}

@@ -87,3 +87,42 @@ final class InboundRouterTests: XCTestCase {
                        .refuse(.plaintextDenied))
     }
 }
+
+final class OutboundRouterMeshTests: XCTestCase {
+    let listener = IPEndpoint("127.0.0.1:15001")!
+
+    private func decision(for destination: String, protocol declared: ClusterProtocol = .auto) -> MeshDecision? {
+        let configuration = Configuration(clusters: [
+            Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!, IPEndpoint("198.19.0.10:3306")!],
+                    protocol: declared, mesh: true,
+                    endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:9090")!),
+                                Endpoint(address: IPEndpoint("198.18.0.3:3306")!)]),
+        ])
+        var router = OutboundRouter(table: ClusterTable(configuration: configuration),
+                                    identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
+                                    passthroughConnectTimeout: .seconds(5))
+        router.opaquePorts = Configuration.defaultOpaquePorts
+        guard case .mesh(let decision) = router.decide(originalDestination: IPEndpoint(destination)!, localAddress: listener) else {
+            return nil
+        }
+        return decision
+    }
+
+    func testVIPDetectsAndBalancesPerRequest() throws {
+        let meshed = try XCTUnwrap(decision(for: "198.19.0.10:9090"))
+        XCTAssertNil(meshed.knownProtocol)
+        XCTAssertNil(meshed.fixedEndpoint, "a VIP call picks an endpoint per request")
+    }
+
+    func testDirectEndpointCallKeepsThatEndpoint() throws {
+        let meshed = try XCTUnwrap(decision(for: "198.18.0.3:9090"))
+        XCTAssertEqual(meshed.fixedEndpoint, IPEndpoint("198.18.0.3:9090"))
+    }
+
+    func testOpaquePortAndDeclaredProtocolsSkipDetection() throws {
+        XCTAssertEqual(try XCTUnwrap(decision(for: "198.19.0.10:3306")).knownProtocol, .tcp)
+        XCTAssertEqual(try XCTUnwrap(decision(for: "198.19.0.10:9090", protocol: .http2)).knownProtocol, .http2)
+        XCTAssertEqual(try XCTUnwrap(decision(for: "198.19.0.10:9090", protocol: .tcp)).knownProtocol, .tcp)
+        XCTAssertEqual(try XCTUnwrap(decision(for: "198.19.0.10:9090", protocol: .http1)).knownProtocol, .http1)
+    }
+}
