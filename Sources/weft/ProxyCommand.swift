@@ -9,6 +9,7 @@ import NIOPosix
 import Synchronization
 import WeftConfig
 import WeftCore
+import WeftHTTP2
 import WeftNetfilter
 import WeftProxy
 
@@ -45,6 +46,7 @@ struct ProxyCommand: ParsableCommand {
         }
 
         let identity = try Self.identity(for: configuration, logger: logger)
+        logger.info("HTTP/2 protections", metadata: ["nghttp2": "\(HTTP2Protections.detected)"])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger)
         do {
