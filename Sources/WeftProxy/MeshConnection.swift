@@ -241,6 +241,20 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         context.fireChannelWritabilityChanged()
     }
 
+    /// The peer (an HTTP/2 app, on a socket that allows half-close) sent
+    /// FIN: no new streams; close once the open ones are done.
+    private var closeWhenIdle = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            markUnusable()
+            closeWhenIdle = true
+            if streams.isEmpty { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
         upkeepTask?.cancel()
@@ -329,7 +343,14 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
         handler.streamClosed(errorCode)
         try? session.discardUnconsumed(streamID: streamID)
-        if streams.isEmpty { idleSince = now }
+        if streams.isEmpty {
+            idleSince = now
+            if closeWhenIdle {
+                // Let the last frames go out first.
+                flushNow()
+                context?.close(promise: nil)
+            }
+        }
         onStreamSlotFreed?(self)
     }
 

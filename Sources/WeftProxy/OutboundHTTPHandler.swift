@@ -37,11 +37,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var exchange: MeshOutboundExchange?
     private var readHeld = false
     private(set) var readsPaused = false
-    /// The node is draining: the response in flight says `Connection: close`
-    /// and the connection closes after it.
+    /// The node is draining, or the app has finished sending: the response
+    /// in flight says `Connection: close` and the connection closes after it.
     private(set) var draining = false
 
-    /// Drain: close now if idle, else after the response in flight.
+    /// Close now if idle, else after the response in flight.
     func drain() {
         draining = true
         if exchange == nil, upgrade == nil { context?.close(promise: nil) }
@@ -134,6 +134,17 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { exchange?.appBecameWritable() }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The app finished sending (after any pipelined requests, which
+    /// `HTTPServerPipelineHandler` delivers first): answer what is in flight,
+    /// then close, instead of leaving the socket in CLOSE-WAIT.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            drain()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -412,3 +412,30 @@ extension MeshPathTests {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 }
+
+extension MeshPathTests {
+    /// An app that closes its keep-alive connection after a response must
+    /// find it closed on weft's side too (no socket left in CLOSE-WAIT).
+    func testAppThatHangsUpIsClosedAndForgotten() throws {
+        let (a, b) = try nodes()
+        for _ in 0..<3 {
+            let client = CollectingHandler(eventLoop: group.next())
+            let channel = try XCTUnwrap(a.connect(to: .outbound, handler: client))
+            try channel.writeAndFlush(ByteBuffer(string: "GET /bye HTTP/1.1\r\nHost: backend\r\n\r\n")).wait()
+            let deadline = NIODeadline.now() + .seconds(5)
+            while !String(decoding: client.bytes, as: UTF8.self).contains("END\n"), NIODeadline.now() < deadline {
+                usleep(10_000)
+            }
+            try channel.close(mode: .output).wait()
+            // A guard so a regression fails on the metric below, not by hanging.
+            let guardClose = group.next().scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+            XCTAssertNil(try client.closed.futureResult.wait(), "weft closes its side cleanly")
+            guardClose.cancel()
+        }
+        let deadline = NIODeadline.now() + .seconds(5)
+        while a.server.metrics.outbound.active.load(ordering: .relaxed) > 0, NIODeadline.now() < deadline { usleep(10_000) }
+        XCTAssertEqual(a.server.metrics.outbound.active.load(ordering: .relaxed), 0)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
