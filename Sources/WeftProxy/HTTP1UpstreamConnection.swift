@@ -53,14 +53,15 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     // MARK: the exchange
 
-    /// Starts an exchange: writes the request head (flushed at once so the
-    /// app can answer `Expect: 100-continue`).
+    /// Starts an exchange: writes the request head, unflushed; the caller
+    /// flushes (at once when no body part follows right away, so the app
+    /// can answer `Expect: 100-continue`).
     func start(_ head: HTTPRequestHead, receiver: HTTP1ResponseReceiver) {
         self.receiver = receiver
         requestEnded = false
         responseEnded = false
         if !head.isKeepAlive { reusable = false }
-        context?.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+        context?.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     func sendBody(_ buffer: ByteBuffer) {

@@ -14,6 +14,14 @@ protocol MeshStreamHandler: AnyObject {
     /// The stream's send queue crossed a watermark: stop or resume reading
     /// whatever feeds it.
     func streamWritabilityChanged(_ writable: Bool)
+    /// The connection finished handling one read that touched this stream:
+    /// a moment to flush what the stream wrote elsewhere, once per read
+    /// rather than once per frame.
+    func streamBatchEnded()
+}
+
+extension MeshStreamHandler {
+    func streamBatchEnded() {}
 }
 
 /// One HTTP/2 connection between weft nodes (SPEC §4), either role.
@@ -38,6 +46,8 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
     private var streams: [Int32: MeshStreamHandler] = [:]
+    /// Streams that heard something during the current read.
+    private var touched: [MeshStreamHandler] = []
     /// Server role: makes the handler of each new request stream, from its headers.
     private let acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)?
     private var flushPending = false
@@ -219,6 +229,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session else { return }
         lastRead = now
+        defer { endBatch() }
         do {
             try session.receive(unwrapInboundIn(data))
         } catch {
@@ -273,6 +284,17 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         context.close(promise: nil)
     }
 
+    /// Tells each stream touched by this read that the read is handled.
+    private func endBatch() {
+        guard !touched.isEmpty else { return }
+        let batch = touched
+        touched.removeAll(keepingCapacity: true)
+        var seen = Set<ObjectIdentifier>()
+        for handler in batch where seen.insert(ObjectIdentifier(handler)).inserted {
+            handler.streamBatchEnded()
+        }
+    }
+
     // MARK: - output
 
     /// Coalesces output from many stream operations in one loop tick.
@@ -324,11 +346,15 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             idleSince = nil
             if countsAsMesh { metrics.meshStreamOpened(role) }
         }
-        streams[streamID]?.streamHeaders(headers, kind: kind, endStream: endStream)
+        if let handler = streams[streamID] {
+            touched.append(handler)
+            handler.streamHeaders(headers, kind: kind, endStream: endStream)
+        }
     }
 
     func session(_ session: HTTP2Session, didReceiveData data: ByteBuffer, streamID: Int32, endStream: Bool) {
         if let handler = streams[streamID] {
+            touched.append(handler)
             handler.streamData(data, endStream: endStream)
         } else {
             // Nobody will pass these bytes on: give the window back now.

@@ -179,6 +179,10 @@ final class MeshOutboundExchange: MeshStreamHandler {
         handler?.setReadsPaused(!writable)
     }
 
+    func streamBatchEnded() {
+        handler?.flush()
+    }
+
     // MARK: app side events
 
     /// Gives the peer's window back for what the app socket has taken.

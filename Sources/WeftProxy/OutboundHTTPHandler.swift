@@ -178,12 +178,18 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var appIsWritable: Bool { context?.channel.isWritable ?? false }
 
+    /// Head and body parts are written unflushed; the exchange flushes once
+    /// per mesh read (`flush()`), and the end flushes.
     func writeHead(_ head: HTTPResponseHead) {
-        context?.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+        context?.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     func writeBody(_ buffer: ByteBuffer) {
-        context?.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context?.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
     }
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: MeshOutboundExchange) {
