@@ -308,8 +308,8 @@ public final class HTTP2Session {
             return nghttp2_submit_response(session, streamID, nva, count, &provider)
         }
         try Self.check(rv)
-        streams[streamID]!.local = endStream ? .ended : .open
-        streams[streamID]!.deferred = false
+        streams[streamID]?.local = endStream ? .ended : .open
+        streams[streamID]?.deferred = false
         deliverEvents()
     }
 
@@ -519,7 +519,7 @@ public final class HTTP2Session {
 
     private func resumeIfDeferred(_ streamID: Int32) throws {
         guard let state = streams[streamID], state.deferred, state.local == .open, !state.closed else { return }
-        streams[streamID]!.deferred = false
+        streams[streamID]?.deferred = false
         try Self.check(nghttp2_session_resume_data(session, streamID))
     }
 

@@ -68,7 +68,7 @@ struct HTTP2StreamState {
                 remaining -= headCount
             } else {
                 // Split the head buffer: its front goes out, the rest stays queued.
-                let slice = outbound[outbound.startIndex].readSlice(length: remaining)!
+                guard let slice = outbound[outbound.startIndex].readSlice(length: remaining) else { return false }
                 output.append(slice)
                 remaining = 0
             }

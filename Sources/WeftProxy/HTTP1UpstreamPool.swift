@@ -95,7 +95,6 @@ final class HTTP1UpstreamPool {
 
     /// Connections open to `target` on this loop, busy or idle.
     func openCount(_ target: TargetKey) -> Int { open[target, default: 0] }
-    func idleCount(_ target: TargetKey) -> Int { idle[target]?.count ?? 0 }
 
     /// Closes idle connections older than the idle timeout, then reschedules
     /// while any idle connection remains.
@@ -113,10 +112,5 @@ final class HTTP1UpstreamPool {
             }
             if !pool.idle.isEmpty { pool.scheduleSweep() }
         }
-    }
-
-    /// Closes every idle connection (drain, shutdown).
-    func closeIdle() {
-        for (_, list) in idle { list.forEach { $0.channel?.close(promise: nil) } }
     }
 }

@@ -46,8 +46,12 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
     private var streams: [Int32: MeshStreamHandler] = [:]
-    /// Streams that heard something during the current read.
+    /// Streams that heard something during the current read (a stream's
+    /// frames usually come together, so repeats in a row are skipped).
     private var touched: [MeshStreamHandler] = []
+    /// The array `touched` is swapped with while a batch is told, so that
+    /// neither is copied or reallocated per read.
+    private var telling: [MeshStreamHandler] = []
     /// Server role: makes the handler of each new request stream, from its headers.
     private let acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)?
     private var flushPending = false
@@ -287,12 +291,15 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Tells each stream touched by this read that the read is handled.
     private func endBatch() {
         guard !touched.isEmpty else { return }
-        let batch = touched
-        touched.removeAll(keepingCapacity: true)
-        var seen = Set<ObjectIdentifier>()
-        for handler in batch where seen.insert(ObjectIdentifier(handler)).inserted {
-            handler.streamBatchEnded()
-        }
+        swap(&touched, &telling)
+        // A stream that appears twice is flushed twice: harmless, and
+        // cheaper than a set per read.
+        for handler in telling { handler.streamBatchEnded() }
+        telling.removeAll(keepingCapacity: true)
+    }
+
+    private func touch(_ handler: MeshStreamHandler) {
+        if touched.last !== handler { touched.append(handler) }
     }
 
     // MARK: - output
@@ -347,14 +354,14 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             if countsAsMesh { metrics.meshStreamOpened(role) }
         }
         if let handler = streams[streamID] {
-            touched.append(handler)
+            touch(handler)
             handler.streamHeaders(headers, kind: kind, endStream: endStream)
         }
     }
 
     func session(_ session: HTTP2Session, didReceiveData data: ByteBuffer, streamID: Int32, endStream: Bool) {
         if let handler = streams[streamID] {
-            touched.append(handler)
+            touch(handler)
             handler.streamData(data, endStream: endStream)
         } else {
             // Nobody will pass these bytes on: give the window back now.
@@ -413,6 +420,4 @@ enum MeshError: Error, Equatable {
     case noCapacity
     /// The peer node could not be reached.
     case connectFailed
-    /// The peer reset the stream or the connection died before a response.
-    case streamReset(HTTP2ErrorCode)
 }

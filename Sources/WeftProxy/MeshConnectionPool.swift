@@ -45,9 +45,6 @@ final class MeshConnectionPool {
         return open(peer)
     }
 
-    /// Open mesh connections to `peer` on this loop.
-    func count(to peer: IPEndpoint) -> Int { connections[peer]?.count ?? 0 }
-
     /// Asks every connection to finish its streams and take no new ones.
     func shutdownGracefully() {
         for (_, list) in connections { list.forEach { $0.shutdownGracefully() } }
