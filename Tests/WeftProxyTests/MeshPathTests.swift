@@ -48,17 +48,8 @@ final class MeshPathTests: XCTestCase {
     private func send(_ raw: String, to port: Int, responses: Int = 1) -> String {
         var collected: [UInt8] = []
         // One raw exchange; the app's answers are small enough for a few reads.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard case .success(let fd) = rawConnect(port: port) else { return "" }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
         let bytes = Array(raw.utf8)
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -208,19 +208,12 @@ enum RawOutcome: Equatable {
 /// and reports the first thing `recv` sees (bounded by a 5 s timeout).
 /// Unlike NIO, a raw socket tells a reset (ECONNRESET) from a clean FIN.
 func rawExchange(port: Int, send: [UInt8] = []) -> RawOutcome {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return .connectFailed(errno) }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    let fd: Int32
+    switch rawConnect(port: port) {
+    case .success(let socket): fd = socket
+    case .failure(let failure): return .connectFailed(failure.code)
     }
-    guard connected == 0 else { return .connectFailed(errno) }
+    defer { close(fd) }
     if !send.isEmpty { _ = send.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } }
     var buffer = [UInt8](repeating: 0, count: 4096)
     let count = recv(fd, &buffer, buffer.count, 0)
@@ -231,4 +224,28 @@ func rawExchange(port: Int, send: [UInt8] = []) -> RawOutcome {
     case EAGAIN: return .timeout
     default: return .connectFailed(errno)
     }
+}
+
+struct SocketFailure: Error { let code: Int32 }
+
+/// A blocking IPv4 socket connected to 127.0.0.1:`port`, whose reads give
+/// up after 5 s (so a test that waits on one cannot hang). Close it.
+func rawConnect(port: Int) -> Result<Int32, SocketFailure> {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return .failure(SocketFailure(code: errno)) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        let code = errno
+        close(fd)
+        return .failure(SocketFailure(code: code))
+    }
+    return .success(fd)
 }
