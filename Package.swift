@@ -11,6 +11,12 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "weft", targets: ["weft"]),
+        // Libraries for the micro-benchmarks in Benchmarks/ (a package of
+        // its own, so the node's build never pulls the benchmark tooling).
+        .library(name: "WeftProxy", targets: ["WeftProxy"]),
+        .library(name: "WeftHTTP2", targets: ["WeftHTTP2"]),
+        .library(name: "WeftConfig", targets: ["WeftConfig"]),
+        .library(name: "WeftCore", targets: ["WeftCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
