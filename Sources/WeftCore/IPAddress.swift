@@ -85,15 +85,37 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     public static let loopbackV4 = IPAddress.v4(0x7f00_0001)
     public static let loopbackV6 = IPAddress.v6(high: 0, low: 1)
 
-    /// Canonical text: dotted quad, or RFC 5952 compressed IPv6.
+    /// Canonical text: dotted quad, or RFC 5952 compressed IPv6. Built
+    /// without heap buffers (it is on the per-request path as `weft-dst`).
     public var description: String {
-        var bytes = self.bytes
-        let family = bytes.count == 4 ? AF_INET : AF_INET6
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let ok = bytes.withUnsafeMutableBytes { raw in
-            inet_ntop(family, raw.baseAddress, &buffer, socklen_t(buffer.count)) != nil
+        switch self {
+        case .v4(let value):
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 15) { text in
+                var count = 0
+                for index in 0..<4 {
+                    if index > 0 {
+                        text[count] = UInt8(ascii: ".")
+                        count += 1
+                    }
+                    var octet = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(index)))
+                    let digits = octet >= 100 ? 3 : octet >= 10 ? 2 : 1
+                    for position in stride(from: count + digits - 1, through: count, by: -1) {
+                        text[position] = UInt8(ascii: "0") + octet % 10
+                        octet /= 10
+                    }
+                    count += digits
+                }
+                return String(decoding: UnsafeBufferPointer(rebasing: text[..<count]), as: UTF8.self)
+            }
+        case .v6(let high, let low):
+            var raw = (high.bigEndian, low.bigEndian)
+            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { text in
+                let ok = withUnsafeMutableBytes(of: &raw) { bytes in
+                    inet_ntop(AF_INET6, bytes.baseAddress, text.baseAddress, socklen_t(text.count)) != nil
+                }
+                guard ok, let base = text.baseAddress else { return "?" }
+                return String(cString: base)
+            }
         }
-        guard ok else { return "?" }
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

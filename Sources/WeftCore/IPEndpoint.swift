@@ -43,7 +43,7 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// `1.2.3.4:80` or `[2001:db8::1]:80`.
     public var description: String {
         switch address {
-        case .v4: return "\(address):\(port)"
+        case .v4: return address.description + ":" + String(port)
         case .v6: return "[\(address)]:\(port)"
         }
     }

@@ -75,6 +75,7 @@ public final class HTTP2Session {
         case connectionError(HTTP2SessionError)
     }
     private var events: [Event] = []
+    private var delivering: [Event] = []
     private var dispatching = false
     /// Inside `nghttp2_session_mem_recv` or `nghttp2_session_send`.
     private var inLibrary = false
@@ -87,7 +88,11 @@ public final class HTTP2Session {
     // Output of the running `produceOutput`.
     private let allocator = ByteBufferAllocator()
     private var output: [ByteBuffer] = []
-    private var framing: ByteBuffer?
+    /// Frame bytes nghttp2 hands over, gathered until a DATA payload (sent
+    /// as a slice of the app's buffer) or the end of the output cuts them
+    /// off as a slice. Kept between calls: once the slices sent earlier are
+    /// gone, its storage is reused instead of allocating another.
+    private var framing = ByteBuffer()
     private var outputBytes = 0
     private var outputBudget = Int.max
     /// Streams whose data provider was deferred only because the output
@@ -328,14 +333,13 @@ public final class HTTP2Session {
     /// Ends the stream's body with a trailer block (after any queued data).
     /// The stream's HEADERS must have been submitted without `endStream`.
     public func submitTrailers(streamID: Int32, headers: [HTTP2Header]) throws {
-        var state = try openStream(streamID)
+        let state = try openStream(streamID)
         guard state.local != .ended, !state.endRequested else { throw HTTP2SessionError.streamEnded(streamID) }
         guard state.local == .open else {
             throw HTTP2SessionError.invalidArgument("trailers before headers on stream \(streamID)")
         }
         state.trailers = headers
         state.endRequested = true
-        streams[streamID] = state
         try resumeIfDeferred(streamID)
     }
 
@@ -350,7 +354,7 @@ public final class HTTP2Session {
     /// turns false above ``HTTP2Limits/streamSendHighWatermark``, and the
     /// caller stops reading the source until it turns true again.
     public func sendData(streamID: Int32, _ buffer: ByteBuffer, endStream: Bool = false) throws {
-        var state = try openStream(streamID)
+        let state = try openStream(streamID)
         guard state.local != .ended, !state.endRequested else { throw HTTP2SessionError.streamEnded(streamID) }
         state.enqueue(buffer)
         if endStream { state.endRequested = true }
@@ -358,7 +362,6 @@ public final class HTTP2Session {
             state.writable = false
             events.append(.writability(streamID, false))
         }
-        streams[streamID] = state
         try resumeIfDeferred(streamID)
         deliverEvents()
     }
@@ -386,14 +389,12 @@ public final class HTTP2Session {
     /// closed (connection window only). Bytes beyond what was delivered are
     /// ignored.
     public func consume(streamID: Int32, bytes: Int) throws {
-        guard bytes > 0, var state = streams[streamID], state.unconsumed > 0 else { return }
+        guard bytes > 0, let state = streams[streamID], state.unconsumed > 0 else { return }
         let count = min(bytes, state.unconsumed)
         try Self.check(nghttp2_session_consume(session, streamID, count))
         state.unconsumed -= count
         if state.closed && state.unconsumed == 0 {
             streams[streamID] = nil
-        } else {
-            streams[streamID] = state
         }
     }
 
@@ -528,10 +529,12 @@ public final class HTTP2Session {
         dispatching = true
         defer { dispatching = false }
         while !events.isEmpty {
-            let batch = events
-            events.removeAll(keepingCapacity: true)
+            // Two arrays swapped, not copied: events raised while these are
+            // delivered go to the other one, for the next turn.
+            swap(&events, &delivering)
+            defer { delivering.removeAll(keepingCapacity: true) }
             guard let delegate else { continue }
-            for event in batch {
+            for event in delivering {
                 switch event {
                 case .headers(let id, let headers, let kind, let endStream):
                     delegate.session(self, didReceiveHeaders: headers, kind: kind, streamID: id, endStream: endStream)
@@ -557,42 +560,47 @@ public final class HTTP2Session {
     }
 
     private func flushFraming() {
-        if let framing, framing.readableBytes > 0 {
-            output.append(framing)
+        if let slice = framing.readSlice(length: framing.readableBytes), slice.readableBytes > 0 {
+            output.append(slice)
         }
-        framing = nil
     }
 
     private func writeFraming(_ bytes: UnsafeRawBufferPointer) {
-        if framing == nil { framing = allocator.buffer(capacity: max(1024, bytes.count)) }
-        framing!.writeBytes(bytes)
+        if framing.readableBytes == 0 {
+            // Everything written was sliced off: start over at the front
+            // (in the same storage when no slice of it is still alive).
+            framing.clear(minimumCapacity: max(4096, bytes.count))
+        }
+        framing.writeBytes(bytes)
     }
 
     private static var dataProvider: nghttp2_data_provider {
         nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceReadCallback)
     }
 
-    /// Builds a temporary `nghttp2_nv` array (nghttp2 copies it on submit).
+    /// Builds a temporary `nghttp2_nv` array (nghttp2 copies it on submit),
+    /// on the stack when it is small, as header blocks usually are.
     private func withNVArray<R>(_ headers: [HTTP2Header], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(headers.reduce(1) { $0 + $1.name.utf8.count + $1.value.utf8.count })
-        var spans: [(name: Int, nameCount: Int, value: Int, valueCount: Int)] = []
-        spans.reserveCapacity(headers.count)
-        for header in headers {
-            let name = bytes.count
-            bytes.append(contentsOf: header.name.utf8)
-            let value = bytes.count
-            bytes.append(contentsOf: header.value.utf8)
-            spans.append((name, value - name, value, bytes.count - value))
-        }
-        bytes.append(0)  // never empty, so the base address exists
-        return bytes.withUnsafeMutableBufferPointer { storage in
-            let base = storage.baseAddress!
-            let nva = spans.map {
-                nghttp2_nv(name: base + $0.name, value: base + $0.value, namelen: $0.nameCount,
-                           valuelen: $0.valueCount, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        let byteCount = headers.reduce(1) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount) { bytes in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, headers.count)) { nva in
+                var offset = 0
+                /// Copies `text` to `bytes` at `offset`; returns where it starts and its length.
+                func place(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
+                    let region = UnsafeMutableBufferPointer(rebasing: bytes[offset...])
+                    let count = region.initialize(from: text.utf8).1
+                    defer { offset += count }
+                    return (region.baseAddress ?? bytes.baseAddress.unsafelyUnwrapped, count)
+                }
+                for (index, header) in headers.enumerated() {
+                    let (name, nameCount) = place(header.name)
+                    let (value, valueCount) = place(header.value)
+                    nva.initializeElement(at: index, to: nghttp2_nv(
+                        name: name, value: value, namelen: nameCount, valuelen: valueCount,
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                }
+                return body(UnsafePointer(nva.baseAddress), headers.count)
             }
-            return nva.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
         }
     }
 
@@ -631,7 +639,7 @@ public final class HTTP2Session {
                                 _ length: Int) -> Int32 {
         let streamID = frame.pointee.hd.stream_id
         let padding = frame.pointee.data.padlen  // includes the Pad Length byte
-        guard var state = streams[streamID], !state.closed, state.queuedBytes >= length else {
+        guard let state = streams[streamID], !state.closed, state.queuedBytes >= length else {
             // Cannot happen (the provider only promises queued bytes, and the
             // frame goes out in the same call); reset the stream, not the connection.
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
@@ -644,26 +652,26 @@ public final class HTTP2Session {
         flushFraming()
         _ = state.dequeue(length, into: &output)
         if padding > 1 {
-            framing = allocator.buffer(capacity: padding - 1)
-            framing!.writeRepeatingByte(0, count: padding - 1)
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: padding - 1) { zeros in
+                zeros.initialize(repeating: 0)
+                writeFraming(UnsafeRawBufferPointer(zeros))
+            }
         }
         outputBytes += 9 + length + padding
         if !state.writable && state.queuedBytes <= limits.streamSendLowWatermark {
             state.writable = true
             events.append(.writability(streamID, true))
         }
-        streams[streamID] = state
         return 0
     }
 
     fileprivate func onReadData(_ streamID: Int32, _ maxLength: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard var state = streams[streamID], !state.closed else {
+        guard let state = streams[streamID], !state.closed else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)  // resets the stream
         }
         if outputBytes >= outputBudget {
             // Out of budget for this `produceOutput`: park the stream, resume next time.
             state.deferred = true
-            streams[streamID] = state
             budgetDeferred.insert(streamID)
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
@@ -684,10 +692,8 @@ public final class HTTP2Session {
             }
         } else if count == 0 {
             state.deferred = true
-            streams[streamID] = state
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
-        streams[streamID] = state
         return count
     }
 
@@ -698,15 +704,19 @@ public final class HTTP2Session {
             streams[streamID] = HTTP2StreamState(local: .idle)
             openStreamCount += 1
         }
-        streams[streamID]?.headerBlock = []
-        streams[streamID]?.headerBlockBytes = 0
+        if let state = streams[streamID] {
+            state.headerBlock.removeAll(keepingCapacity: true)
+            // Room for a typical block at once, instead of growing header by header.
+            state.headerBlock.reserveCapacity(16)
+            state.headerBlockBytes = 0
+        }
         return 0
     }
 
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeRawBufferPointer,
                               _ value: UnsafeRawBufferPointer) -> Int32 {
         let streamID = frame.pointee.hd.stream_id
-        guard var state = streams[streamID], !state.rejected else { return 0 }
+        guard let state = streams[streamID], !state.rejected else { return 0 }
         state.headerBlockBytes += name.count + value.count + 32
         var rejection: HTTP2StreamRejection?
         if state.headerBlock.count + 1 > limits.maxHeaderCount {
@@ -721,7 +731,6 @@ public final class HTTP2Session {
             // but always with INTERNAL_ERROR.
             state.rejected = true
             state.headerBlock = []
-            streams[streamID] = state
             events.append(.rejected(streamID, rejection))
             let rv = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
                                                Self.headerLimitResetCode.rawValue)
@@ -729,18 +738,16 @@ public final class HTTP2Session {
         }
         state.headerBlock.append(HTTP2Header(String(decoding: name, as: UTF8.self),
                                              String(decoding: value, as: UTF8.self)))
-        streams[streamID] = state
         return 0
     }
 
     fileprivate func onDataChunk(_ streamID: Int32, _ data: UnsafeRawBufferPointer) -> Int32 {
-        guard var state = streams[streamID], !state.rejected, !state.closed else {
+        guard let state = streams[streamID], !state.rejected, !state.closed else {
             // Nobody will consume these bytes: give the window back now.
             return nghttp2_session_consume(session, streamID, data.count) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
         }
         state.pendingData.append(slice(of: data))
         state.unconsumed += data.count
-        streams[streamID] = state
         return 0
     }
 
@@ -763,23 +770,22 @@ public final class HTTP2Session {
         let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(hd.type) {
         case NGHTTP2_DATA.rawValue:
-            guard var state = streams[streamID], !state.rejected else { return 0 }
-            let chunks = state.pendingData
-            state.pendingData = []
-            streams[streamID] = state
-            if chunks.isEmpty {
+            guard let state = streams[streamID], !state.rejected else { return 0 }
+            let count = state.pendingData.count
+            if count == 0 {
                 if endStream { events.append(.data(streamID, ByteBuffer(), endStream: true)) }
             } else {
-                for (index, chunk) in chunks.enumerated() {
-                    events.append(.data(streamID, chunk, endStream: endStream && index == chunks.count - 1))
+                for (index, chunk) in state.pendingData.enumerated() {
+                    events.append(.data(streamID, chunk, endStream: endStream && index == count - 1))
                 }
+                // Emptied in place: the stream's next DATA frame reuses the array.
+                state.pendingData.removeAll(keepingCapacity: true)
             }
         case NGHTTP2_HEADERS.rawValue:
-            guard var state = streams[streamID], !state.rejected else { return 0 }
+            guard let state = streams[streamID], !state.rejected else { return 0 }
             let headers = state.headerBlock
             state.headerBlock = []
             state.headerBlockBytes = 0
-            streams[streamID] = state
             events.append(.headers(streamID, headers, kind(of: headers, category: frame.pointee.headers.cat),
                                    endStream: endStream))
         case NGHTTP2_SETTINGS.rawValue:
@@ -819,7 +825,7 @@ public final class HTTP2Session {
     }
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
-        guard var state = streams[streamID], !state.closed else { return 0 }
+        guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
         state.dropOutbound()
         // Chunks of a DATA frame cut short by the close were never delivered.
@@ -832,7 +838,7 @@ public final class HTTP2Session {
                 return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             }
         }
-        streams[streamID] = state.unconsumed > 0 ? state : nil
+        if state.unconsumed == 0 { streams[streamID] = nil }
         openStreamCount -= 1
         events.append(.streamClosed(streamID, HTTP2ErrorCode(errorCode)))
         return 0

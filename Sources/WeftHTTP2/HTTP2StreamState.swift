@@ -3,7 +3,11 @@ import NIOCore
 /// The wrapper's own bookkeeping for one stream, next to nghttp2's: the
 /// outbound body queue the data provider reads from, and the inbound header
 /// block and flow-control debt. Plain Swift, no pointers.
-struct HTTP2StreamState {
+///
+/// A class, so that the session mutates a stream's queues in place: a
+/// struct copied out of the streams dictionary and stored back would copy
+/// its arrays on every header, DATA chunk and queued body buffer.
+final class HTTP2StreamState {
     /// Our sending side.
     enum LocalSide {
         /// No HEADERS submitted yet (a server stream before its response).
@@ -18,8 +22,9 @@ struct HTTP2StreamState {
 
     // MARK: outbound body
 
-    /// Body buffers waiting for the data provider, oldest first.
-    var outbound = CircularBuffer<ByteBuffer>()
+    /// Body buffers waiting for the data provider, oldest first; nil until
+    /// the stream queues a body (many never do).
+    private var outbound: CircularBuffer<ByteBuffer>?
     var queuedBytes = 0
     /// The body ends after `outbound` drains (END_STREAM, or trailers).
     var endRequested = false
@@ -49,37 +54,44 @@ struct HTTP2StreamState {
     }
 
     /// Appends `buffer` to the outbound queue.
-    mutating func enqueue(_ buffer: ByteBuffer) {
+    func enqueue(_ buffer: ByteBuffer) {
         guard buffer.readableBytes > 0 else { return }
         queuedBytes += buffer.readableBytes
-        outbound.append(buffer)
+        // Taken out and put back, so the queue is mutated in place.
+        var queue = outbound.take() ?? CircularBuffer(initialCapacity: 4)
+        queue.append(buffer)
+        outbound = queue
     }
 
     /// Moves the first `count` queued bytes to `output` as slices of the
     /// queued buffers (no byte is copied). Returns false when fewer than
     /// `count` bytes are queued.
-    mutating func dequeue(_ count: Int, into output: inout [ByteBuffer]) -> Bool {
+    func dequeue(_ count: Int, into output: inout [ByteBuffer]) -> Bool {
         guard count <= queuedBytes else { return false }
+        guard count > 0 else { return true }
+        var queue = outbound.take() ?? CircularBuffer()
+        defer { outbound = queue }
         var remaining = count
-        while remaining > 0 {
-            let headCount = outbound[outbound.startIndex].readableBytes
+        while remaining > 0, !queue.isEmpty {
+            let headCount = queue[queue.startIndex].readableBytes
             if headCount <= remaining {
-                output.append(outbound.removeFirst())
+                output.append(queue.removeFirst())
                 remaining -= headCount
             } else {
                 // Split the head buffer: its front goes out, the rest stays queued.
-                guard let slice = outbound[outbound.startIndex].readSlice(length: remaining) else { return false }
+                guard let slice = queue[queue.startIndex].readSlice(length: remaining) else { return false }
                 output.append(slice)
                 remaining = 0
             }
         }
+        guard remaining == 0 else { return false }
         queuedBytes -= count
         return true
     }
 
     /// Drops everything queued to send (the stream is closed).
-    mutating func dropOutbound() {
-        outbound.removeAll()
+    func dropOutbound() {
+        outbound = nil
         queuedBytes = 0
         trailers = nil
     }

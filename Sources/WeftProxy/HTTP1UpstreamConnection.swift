@@ -40,6 +40,8 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private var requestEnded = false
     private var responseEnded = false
     private var reusable = true
+    /// Whether the response is read (autoRead); changed only when it changes.
+    private var reading = true
     /// When the connection went idle (for the pool's idle timeout).
     var idleSince = NIODeadline.now()
 
@@ -75,7 +77,13 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     /// Stops (or resumes) reading the response: backpressure from the mesh
     /// stream the response is sent on.
     func setReading(_ reading: Bool) {
-        context?.channel.setOption(.autoRead, value: reading).whenFailure { _ in }
+        guard reading != self.reading, let channel = context?.channel else { return }
+        self.reading = reading
+        if let options = channel.syncOptions {
+            try? options.setOption(.autoRead, value: reading)
+        } else {
+            channel.setOption(.autoRead, value: reading).whenFailure { _ in }
+        }
     }
 
     func sendEnd(_ trailers: HTTPHeaders?) {

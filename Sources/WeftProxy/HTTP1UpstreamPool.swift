@@ -24,10 +24,19 @@ final class HTTP1UpstreamPool {
         var decoder = NIOHTTPDecoderLimitConfiguration()
     }
 
+    /// One target's connections on this loop. A class, so a request
+    /// looks it up (a dictionary read) and changes it in place, instead of
+    /// mutating through the dictionary on every request.
+    private final class Target {
+        /// Idle connections, the most recently used last.
+        var idle: [HTTP1UpstreamConnection] = []
+        /// Connections open (busy or idle), including ones still connecting.
+        var open = 0
+    }
+
     let eventLoop: EventLoop
     let limits: Limits
-    private var idle: [TargetKey: [HTTP1UpstreamConnection]] = [:]
-    private var open: [TargetKey: Int] = [:]
+    private var targets: [TargetKey: Target] = [:]
     private var sweepTask: Scheduled<Void>?
 
     init(eventLoop: EventLoop, limits: Limits = Limits()) {
@@ -35,16 +44,25 @@ final class HTTP1UpstreamPool {
         self.limits = limits
     }
 
+    /// An idle connection to `target`, if one is still open: the common
+    /// case, answered without a future.
+    func idleConnection(_ target: TargetKey) -> HTTP1UpstreamConnection? {
+        eventLoop.assertInEventLoop()
+        guard let entry = targets[target] else { return nil }
+        while let connection = entry.idle.popLast() {
+            if connection.isActive { return connection }
+        }
+        return nil
+    }
+
     /// An idle connection to `target`, or a new one.
     func acquire(_ target: TargetKey, connectTimeout: TimeAmount) -> EventLoopFuture<HTTP1UpstreamConnection> {
-        eventLoop.assertInEventLoop()
-        while let connection = idle[target]?.popLast() {
-            if connection.isActive { return eventLoop.makeSucceededFuture(connection) }
-        }
-        guard open[target, default: 0] < limits.maxConnectionsPerTarget else {
+        if let connection = idleConnection(target) { return eventLoop.makeSucceededFuture(connection) }
+        let entry = self.entry(target)
+        guard entry.open < limits.maxConnectionsPerTarget else {
             return eventLoop.makeFailedFuture(HTTP1UpstreamError.poolExhausted)
         }
-        open[target, default: 0] += 1
+        entry.open += 1
         let connection = HTTP1UpstreamConnection(target: target, pool: self)
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         let decoderLimits = limits.decoder
@@ -64,7 +82,7 @@ final class HTTP1UpstreamPool {
             .connect(to: SocketAddress(target.endpoint))
             .map { _ in bound.value }
             .flatMapErrorThrowing { [weak self] error in
-                self?.open[target, default: 1] -= 1
+                self?.closed(target)
                 throw error
             }
     }
@@ -72,29 +90,41 @@ final class HTTP1UpstreamPool {
     /// A connection finished an exchange cleanly and may carry another.
     func release(_ connection: HTTP1UpstreamConnection) {
         eventLoop.assertInEventLoop()
-        var list = idle[connection.target, default: []]
-        if list.count >= limits.maxIdlePerTarget {
+        let entry = self.entry(connection.target)
+        if entry.idle.count >= limits.maxIdlePerTarget {
             connection.channel?.close(promise: nil)
             return
         }
-        list.append(connection)
-        idle[connection.target] = list
+        entry.idle.append(connection)
         scheduleSweep()
     }
 
     /// A connection closed: forget it.
     func remove(_ connection: HTTP1UpstreamConnection) {
         eventLoop.assertInEventLoop()
-        open[connection.target, default: 1] -= 1
-        if open[connection.target] == 0 { open[connection.target] = nil }
-        if var list = idle[connection.target], let index = list.firstIndex(where: { $0 === connection }) {
-            list.remove(at: index)
-            idle[connection.target] = list.isEmpty ? nil : list
+        if let entry = targets[connection.target], let index = entry.idle.firstIndex(where: { $0 === connection }) {
+            entry.idle.remove(at: index)
         }
+        closed(connection.target)
     }
 
     /// Connections open to `target` on this loop, busy or idle.
-    func openCount(_ target: TargetKey) -> Int { open[target, default: 0] }
+    func openCount(_ target: TargetKey) -> Int { targets[target]?.open ?? 0 }
+
+    private func entry(_ target: TargetKey) -> Target {
+        if let entry = targets[target] { return entry }
+        let entry = Target()
+        targets[target] = entry
+        return entry
+    }
+
+    /// One connection to `target` is gone (closed, or never connected);
+    /// a target with none left is forgotten.
+    private func closed(_ target: TargetKey) {
+        guard let entry = targets[target] else { return }
+        entry.open -= 1
+        if entry.open <= 0 { targets[target] = nil }
+    }
 
     /// Closes idle connections older than the idle timeout, then reschedules
     /// while any idle connection remains.
@@ -105,12 +135,14 @@ final class HTTP1UpstreamPool {
             let pool = bound.value
             pool.sweepTask = nil
             let cutoff = NIODeadline.now() - pool.limits.idleTimeout
-            for (_, list) in pool.idle {
-                for connection in list where connection.idleSince <= cutoff {
+            var anyIdle = false
+            for (_, entry) in pool.targets {
+                for connection in entry.idle where connection.idleSince <= cutoff {
                     connection.channel?.close(promise: nil)
                 }
+                anyIdle = anyIdle || !entry.idle.isEmpty
             }
-            if !pool.idle.isEmpty { pool.scheduleSweep() }
+            if anyIdle { pool.scheduleSweep() }
         }
     }
 }

@@ -55,6 +55,8 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Server role: makes the handler of each new request stream, from its headers.
     private let acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)?
     private var flushPending = false
+    /// The output buffers array `flushNow` reuses.
+    private var outputScratch: [ByteBuffer] = []
     private(set) var goingAway = false
     private(set) var isClosed = false
 
@@ -234,6 +236,9 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         guard let session else { return }
         lastRead = now
         defer { endBatch() }
+        // Output the read causes (ACKs, window updates, answers written by
+        // streams meanwhile) waits for `channelReadComplete`, not a task.
+        flushPending = true
         do {
             try session.receive(unwrapInboundIn(data))
         } catch {
@@ -243,7 +248,6 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             context.close(promise: nil)
             return
         }
-        flushPending = true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -316,7 +320,14 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private func flushNow() {
         flushPending = false
         guard let context, let session, context.channel.isActive else { return }
-        var buffers: [ByteBuffer] = []
+        // The array is kept between flushes; taken out while in use, so a
+        // flush re-entered from a write starts from an empty one.
+        var buffers = outputScratch
+        outputScratch = []
+        defer {
+            buffers.removeAll(keepingCapacity: true)
+            outputScratch = buffers
+        }
         while context.channel.isWritable {
             buffers.removeAll(keepingCapacity: true)
             let produced: Int

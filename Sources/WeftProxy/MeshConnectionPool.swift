@@ -32,10 +32,16 @@ final class MeshConnectionPool {
         self.connectTimeout = connectTimeout
     }
 
+    /// An open connection to `peer` that can take a stream now, if there is
+    /// one: the common case, answered without a future.
+    func readyConnection(to peer: IPEndpoint) -> MeshConnection? {
+        eventLoop.assertInEventLoop()
+        return connections[peer]?.first(where: \.hasCapacity)
+    }
+
     /// A connection to `peer` (its mesh listener) that can take a stream.
     func connection(to peer: IPEndpoint) -> EventLoopFuture<MeshConnection> {
-        eventLoop.assertInEventLoop()
-        if let ready = connections[peer]?.first(where: \.hasCapacity) {
+        if let ready = readyConnection(to: peer) {
             return eventLoop.makeSucceededFuture(ready)
         }
         if let pending = connecting[peer] { return pending }

@@ -81,6 +81,9 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         }
         if endStream { requestEnded = true }
         let target = context.deliveryTarget(for: request.destination)
+        if let idle = context.pool.idleConnection(TargetKey(endpoint: target)) {
+            return attach(idle, head: request.head)
+        }
         let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
         let head = request.head
         context.pool.acquire(TargetKey(endpoint: target), connectTimeout: context.connectTimeout).whenComplete { result in

@@ -28,7 +28,10 @@ final class MeshOutboundExchange: MeshStreamHandler {
     private var responseStarted = false
     private var keepAlive: Bool
     private var done = false
-    private var timeout: Scheduled<Void>?
+    /// When the response head must have arrived (SPEC §4 `timeouts.request`);
+    /// nil once it has, or once the exchange is over. The app connection's
+    /// handler owns the timer that checks it.
+    private(set) var responseDeadline: NIODeadline?
 
     init(handler: OutboundHTTPHandler, head: HTTPRequestHead, destination: IPEndpoint, cluster: String, logger: Logger) {
         self.handler = handler
@@ -39,16 +42,17 @@ final class MeshOutboundExchange: MeshStreamHandler {
         self.keepAlive = head.isKeepAlive
     }
 
-    /// Starts the exchange; without a response head within `requestTimeout`
-    /// the app gets a 504 (SPEC §4) and the stream is cancelled.
-    func start(pool: MeshConnectionPool, peer: IPEndpoint, requestTimeout: TimeAmount) {
-        let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
-        timeout = pool.eventLoop.scheduleTask(in: requestTimeout) {
-            let exchange = bound.value
-            guard !exchange.responseStarted else { return }
-            exchange.fail(.requestTimeout)
-        }
+    /// Starts the exchange; without a response head by `deadline` (checked
+    /// by `timedOut()`) the app gets a 504 and the stream is cancelled.
+    func start(pool: MeshConnectionPool, peer: IPEndpoint, deadline: NIODeadline) {
+        responseDeadline = deadline
         start(pool: pool, peer: peer)
+    }
+
+    /// The response deadline passed: a 504, unless the head came meanwhile.
+    func timedOut() {
+        guard !responseStarted else { return }
+        fail(.requestTimeout)
     }
 
     private func start(pool: MeshConnectionPool, peer: IPEndpoint) {
@@ -60,6 +64,9 @@ final class MeshOutboundExchange: MeshStreamHandler {
             handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             done = true
             return
+        }
+        if let ready = pool.readyConnection(to: peer) {
+            return open(on: ready, headers: headers, pool: pool, peer: peer, retried: false)
         }
         handler?.setReadsPaused(true)
         let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
@@ -143,7 +150,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
                 return
             }
             responseStarted = true
-            timeout?.cancel()
+            responseDeadline = nil
             handler?.metrics.countResponse(.outbound, status: Int(response.status.code))
             frame(&response)
             handler?.writeHead(response)
@@ -193,7 +200,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     }
 
     func appClosed() {
-        timeout?.cancel()
+        responseDeadline = nil
         guard !done else { return }
         done = true
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
@@ -216,14 +223,14 @@ final class MeshOutboundExchange: MeshStreamHandler {
     }
 
     private func finish(trailers: HTTPHeaders?) {
-        timeout?.cancel()
+        responseDeadline = nil
         guard !done else { return }
         done = true
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
     private func fail(_ reason: ErrorReason) {
-        timeout?.cancel()
+        responseDeadline = nil
         guard !done else { return }
         done = true
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }

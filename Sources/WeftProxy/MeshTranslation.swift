@@ -21,6 +21,12 @@ public struct OrigProto: Equatable, Sendable {
     }
 
     init?(headerValue: String) {
+        // The values every node sends for plain requests, without a split.
+        switch headerValue {
+        case "HTTP/1.1": self = OrigProto(version: .http11); return
+        case "HTTP/1.0": self = OrigProto(version: .http10); return
+        default: break
+        }
         let parts = headerValue.split(separator: ";").map { $0.trimmingSpaces }
         guard let first = parts.first, let version = Version(rawValue: String(first)) else { return nil }
         self.version = version
@@ -34,6 +40,7 @@ public struct OrigProto: Equatable, Sendable {
     }
 
     var headerValue: String {
+        guard absoluteForm || noHost else { return version.rawValue }
         var value = version.rawValue
         if absoluteForm { value += "; absolute-form" }
         if noHost { value += "; no-host" }
@@ -93,20 +100,17 @@ public enum MeshTranslation {
             authority = uriAuthority
             path = uriPath
         }
-        if authority == nil {
-            origProto.noHost = true
-            authority = destination.description
-        }
-        var fields: [HTTP2Header] = [
-            HTTP2Header(":method", head.method.rawValue),
-            HTTP2Header(":scheme", "http"),
-            HTTP2Header(":authority", authority ?? destination.description),
-            HTTP2Header(":path", path),
-        ]
+        let destinationText = destination.description
+        if authority == nil { origProto.noHost = true }
+        var fields: [HTTP2Header] = []
         fields.reserveCapacity(head.headers.count + 6)
+        fields.append(HTTP2Header(":method", head.method.rawValue))
+        fields.append(HTTP2Header(":scheme", "http"))
+        fields.append(HTTP2Header(":authority", authority ?? destinationText))
+        fields.append(HTTP2Header(":path", path))
         appendEndToEnd(head.headers, to: &fields, dropping: "host")
         fields.append(HTTP2Header(origProtoHeader, origProto.headerValue))
-        fields.append(HTTP2Header(destinationHeader, destination.description))
+        fields.append(HTTP2Header(destinationHeader, destinationText))
         return fields
     }
 
@@ -115,6 +119,7 @@ public enum MeshTranslation {
         var method: String?, authority: String?, path: String?
         var origProtoValue: String?, destinationValue: String?
         var headers = HTTPHeaders()
+        headers.reserveCapacity(fields.count)
         for field in fields {
             switch field.name {
             case ":method": method = field.value
@@ -148,8 +153,9 @@ public enum MeshTranslation {
 
     /// The receiving node's half: the app's response head → HTTP/2 headers.
     public static func upgradeResponse(_ head: HTTPResponseHead) -> [HTTP2Header] {
-        var fields = [HTTP2Header(":status", String(head.status.code))]
+        var fields: [HTTP2Header] = []
         fields.reserveCapacity(head.headers.count + 1)
+        fields.append(HTTP2Header(":status", String(head.status.code)))
         appendEndToEnd(head.headers, to: &fields, dropping: nil)
         return fields
     }
@@ -159,6 +165,7 @@ public enum MeshTranslation {
     public static func downgradeResponse(_ fields: [HTTP2Header], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
         var status: String?
         var headers = HTTPHeaders()
+        headers.reserveCapacity(fields.count)
         for field in fields {
             if field.name == ":status" {
                 status = field.value
@@ -192,9 +199,18 @@ public enum MeshTranslation {
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
     static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
-        var named: Set<String> = []
-        for value in headers[canonicalForm: "connection"] {
-            named.insert(value.lowercased())
+        // Headers the `Connection` header names are hop-by-hop too; most
+        // messages have none, or only `keep-alive`/`close`.
+        var named: [String] = []
+        for (name, value) in headers where name.utf8.count == 10 && name.lowercased() == "connection" {
+            // Comma-separated options, scanned without building an array.
+            var start = value.startIndex
+            while start < value.endIndex {
+                let end = value[start...].firstIndex(of: ",") ?? value.endIndex
+                let option = value[start..<end].trimmingSpaces
+                if !option.isEmpty && !isKeepAliveOrClose(option) { named.append(option.lowercased()) }
+                start = end < value.endIndex ? value.index(after: end) : end
+            }
         }
         for (name, value) in headers {
             let lower = name.lowercased()
@@ -210,6 +226,17 @@ public enum MeshTranslation {
             if hopByHop.contains(lower) { continue }
             fields.append(HTTP2Header(lower, value))
         }
+    }
+
+    /// `keep-alive` or `close`, in any case: the connection options that
+    /// name no header, and the only ones most messages carry.
+    static func isKeepAliveOrClose(_ option: Substring) -> Bool {
+        func equals(_ expected: StaticString) -> Bool {
+            guard option.utf8.count == expected.utf8CodeUnitCount else { return false }
+            return zip(option.utf8, UnsafeBufferPointer(start: expected.utf8Start, count: expected.utf8CodeUnitCount))
+                .allSatisfy { (0x41...0x5A).contains($0) ? $0 | 0x20 == $1 : $0 == $1 }
+        }
+        return equals("keep-alive") || equals("close")
     }
 
     /// `http://authority/path?q` → (`authority`, `/path?q`). Only `http`

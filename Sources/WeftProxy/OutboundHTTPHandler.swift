@@ -35,6 +35,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var exchange: MeshOutboundExchange?
+    /// The request timeout's one timer for this connection, not one per
+    /// request: each exchange only records its deadline, and the timer,
+    /// when it fires, re-arms itself for the exchange now in flight.
+    private var deadlineTimer: Scheduled<Void>?
     private var readHeld = false
     private(set) var readsPaused = false
     /// The node is draining, or the app has finished sending: the response
@@ -59,7 +63,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        self.context = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -77,7 +85,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let exchange = MeshOutboundExchange(handler: self, head: head, destination: endpoint,
                                                 cluster: route.cluster.name, logger: logger)
             self.exchange = exchange
-            exchange.start(pool: pool, peer: peer, requestTimeout: TimeAmount(route.cluster.config.timeouts.request))
+            let deadline = NIODeadline.now() + TimeAmount(route.cluster.config.timeouts.request)
+            exchange.start(pool: pool, peer: peer, deadline: deadline)
+            armDeadlineTimer(context: context, at: deadline)
         case .body(let buffer):
             exchange?.sendBody(buffer)
         case .end(let trailers):
@@ -128,6 +138,25 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     sync.removeHandler(decoder, promise: nil)
                 }
             }
+        }
+    }
+
+    /// Requests on one connection share a timeout and start one after the
+    /// other, so a timer already armed fires no later than `deadline`.
+    private func armDeadlineTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        guard deadlineTimer == nil else { return }
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.deadlineTimerFired()
+        }
+    }
+
+    private func deadlineTimerFired() {
+        deadlineTimer = nil
+        guard let context, let exchange, let deadline = exchange.responseDeadline else { return }
+        if deadline <= .now() {
+            exchange.timedOut()
+        } else {
+            armDeadlineTimer(context: context, at: deadline)
         }
     }
 
@@ -195,9 +224,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: MeshOutboundExchange) {
         guard let context else { return }
         if exchange === finished { exchange = nil }
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in
-            if close { channel.close(promise: nil) }
+        if close {
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         }
         setReadsPaused(false)
     }

@@ -11,6 +11,23 @@ final class IPAddressTests: XCTestCase {
         XCTAssertEqual(IPAddress("2001:2::1")?.family, .ipv6)
     }
 
+    /// The dotted quad is written by hand; inet_ntop is the reference.
+    func testIPv4TextMatchesInetNtopForEveryOctetWidth() {
+        var values: [UInt32] = [0, 0xffff_ffff, 0x0a00_0001, 0x6409_630a, 0xc612_0002]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<500 { values.append(generator.next()) }
+        for value in values {
+            var raw = in_addr(s_addr: value.bigEndian)
+            var buffer = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            XCTAssertNotNil(inet_ntop(AF_INET, &raw, &buffer, socklen_t(buffer.count)))
+            let expected = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            XCTAssertEqual(IPAddress.v4(value).description, expected)
+            XCTAssertEqual(IPAddress(expected), .v4(value))
+        }
+        XCTAssertEqual(IPEndpoint(address: .v4(0xffff_ffff), port: 65535).description, "255.255.255.255:65535")
+        XCTAssertEqual(IPAddress("::ffff:198.18.0.2")?.description, "::ffff:198.18.0.2")
+    }
+
     func testRejectsMalformedText() {
         for bad in ["", "1.2.3", "1.2.3.256", "01.2.3.4x", "::g", "1.2.3.4/8", "[::1]", " 1.2.3.4", "2001:2::1%eth0"] {
             XCTAssertNil(IPAddress(bad), bad)

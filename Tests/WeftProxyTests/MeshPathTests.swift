@@ -320,6 +320,75 @@ extension MeshPathTests {
 }
 
 extension MeshPathTests {
+    /// An app that answers `/fast` at once and never answers `/slow`.
+    final class FastOrMuteApp: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        private var uri = ""
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): uri = head.uri
+            case .body: break
+            case .end:
+                guard uri == "/fast" else { return }
+                let headers = HTTPHeaders([("content-length", "2")])
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "ok")))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+
+    /// The request timeout runs from each request's own start, on a
+    /// keep-alive connection whose one timer was armed by an earlier
+    /// request: the second request gets its full time, then its 504.
+    func testRequestTimeoutCountsFromEachRequestOnAKeepAliveConnection() throws {
+        let app = try ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(FastOrMuteApp())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { app.close(promise: nil) }
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let appPort = UInt16(try XCTUnwrap(app.localAddress?.port))
+        let timeout = TimeAmount.milliseconds(400)
+        let cluster = Cluster(name: "mixed", addresses: [IPEndpoint("198.19.0.15:80")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint(address: .loopbackV4, port: appPort))],
+                              timeouts: ClusterTimeouts(connect: .seconds(1), request: .milliseconds(400)))
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.15:80"))
+
+        let fd = try rawConnect(port: try a.port(.outbound)).get()
+        defer { close(fd) }
+        func exchange(_ request: String) -> String {
+            _ = Array(request.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : ""
+        }
+        let first = exchange("GET /fast HTTP/1.1\r\nHost: mixed\r\n\r\n")
+        XCTAssertTrue(first.hasPrefix("HTTP/1.1 200 OK\r\n"), first)
+        XCTAssertTrue(first.hasSuffix("\r\n\r\nok"), first)
+        // Half the timeout later, a request that is never answered.
+        usleep(200_000)
+        let started = NIODeadline.now()
+        let second = exchange("GET /slow HTTP/1.1\r\nHost: mixed\r\n\r\n")
+        let waited = NIODeadline.now() - started
+        XCTAssertTrue(second.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"), second)
+        XCTAssertGreaterThanOrEqual(waited.nanoseconds, timeout.nanoseconds,
+                                    "the 504 came before this request's own timeout")
+        XCTAssertEqual(a.server.metrics.errorResponses[.requestTimeout]?.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+}
+
+extension MeshPathTests {
     func testAbsoluteFormAndHTTP10ReachTheAppAsSent() throws {
         let (a, b) = try nodes()
         let absolute = send("GET http://backend:9090/abs?x=1 HTTP/1.1\r\nHost: backend:9090\r\n\r\n", to: try a.port(.outbound))

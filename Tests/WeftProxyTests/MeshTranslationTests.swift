@@ -37,6 +37,20 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertEqual(fields.last, HTTP2Header("weft-dst", "198.18.0.3:9090"), "an app cannot forge weft-dst")
     }
 
+    /// Every `Connection` header counts, options in any case and spacing;
+    /// `keep-alive` and `close` name no header.
+    func testHeadersNamedByAnyConnectionHeaderAreDropped() throws {
+        let fields = try MeshTranslation.upgradeRequest(request(headers: [
+            ("Host", "backend"), ("Connection", "Keep-Alive ,  X-One,,"), ("connection", "x-TWO, CLOSE"),
+            ("X-One", "1"), ("x-two", "2"), ("X-Three", "3"), ("Close", "a header, not an option"),
+        ]), destination: destination)
+        let names = fields.map(\.name).filter { !$0.hasPrefix(":") && !$0.hasPrefix("weft-") }
+        XCTAssertEqual(names, ["x-three", "close"])
+        XCTAssertTrue(MeshTranslation.isKeepAliveOrClose("KEEP-alive"))
+        XCTAssertFalse(MeshTranslation.isKeepAliveOrClose("keep\ralive"))
+        XCTAssertFalse(MeshTranslation.isKeepAliveOrClose("closed"))
+    }
+
     func testRoundTripKeepsTheRequestFaithful() throws {
         let original = request("/x", headers: [("Host", "backend:9090"), ("X-A", "1"), ("X-A", "2")])
         let down = try MeshTranslation.downgradeRequest(try MeshTranslation.upgradeRequest(original, destination: destination))
