@@ -34,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
+import microbench  # noqa: E402
 import weftlab  # noqa: E402
 
 APPS = REPO / "Tests" / "e2e" / "apps"
@@ -108,6 +110,26 @@ def rss_kib(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def memory_breakdown(pids: list[int]) -> dict[str, int]:
+    """RSS split by kind, in KiB, from /proc/<pid>/smaps_rollup: `private`
+    (pages only this process maps: heap, stacks, written data), `shared`
+    (library and binary pages other processes map too, such as the other
+    weft node on the same host), and `pss` (each shared page divided by its
+    sharers)."""
+    out = {"rss": 0, "pss": 0, "private": 0, "shared": 0, "anon": 0}
+    keys = {"Rss:": "rss", "Pss:": "pss", "Private_Clean:": "private", "Private_Dirty:": "private",
+            "Shared_Clean:": "shared", "Shared_Dirty:": "shared", "Anonymous:": "anon"}
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                parts = line.split()
+                if parts and parts[0] in keys:
+                    out[keys[parts[0]]] += int(parts[1])
+        except OSError:
+            pass
+    return out
 
 
 def ctx_switches(pids: list[int]) -> int:
@@ -444,6 +466,7 @@ class Bench:
     def idle_rss(self) -> None:
         procs = {n: p for path in HTTP_PATHS for n, p in self.pids(path).items()}
         self.results["rss_idle_kib"] = {n: rss_kib(p) for n, p in procs.items()}
+        self.results["memory_idle_kib"] = {n: memory_breakdown(p) for n, p in procs.items()}
         before = {n: cpu_seconds(p) for n, p in procs.items()}
         time.sleep(3)
         self.results["cpu_idle_ms_per_s"] = {n: round((cpu_seconds(p) - before[n]) / 3 * 1000, 1)
@@ -566,6 +589,49 @@ class Bench:
         self.results["profile_top"] = by_sym[:30]
         lines = by_sym
         log("perf profile of weft: " + "; ".join(" ".join(l.split()) for l in lines[:6]))
+
+    def syscalls(self) -> None:
+        """System calls per request of each proxy process, counted by `strace -c -f`
+        during one extra saturation run per path (not counted in the figures:
+        tracing slows every call down, but the count per request is what is
+        compared)."""
+        a = self.args
+        out = {}
+        for path in ("weft", "haproxy"):
+            per_proc = {}
+            tracers = []
+            for name, pid in self.procs[path].items():
+                report = self.work / f"strace-{name}.txt"
+                tracers.append((name, report, subprocess.Popen(
+                    ["strace", "-c", "-f", "-o", str(report), "-p", str(pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            time.sleep(0.5)  # attached to every thread
+            try:
+                r = self.wrk(self.urls[path], a.connections, a.duration, "wrk-done.lua", a.wrk_threads)
+            finally:
+                for _, _, tracer in tracers:
+                    tracer.send_signal(2)  # SIGINT: detach and write the summary
+                    try:
+                        tracer.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        tracer.kill()
+                        tracer.wait()
+            n = max(r["requests"], 1)
+            for name, report, _ in tracers:
+                calls = {}
+                for line in report.read_text().splitlines() if report.exists() else []:
+                    f = line.split()
+                    # % time, seconds, usecs/call, calls, [errors], syscall
+                    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                        calls[f[-1]] = int(f[3])
+                per_proc[name] = {"per_request": round(sum(calls.values()) / n, 2),
+                                  "top": {k: round(v / n, 2) for k, v in
+                                          sorted(calls.items(), key=lambda kv: -kv[1])[:6]}}
+            out[path] = {"requests": n, "rps_traced": round(r["rps"]), "procs": per_proc}
+            log(f"syscalls per request, {path}: " + "; ".join(
+                f"{k} {v['per_request']} ({', '.join(f'{s} {c}' for s, c in v['top'].items())})"
+                for k, v in per_proc.items()))
+        self.results["syscalls"] = out
 
     def latency(self) -> None:
         a = self.args
@@ -912,10 +978,51 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
                   f"{fmt(end.get(k, 0) / 1024, 1, ' MiB')} | {fmt(cidle.get(k), 1)} | "
                   f"{fmt(http[p].get('ctx_switches_per_req', {}).get(k), 2)} |")
         a("")
+    mem = res.get("memory_idle_kib", {})
+    if mem:
+        a("Idle memory split by kind (`/proc/<pid>/smaps_rollup`): *private* pages are this process's "
+          "alone (heap, stacks, written data); *shared* pages are library and binary pages that other "
+          "processes map too (the two weft nodes share their binary and the Swift runtime); PSS charges "
+          "each shared page to its sharers in equal parts.")
+        a("")
+        a("| process | RSS | private | shared | PSS |")
+        a("| --- | ---: | ---: | ---: | ---: |")
+        for k, v in mem.items():
+            a(f"| {k} | {fmt(v['rss'] / 1024, 1, ' MiB')} | {fmt(v['private'] / 1024, 1, ' MiB')} | "
+              f"{fmt(v['shared'] / 1024, 1, ' MiB')} | {fmt(v['pss'] / 1024, 1, ' MiB')} |")
+        a("")
     if "direct" in http:
         a(f"The backend nginx itself used {fmt(http['direct']['backend_cpu_ms_per_1k'], 1)} ms of CPU "
           "per 1000 requests on the direct path. The load generator, proxies and backend all share the "
           f"{env['nproc']} cores, so throughput here is roughly the inverse of the total CPU per request.")
+        a("")
+    sc = res.get("syscalls", {})
+    if sc:
+        a("System calls per request, counted by `strace -c -f` on every thread of each proxy process "
+          "during one extra saturation run per path (tracing slows the proxies down, so these runs are "
+          "not in the figures above; the count per request is what compares):")
+        a("")
+        a("| path | process | syscalls / request | most frequent (per request) |")
+        a("| --- | --- | ---: | --- |")
+        for path, v in sc.items():
+            for name, proc in v["procs"].items():
+                top = ", ".join(f"{k} {c}" for k, c in proc["top"].items())
+                a(f"| {path} | {name} | {fmt(proc['per_request'], 2)} | {top} |")
+        a("")
+    micro = res.get("micro")
+    if micro:
+        a("## Micro-benchmarks: allocations per request")
+        a("")
+        a("`Benchmarks/` (ordo-one `benchmark`, run by `scripts/microbench.py` after the lab is torn "
+          "down): one iteration is one request. *proxied request* is the whole path in one process "
+          "(client → node A → HTTP/2 mesh → node B → app and back, on loopback); mallocs are counted "
+          "process-wide, so *proxied − direct* is what weft adds per request, both nodes together. "
+          "See `Benchmarks/README.md`.")
+        a("")
+        L.extend(microbench.markdown(micro).splitlines())
+        a("")
+    elif res.get("micro_error"):
+        a(f"Micro-benchmarks did not run: {res['micro_error']}")
         a("")
     a("## Latency at a fixed rate (~1000 req/s)")
     a("")
@@ -1028,7 +1135,9 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
             lat["weft"]["added_p99_us"] <= lat["haproxy"]["added_p99_us"])
     if idle:
         worst = max(idle.get("weft-client", 0), idle.get("weft-server", 0))
-        row("idle RSS of a node ≤ 15 MB", f"client {fmt(idle.get('weft-client', 0) / 1024, 1)} MiB, "
+        private = res.get("memory_idle_kib", {}).get("weft-client", {}).get("private")
+        detail = f" (private {fmt(private / 1024, 1)} MiB)" if private is not None else ""
+        row("idle RSS of a node ≤ 15 MB", f"client {fmt(idle.get('weft-client', 0) / 1024, 1)} MiB{detail}, "
             f"server {fmt(idle.get('weft-server', 0) / 1024, 1)} MiB", worst <= 15 * 1000 * 1000 / 1024)
     if "weft" in res.get("idle", {}):
         pc = res["idle"]["weft"]["per_conn_kib"]
@@ -1084,7 +1193,7 @@ def main() -> int:
     ap.add_argument("--redis-clients", type=int, default=16)
     ap.add_argument("--grpc-requests", type=int, default=3000)
     ap.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md and benchmarks/ go")
-    ap.add_argument("--skip", default="", help="comma list of: latency,idle,redis,grpc,profile")
+    ap.add_argument("--skip", default="", help="comma list of: latency,idle,redis,grpc,profile,syscalls,micro")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()
@@ -1122,6 +1231,11 @@ def main() -> int:
                     bench.profile(Path(args.out) / "benchmarks")
                 except Exception as e:  # noqa: BLE001 - the profile is optional
                     bench.results["problems"].append(f"perf profile failed: {e}")
+            if "syscalls" not in skip and shutil.which("strace"):
+                try:
+                    bench.syscalls()
+                except Exception as e:  # noqa: BLE001 - the count is optional
+                    bench.results["problems"].append(f"strace count failed: {e}")
             if "latency" not in skip:
                 bench.latency()
             if "redis" not in skip:
@@ -1137,6 +1251,19 @@ def main() -> int:
             for name, text in lab.logs().items():
                 if "weft" in name:
                     print(f"--- {name} (tail) ---\n" + "\n".join(text.splitlines()[-30:]), flush=True)
+    if not failed and "micro" not in skip:
+        # After the lab is gone, so the micro-benchmarks have the cores.
+        log("micro-benchmarks (Benchmarks/, release build) ...")
+        micro_dir = Path(tempfile.mkdtemp(prefix="weft-micro-"))
+        try:
+            bench.results["micro"] = microbench.run(micro_dir)
+            log("micro-benchmarks: " + "; ".join(f"{k} {v['mallocs_p50']} mallocs/req"
+                                                 for k, v in bench.results["micro"].items()))
+        except Exception as e:  # noqa: BLE001 - reported on the page, the rest stands
+            bench.results["micro_error"] = str(e).splitlines()[0]
+            bench.results["problems"].append(f"micro-benchmarks failed: {e}")
+        finally:
+            shutil.rmtree(micro_dir, ignore_errors=True)
     runtime = time.monotonic() - t0
     if failed:
         bench.results["problems"].append("bench aborted: " + failed.splitlines()[0])
