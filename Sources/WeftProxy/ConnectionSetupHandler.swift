@@ -167,7 +167,6 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(HTTPResponseEncoder())
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try sync.addHandler(HTTPServerPipelineHandler())
         try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
         let handler = OutboundHTTPHandler(route: route, pool: services.meshPool, metrics: metrics, logger: logger)
         try sync.addHandler(handler)

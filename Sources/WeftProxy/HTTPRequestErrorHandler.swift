@@ -4,8 +4,9 @@ import NIOHTTP1
 
 /// Answers an app request that NIOHTTP1 cannot parse (malformed, or past
 /// the decoder's header size limit) with `400` and closes, counting and
-/// logging it. Sits after `HTTPServerPipelineHandler`, before the handler
-/// that serves requests, so those never see a broken one.
+/// logging it. Sits between the decoder and the handler that serves
+/// requests, so that one never sees a broken request. The `400` comes in
+/// order: after the responses to the requests parsed before it.
 final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -14,7 +15,10 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private let metrics: ProxyMetrics
     private let logger: Logger
-    private var responseInFlight = false
+    /// Requests passed on whose response has not ended yet.
+    private var unanswered = 0
+    /// A request failed to parse while others were unanswered.
+    private var badRequestPending = false
 
     init(metrics: ProxyMetrics, logger: Logger) {
         self.metrics = metrics
@@ -29,10 +33,19 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
         metrics.limitHit(.httpRequest)
         metrics.countErrorResponse(.badRequest)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
-        if responseInFlight {
-            context.close(promise: nil)
-            return
+        if unanswered > 0 {
+            badRequestPending = true
+        } else {
+            answerBadRequest(context: context)
         }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) { unanswered += 1 }
+        context.fireChannelRead(data)
+    }
+
+    private func answerBadRequest(context: ChannelHandlerContext) {
         let headers = HTTPHeaders([("content-length", "0"), ("connection", "close"), (MeshTranslation.reasonHeader, ErrorReason.badRequest.rawValue)])
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
                       promise: nil)
@@ -41,11 +54,12 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head: responseInFlight = true
-        case .end: responseInFlight = false
-        case .body: break
-        }
+        guard case .end = unwrapOutboundIn(data) else { return context.write(data, promise: promise) }
+        unanswered = max(0, unanswered - 1)
         context.write(data, promise: promise)
+        if badRequestPending && unanswered == 0 {
+            badRequestPending = false
+            answerBadRequest(context: context)
+        }
     }
 }

@@ -21,9 +21,14 @@ struct MeshRoute {
 /// endpoint's node (SPEC §4, the upgrade side).
 ///
 /// Pipeline: `HTTPResponseEncoder`, `HTTPRequestDecoder`,
-/// `HTTPServerPipelineHandler` (one request at a time, pipelined ones wait
-/// their turn), then this handler. Reads of the app socket stop while the
-/// current stream cannot take more body, or while its stream is being set up.
+/// `HTTPRequestErrorHandler`, then this handler, which serves one request
+/// at a time: a pipelined request waits (with reads of the app socket
+/// stopped) until the response before it has ended. Reads also stop while
+/// the current stream cannot take more body, or while it is being set up.
+///
+/// NIO's `HTTPServerPipelineHandler` would do the waiting too, but it stops
+/// reading after every request, which costs two `epoll_ctl` calls per
+/// request on a keep-alive connection that never pipelines.
 final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -39,8 +44,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// request: each exchange only records its deadline, and the timer,
     /// when it fires, re-arms itself for the exchange now in flight.
     private var deadlineTimer: Scheduled<Void>?
+    /// Parts of pipelined requests, in order, waiting for the response
+    /// before them to end. Reads stop while any wait, so this holds at
+    /// most what one read of the socket decoded to.
+    private var waiting = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    /// The app half-closed: close once every request it sent is answered.
+    private var appDoneSending = false
+    /// The current stream cannot take more body (or is not open yet).
+    private var streamFull = false
     private var readHeld = false
-    private(set) var readsPaused = false
+    private var readsPaused: Bool { streamFull || upgrade != nil || !waiting.isEmpty }
     /// The node is draining, or the app has finished sending: the response
     /// in flight says `Connection: close` and the connection closes after it.
     private(set) var draining = false
@@ -70,7 +83,34 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if waiting.isEmpty && canServe(part) {
+            serve(part, context: context)
+        } else {
+            waiting.append(part)
+        }
+    }
+
+    /// A request head waits while the response before it is pending; the
+    /// body and end of the request being received never wait.
+    private func canServe(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return exchange == nil && upgrade == nil }
+        return true
+    }
+
+    /// Serves the requests that waited, once the response before them ended.
+    private func serveWaiting() {
+        guard let context else { return }
+        while !draining, let part = waiting.first, canServe(part) {
+            waiting.removeFirst()
+            serve(part, context: context)
+        }
+        if waiting.isEmpty && appDoneSending && !draining { drain() }
+        resumeReadsIfAllowed()
+    }
+
+    private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             guard let endpoint = route.pickEndpoint() else {
                 respondWithError(.noEndpoint, keepAlive: head.isKeepAlive)
@@ -78,7 +118,6 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if Self.isUpgradeRequest(head) {
                 upgrade = (head, endpoint)
-                setReadsPaused(true)
                 return
             }
             let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
@@ -125,9 +164,6 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                             initialBytes: ByteBuffer(string: text), logger: logger) { channel in
                 let sync = channel.pipeline.syncOperations
                 sync.removeHandler(self, promise: nil)
-                if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) {
-                    sync.removeHandler(pipelining, promise: nil)
-                }
                 if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
                     sync.removeHandler(errors, promise: nil)
                 }
@@ -165,12 +201,12 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// The app finished sending (after any pipelined requests, which
-    /// `HTTPServerPipelineHandler` delivers first): answer what is in flight,
+    /// The app finished sending: answer what is in flight and what waits,
     /// then close, instead of leaving the socket in CLOSE-WAIT.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            drain()
+            appDoneSending = true
+            if waiting.isEmpty { drain() }  // else `serveWaiting` does, after the last one
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -195,9 +231,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if readsPaused { readHeld = true } else { context.read() }
     }
 
+    /// Backpressure from the current stream (or its setup).
     func setReadsPaused(_ paused: Bool) {
-        readsPaused = paused
-        if !paused, readHeld, let context {
+        streamFull = paused
+        resumeReadsIfAllowed()
+    }
+
+    private func resumeReadsIfAllowed() {
+        if !readsPaused, readHeld, let context {
             readHeld = false
             context.read()
         }
@@ -223,7 +264,13 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: MeshOutboundExchange) {
         guard let context else { return }
-        if exchange === finished { exchange = nil }
+        if exchange === finished {
+            exchange = nil
+            if !waiting.isEmpty && !close {
+                // Not from inside the stream's callbacks: on the next turn.
+                context.eventLoop.assumeIsolated().execute { self.serveWaiting() }
+            }
+        }
         if close {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in channel.close(promise: nil) }

@@ -97,6 +97,57 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    /// Sends `raw`, half-closes, and reads until the node closes.
+    private func sendAndHalfClose(_ raw: String, to port: Int) throws -> String {
+        let fd = try rawConnect(port: port).get()
+        defer { close(fd) }
+        _ = Array(raw.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        shutdown(fd, Int32(SHUT_WR))
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 {
+                XCTAssertEqual(count, 0, "the node should close cleanly, errno \(errno)")
+                break
+            }
+            collected += buffer[..<count]
+        }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Requests sent back to back, then FIN: each is answered, in order,
+    /// and only then does the node close the connection.
+    func testPipelinedRequestsBeforeHalfCloseAreAllAnsweredThenClosed() throws {
+        let (a, b) = try nodes()
+        let requests = (1...3).map { "GET /p\($0) HTTP/1.1\r\nHost: backend\r\n\r\n" }.joined()
+        let response = try sendAndHalfClose(requests, to: try a.port(.outbound))
+        let positions = try (1...3).map { try XCTUnwrap(response.range(of: "uri=/p\($0) ")?.lowerBound, response) }
+        XCTAssertEqual(positions, positions.sorted())
+        XCTAssertEqual(response.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1, 3, response)
+        XCTAssertEqual(b.server.metrics.meshStreams.server.load(ordering: .relaxed), 3)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    /// A bad request pipelined behind good ones gets its 400 after their
+    /// responses, never in front of them.
+    func testBadRequestBehindPipelinedOnesIsAnsweredInOrder() throws {
+        let (a, b) = try nodes()
+        let raw = "GET /good1 HTTP/1.1\r\nHost: backend\r\n\r\nGET /good2 HTTP/1.1\r\nHost: backend\r\n\r\n"
+            + "GET /bad HTTP/1.1\r\nHost: backend\r\nthis is not a header\r\n\r\n"
+        let response = try sendAndHalfClose(raw, to: try a.port(.outbound))
+        let good1 = try XCTUnwrap(response.range(of: "uri=/good1 "), response)
+        let good2 = try XCTUnwrap(response.range(of: "uri=/good2 "), response)
+        let bad = try XCTUnwrap(response.range(of: "HTTP/1.1 400 Bad Request\r\n"), response)
+        XCTAssertLessThan(good1.lowerBound, good2.lowerBound)
+        XCTAssertLessThan(good2.lowerBound, bad.lowerBound)
+        XCTAssertFalse(response.contains("uri=/bad"), response)
+        XCTAssertEqual(a.server.metrics.limitHits[.httpRequest]?.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testClosedAppPortAnswers502WithAReason() throws {
         let closed = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
         let deadPort = UInt16(try XCTUnwrap(closed.localAddress?.port))
