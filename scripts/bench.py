@@ -1256,7 +1256,9 @@ def main() -> int:
         log("micro-benchmarks (Benchmarks/, release build) ...")
         micro_dir = Path(tempfile.mkdtemp(prefix="weft-micro-"))
         try:
-            bench.results["micro"] = microbench.run(micro_dir)
+            # scripts/bench built them beside the node (WEFT_MICRO_SCRATCH); else their own build.
+            scratch = Path(os.environ.get("WEFT_MICRO_SCRATCH") or microbench.DEFAULT_SCRATCH)
+            bench.results["micro"] = microbench.run(micro_dir, scratch_path=scratch.resolve())
             log("micro-benchmarks: " + "; ".join(f"{k} {v['mallocs_p50']} mallocs/req"
                                                  for k, v in bench.results["micro"].items()))
         except Exception as e:  # noqa: BLE001 - reported on the page, the rest stands
