@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -610,7 +611,7 @@ class Bench:
                 r = self.wrk(self.urls[path], a.connections, a.duration, "wrk-done.lua", a.wrk_threads)
             finally:
                 for _, _, tracer in tracers:
-                    tracer.send_signal(2)  # SIGINT: detach and write the summary
+                    tracer.send_signal(signal.SIGINT)  # detach and write the summary
                     try:
                         tracer.wait(timeout=30)
                     except subprocess.TimeoutExpired:

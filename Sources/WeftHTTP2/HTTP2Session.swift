@@ -584,13 +584,14 @@ public final class HTTP2Session {
         let byteCount = headers.reduce(1) { $0 + $1.name.utf8.count + $1.value.utf8.count }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount) { bytes in
             withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, headers.count)) { nva in
+                // Never nil: both capacities are at least 1.
+                guard let base = bytes.baseAddress else { return body(nil, 0) }
                 var offset = 0
                 /// Copies `text` to `bytes` at `offset`; returns where it starts and its length.
                 func place(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                    let region = UnsafeMutableBufferPointer(rebasing: bytes[offset...])
-                    let count = region.initialize(from: text.utf8).1
+                    let count = UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8).1
                     defer { offset += count }
-                    return (region.baseAddress ?? bytes.baseAddress.unsafelyUnwrapped, count)
+                    return (base + offset, count)
                 }
                 for (index, header) in headers.enumerated() {
                     let (name, nameCount) = place(header.name)

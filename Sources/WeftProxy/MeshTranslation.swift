@@ -231,12 +231,9 @@ public enum MeshTranslation {
     /// `keep-alive` or `close`, in any case: the connection options that
     /// name no header, and the only ones most messages carry.
     static func isKeepAliveOrClose(_ option: Substring) -> Bool {
-        func equals(_ expected: StaticString) -> Bool {
-            guard option.utf8.count == expected.utf8CodeUnitCount else { return false }
-            return zip(option.utf8, UnsafeBufferPointer(start: expected.utf8Start, count: expected.utf8CodeUnitCount))
-                .allSatisfy { (0x41...0x5A).contains($0) ? $0 | 0x20 == $1 : $0 == $1 }
-        }
-        return equals("keep-alive") || equals("close")
+        guard option.utf8.count <= 10 else { return false }
+        let lower = option.lowercased()  // at most 10 bytes: a small string, not allocated
+        return lower == "keep-alive" || lower == "close"
     }
 
     /// `http://authority/path?q` → (`authority`, `/path?q`). Only `http`

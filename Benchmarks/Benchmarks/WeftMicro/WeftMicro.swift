@@ -24,24 +24,19 @@ let benchmarks: @Sendable () -> Void = {
         session.tearDown()
     }
 
-    let proxied = LoopbackBenchmark(path: .proxied)
-    Benchmark("proxied request (loopback)",
-              configuration: MicroConfiguration.make(maxIterations: 10_000, seconds: 4, warmup: 20)) { benchmark in
-        proxied.run(benchmark)
-    } setup: {
-        try await proxied.setUp()
-    } teardown: {
-        try await proxied.tearDown()
-    }
-
-    let direct = LoopbackBenchmark(path: .direct)
-    Benchmark("direct request (loopback)",
-              configuration: MicroConfiguration.make(maxIterations: 10_000, seconds: 4, warmup: 20)) { benchmark in
-        direct.run(benchmark)
-    } setup: {
-        try await direct.setUp()
-    } teardown: {
-        try await direct.tearDown()
+    // The same client, through both nodes and straight to the app: the
+    // difference is what weft adds.
+    for (name, path) in [("proxied request (loopback)", LoopbackBenchmark.Path.proxied),
+                         ("direct request (loopback)", .direct)] {
+        let loopback = LoopbackBenchmark(path: path)
+        Benchmark(name,
+                  configuration: MicroConfiguration.make(maxIterations: 10_000, seconds: 4, warmup: 20)) { benchmark in
+            loopback.run(benchmark)
+        } setup: {
+            try await loopback.setUp()
+        } teardown: {
+            try await loopback.tearDown()
+        }
     }
 }
 
