@@ -76,12 +76,15 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     /// word for it), then carry it: HTTP/1 as mesh streams, HTTP/2 stream
     /// for stream, anything else on a CONNECT stream.
     private func detect(_ channel: Channel, _ decision: MeshDecision, peer: String, destination: IPEndpoint) {
+        let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: meshPort)
         guard let services = services?.services(on: channel.eventLoop) else {
-            connect(channel, to: decision.fallback, timeout: decision.connectTimeout,
+            guard let endpoint = route.pickEndpoint() else {
+                return refuse(channel, .noEndpoint, peer: peer, destination: destination)
+            }
+            connect(channel, to: endpoint, timeout: decision.connectTimeout,
                     cluster: decision.cluster.name, peer: peer, destination: destination)
             return
         }
-        let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: meshPort)
         let metrics = self.metrics
         // An app connection carried over the mesh counts as open until it
         // closes, so a drain waits for it.
@@ -103,9 +106,15 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     try Self.installHTTP2(on: channel, route: route, pool: services.meshPool, metrics: metrics,
                                           logger: sessionLogger)
                 case .tls, .tcp:
+                    // One pick for the life of the tunnel.
+                    guard let endpoint = route.pickEndpoint() else {
+                        metrics.refused(.outbound, .noEndpoint)
+                        RelayHandler.reset(channel)
+                        return
+                    }
                     MeshTunnel.open(on: channel, pool: services.meshPool,
-                                    peer: IPEndpoint(address: decision.fallback.address, port: route.meshPort),
-                                    destination: decision.fallback, initialBytes: bytes, logger: sessionLogger)
+                                    peer: IPEndpoint(address: endpoint.address, port: route.meshPort),
+                                    destination: endpoint, initialBytes: bytes, logger: sessionLogger)
                     return
                 }
             } catch {

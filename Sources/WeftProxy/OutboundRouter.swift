@@ -25,9 +25,9 @@ struct OutboundRouter: ConnectionRouter {
             let config = cluster.config
             // Meshed: detect what the app speaks, unless the cluster says, or
             // the port is opaque (the server speaks first: no waiting for the
-            // client's bytes; straight onto a CONNECT stream).
+            // client's bytes; straight onto a CONNECT stream). The endpoint
+            // is picked once the protocol tells where one is needed.
             if config.mesh {
-                let viaVIP = config.addresses.contains(originalDestination)
                 let known: DetectedProtocol? = if opaquePorts.contains(originalDestination.port) {
                     .tcp
                 } else {
@@ -38,12 +38,12 @@ struct OutboundRouter: ConnectionRouter {
                     case .auto: nil
                     }
                 }
-                return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: viaVIP ? nil : endpoint, fallback: endpoint,
+                return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: endpoint,
                                           connectTimeout: timeout, knownProtocol: known))
             }
-            return .relay(to: endpoint, connectTimeout: timeout, cluster: cluster.name)
-        case .noEndpoint:
-            return .refuse(.noEndpoint)
+            // A TCP relay balances once, for the life of the connection.
+            guard let target = endpoint ?? cluster.balancer.pick() else { return .refuse(.noEndpoint) }
+            return .relay(to: target, connectTimeout: timeout, cluster: cluster.name)
         case .passthrough(let destination):
             return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)
         case .refused:

@@ -7,9 +7,9 @@ enum RelayDecision: Sendable {
     /// Relay the bytes to `target`. `cluster` names the matched cluster,
     /// nil for passthrough or inbound delivery.
     case relay(to: IPEndpoint, connectTimeout: TimeAmount, cluster: String?)
-    /// A meshed cluster: detect the protocol; HTTP/1 rides mesh streams
-    /// (per request endpoint choice unless the app named `fixedEndpoint`),
-    /// anything else is relayed as TCP to `fallback`.
+    /// A meshed cluster: detect the protocol; HTTP rides mesh streams (an
+    /// endpoint picked per request unless the app named `fixedEndpoint`),
+    /// anything else a CONNECT stream to an endpoint picked once.
     case mesh(MeshDecision)
     /// Close the connection with a reset, counting the reason.
     case refuse(RefusalReason)
@@ -19,7 +19,6 @@ enum RelayDecision: Sendable {
 struct MeshDecision: Sendable {
     let cluster: RoutedCluster
     let fixedEndpoint: IPEndpoint?
-    let fallback: IPEndpoint
     let connectTimeout: TimeAmount
     /// The cluster's declared protocol, which skips detection.
     let knownProtocol: DetectedProtocol?
@@ -31,7 +30,7 @@ extension RelayDecision: Equatable {
         case let (.relay(a, b, c), .relay(x, y, z)):
             return a == x && b == y && c == z
         case let (.mesh(a), .mesh(b)):
-            return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint && a.fallback == b.fallback
+            return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint
                 && a.connectTimeout == b.connectTimeout && a.knownProtocol == b.knownProtocol
         case let (.refuse(a), .refuse(b)):
             return a == b

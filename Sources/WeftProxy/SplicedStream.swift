@@ -11,6 +11,10 @@ import WeftHTTP2
 /// Flow control couples the halves: bytes received on one stream are
 /// consumed (reopening its window) only while the partner's send queue is
 /// below its watermark, so nothing buffers without bound.
+///
+/// The halves point at each other; each lets go of its partner when its
+/// own stream ends (cleanly, reset, or with its connection), so the pair is
+/// freed once both streams are over.
 final class SplicedStream: MeshStreamHandler {
     /// Opens the partner stream for a request. Calls back with the partner,
     /// or with nil and the reason when it cannot be opened.
@@ -97,6 +101,7 @@ final class SplicedStream: MeshStreamHandler {
     }
 
     func streamClosed(_ errorCode: HTTP2ErrorCode) {
+        defer { partner = nil }
         guard !finished else { return }
         finished = true
         // A clean end needs nothing: each half ends its own stream. A reset
@@ -149,6 +154,8 @@ final class SplicedStream: MeshStreamHandler {
         finished = true
     }
 
+    /// Resets both streams. A reset stream hears nothing more, so both
+    /// halves let go of each other here.
     private func abort(_ code: HTTP2ErrorCode) {
         finished = true
         if let streamID { connection.reset(streamID: streamID, errorCode: code) }
@@ -156,6 +163,8 @@ final class SplicedStream: MeshStreamHandler {
             partner.finished = true
             partner.connection.reset(streamID: partnerStream, errorCode: code)
         }
+        partner?.partner = nil
+        partner = nil
     }
 }
 

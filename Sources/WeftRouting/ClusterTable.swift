@@ -3,10 +3,11 @@ import WeftCore
 
 /// Where an outbound connection goes, decided from its original destination.
 public enum OutboundRoute: Sendable {
-    /// The destination names a cluster; `endpoint` is the one to connect to.
-    case cluster(RoutedCluster, endpoint: IPEndpoint)
-    /// The destination names a cluster that has no endpoint to offer.
-    case noEndpoint(RoutedCluster)
+    /// The destination names a cluster. `endpoint` is set when the app
+    /// called one of the cluster's endpoints directly (it chose it); for a
+    /// VIP it is nil, and an endpoint is picked where one is needed: once
+    /// per request for HTTP, once per connection for TCP.
+    case cluster(RoutedCluster, endpoint: IPEndpoint?)
     /// No cluster: relay to where the app was going (`allow_any`).
     case passthrough(IPEndpoint)
     /// No cluster and `registry_only`: refuse.
@@ -38,13 +39,13 @@ public final class ClusterTable: Sendable {
         self.outboundPolicy = configuration.outboundPolicy
     }
 
-    /// A VIP balances over the cluster's endpoints; a direct call to one of
-    /// its endpoints keeps that endpoint (the app chose it) but still gets
-    /// the cluster's policies.
+    /// A VIP means the cluster, balanced later (matching never picks: a
+    /// pick here and another per request would walk the same schedule); a
+    /// direct call to one of its endpoints keeps that endpoint (the app
+    /// chose it) but still gets the cluster's policies.
     public func route(_ destination: IPEndpoint) -> OutboundRoute {
         if let cluster = byVIP[destination] {
-            guard let endpoint = cluster.balancer.pick() else { return .noEndpoint(cluster) }
-            return .cluster(cluster, endpoint: endpoint)
+            return .cluster(cluster, endpoint: nil)
         }
         if let cluster = byEndpoint[destination] {
             return .cluster(cluster, endpoint: destination)

@@ -84,12 +84,16 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         var clientUnusable = 0
         var serverUnusable = 0
 
-        init(clientUpkeep: MeshConnection.Upkeep? = nil) throws {
+        /// `accept`, when given, makes the server's stream handlers instead
+        /// of the recording ones.
+        init(clientUpkeep: MeshConnection.Upkeep? = nil,
+             accept: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) throws {
             var logger = Logger(label: "test.mesh")
             logger.logLevel = .critical
             client = MeshConnection(role: .client, metrics: clientMetrics, logger: logger)
             let accepted = self.accepted
-            server = MeshConnection(role: .server, metrics: serverMetrics, logger: logger) { connection, streamID, _ in
+            server = MeshConnection(role: .server, metrics: serverMetrics, logger: logger) { connection, streamID, headers in
+                if let accept { return accept(connection, streamID, headers) }
                 let stream = RecordingStream()
                 stream.connection = connection
                 stream.streamID = streamID

@@ -41,6 +41,27 @@ final class OutboundRouterTests: XCTestCase {
                        .relay(to: IPEndpoint("198.18.0.3:9090")!, connectTimeout: .milliseconds(250), cluster: "backend"))
     }
 
+    /// One request per connection (curl in a loop, HTTP/1.0): each new
+    /// connection to a VIP goes to the next endpoint, since the connection
+    /// is the only place a TCP relay balances.
+    func testEachConnectionToAVIPBalancesOnce() {
+        let configuration = Configuration(clusters: [
+            Cluster(name: "three", addresses: [IPEndpoint("198.19.0.12:80")!],
+                    endpoints: ["198.18.0.4:80", "198.18.0.5:80", "198.18.0.6:80"].map { Endpoint(address: IPEndpoint($0)!) }),
+        ])
+        let router = OutboundRouter(table: ClusterTable(configuration: configuration), identity: identity,
+                                    passthroughConnectTimeout: .seconds(5))
+        var counts: [String: Int] = [:]
+        for _ in 0..<30 {
+            guard case .relay(let target, _, "three") = router.decide(originalDestination: IPEndpoint("198.19.0.12:80")!,
+                                                                      localAddress: listener) else {
+                return XCTFail("expected a relay")
+            }
+            counts[target.description, default: 0] += 1
+        }
+        XCTAssertEqual(counts, ["198.18.0.4:80": 10, "198.18.0.5:80": 10, "198.18.0.6:80": 10])
+    }
+
     func testPassthroughAndRegistryOnly() {
         let unknown = IPEndpoint("198.18.0.9:8080")!
         XCTAssertEqual(router(.allowAny).decide(originalDestination: unknown, localAddress: listener),
@@ -112,6 +133,27 @@ final class OutboundRouterMeshTests: XCTestCase {
         let meshed = try XCTUnwrap(decision(for: "198.19.0.10:9090"))
         XCTAssertNil(meshed.knownProtocol)
         XCTAssertNil(meshed.fixedEndpoint, "a VIP call picks an endpoint per request")
+    }
+
+    /// The decision itself picks nothing, so a connection carrying one
+    /// request (the request's pick is the only one) walks the endpoints in
+    /// turn instead of always landing on the same one.
+    func testDecisionLeavesTheScheduleToTheRequests() throws {
+        var picks: [IPEndpoint] = []
+        let configuration = Configuration(clusters: [
+            Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], mesh: true,
+                    endpoints: ["198.18.0.3:9090", "198.18.0.4:9090", "198.18.0.5:9090"].map { Endpoint(address: IPEndpoint($0)!) }),
+        ])
+        let router = OutboundRouter(table: ClusterTable(configuration: configuration),
+                                    identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
+                                    passthroughConnectTimeout: .seconds(5))
+        for _ in 0..<6 {
+            guard case .mesh(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
+                                                          localAddress: listener) else { return XCTFail() }
+            let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: 15008)
+            picks.append(try XCTUnwrap(route.pickEndpoint()))
+        }
+        XCTAssertEqual(Set(picks).count, 3, "one request per connection must still reach every endpoint: \(picks)")
     }
 
     func testDirectEndpointCallKeepsThatEndpoint() throws {
