@@ -4,7 +4,7 @@ import PackageDescription
 /// weft: a transparent service-mesh node.
 ///
 /// Layout (arrows point down, nothing below imports anything above):
-/// `weft` -> WeftProxy, WeftAdmin -> WeftRouting -> WeftConfig -> WeftCore;
+/// `weft` -> WeftProxy, WeftAdmin -> WeftUpstream, WeftRouting -> WeftConfig -> WeftCore;
 /// WeftIPTables -> WeftCore; C only behind WeftHTTP2, WeftTLS and WeftNetfilter.
 let package = Package(
     name: "weft",
@@ -51,10 +51,9 @@ let package = Package(
             "WeftCore",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "WeftRouting", dependencies: [
-            "WeftConfig", "WeftCore",
-            .product(name: "Atomics", package: "swift-atomics"),
-        ]),
+        .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"]),
+        // Per-cluster upstream state: balancing plans, per-loop balancers, leases.
+        .target(name: "WeftUpstream", dependencies: ["WeftConfig", "WeftCore"]),
         .target(name: "WeftAdmin", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -63,6 +62,7 @@ let package = Package(
         ]),
         .target(name: "WeftProxy", dependencies: [
             "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
+            "WeftUpstream",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -91,8 +91,9 @@ let package = Package(
                     resources: [.copy("Golden")]),
         .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
+        .testTarget(name: "WeftUpstreamTests", dependencies: ["WeftUpstream", "WeftConfig", "WeftCore"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting", "WeftNetfilter", "WeftHTTP2",
+            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

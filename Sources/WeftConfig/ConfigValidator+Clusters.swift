@@ -15,7 +15,7 @@ extension ConfigValidator {
         var source = ClusterSource(cluster: Cluster(name: ""))
         guard let fields = mapping(
             value,
-            keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb",
+            keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb", "hash_on",
                    "endpoints", "timeouts"],
             notSupportedYet: ["health_check", "outlier_detection", "circuit_breakers", "retries",
                               "rate_limit"]
@@ -50,9 +50,14 @@ extension ConfigValidator {
             ? DiscoveryKind.static
             : choice(fields["discovery"], as: DiscoveryKind.self, notSupportedYet: ["dns", "kubernetes", "file"])
         source.cluster.discovery = discovery ?? .static
-        source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self,
-                                   notSupportedYet: ["least_request", "random", "ring_hash", "maglev"])
-            ?? .roundRobin
+        source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self) ?? .roundRobin
+        source.cluster.hashOn = hashOn(fields["hash_on"])
+        if source.cluster.lb.isConsistentHash, fields["hash_on"] == nil {
+            report(value.path.key("hash_on"), near: fields["lb"]?.node ?? value.node,
+                   "lb \(source.cluster.lb.rawValue) needs hash_on ({ header: NAME }, { cookie: NAME } or { source_ip: true })")
+        } else if !source.cluster.lb.isConsistentHash, let given = fields["hash_on"] {
+            report(given, "hash_on applies only to lb ring_hash and maglev (this cluster uses \(source.cluster.lb.rawValue))")
+        }
         if let timeouts = mapping(fields["timeouts"], keys: ["connect", "request"], notSupportedYet: ["idle"]) {
             source.cluster.timeouts.connect = duration(timeouts["connect"]) ?? source.cluster.timeouts.connect
             source.cluster.timeouts.request = duration(timeouts["request"]) ?? source.cluster.timeouts.request
@@ -70,6 +75,40 @@ extension ConfigValidator {
                    "a static cluster needs at least one endpoint")
         }
         return source
+    }
+
+    /// `hash_on`: exactly one of `header`, `cookie` or `source_ip: true`.
+    private mutating func hashOn(_ value: ConfigValue?) -> HashOn? {
+        guard let value, let fields = mapping(value, keys: ["header", "cookie", "source_ip"]) else { return nil }
+        guard fields.entries.count == 1 else {
+            // An unknown key alone has been reported already.
+            if case .mapping(let all) = value.node, all.count == fields.entries.count || fields.entries.count > 1 {
+                report(value, "hash_on takes exactly one of header, cookie or source_ip")
+            }
+            return nil
+        }
+        if let header = fields["header"], let name = string(header) {
+            guard ConfigNames.isHeaderName(name) else {
+                report(header, "\(quoted(name)) is not a valid header name")
+                return nil
+            }
+            return .header(name.lowercased())
+        }
+        if let cookie = fields["cookie"], let name = string(cookie) {
+            guard ConfigNames.isHeaderName(name) else {
+                report(cookie, "\(quoted(name)) is not a valid cookie name")
+                return nil
+            }
+            return .cookie(name)
+        }
+        if let sourceIP = fields["source_ip"], let on = bool(sourceIP) {
+            guard on else {
+                report(sourceIP, "source_ip: false hashes on nothing; name a header or a cookie instead")
+                return nil
+            }
+            return .sourceIP
+        }
+        return nil
     }
 
     /// The endpoint and its `address` value. A bad weight has been reported

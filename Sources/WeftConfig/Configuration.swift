@@ -149,8 +149,33 @@ public enum DiscoveryKind: String, Sendable, Equatable, CaseIterable {
     case `static`
 }
 
+/// How a cluster spreads requests over its endpoints (SPEC §5, Balancing).
 public enum LoadBalancerPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Smooth weighted round robin.
     case roundRobin = "round_robin"
+    /// Power of two choices on in-flight requests, weights respected.
+    case leastRequest = "least_request"
+    /// Linkerd's latency-weighted power of two choices.
+    case peakEWMA = "peak_ewma"
+    /// Weighted random.
+    case random
+    /// Consistent hashing on a ring, keyed by `hash_on`.
+    case ringHash = "ring_hash"
+    /// Maglev consistent hashing, keyed by `hash_on`.
+    case maglev
+
+    /// The policy places requests by `hash_on`.
+    public var isConsistentHash: Bool { self == .ringHash || self == .maglev }
+}
+
+/// What a consistent-hash balancer hashes (`hash_on`).
+public enum HashOn: Sendable, Equatable {
+    /// The value of a request header (names are case-insensitive).
+    case header(String)
+    /// The value of a cookie.
+    case cookie(String)
+    /// The client's address (the only key a TCP connection has).
+    case sourceIP
 }
 
 public struct Cluster: Sendable, Equatable {
@@ -163,6 +188,8 @@ public struct Cluster: Sendable, Equatable {
     public var mesh: Bool
     public var discovery: DiscoveryKind
     public var lb: LoadBalancerPolicy
+    /// The key of `ring_hash` and `maglev`; nil for the other policies.
+    public var hashOn: HashOn?
     public var endpoints: [Endpoint]
     public var timeouts: ClusterTimeouts
 
@@ -174,6 +201,7 @@ public struct Cluster: Sendable, Equatable {
         mesh: Bool = false,
         discovery: DiscoveryKind = .static,
         lb: LoadBalancerPolicy = .roundRobin,
+        hashOn: HashOn? = nil,
         endpoints: [Endpoint] = [],
         timeouts: ClusterTimeouts = ClusterTimeouts()
     ) {
@@ -184,6 +212,7 @@ public struct Cluster: Sendable, Equatable {
         self.mesh = mesh
         self.discovery = discovery
         self.lb = lb
+        self.hashOn = hashOn
         self.endpoints = endpoints
         self.timeouts = timeouts
     }

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import WeftCore
 import WeftNetfilter
+import WeftUpstream
 
 /// The first handler of every accepted outbound or inbound connection.
 ///
@@ -69,20 +70,37 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             connect(channel, to: target, timeout: timeout, cluster: cluster, peer: peer, destination: destination)
         case .mesh(let decision):
             detect(channel, decision, peer: peer, destination: destination)
+        case .clusterRelay(let decision):
+            // A TCP relay balances once, for the life of the connection.
+            guard let lease = route(decision, channel).lease() else {
+                return refuse(channel, .noEndpoint, peer: peer, destination: destination)
+            }
+            connect(channel, to: lease.endpoint, timeout: decision.connectTimeout, cluster: decision.cluster.name,
+                    peer: peer, destination: destination, lease: lease)
         }
+    }
+
+    /// The cluster as this connection's loop balances it.
+    private func route(_ decision: ClusterDecision, _ channel: Channel) -> MeshRoute {
+        // Without loop services (a bare handler in tests) the connection
+        // balances on its own; the node always has them.
+        let balancer = services?.services(on: channel.eventLoop)?.balancer(for: decision.cluster)
+            ?? LoopBalancer(plan: decision.cluster.plan)
+        return MeshRoute(cluster: decision.cluster, balancer: balancer, fixedEndpoint: decision.fixedEndpoint,
+                         meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address)
     }
 
     /// Meshed cluster: find out what the app speaks (or take the cluster's
     /// word for it), then carry it: HTTP/1 as mesh streams, HTTP/2 stream
     /// for stream, anything else on a CONNECT stream.
-    private func detect(_ channel: Channel, _ decision: MeshDecision, peer: String, destination: IPEndpoint) {
-        let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: meshPort)
+    private func detect(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
+        let route = route(decision, channel)
         guard let services = services?.services(on: channel.eventLoop) else {
-            guard let endpoint = route.pickEndpoint() else {
+            guard let lease = route.lease() else {
                 return refuse(channel, .noEndpoint, peer: peer, destination: destination)
             }
-            connect(channel, to: endpoint, timeout: decision.connectTimeout,
-                    cluster: decision.cluster.name, peer: peer, destination: destination)
+            connect(channel, to: lease.endpoint, timeout: decision.connectTimeout,
+                    cluster: decision.cluster.name, peer: peer, destination: destination, lease: lease)
             return
         }
         let metrics = self.metrics
@@ -107,14 +125,13 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                           logger: sessionLogger)
                 case .tls, .tcp:
                     // One pick for the life of the tunnel.
-                    guard let endpoint = route.pickEndpoint() else {
+                    guard let lease = route.lease() else {
                         metrics.refused(.outbound, .noEndpoint)
                         RelayHandler.reset(channel)
                         return
                     }
-                    MeshTunnel.open(on: channel, pool: services.meshPool,
-                                    peer: IPEndpoint(address: endpoint.address, port: route.meshPort),
-                                    destination: endpoint, initialBytes: bytes, logger: sessionLogger)
+                    MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint),
+                                    lease: lease, initialBytes: bytes, logger: sessionLogger)
                     return
                 }
             } catch {
@@ -150,18 +167,25 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                      metrics: ProxyMetrics, logger: Logger) throws {
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
-                guard let endpoint = route.pickEndpoint() else { return done(nil, .noEndpoint) }
-                let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
-                let headers = MeshTranslation.meshRequest(fromHTTP2: request, destination: endpoint.description)
-                pool.connection(to: peer).whenComplete { result in
-                    guard case .success(let mesh) = result else { return done(nil, .connectFailure) }
+                let header = { (name: String) in request.first { $0.name == name }?.value }
+                guard let lease = route.lease(header: header) else { return done(nil, .noEndpoint) }
+                let headers = MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description)
+                let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)
+                pool.connection(to: route.meshPeer(of: lease.endpoint)).whenComplete { result in
+                    let lease = bound.value
+                    guard case .success(let mesh) = result else {
+                        lease.finish(.failure)
+                        return done(nil, .connectFailure)
+                    }
                     let half = SplicedStream(connection: mesh, streamID: nil, opener: nil, rewriteResponse: {
                         MeshTranslation.withoutMeshHeaders($0, keepReason: true)
                     }, logger: logger)
                     do {
                         half.opened(streamID: try mesh.openStream(headers: headers, endStream: endStream, handler: half))
+                        half.lease = lease
                         done(half, nil)
                     } catch {
+                        lease.finish(.success)
                         done(nil, .meshOverloaded)
                     }
                 }
@@ -193,9 +217,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         RelayHandler.reset(channel)
     }
 
+    /// Relays `downstream` to `target` as TCP. A cluster's `lease` on the
+    /// target is held until the app connection closes.
     private func connect(_ downstream: Channel, to target: IPEndpoint, timeout: TimeAmount,
                          cluster: String?, peer: String, destination: IPEndpoint,
-                         initialBytes: ByteBuffer? = nil) {
+                         initialBytes: ByteBuffer? = nil, lease: Lease? = nil) {
         let direction = router.direction
         let metrics = self.metrics
         var logger = self.logger
@@ -207,7 +233,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         let sessionLogger = logger
 
         metrics.opened(direction)
+        let held = lease.map { NIOLoopBound(HeldLease($0), eventLoop: downstream.eventLoop) }
         let (downstreamRelay, upstreamRelay) = RelayHandler.pair(downstreamClosed: { received, sent, reset in
+            held?.value.finish(.success)
             metrics.closed(direction, received: received, sent: sent)
             if reset { metrics.counters(direction).resets.wrappingIncrement(ordering: .relaxed) }
             sessionLogger.debug("connection closed", metadata: [
@@ -247,6 +275,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                         downstream.close(promise: nil)
                     }
                 case .failure(let error):
+                    held?.value.finish(.failure)
                     metrics.counters(direction).connectFailures.wrappingIncrement(ordering: .relaxed)
                     sessionLogger.warning("upstream connect failed", metadata: ["error": "\(error)"])
                     RelayHandler.reset(downstream)

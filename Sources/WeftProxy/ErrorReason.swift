@@ -25,6 +25,18 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     /// `weft-dst` names an address that is not this node's (no open relay).
     case notLocalDestination = "not_local_destination"
 
+    /// The endpoint failed the attempt (unreachable, reset, silent, or
+    /// speaking nonsense), as opposed to the request or weft itself: what
+    /// balancers (and later outlier detection) count against it.
+    public var isEndpointFailure: Bool {
+        switch self {
+        case .connectFailure, .upstreamReset, .badResponse, .requestTimeout: true
+        // A refused stream never reached the endpoint: the peer node said no.
+        case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
+             .notLocalDestination: false
+        }
+    }
+
     /// The HTTP status weft answers with for this reason.
     public var status: Int {
         switch self {

@@ -1,4 +1,5 @@
 import NIOCore
+import WeftUpstream
 
 /// The pools one event loop owns: upstream HTTP/1.1 connections to local
 /// apps, and mesh connections to peer nodes. Only touched on that loop.
@@ -16,6 +17,22 @@ final class LoopServices {
             previous?(unusable)
             self?.accepted[ObjectIdentifier(unusable)] = nil
         }
+    }
+
+    /// This loop's balancer of each cluster, by name: kept across
+    /// snapshots, so endpoint loads outlive reloads.
+    private var balancers: [String: LoopBalancer] = [:]
+
+    /// The loop's balancer for `cluster`, moved to the cluster's current
+    /// plan if a newer snapshot brought one.
+    func balancer(for cluster: UpstreamCluster) -> LoopBalancer {
+        if let balancer = balancers[cluster.name] {
+            balancer.update(cluster.plan)
+            return balancer
+        }
+        let balancer = LoopBalancer(plan: cluster.plan)
+        balancers[cluster.name] = balancer
+        return balancer
     }
 
     /// App connections speaking HTTP/1 to meshed clusters on this loop.

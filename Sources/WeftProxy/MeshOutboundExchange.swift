@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftUpstream
 
 /// One app request carried as one mesh stream, and its response carried
 /// back: the sending node's half of SPEC §4.
@@ -16,6 +17,10 @@ final class MeshOutboundExchange: MeshStreamHandler {
     private weak var handler: OutboundHTTPHandler?
     private let head: HTTPRequestHead
     private let destination: IPEndpoint
+    /// The balancer's claim on `destination`, finished when the exchange ends.
+    private var lease: Lease?
+    /// How the attempt went for the endpoint, as far as known.
+    private var outcome = LeaseOutcome.success
     private let cluster: String
     private let logger: Logger
     private var connection: MeshConnection?
@@ -33,10 +38,11 @@ final class MeshOutboundExchange: MeshStreamHandler {
     /// handler owns the timer that checks it.
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, destination: IPEndpoint, cluster: String, logger: Logger) {
+    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
-        self.destination = destination
+        self.destination = lease.endpoint
+        self.lease = lease
         self.cluster = cluster
         self.logger = logger
         self.keepAlive = head.isKeepAlive
@@ -63,6 +69,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             keepAlive = false
             handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             done = true
+            endLease()
             return
         }
         if let ready = pool.readyConnection(to: peer) {
@@ -151,6 +158,8 @@ final class MeshOutboundExchange: MeshStreamHandler {
             }
             responseStarted = true
             responseDeadline = nil
+            lease?.responded()
+            if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
             handler?.metrics.countResponse(.outbound, status: Int(response.status.code))
             frame(&response)
             handler?.writeHead(response)
@@ -176,6 +185,8 @@ final class MeshOutboundExchange: MeshStreamHandler {
         if responseStarted {
             logger.debug("mesh stream broke mid-response", metadata: ["code": "\(errorCode)"])
             done = true
+            outcome = .failure
+            endLease()
             handler?.abortResponse()
         } else {
             fail(errorCode == .refusedStream ? .refusedStream : .upstreamReset)
@@ -203,6 +214,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         responseDeadline = nil
         guard !done else { return }
         done = true
+        endLease()
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
     }
 
@@ -226,6 +238,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         responseDeadline = nil
         guard !done else { return }
         done = true
+        endLease()
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
@@ -233,6 +246,8 @@ final class MeshOutboundExchange: MeshStreamHandler {
         responseDeadline = nil
         guard !done else { return }
         done = true
+        if reason.isEndpointFailure { outcome = .failure }
+        endLease()
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
         logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(destination)", "cluster": "\(cluster)"])
         if responseStarted {
@@ -241,5 +256,11 @@ final class MeshOutboundExchange: MeshStreamHandler {
             // The request body may still be arriving: close after answering.
             handler?.respondWithError(reason, keepAlive: false, version: head.version, finished: self)
         }
+    }
+
+    /// Tells the balancer how the attempt went; once.
+    private func endLease() {
+        lease?.finish(outcome)
+        lease = nil
     }
 }

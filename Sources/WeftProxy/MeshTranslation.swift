@@ -83,6 +83,17 @@ public enum MeshTranslation {
     public static let destinationHeader = "weft-dst"
     public static let reasonHeader = "weft-reason"
 
+    /// A 502 or 503 that the peer node made because its local app could
+    /// not be reached or reset (SPEC §5): the endpoint failed, not the peer.
+    static func isPeerReportedFailure(_ response: [HTTP2Header]) -> Bool {
+        guard let status = response.first, status.name == ":status",
+              status.value == "502" || status.value == "503" else { return false }
+        return response.contains {
+            $0.name == reasonHeader
+                && ($0.value == ErrorReason.connectFailure.rawValue || $0.value == ErrorReason.upstreamReset.rawValue)
+        }
+    }
+
     // MARK: requests
 
     /// The sending node's half: request head → HTTP/2 header list.

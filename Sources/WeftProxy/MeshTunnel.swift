@@ -2,17 +2,22 @@ import Logging
 import NIOCore
 import WeftCore
 import WeftHTTP2
+import WeftUpstream
 
 /// Opens a CONNECT stream for an app connection that is not (or is no
 /// longer) HTTP: opaque TCP to a meshed endpoint, or an HTTP/1.1 upgrade
 /// such as WebSocket (SPEC §4).
 enum MeshTunnel {
     /// Installs a `MeshTunnelBridge` last in `channel`'s pipeline and opens
-    /// the stream. `initialBytes` (already read from the app) go first.
-    /// If the peer cannot be reached the app connection is reset.
+    /// the stream to `lease`'s endpoint, which the tunnel holds until the
+    /// app connection closes. `initialBytes` (already read from the app) go
+    /// first. If the peer cannot be reached the app connection is reset.
     static func open(on channel: Channel, pool: MeshConnectionPool, peer: IPEndpoint,
-                     destination: IPEndpoint, initialBytes: ByteBuffer?, logger: Logger,
+                     lease: Lease, initialBytes: ByteBuffer?, logger: Logger,
                      installed: ((Channel) -> Void)? = nil) {
+        let destination = lease.endpoint
+        let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in held.value.finish(.success) }
         let headers = [
             HTTP2Header(":method", "CONNECT"),
             HTTP2Header(":authority", destination.description),
@@ -45,6 +50,7 @@ enum MeshTunnel {
                 }
             case .failure(let error):
                 logger.debug("mesh peer unreachable", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                held.value.finish(.failure)
                 RelayHandler.reset(channel)
             }
         }

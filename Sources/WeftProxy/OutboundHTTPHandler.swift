@@ -3,17 +3,33 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
-import WeftRouting
+import WeftUpstream
 
-/// Where an app connection's HTTP requests go: a meshed cluster, with the
-/// endpoint chosen per request when the app called the VIP.
+/// Where an app connection's traffic goes: a cluster, balanced on this
+/// loop once per request (or once per TCP connection), unless the app
+/// called one endpoint directly.
 struct MeshRoute {
-    let cluster: RoutedCluster
+    let cluster: UpstreamCluster
+    /// This loop's balancer of the cluster.
+    let balancer: LoopBalancer
     /// The endpoint the app itself named, if it called one directly.
     let fixedEndpoint: IPEndpoint?
     let meshPort: UInt16
+    /// The app's address: the key of `hash_on: { source_ip: true }`.
+    var source: IPAddress? = nil
 
-    func pickEndpoint() -> IPEndpoint? { fixedEndpoint ?? cluster.balancer.pick() }
+    /// A lease on the endpoint for one attempt; `header` finds a request
+    /// header by lowercase name (for `hash_on`).
+    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
+        if let fixedEndpoint { return balancer.lease(on: fixedEndpoint) }
+        let hash = cluster.plan.hashOn.flatMap { HashKey.hash($0, header: header, source: source) }
+        return balancer.pick(hash: hash)
+    }
+
+    /// The mesh listener of `endpoint`'s node.
+    func meshPeer(of endpoint: IPEndpoint) -> IPEndpoint {
+        IPEndpoint(address: endpoint.address, port: meshPort)
+    }
 }
 
 /// Serves one app connection speaking HTTP/1.x to a meshed cluster: each
@@ -65,8 +81,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// An HTTP/1.1 Upgrade request (WebSocket) waiting for its end, after
-    /// which the connection becomes a CONNECT tunnel.
-    private var upgrade: (head: HTTPRequestHead, endpoint: IPEndpoint)?
+    /// which the connection becomes a CONNECT tunnel (holding the lease).
+    private var upgrade: (head: HTTPRequestHead, lease: Lease)?
 
     init(route: MeshRoute, pool: MeshConnectionPool, metrics: ProxyMetrics, logger: Logger) {
         self.route = route
@@ -112,16 +128,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
-            guard let endpoint = route.pickEndpoint() else {
+            guard let lease = route.lease(header: { head.headers.first(name: $0) }) else {
                 respondWithError(.noEndpoint, keepAlive: head.isKeepAlive)
                 return
             }
             if Self.isUpgradeRequest(head) {
-                upgrade = (head, endpoint)
+                upgrade = (head, lease)
                 return
             }
-            let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
-            let exchange = MeshOutboundExchange(handler: self, head: head, destination: endpoint,
+            let peer = route.meshPeer(of: lease.endpoint)
+            let exchange = MeshOutboundExchange(handler: self, head: head, lease: lease,
                                                 cluster: route.cluster.name, logger: logger)
             self.exchange = exchange
             let deadline = NIODeadline.now() + TimeAmount(route.cluster.config.timeouts.request)
@@ -132,7 +148,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             if let upgrade {
                 self.upgrade = nil
-                startTunnel(context: context, head: upgrade.head, endpoint: upgrade.endpoint)
+                startTunnel(context: context, head: upgrade.head, lease: upgrade.lease)
                 return
             }
             exchange?.sendEnd(trailers)
@@ -152,15 +168,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// peer app's `101` comes back the same way. Once the bridge is in
     /// place the HTTP handlers leave, the decoder last so that any bytes it
     /// still holds reach the bridge.
-    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, endpoint: IPEndpoint) {
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, lease: Lease) {
         var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
         for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
         text += "\r\n"
         let channel = context.channel
-        let peer = IPEndpoint(address: endpoint.address, port: route.meshPort)
         let logger = self.logger
         do {
-            MeshTunnel.open(on: channel, pool: self.pool, peer: peer, destination: endpoint,
+            MeshTunnel.open(on: channel, pool: self.pool, peer: route.meshPeer(of: lease.endpoint), lease: lease,
                             initialBytes: ByteBuffer(string: text), logger: logger) { channel in
                 let sync = channel.pipeline.syncOperations
                 sync.removeHandler(self, promise: nil)

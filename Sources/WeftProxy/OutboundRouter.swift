@@ -2,11 +2,12 @@ import NIOCore
 import WeftConfig
 import WeftCore
 import WeftRouting
+import WeftUpstream
 
 /// The outbound side's decision (SPEC §4, steps 1, 2 and 4): refuse what
 /// would loop, then match a cluster and pick an endpoint, else passthrough.
 struct OutboundRouter: ConnectionRouter {
-    let table: ClusterTable
+    let snapshot: RuntimeSnapshot
     let identity: NodeIdentity
     let passthroughConnectTimeout: TimeAmount
     /// Ports where the server speaks first: never wait to detect there.
@@ -19,8 +20,9 @@ struct OutboundRouter: ConnectionRouter {
         // original destination. Relaying would connect weft to itself.
         if originalDestination == localAddress { return .refuse(.notRedirected) }
         if identity.isOwnListener(originalDestination) { return .refuse(.loop) }
-        switch table.route(originalDestination) {
-        case .cluster(let cluster, let endpoint):
+        switch snapshot.table.route(originalDestination) {
+        case .cluster(let index, let endpoint):
+            let cluster = snapshot.upstreams[index]
             let timeout = TimeAmount(cluster.config.timeouts.connect)
             let config = cluster.config
             // Meshed: detect what the app speaks, unless the cluster says, or
@@ -38,12 +40,12 @@ struct OutboundRouter: ConnectionRouter {
                     case .auto: nil
                     }
                 }
-                return .mesh(MeshDecision(cluster: cluster, fixedEndpoint: endpoint,
-                                          connectTimeout: timeout, knownProtocol: known))
+                return .mesh(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
+                                             connectTimeout: timeout, knownProtocol: known))
             }
-            // A TCP relay balances once, for the life of the connection.
-            guard let target = endpoint ?? cluster.balancer.pick() else { return .refuse(.noEndpoint) }
-            return .relay(to: target, connectTimeout: timeout, cluster: cluster.name)
+            if cluster.plan.endpoints.isEmpty && endpoint == nil { return .refuse(.noEndpoint) }
+            return .clusterRelay(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
+                                                 connectTimeout: timeout, knownProtocol: .tcp))
         case .passthrough(let destination):
             return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)
         case .refused:

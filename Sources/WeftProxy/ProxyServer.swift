@@ -33,7 +33,7 @@ public final class ProxyServer: Sendable {
     private let resolver: any OriginalDestinationResolver
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let table: ClusterTable
+    private let snapshot: RuntimeSnapshot
     /// The port peer nodes' mesh listeners use; our own by default (every
     /// node of a mesh runs the same ports). Tests with two nodes on one
     /// host set it apart.
@@ -63,7 +63,7 @@ public final class ProxyServer: Sendable {
         self.resolver = resolver
         self.group = group
         self.logger = logger
-        self.table = ClusterTable(configuration: configuration)
+        self.snapshot = RuntimeSnapshot(configuration: configuration)
     }
 
     /// Binds every listener, then reports ready. Throws if an IPv4 listener
@@ -72,7 +72,7 @@ public final class ProxyServer: Sendable {
         let listeners = configuration.listeners
         let services = try makeServices()
         state.withLock { $0.services = services }
-        var outbound = OutboundRouter(table: table, identity: identity,
+        var outbound = OutboundRouter(snapshot: snapshot, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
         outbound.opaquePorts = configuration.opaquePorts
         let inbound = InboundRouter(settings: listeners.inbound, identity: identity,
@@ -95,7 +95,7 @@ public final class ProxyServer: Sendable {
         }
         state.withLock { $0.ready = true }
         logger.info("node ready", metadata: [
-            "node": "\(identity.id)", "clusters": "\(table.clusters.count)",
+            "node": "\(identity.id)", "clusters": "\(snapshot.upstreams.count)",
             "addresses": "\(identity.addresses.map(String.init(describing:)).sorted().joined(separator: ","))",
         ])
     }

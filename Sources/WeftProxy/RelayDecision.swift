@@ -1,6 +1,6 @@
 import NIOCore
 import WeftCore
-import WeftRouting
+import WeftUpstream
 
 /// What to do with an accepted, redirected connection.
 enum RelayDecision: Sendable {
@@ -10,14 +10,17 @@ enum RelayDecision: Sendable {
     /// A meshed cluster: detect the protocol; HTTP rides mesh streams (an
     /// endpoint picked per request unless the app named `fixedEndpoint`),
     /// anything else a CONNECT stream to an endpoint picked once.
-    case mesh(MeshDecision)
+    case mesh(ClusterDecision)
+    /// A cluster whose endpoints do not run weft: relay the bytes to an
+    /// endpoint picked once for the connection.
+    case clusterRelay(ClusterDecision)
     /// Close the connection with a reset, counting the reason.
     case refuse(RefusalReason)
 }
 
-/// The details of a `.mesh` decision.
-struct MeshDecision: Sendable {
-    let cluster: RoutedCluster
+/// The details of a decision for a cluster.
+struct ClusterDecision: Sendable {
+    let cluster: UpstreamCluster
     let fixedEndpoint: IPEndpoint?
     let connectTimeout: TimeAmount
     /// The cluster's declared protocol, which skips detection.
@@ -29,7 +32,7 @@ extension RelayDecision: Equatable {
         switch (lhs, rhs) {
         case let (.relay(a, b, c), .relay(x, y, z)):
             return a == x && b == y && c == z
-        case let (.mesh(a), .mesh(b)):
+        case let (.mesh(a), .mesh(b)), let (.clusterRelay(a), .clusterRelay(b)):
             return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint
                 && a.connectTimeout == b.connectTimeout && a.knownProtocol == b.knownProtocol
         case let (.refuse(a), .refuse(b)):

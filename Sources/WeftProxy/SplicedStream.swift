@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import WeftHTTP2
+import WeftUpstream
 
 /// One half of a pair of HTTP/2 streams on two connections that carry one
 /// exchange: what one half receives, its partner sends. HTTP/2 apps (gRPC,
@@ -34,6 +35,11 @@ final class SplicedStream: MeshStreamHandler {
     private var pendingTrailers: [HTTP2Header]?
     private var unconsumed = 0
     private var finished = false
+    /// The balancer's claim on the endpoint this half's stream goes to (the
+    /// half towards the mesh holds it); finished when the stream ends.
+    var lease: Lease?
+    /// Whether the endpoint failed the exchange, as far as known.
+    private var outcome = LeaseOutcome.success
 
     init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
          rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger) {
@@ -74,6 +80,10 @@ final class SplicedStream: MeshStreamHandler {
                 }
             }
         case .response, .informational:
+            if kind == .response {
+                lease?.responded()
+                if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
+            }
             guard let partner, let partnerStream = partner.streamID else { return }
             let fields = rewriteResponse(headers)
             do {
@@ -103,11 +113,11 @@ final class SplicedStream: MeshStreamHandler {
     func streamClosed(_ errorCode: HTTP2ErrorCode) {
         defer { partner = nil }
         guard !finished else { return }
-        finished = true
+        end(errorCode == .noError || errorCode == .cancel ? .success : .failure)
         // A clean end needs nothing: each half ends its own stream. A reset
         // crosses to the partner.
         if errorCode != .noError, let partner, let partnerStream = partner.streamID, !partner.finished {
-            partner.finished = true
+            partner.end(.success)
             partner.connection.reset(streamID: partnerStream, errorCode: errorCode == .connectError ? .cancel : errorCode)
         }
     }
@@ -142,6 +152,14 @@ final class SplicedStream: MeshStreamHandler {
     }
 
     /// The partner could not be opened: answer the request ourselves.
+    /// This half's stream is over: it hears nothing more, and the lease (if
+    /// it holds one) is finished with what is known of the outcome.
+    private func end(_ result: LeaseOutcome) {
+        finished = true
+        lease?.finish(result == .failure ? .failure : outcome)
+        lease = nil
+    }
+
     private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
         logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])
@@ -151,16 +169,16 @@ final class SplicedStream: MeshStreamHandler {
             HTTP2Header("content-length", "0"),
         ], endStream: true)
         connection.reset(streamID: streamID, errorCode: .noError)
-        finished = true
+        end(.success)
     }
 
     /// Resets both streams. A reset stream hears nothing more, so both
     /// halves let go of each other here.
     private func abort(_ code: HTTP2ErrorCode) {
-        finished = true
+        end(.failure)
         if let streamID { connection.reset(streamID: streamID, errorCode: code) }
         if let partner, let partnerStream = partner.streamID, !partner.finished {
-            partner.finished = true
+            partner.end(.failure)
             partner.connection.reset(streamID: partnerStream, errorCode: code)
         }
         partner?.partner = nil

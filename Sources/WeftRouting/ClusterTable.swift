@@ -2,12 +2,13 @@ import WeftConfig
 import WeftCore
 
 /// Where an outbound connection goes, decided from its original destination.
-public enum OutboundRoute: Sendable {
-    /// The destination names a cluster. `endpoint` is set when the app
-    /// called one of the cluster's endpoints directly (it chose it); for a
-    /// VIP it is nil, and an endpoint is picked where one is needed: once
-    /// per request for HTTP, once per connection for TCP.
-    case cluster(RoutedCluster, endpoint: IPEndpoint?)
+public enum OutboundRoute: Sendable, Equatable {
+    /// The destination names the cluster at `index` in the configuration.
+    /// `endpoint` is set when the app called one of the cluster's endpoints
+    /// directly (it chose it); for a VIP it is nil, and an endpoint is
+    /// picked where one is needed: once per request for HTTP, once per
+    /// connection for TCP.
+    case cluster(index: Int, endpoint: IPEndpoint?)
     /// No cluster: relay to where the app was going (`allow_any`).
     case passthrough(IPEndpoint)
     /// No cluster and `registry_only`: refuse.
@@ -15,25 +16,25 @@ public enum OutboundRoute: Sendable {
 }
 
 /// The cluster table: matches original destinations to clusters (SPEC §4,
-/// step 2). Built once per configuration and shared by every event loop.
+/// step 2). Pure matching, built once per configuration and shared by
+/// every event loop; it never picks an endpoint.
 public final class ClusterTable: Sendable {
-    public let clusters: [RoutedCluster]
+    public let clusters: [Cluster]
     public let outboundPolicy: OutboundPolicy
-    private let byVIP: [IPEndpoint: RoutedCluster]
-    private let byEndpoint: [IPEndpoint: RoutedCluster]
+    private let byVIP: [IPEndpoint: Int]
+    private let byEndpoint: [IPEndpoint: Int]
 
     public init(configuration: Configuration) {
-        let clusters = configuration.clusters.map(RoutedCluster.init(config:))
-        var byVIP: [IPEndpoint: RoutedCluster] = [:]
-        var byEndpoint: [IPEndpoint: RoutedCluster] = [:]
-        for cluster in clusters {
+        var byVIP: [IPEndpoint: Int] = [:]
+        var byEndpoint: [IPEndpoint: Int] = [:]
+        for (index, cluster) in configuration.clusters.enumerated() {
             // First definition wins; validation already refuses duplicates.
-            for vip in cluster.config.addresses where byVIP[vip] == nil { byVIP[vip] = cluster }
-            for endpoint in cluster.config.endpoints where byEndpoint[endpoint.address] == nil {
-                byEndpoint[endpoint.address] = cluster
+            for vip in cluster.addresses where byVIP[vip] == nil { byVIP[vip] = index }
+            for endpoint in cluster.endpoints where byEndpoint[endpoint.address] == nil {
+                byEndpoint[endpoint.address] = index
             }
         }
-        self.clusters = clusters
+        self.clusters = configuration.clusters
         self.byVIP = byVIP
         self.byEndpoint = byEndpoint
         self.outboundPolicy = configuration.outboundPolicy
@@ -44,19 +45,15 @@ public final class ClusterTable: Sendable {
     /// direct call to one of its endpoints keeps that endpoint (the app
     /// chose it) but still gets the cluster's policies.
     public func route(_ destination: IPEndpoint) -> OutboundRoute {
-        if let cluster = byVIP[destination] {
-            return .cluster(cluster, endpoint: nil)
+        if let index = byVIP[destination] {
+            return .cluster(index: index, endpoint: nil)
         }
-        if let cluster = byEndpoint[destination] {
-            return .cluster(cluster, endpoint: destination)
+        if let index = byEndpoint[destination] {
+            return .cluster(index: index, endpoint: destination)
         }
         switch outboundPolicy {
         case .allowAny: return .passthrough(destination)
         case .registryOnly: return .refused
         }
-    }
-
-    public func cluster(named name: String) -> RoutedCluster? {
-        clusters.first { $0.name == name }
     }
 }

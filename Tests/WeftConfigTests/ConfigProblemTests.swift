@@ -142,7 +142,6 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.egress: not supported yet",
             "listeners.http_routing: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static)"#,
-            #"clusters[0].lb: "least_request" is not supported yet (supported: round_robin)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
             "clusters[0].health_check: not supported yet",
             "clusters[0].outlier_detection: not supported yet",
@@ -154,13 +153,42 @@ final class ConfigProblemTests: XCTestCase {
         ])
     }
 
-    func testEveryPlannedLoadBalancerIsNamed() {
-        for policy in ["least_request", "random", "ring_hash", "maglev"] {
-            let found = problems("""
-                clusters: [{ name: a, lb: \(policy), endpoints: [{ address: "198.18.0.2:80" }] }]
-                """)
-            XCTAssertEqual(found, [#"clusters[0].lb: "\#(policy)" is not supported yet (supported: round_robin)"#])
-        }
+    func testEveryLoadBalancerLoadsWithItsKey() throws {
+        let yaml = """
+            clusters:
+              - { name: a, lb: least_request, endpoints: [{ address: "198.18.0.2:80" }] }
+              - { name: b, lb: peak_ewma, endpoints: [{ address: "198.18.0.3:80" }] }
+              - { name: c, lb: random, endpoints: [{ address: "198.18.0.4:80" }] }
+              - { name: d, lb: ring_hash, hash_on: { header: X-User }, endpoints: [{ address: "198.18.0.5:80" }] }
+              - { name: e, lb: maglev, hash_on: { cookie: session }, endpoints: [{ address: "198.18.0.6:80" }] }
+              - { name: f, lb: maglev, hash_on: { source_ip: true }, endpoints: [{ address: "198.18.0.7:80" }] }
+            """
+        let clusters = try ConfigLoader.load(yaml: yaml).clusters
+        XCTAssertEqual(clusters.map(\.lb), [.leastRequest, .peakEWMA, .random, .ringHash, .maglev, .maglev])
+        XCTAssertEqual(clusters.map(\.hashOn), [nil, nil, nil, .header("x-user"), .cookie("session"), .sourceIP])
+    }
+
+    func testHashOnProblems() {
+        assertProblems("""
+            clusters:
+              - { name: a, lb: ring_hash, endpoints: [{ address: "198.18.0.2:80" }] }
+              - { name: b, lb: round_robin, hash_on: { header: x-user }, endpoints: [{ address: "198.18.0.3:80" }] }
+              - { name: c, lb: maglev, hash_on: { header: x-user, cookie: s }, endpoints: [{ address: "198.18.0.4:80" }] }
+              - { name: d, lb: maglev, hash_on: { header: "x user" }, endpoints: [{ address: "198.18.0.5:80" }] }
+              - { name: e, lb: maglev, hash_on: { source_ip: false }, endpoints: [{ address: "198.18.0.6:80" }] }
+              - { name: f, lb: maglev, hash_on: { path: true }, endpoints: [{ address: "198.18.0.7:80" }] }
+              - { name: g, lb: fastest, endpoints: [{ address: "198.18.0.8:80" }] }
+              - { name: h, lb: maglev, hash_on: {}, endpoints: [{ address: "198.18.0.9:80" }] }
+            """, [
+            "clusters[0].hash_on: lb ring_hash needs hash_on ({ header: NAME }, { cookie: NAME } or { source_ip: true })",
+            "clusters[1].hash_on: hash_on applies only to lb ring_hash and maglev (this cluster uses round_robin)",
+            "clusters[2].hash_on: hash_on takes exactly one of header, cookie or source_ip",
+            #"clusters[3].hash_on.header: "x user" is not a valid header name"#,
+            "clusters[4].hash_on.source_ip: source_ip: false hashes on nothing; name a header or a cookie instead",
+            "clusters[5].hash_on.path: unknown key",
+            #"clusters[6].lb: expected one of round_robin, least_request, peak_ewma, random, ring_hash, maglev, got "fastest""#,
+            "clusters[7].hash_on: hash_on takes exactly one of header, cookie or source_ip",
+        ])
     }
 
     func testClusterNames() {

@@ -3,6 +3,7 @@ import XCTest
 import WeftConfig
 import WeftCore
 import WeftRouting
+import WeftUpstream
 @testable import WeftProxy
 
 final class OutboundRouterTests: XCTestCase {
@@ -17,7 +18,7 @@ final class OutboundRouterTests: XCTestCase {
                     timeouts: ClusterTimeouts(connect: .milliseconds(250))),
             Cluster(name: "empty", addresses: [IPEndpoint("198.19.0.11:80")!]),
         ])
-        return OutboundRouter(table: ClusterTable(configuration: configuration), identity: identity,
+        return OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
                               passthroughConnectTimeout: .seconds(5))
     }
 
@@ -36,28 +37,40 @@ final class OutboundRouterTests: XCTestCase {
                        .relay(to: IPEndpoint("198.18.0.3:15006")!, connectTimeout: .seconds(5), cluster: nil))
     }
 
-    func testVIPGoesToAnEndpointWithTheClusterTimeout() {
-        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.10:9090")!, localAddress: listener),
-                       .relay(to: IPEndpoint("198.18.0.3:9090")!, connectTimeout: .milliseconds(250), cluster: "backend"))
+    func testVIPGoesToItsClusterWithTheClusterTimeout() throws {
+        guard case .clusterRelay(let decision) = router().decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
+                                                                 localAddress: listener) else {
+            return XCTFail("expected a relay to the cluster")
+        }
+        XCTAssertEqual(decision.cluster.name, "backend")
+        XCTAssertNil(decision.fixedEndpoint)
+        XCTAssertEqual(decision.connectTimeout, .milliseconds(250))
     }
 
-    /// One request per connection (curl in a loop, HTTP/1.0): each new
-    /// connection to a VIP goes to the next endpoint, since the connection
-    /// is the only place a TCP relay balances.
-    func testEachConnectionToAVIPBalancesOnce() {
+    /// One request per connection (curl in a loop, HTTP/1.0): the
+    /// decision picks nothing, so each connection's one pick on its loop's
+    /// balancer walks the endpoints in turn.
+    func testEachConnectionToAVIPBalancesOnce() throws {
         let configuration = Configuration(clusters: [
             Cluster(name: "three", addresses: [IPEndpoint("198.19.0.12:80")!],
                     endpoints: ["198.18.0.4:80", "198.18.0.5:80", "198.18.0.6:80"].map { Endpoint(address: IPEndpoint($0)!) }),
         ])
-        let router = OutboundRouter(table: ClusterTable(configuration: configuration), identity: identity,
+        let router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
                                     passthroughConnectTimeout: .seconds(5))
+        var balancer: LoopBalancer?
         var counts: [String: Int] = [:]
         for _ in 0..<30 {
-            guard case .relay(let target, _, "three") = router.decide(originalDestination: IPEndpoint("198.19.0.12:80")!,
-                                                                      localAddress: listener) else {
-                return XCTFail("expected a relay")
+            guard case .clusterRelay(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.12:80")!,
+                                                                   localAddress: listener) else {
+                return XCTFail("expected a relay to the cluster")
             }
-            counts[target.description, default: 0] += 1
+            let loop = balancer ?? LoopBalancer(plan: decision.cluster.plan)
+            balancer = loop
+            let route = MeshRoute(cluster: decision.cluster, balancer: loop, fixedEndpoint: decision.fixedEndpoint,
+                                  meshPort: 15008)
+            let lease = try XCTUnwrap(route.lease())
+            counts[lease.endpoint.description, default: 0] += 1
+            lease.finish(.success)
         }
         XCTAssertEqual(counts, ["198.18.0.4:80": 10, "198.18.0.5:80": 10, "198.18.0.6:80": 10])
     }
@@ -112,14 +125,14 @@ final class InboundRouterTests: XCTestCase {
 final class OutboundRouterMeshTests: XCTestCase {
     let listener = IPEndpoint("127.0.0.1:15001")!
 
-    private func decision(for destination: String, protocol declared: ClusterProtocol = .auto) -> MeshDecision? {
+    private func decision(for destination: String, protocol declared: ClusterProtocol = .auto) -> ClusterDecision? {
         let configuration = Configuration(clusters: [
             Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!, IPEndpoint("198.19.0.10:3306")!],
                     protocol: declared, mesh: true,
                     endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:9090")!),
                                 Endpoint(address: IPEndpoint("198.18.0.3:3306")!)]),
         ])
-        var router = OutboundRouter(table: ClusterTable(configuration: configuration),
+        var router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration),
                                     identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
                                     passthroughConnectTimeout: .seconds(5))
         router.opaquePorts = Configuration.defaultOpaquePorts
@@ -140,18 +153,22 @@ final class OutboundRouterMeshTests: XCTestCase {
     /// turn instead of always landing on the same one.
     func testDecisionLeavesTheScheduleToTheRequests() throws {
         var picks: [IPEndpoint] = []
+        var balancer: LoopBalancer?
         let configuration = Configuration(clusters: [
             Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], mesh: true,
                     endpoints: ["198.18.0.3:9090", "198.18.0.4:9090", "198.18.0.5:9090"].map { Endpoint(address: IPEndpoint($0)!) }),
         ])
-        let router = OutboundRouter(table: ClusterTable(configuration: configuration),
+        let router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration),
                                     identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
                                     passthroughConnectTimeout: .seconds(5))
         for _ in 0..<6 {
             guard case .mesh(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
                                                           localAddress: listener) else { return XCTFail() }
-            let route = MeshRoute(cluster: decision.cluster, fixedEndpoint: decision.fixedEndpoint, meshPort: 15008)
-            picks.append(try XCTUnwrap(route.pickEndpoint()))
+            let loop = balancer ?? LoopBalancer(plan: decision.cluster.plan)
+            balancer = loop
+            let route = MeshRoute(cluster: decision.cluster, balancer: loop, fixedEndpoint: decision.fixedEndpoint,
+                                  meshPort: 15008)
+            picks.append(try XCTUnwrap(route.lease()).endpoint)
         }
         XCTAssertEqual(Set(picks).count, 3, "one request per connection must still reach every endpoint: \(picks)")
     }

@@ -1,0 +1,24 @@
+import WeftConfig
+import WeftCore
+import WeftRouting
+import WeftUpstream
+
+/// The configuration in force, as the data path reads it: the matching
+/// table and each cluster's upstream settings and balancing plan. Immutable
+/// and shared by every event loop; a new configuration is a new snapshot.
+final class RuntimeSnapshot: Sendable {
+    let configuration: Configuration
+    let table: ClusterTable
+    /// Parallel to `configuration.clusters` (the table's indices).
+    let upstreams: [UpstreamCluster]
+
+    init(configuration: Configuration) {
+        self.configuration = configuration
+        table = ClusterTable(configuration: configuration)
+        upstreams = configuration.clusters.map(UpstreamCluster.init(config:))
+    }
+
+    func upstream(named name: String) -> UpstreamCluster? {
+        upstreams.first { $0.name == name }
+    }
+}

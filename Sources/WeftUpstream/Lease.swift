@@ -1,0 +1,61 @@
+import WeftCore
+
+/// One attempt's claim on an endpoint: taken by a pick, finished once with
+/// the outcome. While a lease is open the endpoint counts one more request
+/// (or TCP connection) in flight on this loop; its response time feeds the
+/// latency estimate. A value (no allocation per request).
+public struct Lease {
+    public let endpoint: IPEndpoint
+    let load: EndpointLoad
+    let startedAt: UInt64
+
+    init(load: EndpointLoad) {
+        self.endpoint = load.address
+        self.load = load
+        self.startedAt = load.clock()
+        load.inFlight += 1
+    }
+
+    /// The response head arrived: the time to first response is the
+    /// endpoint's latency sample (what peak EWMA weighs).
+    public func responded() {
+        let now = load.clock()
+        load.latency.observe(now &- startedAt, at: now)
+    }
+
+    /// Ends the lease. Call once; the holder drops it after.
+    public func finish(_ outcome: LeaseOutcome) {
+        let now = load.clock()
+        load.inFlight = max(0, load.inFlight - 1)
+        load.finished += 1
+        if outcome == .failure {
+            load.failures += 1
+            // A failure that came fast must not look like a fast endpoint.
+            load.latency.observe(max(now &- startedAt, UInt64(PeakEWMA.initial)), at: now)
+        }
+    }
+}
+
+/// How an attempt on an endpoint ended, as the balancer sees it.
+public enum LeaseOutcome: Sendable {
+    /// The endpoint answered (any status it chose).
+    case success
+    /// It could not be reached, reset, or timed out.
+    case failure
+}
+
+/// A lease held for the life of a connection (a TCP relay or tunnel),
+/// where the end is heard in a callback: finishes once, whichever end
+/// comes first.
+public final class HeldLease {
+    private var lease: Lease?
+
+    public init(_ lease: Lease) { self.lease = lease }
+
+    public var endpoint: IPEndpoint? { lease?.endpoint }
+
+    public func finish(_ outcome: LeaseOutcome) {
+        lease?.finish(outcome)
+        lease = nil
+    }
+}
