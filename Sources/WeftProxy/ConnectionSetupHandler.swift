@@ -189,7 +189,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                         done(nil, .meshOverloaded)
                     }
                 }
-            }, rewriteResponse: { $0 }, logger: logger)
+            }, rewriteResponse: { $0 }, logger: logger,
+               record: RequestRecord(direction: .outbound, cluster: route.cluster.name))
         }
         try channel.pipeline.syncOperations.addHandler(app)
     }

@@ -31,7 +31,10 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         metrics.limitHit(.httpRequest)
-        metrics.countErrorResponse(.badRequest)
+        var record = RequestRecord(direction: .outbound)
+        record.status = ErrorReason.badRequest.status
+        record.reason = .badRequest
+        metrics.record(record)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
         if unanswered > 0 {
             badRequestPending = true
@@ -46,9 +49,9 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func answerBadRequest(context: ChannelHandlerContext) {
-        let headers = HTTPHeaders([("content-length", "0"), ("connection", "close"), (MeshTranslation.reasonHeader, ErrorReason.badRequest.rawValue)])
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
+        context.write(wrapOutboundOut(.head(ErrorResponder.head(.badRequest, version: .http1_1, keepAlive: false))),
                       promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ErrorResponder.body(.badRequest)))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -69,10 +69,11 @@ final class MeshConnectStream: MeshStreamHandler {
 
     private func refuse(_ reason: ErrorReason) {
         context.logger.debug("mesh CONNECT failed", metadata: ["reason": "\(reason.rawValue)"])
-        context.metrics.countErrorResponse(reason)
-        try? connection.respond(streamID: streamID, headers: [
-            HTTP2Header(":status", String(reason.status)), HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
-        ], endStream: true)
+        var record = RequestRecord(direction: .inbound)
+        record.status = reason.status
+        record.reason = reason
+        context.metrics.record(record)
+        ErrorResponder.respond(reason, on: connection, streamID: streamID)
         bridge = nil
     }
 }

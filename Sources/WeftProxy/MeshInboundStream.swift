@@ -22,6 +22,9 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
     private var requestEnded = false
     private var responseStarted = false
     private var finished = false
+    /// What the request came to, recorded once when the stream is done.
+    private var record = RequestRecord(direction: .inbound)
+    private var recorded = false
 
     init(connection: MeshConnection, streamID: Int32, context: MeshListenerContext) {
         self.connection = connection
@@ -46,13 +49,15 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
         unconsumed += data.readableBytes
+        record.bytesIn += data.readableBytes
         if data.readableBytes > 0 { deliver(.body(.byteBuffer(data))) }
         if endStream { deliver(.end(nil)) }
     }
 
     func streamClosed(_ errorCode: HTTP2ErrorCode) {
-        guard !finished else { return }
+        guard !finished else { return complete() }
         finished = true
+        complete()
         // The sender gave up (reset or lost connection): the app may be
         // mid-exchange, so that connection cannot be reused.
         upstream?.abandon()
@@ -81,6 +86,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         }
         if endStream { requestEnded = true }
         let target = context.deliveryTarget(for: request.destination)
+        record.endpoint = target
         if let idle = context.pool.idleConnection(TargetKey(endpoint: target)) {
             return attach(idle, head: request.head)
         }
@@ -151,7 +157,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
             return
         }
         responseStarted = true
-        context.metrics.countResponse(.inbound, status: Int(head.status.code))
+        record.status = Int(head.status.code)
         do {
             try connection.respond(streamID: streamID, headers: fields, endStream: false)
         } catch {
@@ -161,6 +167,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
 
     func receiveBody(_ buffer: ByteBuffer) {
         guard !finished else { return }
+        record.bytesOut += buffer.readableBytes
         do { try connection.sendData(streamID: streamID, buffer) } catch { abort() }
     }
 
@@ -190,35 +197,38 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
 
     /// Answers the sender with an error response that says why.
     private func fail(_ reason: ErrorReason, detail: String) {
-        let status = HTTPResponseStatus(statusCode: reason.status)
         guard !finished else { return }
         guard !responseStarted else { return abort() }
         responseStarted = true
-        context.metrics.countErrorResponse(reason)
-        context.metrics.countResponse(.inbound, status: reason.status)
-        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n")
-        let headers = [
-            HTTP2Header(":status", String(status.code)),
-            HTTP2Header("content-type", "text/plain; charset=utf-8"),
-            HTTP2Header("content-length", String(body.readableBytes)),
-            HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
-        ]
+        record.status = reason.status
+        record.reason = reason
         context.logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
-        try? connection.respond(streamID: streamID, headers: headers, endStream: false)
-        try? connection.sendData(streamID: streamID, body, endStream: true)
+        ErrorResponder.respond(reason, on: connection, streamID: streamID)
         // Drop whatever request body is still coming: nobody will read it.
         if !requestEnded { connection.reset(streamID: streamID, errorCode: .noError) }
         finished = true
+        complete()
     }
 
     private func abort() {
         finished = true
+        complete()
         upstream?.abandon()
         upstream = nil
         connection.reset(streamID: streamID, errorCode: .internalError)
     }
 
     private func finishIfClean() {
-        if requestEnded { finished = true }
+        if requestEnded {
+            finished = true
+            complete()
+        }
+    }
+
+    /// Records the request, once, however it ended.
+    private func complete() {
+        guard !recorded else { return }
+        recorded = true
+        context.metrics.record(record)
     }
 }

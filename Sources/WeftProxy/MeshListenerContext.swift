@@ -51,7 +51,7 @@ final class MeshListenerContext {
                     done(nil, .upstreamReset)
                 }
             }
-        }, rewriteResponse: { $0 }, logger: logger)
+        }, rewriteResponse: { $0 }, logger: logger, record: RequestRecord(direction: .inbound))
     }
 
     /// The app's address for a request sent to `destination` (one of ours).

@@ -21,6 +21,9 @@ final class MeshOutboundExchange: MeshStreamHandler {
     private var lease: Lease?
     /// How the attempt went for the endpoint, as far as known.
     private var outcome = LeaseOutcome.success
+    /// What the request came to, recorded when it ends.
+    private var record: RequestRecord
+    private let metrics: ProxyMetrics
     private let cluster: String
     private let logger: Logger
     private var connection: MeshConnection?
@@ -43,6 +46,8 @@ final class MeshOutboundExchange: MeshStreamHandler {
         self.head = head
         self.destination = lease.endpoint
         self.lease = lease
+        self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
+        self.metrics = handler.metrics
         self.cluster = cluster
         self.logger = logger
         self.keepAlive = head.isKeepAlive
@@ -67,9 +72,11 @@ final class MeshOutboundExchange: MeshStreamHandler {
             headers = try MeshTranslation.upgradeRequest(head, destination: destination)
         } catch {
             keepAlive = false
+            record.status = ErrorReason.badRequestTarget.status
+            record.reason = .badRequestTarget
             handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             done = true
-            endLease()
+            end()
             return
         }
         if let ready = pool.readyConnection(to: peer) {
@@ -122,6 +129,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
     // MARK: request, from the app
 
     func sendBody(_ buffer: ByteBuffer) {
+        record.bytesIn += buffer.readableBytes
         guard let connection, let streamID else {
             pending.append(buffer)
             return
@@ -160,7 +168,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             responseDeadline = nil
             lease?.responded()
             if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
-            handler?.metrics.countResponse(.outbound, status: Int(response.status.code))
+            record.status = Int(response.status.code)
             frame(&response)
             handler?.writeHead(response)
             if endStream { finish(trailers: nil) }
@@ -175,6 +183,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
         unconsumed += data.readableBytes
+        record.bytesOut += data.readableBytes
         if data.readableBytes > 0 { handler?.writeBody(data) }
         appBecameWritable()
         if endStream { finish(trailers: nil) }
@@ -186,7 +195,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             logger.debug("mesh stream broke mid-response", metadata: ["code": "\(errorCode)"])
             done = true
             outcome = .failure
-            endLease()
+            end()
             handler?.abortResponse()
         } else {
             fail(errorCode == .refusedStream ? .refusedStream : .upstreamReset)
@@ -214,7 +223,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         responseDeadline = nil
         guard !done else { return }
         done = true
-        endLease()
+        end()
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
     }
 
@@ -238,7 +247,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
         responseDeadline = nil
         guard !done else { return }
         done = true
-        endLease()
+        end()
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
@@ -247,7 +256,11 @@ final class MeshOutboundExchange: MeshStreamHandler {
         guard !done else { return }
         done = true
         if reason.isEndpointFailure { outcome = .failure }
-        endLease()
+        if !responseStarted {
+            record.status = reason.status
+            record.reason = reason
+        }
+        end()
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
         logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(destination)", "cluster": "\(cluster)"])
         if responseStarted {
@@ -258,9 +271,11 @@ final class MeshOutboundExchange: MeshStreamHandler {
         }
     }
 
-    /// Tells the balancer how the attempt went; once.
-    private func endLease() {
+    /// The exchange is over: the balancer hears how the attempt went and
+    /// the request is recorded; once.
+    private func end() {
         lease?.finish(outcome)
         lease = nil
+        metrics.record(record)
     }
 }

@@ -129,7 +129,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             guard let lease = route.lease(header: { head.headers.first(name: $0) }) else {
-                respondWithError(.noEndpoint, keepAlive: head.isKeepAlive)
+                var record = RequestRecord(direction: .outbound, cluster: route.cluster.name)
+                record.status = ErrorReason.noEndpoint.status
+                record.reason = .noEndpoint
+                metrics.record(record)
+                respondWithError(.noEndpoint, keepAlive: head.isKeepAlive, version: head.version)
                 return
             }
             if Self.isUpgradeRequest(head) {
@@ -303,21 +307,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// An error response weft generates itself (SPEC §4: 502, 503, 504),
-    /// with `weft-reason` saying why.
+    /// with `weft-reason` saying why. The caller records the request.
     func respondWithError(_ reason: ErrorReason, keepAlive: Bool,
                           version: HTTPVersion = .http1_1, finished: MeshOutboundExchange? = nil) {
-        let status = HTTPResponseStatus(statusCode: reason.status)
-        metrics.countErrorResponse(reason)
-        metrics.countResponse(.outbound, status: reason.status)
-        let body = ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n")
-        var headers = HTTPHeaders([
-            ("content-type", "text/plain; charset=utf-8"),
-            ("content-length", String(body.readableBytes)),
-            (MeshTranslation.reasonHeader, reason.rawValue),
-        ])
-        if !keepAlive { headers.add(name: "connection", value: "close") }
-        writeHead(HTTPResponseHead(version: version, status: status, headers: headers))
-        writeBody(body)
+        writeHead(ErrorResponder.head(reason, version: version, keepAlive: keepAlive))
+        writeBody(ErrorResponder.body(reason))
         if let finished {
             writeEnd(nil, close: !keepAlive, exchange: finished)
         } else {

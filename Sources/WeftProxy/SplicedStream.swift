@@ -40,9 +40,14 @@ final class SplicedStream: MeshStreamHandler {
     var lease: Lease?
     /// Whether the endpoint failed the exchange, as far as known.
     private var outcome = LeaseOutcome.success
+    /// The half that received the request records what it came to, when
+    /// its stream ends; its partner fills in the status.
+    private var record: RequestRecord?
 
     init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
-         rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger) {
+         rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger,
+         record: RequestRecord? = nil) {
+        self.record = record
         self.connection = connection
         self.streamID = streamID
         self.opener = opener
@@ -54,6 +59,7 @@ final class SplicedStream: MeshStreamHandler {
     func join(_ other: SplicedStream) {
         partner = other
         other.partner = self
+        if let endpoint = other.lease?.endpoint { record?.endpoint = endpoint }
         let queued = pending
         pending.removeAll()
         for (data, end) in queued { forward(data, endStream: end) }
@@ -85,6 +91,9 @@ final class SplicedStream: MeshStreamHandler {
                 if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
             }
             guard let partner, let partnerStream = partner.streamID else { return }
+            if kind == .response, let status = headers.first(where: { $0.name == ":status" }).flatMap({ Int($0.value) }) {
+                partner.record?.status = status
+            }
             let fields = rewriteResponse(headers)
             do {
                 if kind == .informational {
@@ -131,6 +140,8 @@ final class SplicedStream: MeshStreamHandler {
 
     private func forward(_ data: ByteBuffer, endStream: Bool) {
         guard let partner, let partnerStream = partner.streamID else { return }
+        record?.bytesIn += data.readableBytes
+        partner.record?.bytesOut += data.readableBytes
         do {
             try partner.connection.sendData(streamID: partnerStream, data, endStream: endStream)
         } catch {
@@ -158,16 +169,18 @@ final class SplicedStream: MeshStreamHandler {
         finished = true
         lease?.finish(result == .failure ? .failure : outcome)
         lease = nil
+        if let record {
+            connection.metrics.record(record)
+            self.record = nil
+        }
     }
 
     private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
         logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])
-        connection.metrics.countErrorResponse(reason)
-        try? connection.respond(streamID: streamID, headers: [
-            HTTP2Header(":status", String(reason.status)), HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
-            HTTP2Header("content-length", "0"),
-        ], endStream: true)
+        record?.status = reason.status
+        record?.reason = reason
+        ErrorResponder.respond(reason, on: connection, streamID: streamID)
         connection.reset(streamID: streamID, errorCode: .noError)
         end(.success)
     }

@@ -1,0 +1,37 @@
+import NIOCore
+import WeftCore
+
+/// What one HTTP request came to, written once when it ends, whoever
+/// answered (the app, or weft itself): the one record metrics read (and
+/// the access log will).
+struct RequestRecord {
+    var direction: Direction
+    var cluster: String?
+    var endpoint: IPEndpoint?
+    /// The status the client got; 0 when the exchange broke before a
+    /// response head (the client saw a reset or a close).
+    var status = 0
+    /// Why weft answered itself, when it did.
+    var reason: ErrorReason?
+    /// Request body bytes from the client, response body bytes to it.
+    var bytesIn = 0
+    var bytesOut = 0
+    var attempts = 1
+    let startedAt: NIODeadline
+
+    init(direction: Direction, cluster: String? = nil, endpoint: IPEndpoint? = nil, startedAt: NIODeadline = .now()) {
+        self.direction = direction
+        self.cluster = cluster
+        self.endpoint = endpoint
+        self.startedAt = startedAt
+    }
+}
+
+extension ProxyMetrics {
+    /// Counts a finished request: its status class and, for a response
+    /// weft made, its reason.
+    func record(_ request: RequestRecord) {
+        if request.status > 0 { countResponse(request.direction, status: request.status) }
+        if let reason = request.reason { countErrorResponse(reason) }
+    }
+}
