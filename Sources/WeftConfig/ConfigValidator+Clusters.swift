@@ -114,10 +114,11 @@ extension ConfigValidator {
     /// The endpoint and its `address` value. A bad weight has been reported
     /// and is taken as 1, so that the address still gets its cross checks.
     private mutating func endpoint(_ value: ConfigValue) -> (Endpoint, ConfigValue)? {
-        guard let fields = mapping(value, keys: ["address", "weight"], notSupportedYet: ["locality"]),
+        guard let fields = mapping(value, keys: ["address", "weight", "mesh"], notSupportedYet: ["locality"]),
               let addressValue = required(fields, "address") else { return nil }
         let weight = integer(fields["weight"], in: 1...10_000) ?? 1
+        let mesh = bool(fields["mesh"])
         guard let address = ipEndpoint(addressValue) else { return nil }
-        return (Endpoint(address: address, weight: weight), addressValue)
+        return (Endpoint(address: address, weight: weight, mesh: mesh), addressValue)
     }
 }

@@ -10,8 +10,7 @@ extension ConfigValidator {
         guard let fields = mapping(
             ConfigValue(node: root, path: .root),
             keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
-                   "opaque_ports", "clusters"],
-            notSupportedYet: ["routes"]
+                   "opaque_ports", "clusters", "routes"]
         ) else { return config }
 
         config.node = nodeSettings(fields["node"])
@@ -25,6 +24,7 @@ extension ConfigValidator {
         let clusters = (list(fields["clusters"]) ?? []).map { cluster($0) }
         config.clusters = clusters.map(\.cluster)
         crossCheck(clusters, listeners: config.listeners)
+        config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
         return config
     }
 

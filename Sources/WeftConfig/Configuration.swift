@@ -11,6 +11,8 @@ public struct Configuration: Sendable, Equatable {
     /// Ports where the server speaks first: detection is skipped.
     public var opaquePorts: Set<UInt16>
     public var clusters: [Cluster]
+    /// L7 rules for HTTP requests, first match wins (SPEC §5 `routes`).
+    public var routes: [Route]
     /// How long a SIGTERM drain waits for in-flight connections.
     public var drainTimeout: Duration
 
@@ -21,6 +23,7 @@ public struct Configuration: Sendable, Equatable {
         detectTimeout: Duration = .seconds(1),
         opaquePorts: Set<UInt16> = Configuration.defaultOpaquePorts,
         clusters: [Cluster] = [],
+        routes: [Route] = [],
         drainTimeout: Duration = .seconds(20)
     ) {
         self.node = node
@@ -29,6 +32,7 @@ public struct Configuration: Sendable, Equatable {
         self.detectTimeout = detectTimeout
         self.opaquePorts = opaquePorts
         self.clusters = clusters
+        self.routes = routes
         self.drainTimeout = drainTimeout
     }
 
@@ -221,10 +225,14 @@ public struct Cluster: Sendable, Equatable {
 public struct Endpoint: Sendable, Equatable {
     public var address: IPEndpoint
     public var weight: Int
+    /// Overrides the cluster's `mesh` for this endpoint (a rollout mixing
+    /// nodes with and without weft); nil follows the cluster.
+    public var mesh: Bool?
 
-    public init(address: IPEndpoint, weight: Int = 1) {
+    public init(address: IPEndpoint, weight: Int = 1, mesh: Bool? = nil) {
         self.address = address
         self.weight = weight
+        self.mesh = mesh
     }
 }
 
@@ -237,5 +245,48 @@ public struct ClusterTimeouts: Sendable, Equatable {
     public init(connect: Duration = .seconds(5), request: Duration = .seconds(15)) {
         self.connect = connect
         self.request = request
+    }
+}
+
+/// An L7 rule (SPEC §5 `routes`): requests that match go to one of its
+/// clusters, chosen per request by weight.
+public struct Route: Sendable, Equatable {
+    public var match: RouteMatch
+    public var clusters: [WeightedCluster]
+    /// Overrides the chosen cluster's `timeouts.request`.
+    public var timeout: Duration?
+
+    public init(match: RouteMatch = RouteMatch(), clusters: [WeightedCluster], timeout: Duration? = nil) {
+        self.match = match
+        self.clusters = clusters
+        self.timeout = timeout
+    }
+}
+
+/// What a request must carry to match; every given condition must hold.
+public struct RouteMatch: Sendable, Equatable {
+    /// The request's host (`Host` or `:authority`, without a port), lowercase.
+    public var host: String?
+    public var pathPrefix: String?
+    /// The whole path, query excluded.
+    public var path: String?
+    /// Header name (lowercase) → exact value.
+    public var headers: [String: String]
+
+    public init(host: String? = nil, pathPrefix: String? = nil, path: String? = nil, headers: [String: String] = [:]) {
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.path = path
+        self.headers = headers
+    }
+}
+
+public struct WeightedCluster: Sendable, Equatable {
+    public var name: String
+    public var weight: Int
+
+    public init(name: String, weight: Int = 1) {
+        self.name = name
+        self.weight = weight
     }
 }

@@ -68,15 +68,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         case .relay(let target, let timeout, let cluster):
             if cluster == nil && direction == .outbound { metrics.passthrough.wrappingIncrement(ordering: .relaxed) }
             connect(channel, to: target, timeout: timeout, cluster: cluster, peer: peer, destination: destination)
-        case .mesh(let decision):
-            detect(channel, decision, peer: peer, destination: destination)
-        case .clusterRelay(let decision):
-            // A TCP relay balances once, for the life of the connection.
-            guard let lease = route(decision, channel).lease() else {
-                return refuse(channel, .noEndpoint, peer: peer, destination: destination)
-            }
-            connect(channel, to: lease.endpoint, timeout: decision.connectTimeout, cluster: decision.cluster.name,
-                    peer: peer, destination: destination, lease: lease)
+        case .cluster(let decision):
+            carry(channel, decision, peer: peer, destination: destination)
         }
     }
 
@@ -90,12 +83,17 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                          meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address)
     }
 
-    /// Meshed cluster: find out what the app speaks (or take the cluster's
-    /// word for it), then carry it: HTTP/1 as mesh streams, HTTP/2 stream
-    /// for stream, anything else on a CONNECT stream.
-    private func detect(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
+    /// A cluster's connection: find out what the app speaks (or take the
+    /// cluster's word for it), then carry it. HTTP is served per request
+    /// (each balanced, to a meshed endpoint's node as a mesh stream or to a
+    /// plain endpoint over HTTP/1.1 or h2c); anything else balances once and
+    /// rides a CONNECT stream to a meshed endpoint, or a TCP relay to a
+    /// plain one.
+    private func carry(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
         let route = route(decision, channel)
-        guard let services = services?.services(on: channel.eventLoop) else {
+        let services = services?.services(on: channel.eventLoop)
+        // TCP to plain endpoints, known up front: a relay, balanced once.
+        if services == nil || (decision.knownProtocol == .tcp && !decision.cluster.hasMeshedEndpoints) {
             guard let lease = route.lease() else {
                 return refuse(channel, .noEndpoint, peer: peer, destination: destination)
             }
@@ -103,11 +101,18 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     cluster: decision.cluster.name, peer: peer, destination: destination, lease: lease)
             return
         }
+        guard let services else { return }
         let metrics = self.metrics
-        // An app connection carried over the mesh counts as open until it
-        // closes, so a drain waits for it.
+        // The app connection counts as open until it closes, so a drain
+        // waits for it (a plain TCP relay chosen after detection counts
+        // its bytes only).
         metrics.opened(.outbound)
         channel.closeFuture.whenComplete { _ in metrics.closed(.outbound, received: 0, sent: 0) }
+        // Holds this handler (out of the pipeline by then) until detection ends.
+        let connectPlain = NIOLoopBound({ (channel: Channel, lease: Lease, bytes: ByteBuffer) in
+            self.connect(channel, to: lease.endpoint, timeout: decision.connectTimeout, cluster: decision.cluster.name,
+                          peer: peer, destination: destination, initialBytes: bytes, lease: lease, counted: false)
+        }, eventLoop: channel.eventLoop)
         var logger = self.logger
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "dst"] = "\(destination)"
@@ -121,17 +126,21 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     try Self.installHTTP(on: channel, route: route, services: services, metrics: metrics,
                                          logger: sessionLogger)
                 case .http2:
-                    try Self.installHTTP2(on: channel, route: route, pool: services.meshPool, metrics: metrics,
+                    try Self.installHTTP2(on: channel, route: route, services: services, metrics: metrics,
                                           logger: sessionLogger)
                 case .tls, .tcp:
-                    // One pick for the life of the tunnel.
+                    // One pick for the life of the tunnel or relay.
                     guard let lease = route.lease() else {
                         metrics.refused(.outbound, .noEndpoint)
                         RelayHandler.reset(channel)
                         return
                     }
-                    MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint),
-                                    lease: lease, initialBytes: bytes, logger: sessionLogger)
+                    if route.cluster.isMeshed(lease.endpoint) {
+                        MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint),
+                                        lease: lease, initialBytes: bytes, logger: sessionLogger)
+                    } else {
+                        connectPlain.value(channel, lease, bytes)
+                    }
                     return
                 }
             } catch {
@@ -162,26 +171,33 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     /// An HTTP/2 app (gRPC, h2c): we are its server; each of its streams
-    /// is spliced to a mesh stream to the endpoint chosen for it.
-    private static func installHTTP2(on channel: Channel, route: MeshRoute, pool: MeshConnectionPool,
+    /// is spliced to a stream to the endpoint chosen for it: a mesh stream
+    /// to a meshed endpoint's node, or an h2c stream to a plain endpoint.
+    private static func installHTTP2(on channel: Channel, route: MeshRoute, services: LoopServices,
                                      metrics: ProxyMetrics, logger: Logger) throws {
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
                 let header = { (name: String) in request.first { $0.name == name }?.value }
                 guard let lease = route.lease(header: header) else { return done(nil, .noEndpoint) }
-                let headers = MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description)
+                let meshed = route.cluster.isMeshed(lease.endpoint)
+                let (pool, peer, headers) = meshed
+                    ? (services.meshPool, route.meshPeer(of: lease.endpoint),
+                       MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description))
+                    : (services.appHTTP2Pool, lease.endpoint, MeshTranslation.withoutMeshHeaders(request, keepReason: false))
                 let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)
-                pool.connection(to: route.meshPeer(of: lease.endpoint)).whenComplete { result in
+                pool.connection(to: peer).whenComplete { result in
                     let lease = bound.value
-                    guard case .success(let mesh) = result else {
+                    guard case .success(let upstream) = result else {
                         lease.finish(.failure)
                         return done(nil, .connectFailure)
                     }
-                    let half = SplicedStream(connection: mesh, streamID: nil, opener: nil, rewriteResponse: {
-                        MeshTranslation.withoutMeshHeaders($0, keepReason: true)
+                    // A peer node's `weft-reason` is for the app; a plain
+                    // endpoint cannot speak for weft.
+                    let half = SplicedStream(connection: upstream, streamID: nil, opener: nil, rewriteResponse: {
+                        MeshTranslation.withoutMeshHeaders($0, keepReason: meshed)
                     }, logger: logger)
                     do {
-                        half.opened(streamID: try mesh.openStream(headers: headers, endStream: endStream, handler: half))
+                        half.opened(streamID: try upstream.openStream(headers: headers, endStream: endStream, handler: half))
                         half.lease = lease
                         done(half, nil)
                     } catch {
@@ -202,7 +218,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         try sync.addHandler(HTTPResponseEncoder())
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
-        let handler = OutboundHTTPHandler(route: route, pool: services.meshPool, metrics: metrics, logger: logger)
+        let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger)
         try sync.addHandler(handler)
         services.track(handler)
         if services.draining { handler.drain() }
@@ -222,7 +238,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     /// target is held until the app connection closes.
     private func connect(_ downstream: Channel, to target: IPEndpoint, timeout: TimeAmount,
                          cluster: String?, peer: String, destination: IPEndpoint,
-                         initialBytes: ByteBuffer? = nil, lease: Lease? = nil) {
+                         initialBytes: ByteBuffer? = nil, lease: Lease? = nil, counted: Bool = true) {
         let direction = router.direction
         let metrics = self.metrics
         var logger = self.logger
@@ -233,11 +249,15 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         if let cluster { logger[metadataKey: "cluster"] = "\(cluster)" }
         let sessionLogger = logger
 
-        metrics.opened(direction)
+        if counted { metrics.opened(direction) }
         let held = lease.map { NIOLoopBound(HeldLease($0), eventLoop: downstream.eventLoop) }
         let (downstreamRelay, upstreamRelay) = RelayHandler.pair(downstreamClosed: { received, sent, reset in
             held?.value.finish(.success)
-            metrics.closed(direction, received: received, sent: sent)
+            if counted {
+                metrics.closed(direction, received: received, sent: sent)
+            } else {
+                metrics.countBytes(direction, received: received, sent: sent)
+            }
             if reset { metrics.counters(direction).resets.wrappingIncrement(ordering: .relaxed) }
             sessionLogger.debug("connection closed", metadata: [
                 "bytes_in": "\(received)", "bytes_out": "\(sent)", "reset": "\(reset)",
@@ -254,6 +274,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             downstream.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
 
+        upstreamRelay.firstBytes = initialBytes
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: downstream.eventLoop)
         ClientBootstrap(group: downstream.eventLoop)
             .connectTimeout(timeout)
@@ -267,11 +288,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             .connect(to: SocketAddress(target))
             .whenComplete { result in
                 switch result {
-                case .success(let upstream):
+                case .success:
                     sessionLogger.debug("connection relayed")
-                    if let initialBytes, initialBytes.readableBytes > 0 {
-                        upstream.writeAndFlush(initialBytes, promise: nil)
-                    }
                     downstream.setOption(.autoRead, value: true).whenFailure { _ in
                         downstream.close(promise: nil)
                     }

@@ -11,6 +11,13 @@ protocol HTTP1ResponseReceiver: AnyObject {
     func receiveFailure(_ error: Error)
     /// The upstream socket can take more request body (or cannot).
     func upstreamWritabilityChanged(_ writable: Bool)
+    /// One read of the upstream socket is handled: a moment to flush what
+    /// was passed on, once per read rather than once per part.
+    func receiveBatchEnded()
+}
+
+extension HTTP1ResponseReceiver {
+    func receiveBatchEnded() {}
 }
 
 enum HTTP1UpstreamError: Error, Equatable {
@@ -145,6 +152,11 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
             current?.receiveEnd(trailers)
             finishIfDone()
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        receiver?.receiveBatchEnded()
+        context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

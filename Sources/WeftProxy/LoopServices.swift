@@ -6,6 +6,8 @@ import WeftUpstream
 final class LoopServices {
     let upstreamPool: HTTP1UpstreamPool
     let meshPool: MeshConnectionPool
+    /// h2c connections to HTTP/2 apps and plain endpoints (not the mesh).
+    var appHTTP2Pool: MeshConnectionPool { meshListener.http2Pool }
     let meshListener: MeshListenerContext
     /// Mesh connections peers opened to this loop, told to GOAWAY on drain.
     private var accepted: [ObjectIdentifier: MeshConnection] = [:]

@@ -11,7 +11,7 @@ import WeftUpstream
 /// Flow control couples the two sockets: response bytes are consumed on
 /// the stream (reopening the peer's window) only once the app socket took
 /// them, and request body reads stop while the stream's queue is full.
-final class MeshOutboundExchange: MeshStreamHandler {
+final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// Weak: the app connection may be gone while stream events are still
     /// on their way; then there is nobody to answer.
     private weak var handler: OutboundHTTPHandler?
@@ -169,7 +169,7 @@ final class MeshOutboundExchange: MeshStreamHandler {
             lease?.responded()
             if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
             record.status = Int(response.status.code)
-            frame(&response)
+            ResponseFraming.frame(&response, for: head, keepAlive: &keepAlive, draining: handler?.draining == true)
             handler?.writeHead(response)
             if endStream { finish(trailers: nil) }
         case .trailers:
@@ -228,20 +228,6 @@ final class MeshOutboundExchange: MeshStreamHandler {
     }
 
     // MARK: endings
-
-    /// Keep-alive and framing for the app's HTTP version: an HTTP/1.0 app
-    /// gets a close-delimited body when no length is known.
-    private func frame(_ response: inout HTTPResponseHead) {
-        if handler?.draining == true { keepAlive = false }
-        let hasLength = response.headers.contains(name: "content-length")
-        let bodyless = head.method == .HEAD || response.status == .noContent || response.status == .notModified
-        if head.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }
-        if !keepAlive {
-            response.headers.replaceOrAdd(name: "connection", value: "close")
-        } else if head.version == .http1_0 {
-            response.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-        }
-    }
 
     private func finish(trailers: HTTPHeaders?) {
         responseDeadline = nil

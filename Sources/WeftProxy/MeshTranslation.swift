@@ -210,6 +210,13 @@ public enum MeshTranslation {
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
     static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
+        forEachEndToEnd(headers, dropping: extra) { fields.append(HTTP2Header($0, $1)) }
+    }
+
+    /// Calls `body` with every end-to-end header (lower-cased name, value):
+    /// not hop-by-hop, not named by `Connection`, not `weft-*` or
+    /// `proxy-*`, not `extra`; `TE` only as `trailers`.
+    static func forEachEndToEnd(_ headers: HTTPHeaders, dropping extra: String?, _ body: (String, String) -> Void) {
         // Headers the `Connection` header names are hop-by-hop too; most
         // messages have none, or only `keep-alive`/`close`.
         var named: [String] = []
@@ -230,13 +237,40 @@ public enum MeshTranslation {
             }
             if lower == "te" {
                 if value.split(separator: ",").contains(where: { $0.trimmingSpaces.lowercased() == "trailers" }) {
-                    fields.append(HTTP2Header("te", "trailers"))
+                    body("te", "trailers")
                 }
                 continue
             }
             if hopByHop.contains(lower) { continue }
-            fields.append(HTTP2Header(lower, value))
+            body(lower, value)
         }
+    }
+
+    // MARK: plain HTTP/1.1 endpoints (no weft there)
+
+    /// An app's request as it goes to a plain endpoint over a keep-alive
+    /// HTTP/1.1 connection of weft's: end-to-end headers only, the body's
+    /// framing kept (a length, or chunked), and a `Host` for HTTP/1.0
+    /// requests that had none.
+    static func relayRequest(_ head: HTTPRequestHead, endpoint: IPEndpoint) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 1)
+        forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
+        if !headers.contains(name: "content-length"),
+           head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
+            headers.add(name: "transfer-encoding", value: "chunked")
+        }
+        if !headers.contains(name: "host") { headers.add(name: "host", value: endpoint.description) }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+    }
+
+    /// A plain endpoint's response head for the app, in the app's version;
+    /// its framing is the app connection's encoder's to choose again.
+    static func relayResponse(_ head: HTTPResponseHead, version: HTTPVersion) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count)
+        forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
+        return HTTPResponseHead(version: version, status: head.status, headers: headers)
     }
 
     /// `keep-alive` or `close`, in any case: the connection options that

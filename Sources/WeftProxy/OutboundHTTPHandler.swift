@@ -51,11 +51,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let route: MeshRoute
-    private let pool: MeshConnectionPool
+    private let services: LoopServices
     let metrics: ProxyMetrics
     private let logger: Logger
     private var context: ChannelHandlerContext?
-    private var exchange: MeshOutboundExchange?
+    private var exchange: (any OutboundExchange)?
     /// The request timeout's one timer for this connection, not one per
     /// request: each exchange only records its deadline, and the timer,
     /// when it fires, re-arms itself for the exchange now in flight.
@@ -69,7 +69,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The current stream cannot take more body (or is not open yet).
     private var streamFull = false
     private var readHeld = false
-    private var readsPaused: Bool { streamFull || upgrade != nil || !waiting.isEmpty }
+    /// The connection is becoming a tunnel: the HTTP handlers are leaving.
+    private var tunnelling = false
+    private var readsPaused: Bool { streamFull || upgrade != nil || tunnelling || !waiting.isEmpty }
     /// The node is draining, or the app has finished sending: the response
     /// in flight says `Connection: close` and the connection closes after it.
     private(set) var draining = false
@@ -84,9 +86,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// which the connection becomes a CONNECT tunnel (holding the lease).
     private var upgrade: (head: HTTPRequestHead, lease: Lease)?
 
-    init(route: MeshRoute, pool: MeshConnectionPool, metrics: ProxyMetrics, logger: Logger) {
+    init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger) {
         self.route = route
-        self.pool = pool
+        self.services = services
         self.metrics = metrics
         self.logger = logger
     }
@@ -140,12 +142,21 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 upgrade = (head, lease)
                 return
             }
-            let peer = route.meshPeer(of: lease.endpoint)
-            let exchange = MeshOutboundExchange(handler: self, head: head, lease: lease,
-                                                cluster: route.cluster.name, logger: logger)
-            self.exchange = exchange
             let deadline = NIODeadline.now() + TimeAmount(route.cluster.config.timeouts.request)
-            exchange.start(pool: pool, peer: peer, deadline: deadline)
+            // Dispatch: a stream on the mesh connection to the endpoint's
+            // node, or the endpoint itself over pooled HTTP/1.1.
+            if route.cluster.isMeshed(lease.endpoint) {
+                let exchange = MeshOutboundExchange(handler: self, head: head, lease: lease,
+                                                    cluster: route.cluster.name, logger: logger)
+                self.exchange = exchange
+                exchange.start(pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint), deadline: deadline)
+            } else {
+                let exchange = PlainOutboundExchange(handler: self, head: head, lease: lease,
+                                                     cluster: route.cluster.name, logger: logger)
+                self.exchange = exchange
+                exchange.start(pool: services.upstreamPool,
+                               connectTimeout: TimeAmount(route.cluster.config.timeouts.connect), deadline: deadline)
+            }
             armDeadlineTimer(context: context, at: deadline)
         case .body(let buffer):
             exchange?.sendBody(buffer)
@@ -167,31 +178,45 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
     }
 
-    /// Carries an Upgrade request, and whatever the connection becomes, on
-    /// a CONNECT stream: the request head goes first as raw bytes, the
-    /// peer app's `101` comes back the same way. Once the bridge is in
-    /// place the HTTP handlers leave, the decoder last so that any bytes it
-    /// still holds reach the bridge.
+    /// Carries an Upgrade request, and whatever the connection becomes: on a
+    /// CONNECT stream to a meshed endpoint's node, or as a TCP relay to a
+    /// plain endpoint. The request head goes first as raw bytes, the app's
+    /// `101` comes back the same way. Once the tunnel is in place the HTTP
+    /// handlers leave, the decoder last so that any bytes it still holds
+    /// reach the tunnel.
     private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, lease: Lease) {
         var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
         for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
         text += "\r\n"
+        tunnelling = true
         let channel = context.channel
-        let logger = self.logger
-        do {
-            MeshTunnel.open(on: channel, pool: self.pool, peer: route.meshPeer(of: lease.endpoint), lease: lease,
-                            initialBytes: ByteBuffer(string: text), logger: logger) { channel in
-                let sync = channel.pipeline.syncOperations
-                sync.removeHandler(self, promise: nil)
-                if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
-                    sync.removeHandler(errors, promise: nil)
-                }
-                if let encoder = try? sync.handler(type: HTTPResponseEncoder.self) {
-                    sync.removeHandler(encoder, promise: nil)
-                }
-                if let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
-                    sync.removeHandler(decoder, promise: nil)
-                }
+        let removeHTTPHandlers = { (channel: Channel) in
+            let sync = channel.pipeline.syncOperations
+            sync.removeHandler(self, promise: nil)
+            if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
+                sync.removeHandler(errors, promise: nil)
+            }
+            if let encoder = try? sync.handler(type: HTTPResponseEncoder.self) {
+                sync.removeHandler(encoder, promise: nil)
+            }
+            if let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+                sync.removeHandler(decoder, promise: nil)
+            }
+        }
+        if route.cluster.isMeshed(lease.endpoint) {
+            MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint), lease: lease,
+                            initialBytes: ByteBuffer(string: text), logger: logger, installed: removeHTTPHandlers)
+        } else {
+            PlainTunnel.open(on: channel, lease: lease, head: ByteBuffer(string: text),
+                             timeout: TimeAmount(route.cluster.config.timeouts.connect), logger: logger,
+                             removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
+                guard let self else { return }
+                var record = RequestRecord(direction: .outbound, cluster: self.route.cluster.name,
+                                           endpoint: lease.endpoint)
+                record.status = ErrorReason.connectFailure.status
+                record.reason = .connectFailure
+                self.metrics.record(record)
+                self.respondWithError(.connectFailure, keepAlive: false, version: head.version)
             }
         }
     }
@@ -281,7 +306,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context?.flush()
     }
 
-    func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: MeshOutboundExchange) {
+    func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: any OutboundExchange) {
         guard let context else { return }
         if exchange === finished {
             exchange = nil
@@ -309,7 +334,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// An error response weft generates itself (SPEC §4: 502, 503, 504),
     /// with `weft-reason` saying why. The caller records the request.
     func respondWithError(_ reason: ErrorReason, keepAlive: Bool,
-                          version: HTTPVersion = .http1_1, finished: MeshOutboundExchange? = nil) {
+                          version: HTTPVersion = .http1_1, finished: (any OutboundExchange)? = nil) {
         writeHead(ErrorResponder.head(reason, version: version, keepAlive: keepAlive))
         writeBody(ErrorResponder.body(reason))
         if let finished {

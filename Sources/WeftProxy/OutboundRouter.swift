@@ -25,27 +25,23 @@ struct OutboundRouter: ConnectionRouter {
             let cluster = snapshot.upstreams[index]
             let timeout = TimeAmount(cluster.config.timeouts.connect)
             let config = cluster.config
-            // Meshed: detect what the app speaks, unless the cluster says, or
-            // the port is opaque (the server speaks first: no waiting for the
-            // client's bytes; straight onto a CONNECT stream). The endpoint
-            // is picked once the protocol tells where one is needed.
-            if config.mesh {
-                let known: DetectedProtocol? = if opaquePorts.contains(originalDestination.port) {
-                    .tcp
-                } else {
-                    switch config.protocol {
-                    case .http1: .http1
-                    case .http2: .http2
-                    case .tcp: .tcp
-                    case .auto: nil
-                    }
+            // Detect what the app speaks, unless the cluster says, or the
+            // port is opaque (the server speaks first: no waiting for the
+            // client's bytes). The endpoint is picked once the protocol
+            // tells where one is needed.
+            let known: DetectedProtocol? = if opaquePorts.contains(originalDestination.port) {
+                .tcp
+            } else {
+                switch config.protocol {
+                case .http1: .http1
+                case .http2: .http2
+                case .tcp: .tcp
+                case .auto: nil
                 }
-                return .mesh(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
-                                             connectTimeout: timeout, knownProtocol: known))
             }
-            if cluster.plan.endpoints.isEmpty && endpoint == nil { return .refuse(.noEndpoint) }
-            return .clusterRelay(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
-                                                 connectTimeout: timeout, knownProtocol: .tcp))
+            if cluster.plan.endpoints.isEmpty && endpoint == nil && known == .tcp { return .refuse(.noEndpoint) }
+            return .cluster(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
+                                            connectTimeout: timeout, knownProtocol: known))
         case .passthrough(let destination):
             return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)
         case .refused:

@@ -136,6 +136,13 @@ public final class ProxyMetrics: Sendable {
         counters.bytesSent.wrappingIncrement(by: sent, ordering: .relaxed)
     }
 
+    /// Bytes of a relay whose connection is counted elsewhere.
+    func countBytes(_ direction: Direction, received: Int, sent: Int) {
+        let counters = counters(direction)
+        counters.bytesReceived.wrappingIncrement(by: received, ordering: .relaxed)
+        counters.bytesSent.wrappingIncrement(by: sent, ordering: .relaxed)
+    }
+
     /// Mesh connections currently open, both roles.
     public var openMeshConnections: Int {
         meshConnections.client.load(ordering: .relaxed) + meshConnections.server.load(ordering: .relaxed)

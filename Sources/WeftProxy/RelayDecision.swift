@@ -7,13 +7,11 @@ enum RelayDecision: Sendable {
     /// Relay the bytes to `target`. `cluster` names the matched cluster,
     /// nil for passthrough or inbound delivery.
     case relay(to: IPEndpoint, connectTimeout: TimeAmount, cluster: String?)
-    /// A meshed cluster: detect the protocol; HTTP rides mesh streams (an
-    /// endpoint picked per request unless the app named `fixedEndpoint`),
-    /// anything else a CONNECT stream to an endpoint picked once.
-    case mesh(ClusterDecision)
-    /// A cluster whose endpoints do not run weft: relay the bytes to an
-    /// endpoint picked once for the connection.
-    case clusterRelay(ClusterDecision)
+    /// A cluster: detect the protocol (unless known); HTTP is balanced per
+    /// request (unless the app named `fixedEndpoint`), anything else once
+    /// per connection; meshed endpoints are reached over the mesh, plain
+    /// ones directly.
+    case cluster(ClusterDecision)
     /// Close the connection with a reset, counting the reason.
     case refuse(RefusalReason)
 }
@@ -32,7 +30,7 @@ extension RelayDecision: Equatable {
         switch (lhs, rhs) {
         case let (.relay(a, b, c), .relay(x, y, z)):
             return a == x && b == y && c == z
-        case let (.mesh(a), .mesh(b)), let (.clusterRelay(a), .clusterRelay(b)):
+        case let (.cluster(a), .cluster(b)):
             return a.cluster === b.cluster && a.fixedEndpoint == b.fixedEndpoint
                 && a.connectTimeout == b.connectTimeout && a.knownProtocol == b.knownProtocol
         case let (.refuse(a), .refuse(b)):

@@ -34,6 +34,13 @@ final class RelayHandler: ChannelDuplexHandler {
     /// whose connect failed reports nothing to its partner: the connect
     /// failure path answers the app (with a reset), not a clean close.
     private var wasActive = false
+    /// Bytes the app sent before this relay existed (read while detecting
+    /// its protocol): written first, once this side connects, before any
+    /// byte the partner reads from then on.
+    var firstBytes: ByteBuffer?
+    /// Read while the partner was still connecting (at most one read: reads
+    /// are held until the partner is writable); written once it is.
+    private var heldForPartner: [ByteBuffer] = []
 
     private init(onClose: @escaping (Int, Int, Bool) -> Void) {
         self.onClose = onClose
@@ -74,6 +81,17 @@ final class RelayHandler: ChannelDuplexHandler {
         if partner == nil || partner?.isGone == true {
             context.close(promise: nil)
         } else {
+            if let firstBytes, firstBytes.readableBytes > 0 {
+                bytesWritten += firstBytes.readableBytes
+                context.writeAndFlush(wrapOutboundOut(firstBytes), promise: nil)
+            }
+            firstBytes = nil
+            if let partner, !partner.heldForPartner.isEmpty {
+                let held = partner.heldForPartner
+                partner.heldForPartner = []
+                for buffer in held { writeFromPartner(buffer) }
+                context.flush()
+            }
             // The partner may have held a read while we were connecting.
             partner?.partnerBecameWritable()
         }
@@ -82,6 +100,10 @@ final class RelayHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         bytesRead += buffer.readableBytes
+        if let partner, !partner.wasActive {
+            heldForPartner.append(buffer)
+            return
+        }
         partner?.writeFromPartner(buffer)
     }
 

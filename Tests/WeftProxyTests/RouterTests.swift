@@ -17,6 +17,7 @@ final class OutboundRouterTests: XCTestCase {
                     endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:9090")!)],
                     timeouts: ClusterTimeouts(connect: .milliseconds(250))),
             Cluster(name: "empty", addresses: [IPEndpoint("198.19.0.11:80")!]),
+            Cluster(name: "empty-tcp", addresses: [IPEndpoint("198.19.0.11:81")!], protocol: .tcp),
         ])
         return OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
                               passthroughConnectTimeout: .seconds(5))
@@ -38,7 +39,7 @@ final class OutboundRouterTests: XCTestCase {
     }
 
     func testVIPGoesToItsClusterWithTheClusterTimeout() throws {
-        guard case .clusterRelay(let decision) = router().decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
+        guard case .cluster(let decision) = router().decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
                                                                  localAddress: listener) else {
             return XCTFail("expected a relay to the cluster")
         }
@@ -60,7 +61,7 @@ final class OutboundRouterTests: XCTestCase {
         var balancer: LoopBalancer?
         var counts: [String: Int] = [:]
         for _ in 0..<30 {
-            guard case .clusterRelay(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.12:80")!,
+            guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.12:80")!,
                                                                    localAddress: listener) else {
                 return XCTFail("expected a relay to the cluster")
             }
@@ -83,9 +84,16 @@ final class OutboundRouterTests: XCTestCase {
                        .refuse(.registryOnly))
     }
 
-    func testClusterWithoutEndpointsIsRefused() {
-        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.11:80")!, localAddress: listener),
+    /// TCP to a cluster with no endpoint is refused at once; HTTP is taken,
+    /// so that each request can be answered (503, no_endpoint).
+    func testClusterWithoutEndpoints() throws {
+        XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.11:81")!, localAddress: listener),
                        .refuse(.noEndpoint))
+        guard case .cluster(let decision) = router().decide(originalDestination: IPEndpoint("198.19.0.11:80")!,
+                                                            localAddress: listener) else {
+            return XCTFail("expected the cluster")
+        }
+        XCTAssertNil(LoopBalancer(plan: decision.cluster.plan).pick())
     }
 }
 
@@ -136,7 +144,7 @@ final class OutboundRouterMeshTests: XCTestCase {
                                     identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
                                     passthroughConnectTimeout: .seconds(5))
         router.opaquePorts = Configuration.defaultOpaquePorts
-        guard case .mesh(let decision) = router.decide(originalDestination: IPEndpoint(destination)!, localAddress: listener) else {
+        guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint(destination)!, localAddress: listener) else {
             return nil
         }
         return decision
@@ -162,7 +170,7 @@ final class OutboundRouterMeshTests: XCTestCase {
                                     identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
                                     passthroughConnectTimeout: .seconds(5))
         for _ in 0..<6 {
-            guard case .mesh(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
+            guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint("198.19.0.10:9090")!,
                                                           localAddress: listener) else { return XCTFail() }
             let loop = balancer ?? LoopBalancer(plan: decision.cluster.plan)
             balancer = loop

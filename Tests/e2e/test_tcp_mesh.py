@@ -4,6 +4,7 @@ the client's weft (outbound 15001), which matches the VIP to a cluster and
 connects to the backend pod, whose iptables hand it to that pod's weft
 (inbound 15006), which delivers it to the app over loopback."""
 
+import re
 import secrets
 
 import pytest
@@ -98,11 +99,15 @@ def test_half_close_and_backpressure_through_both_nodes(mesh):
 
 
 def test_endpoint_down_fails_without_hanging(mesh):
-    # The endpoint's pod has nothing on the port: the app gets an error
-    # (reset or closed), not a hang until its own timeout (curl exit 28).
-    res = mesh.client.curl(f"http://backend:{DOWN_PORT}/", timeout=30)
-    assert res.returncode != 0, res.stdout
-    assert res.returncode != 28, res.stderr
+    # The endpoint's pod has nothing on the port. The cluster is HTTP (its
+    # protocol detected), so the app gets weft's 502 at once (SPEC §4), not
+    # a hang until its own timeout. The backend pod's inbound listener takes
+    # the connection and resets it when its app is not there, so the reason
+    # is a reset (a pod without weft would give connect_failure).
+    res = mesh.client.curl(f"http://backend:{DOWN_PORT}/", "-D", "-", timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("HTTP/1.1 502"), res.stdout
+    assert re.search(r"weft-reason: (upstream_reset|connect_failure)", res.stdout), res.stdout
     ok = mesh.client.curl(f"http://backend:{HTTP_PORT}/")
     assert ok.returncode == 0, ok.stderr
 

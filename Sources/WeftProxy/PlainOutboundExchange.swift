@@ -1,0 +1,210 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import WeftCore
+import WeftUpstream
+
+/// One app request carried to a plain endpoint (one that runs no weft)
+/// over a pooled keep-alive HTTP/1.1 connection, and its response carried
+/// back (SPEC §5: per-endpoint `mesh`, plain HTTP endpoints).
+///
+/// Backpressure couples the sockets: request body reads stop while the
+/// endpoint's socket is full, and the response is read only while the app
+/// socket takes it.
+final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
+    /// Weak: the app connection may be gone while the upstream still talks.
+    private weak var handler: OutboundHTTPHandler?
+    private let head: HTTPRequestHead
+    private let target: TargetKey
+    private let logger: Logger
+    private let metrics: ProxyMetrics
+    private var lease: Lease?
+    private var outcome = LeaseOutcome.success
+    private var record: RequestRecord
+    private var upstream: HTTP1UpstreamConnection?
+    /// Request parts that came before the connection (reads are paused
+    /// meanwhile, so this holds at most one read's worth).
+    private var pending: [HTTPClientRequestPart] = []
+    private var responseStarted = false
+    private var keepAlive: Bool
+    private var done = false
+    private(set) var responseDeadline: NIODeadline?
+
+    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
+        self.handler = handler
+        self.head = head
+        self.target = TargetKey(endpoint: lease.endpoint)
+        self.lease = lease
+        self.logger = logger
+        self.metrics = handler.metrics
+        self.keepAlive = head.isKeepAlive
+        self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
+    }
+
+    /// Sends the request on an idle pooled connection, or a new one.
+    func start(pool: HTTP1UpstreamPool, connectTimeout: TimeAmount, deadline: NIODeadline) {
+        responseDeadline = deadline
+        let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint)
+        if let idle = pool.idleConnection(target) { return attach(idle, head: relayed) }
+        handler?.setReadsPaused(true)
+        let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        let metrics = self.metrics
+        pool.acquire(target, connectTimeout: connectTimeout).whenComplete { result in
+            let exchange = bound.value
+            switch result {
+            case .success(let connection):
+                exchange.attach(connection, head: relayed)
+            case .failure(let error):
+                if (error as? HTTP1UpstreamError) == .poolExhausted { metrics.limitHit(.upstreamPool) }
+                exchange.fail(.connectFailure)
+            }
+        }
+    }
+
+    private func attach(_ connection: HTTP1UpstreamConnection, head relayed: HTTPRequestHead) {
+        guard !done else { return connection.abandon() }
+        upstream = connection
+        connection.start(relayed, receiver: self)
+        let parts = pending
+        pending.removeAll()
+        for part in parts { write(part, to: connection) }
+        connection.flush()
+        handler?.setReadsPaused(!connection.isWritable)
+    }
+
+    // MARK: request, from the app
+
+    func sendBody(_ buffer: ByteBuffer) {
+        record.bytesIn += buffer.readableBytes
+        deliver(.body(.byteBuffer(buffer)))
+    }
+
+    func sendEnd(_ trailers: HTTPHeaders?) {
+        deliver(.end(trailers))
+    }
+
+    private func deliver(_ part: HTTPClientRequestPart) {
+        guard !done else { return }  // answered already: the connection closes
+        guard let upstream else { return pending.append(part) }
+        write(part, to: upstream)
+        upstream.flush()
+        handler?.setReadsPaused(!upstream.isWritable)
+    }
+
+    private func write(_ part: HTTPClientRequestPart, to upstream: HTTP1UpstreamConnection) {
+        switch part {
+        case .head: break
+        case .body(.byteBuffer(let buffer)): upstream.sendBody(buffer)
+        case .body: break
+        case .end(let trailers): upstream.sendEnd(trailers)
+        }
+    }
+
+    // MARK: HTTP1ResponseReceiver: the response, from the endpoint
+
+    func receiveHead(_ response: HTTPResponseHead) {
+        guard !done else { return }
+        var relayed = MeshTranslation.relayResponse(response, version: head.version)
+        if response.status.code < 200 {
+            // 100 Continue and friends go through as they are, unflushed.
+            handler?.writeHead(relayed)
+            return
+        }
+        responseStarted = true
+        responseDeadline = nil
+        lease?.responded()
+        record.status = Int(response.status.code)
+        ResponseFraming.frame(&relayed, for: head, keepAlive: &keepAlive, draining: handler?.draining == true)
+        handler?.writeHead(relayed)
+    }
+
+    func receiveBody(_ buffer: ByteBuffer) {
+        guard !done else { return }
+        record.bytesOut += buffer.readableBytes
+        handler?.writeBody(buffer)
+    }
+
+    func receiveBatchEnded() {
+        guard !done else { return }
+        handler?.flush()
+        // The app socket is full: stop reading the endpoint until it drains.
+        if handler?.appIsWritable == false { upstream?.setReading(false) }
+    }
+
+    func receiveEnd(_ trailers: HTTPHeaders?) {
+        guard !done else { return }
+        done = true
+        upstream = nil  // the connection goes back to the pool by itself
+        end()
+        handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
+    }
+
+    func receiveFailure(_ error: Error) {
+        upstream = nil
+        guard !done else { return }
+        if responseStarted {
+            logger.debug("plain endpoint broke mid-response", metadata: ["error": "\(error)"])
+            done = true
+            outcome = .failure
+            end()
+            handler?.abortResponse()
+        } else {
+            fail(.upstreamReset)
+        }
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        handler?.setReadsPaused(!writable)
+    }
+
+    // MARK: app side events
+
+    func appBecameWritable() {
+        upstream?.setReading(true)
+    }
+
+    func timedOut() {
+        guard !responseStarted else { return }
+        fail(.requestTimeout)
+    }
+
+    func appClosed() {
+        responseDeadline = nil
+        guard !done else { return }
+        done = true
+        upstream?.abandon()
+        upstream = nil
+        end()
+    }
+
+    // MARK: endings
+
+    private func fail(_ reason: ErrorReason) {
+        responseDeadline = nil
+        guard !done else { return }
+        done = true
+        upstream?.abandon()
+        upstream = nil
+        if reason.isEndpointFailure { outcome = .failure }
+        logger.debug("plain request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(target.endpoint)"])
+        if responseStarted {
+            end()
+            handler?.abortResponse()
+        } else {
+            record.status = reason.status
+            record.reason = reason
+            end()
+            // The request body may still be arriving: close after answering.
+            handler?.respondWithError(reason, keepAlive: false, version: head.version, finished: self)
+        }
+    }
+
+    /// The balancer hears how the attempt went and the request is
+    /// recorded; once.
+    private func end() {
+        responseDeadline = nil
+        lease?.finish(outcome)
+        lease = nil
+        metrics.record(record)
+    }
+}

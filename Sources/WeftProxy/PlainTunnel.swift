@@ -1,0 +1,60 @@
+import Logging
+import NIOCore
+import NIOPosix
+import WeftCore
+import WeftUpstream
+
+/// An HTTP/1.1 Upgrade (WebSocket) to a plain endpoint: weft connects to
+/// the endpoint, sends the request head as raw bytes, and from then on the
+/// app connection is a TCP relay (`RelayHandler` pair); the endpoint's
+/// `101` comes back as relayed bytes.
+///
+/// The app's reads are held until the relay is in place, and its HTTP
+/// handlers leave only then (the decoder last, so bytes it still holds
+/// reach the relay, whose partner is connected by that time).
+enum PlainTunnel {
+    static func open(on channel: Channel, lease: Lease, head: ByteBuffer, timeout: TimeAmount, logger: Logger,
+                     removeHTTPHandlers: @escaping (Channel) -> Void,
+                     failed: @escaping () -> Void) {
+        let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
+        let (downstream, upstream) = RelayHandler.pair(downstreamClosed: { _, _, _ in held.value.finish(.success) })
+        let relays = NIOLoopBound((downstream, upstream), eventLoop: channel.eventLoop)
+        let remove = NIOLoopBound(removeHTTPHandlers, eventLoop: channel.eventLoop)
+        let fail = NIOLoopBound(failed, eventLoop: channel.eventLoop)
+        ClientBootstrap(group: channel.eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { upstreamChannel in
+                upstreamChannel.eventLoop.makeCompletedFuture {
+                    try upstreamChannel.pipeline.syncOperations.addHandler(relays.value.1)
+                }
+            }
+            .connect(to: SocketAddress(lease.endpoint))
+            .whenComplete { result in
+                switch result {
+                case .success(let upstreamChannel):
+                    guard channel.isActive else {
+                        held.value.finish(.success)
+                        upstreamChannel.close(promise: nil)
+                        return
+                    }
+                    upstreamChannel.writeAndFlush(head, promise: nil)
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(relays.value.0)
+                    } catch {
+                        upstreamChannel.close(promise: nil)
+                        channel.close(promise: nil)
+                        return
+                    }
+                    remove.value(channel)
+                    channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+                    channel.read()
+                case .failure(let error):
+                    logger.debug("plain endpoint unreachable for upgrade", metadata: ["error": "\(error)"])
+                    held.value.finish(.failure)
+                    fail.value()
+                }
+            }
+    }
+}

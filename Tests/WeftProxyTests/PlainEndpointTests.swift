@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Foundation
+import XCTest
+import WeftConfig
+import WeftCore
+@testable import WeftProxy
+
+/// HTTP clusters whose endpoints run no weft (`mesh: false`, or a
+/// per-endpoint override): each request is balanced and carried over a
+/// pooled HTTP/1.1 connection to its endpoint, end to end in one process.
+final class PlainEndpointTests: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var apps: [Channel] = []
+
+    override func setUpWithError() throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        apps = try ["one", "two", "three"].map { name in
+            try ServerBootstrap(group: group)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(NamedHTTPApp(name: name))
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).wait()
+        }
+    }
+
+    override func tearDownWithError() throws {
+        for app in apps { try app.close().wait() }
+        try group.syncShutdownGracefully()
+    }
+
+    private func endpoints(mesh: [Bool?] = [nil, nil, nil]) throws -> [Endpoint] {
+        try zip(apps, mesh).map { app, mesh in
+            Endpoint(address: IPEndpoint(address: .loopbackV4, port: UInt16(try XCTUnwrap(app.localAddress?.port))),
+                     mesh: mesh)
+        }
+    }
+
+    private func node(_ endpoints: [Endpoint], meshPeer: UInt16? = nil) throws -> ProxyFixture {
+        let cluster = Cluster(name: "plain", addresses: [IPEndpoint("198.19.0.30:8080")!], mesh: false,
+                              endpoints: endpoints)
+        let node = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: meshPeer)
+        node.resolver.set(IPEndpoint("198.19.0.30:8080"))
+        return node
+    }
+
+    /// Sends `count` pipelined GETs on one connection; returns the names
+    /// that answered, in order, and the raw text.
+    private func requests(_ count: Int, port: Int, extra: String = "") -> (names: [String], text: String) {
+        let raw = (0..<count).map { "GET /\($0) HTTP/1.1\r\nHost: plain\r\n\(extra)\r\n" }.joined()
+        guard case .success(let fd) = rawConnect(port: port) else { return ([], "") }
+        defer { close(fd) }
+        _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= count {
+            let read = recv(fd, &buffer, buffer.count, 0)
+            if read <= 0 { break }
+            collected += buffer[..<read]
+        }
+        let text = String(decoding: collected, as: UTF8.self)
+        let names = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
+        return (names, text)
+    }
+
+    func testEachRequestOnAKeepAliveConnectionIsBalanced() throws {
+        let node = try node(try endpoints())
+        let (names, text) = requests(30, port: try node.port(.outbound), extra: "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Kept: 1\r\n")
+        XCTAssertEqual(names.count, 30, text)
+        var counts: [String: Int] = [:]
+        for name in names { counts[name, default: 0] += 1 }
+        XCTAssertEqual(counts, ["one": 10, "two": 10, "three": 10], "one connection, one loop: strict turns")
+        // In turn: each answer is from the endpoint after the previous one's.
+        let order = ["one", "two", "three"]
+        for (previous, next) in zip(names, names.dropFirst()) {
+            XCTAssertEqual(order[(order.firstIndex(of: previous)! + 1) % 3], next, "\(names)")
+        }
+        XCTAssertTrue(text.contains("x-kept=1"), text)
+        XCTAssertFalse(text.contains("x-hop="), "a header named by Connection crossed: \(text)")
+        XCTAssertEqual(node.server.metrics.meshStreams.client.load(ordering: .relaxed), 0, "no mesh on a plain cluster")
+        XCTAssertEqual(node.server.metrics.responses[.outbound]?[1].load(ordering: .relaxed), 30)
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
+    func testADownEndpointAnswers502AndTheOthersStillServe() throws {
+        var list = try endpoints()
+        list[1] = Endpoint(address: IPEndpoint(address: .loopbackV4, port: 1))  // nothing listens there
+        let node = try node(list)
+        let (names, text) = requests(3, port: try node.port(.outbound))
+        XCTAssertEqual(names.sorted(), ["one", "three"], text)
+        XCTAssertTrue(text.contains("502 Bad Gateway"), text)
+        XCTAssertTrue(text.contains("weft-reason: connect_failure"), text)
+        XCTAssertEqual(node.server.metrics.errorResponseCount(status: 502), 1)
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
+    /// A rollout that mixes nodes with and without weft: the endpoint
+    /// marked `mesh: true` is reached through its node's mesh listener, the
+    /// others directly.
+    func testPerEndpointMeshOverridesTheCluster() throws {
+        let receiver = try ProxyFixture(group: group)
+        let meshPort = UInt16(try XCTUnwrap(receiver.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let node = try node(try endpoints(mesh: [nil, true, nil]), meshPeer: meshPort)
+        let (names, text) = requests(9, port: try node.port(.outbound))
+        XCTAssertEqual(Set(names), ["one", "two", "three"], text)
+        XCTAssertEqual(node.server.metrics.meshStreams.client.load(ordering: .relaxed), 3, "only `two` rides the mesh")
+        XCTAssertEqual(receiver.server.metrics.meshStreams.server.load(ordering: .relaxed), 3)
+        XCTAssertNoThrow(try node.server.close().wait())
+        XCTAssertNoThrow(try receiver.server.close().wait())
+    }
+
+    func testUpgradeToAPlainEndpointBecomesARelay() throws {
+        let upgrading = try startServer(group: group) { UpgradeThenEchoHandler() }
+        defer { upgrading.close(promise: nil) }
+        let node = try node([Endpoint(address: IPEndpoint(address: .loopbackV4,
+                                                           port: UInt16(try XCTUnwrap(upgrading.localAddress?.port))))])
+        let client = CollectingHandler(eventLoop: group.next())
+        let channel = try XCTUnwrap(node.connect(to: .outbound, handler: client))
+        try channel.writeAndFlush(ByteBuffer(string:
+            "GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")).wait()
+        let deadline = NIODeadline.now() + .seconds(5)
+        while !String(decoding: client.bytes, as: UTF8.self).contains("\r\n\r\n"), NIODeadline.now() < deadline {
+            usleep(10_000)
+        }
+        try channel.writeAndFlush(ByteBuffer(string: "raw frames")).wait()
+        while !String(decoding: client.bytes, as: UTF8.self).hasSuffix("raw frames"), NIODeadline.now() < deadline {
+            usleep(10_000)
+        }
+        let text = String(decoding: client.bytes, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), text)
+        XCTAssertTrue(text.lowercased().contains("saw-upgrade: echo"), text)
+        XCTAssertTrue(text.hasSuffix("raw frames"), text)
+        try channel.close().wait()
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+}
+
+/// Answers every request with its name, the URI and the headers it saw
+/// (`name=value` lines), then `END`.
+private final class NamedHTTPApp: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let name: String
+    private var head: HTTPRequestHead?
+
+    init(name: String) { self.name = name }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body:
+            break
+        case .end:
+            guard let head else { return }
+            var text = "name=\(name)\nuri=\(head.uri)\n"
+            for (name, value) in head.headers { text += "\(name.lowercased())=\(value)\n" }
+            text += "END\n"
+            let headers = HTTPHeaders([("content-length", String(text.utf8.count))])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
