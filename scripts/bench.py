@@ -20,6 +20,11 @@ Only the VIP path is intercepted: the client pod runs `weft init
 paths reach the server pod's addresses untouched) and the server pod runs
 `weft init --exclude-inbound-ports` for the backend and the reference
 proxies' ports (weft's mesh port is never redirected anyway).
+
+`--soak` runs soak mode instead (class Soak, soak_main): no reference
+proxies; rounds of HTTP/1.1, HTTP/2 (h2c), CONNECT and plain-TCP traffic
+through a weft pair, with both nodes' RSS and open descriptors read after
+every round, into docs/benchmarks/soak.md and soak.json.
 """
 
 from __future__ import annotations
@@ -108,6 +113,17 @@ def rss_kib(pids: list[int]) -> int:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def fd_count(pids: list[int]) -> int:
+    """Open file descriptors of `pids`: the entries of /proc/<pid>/fd."""
+    total = 0
+    for p in pids:
+        try:
+            total += len(os.listdir(f"/proc/{p}/fd"))
         except OSError:
             pass
     return total
@@ -246,6 +262,62 @@ def start_haproxy(pod: weftlab.Pod, work: Path, name: str, frontend_bind: str, s
     return proc
 
 
+def write_htdocs(work: Path) -> Path:
+    """`work`/htdocs with the 1 KiB page `1k`, readable by nginx's and nghttpd's users."""
+    htdocs = work / "htdocs"
+    htdocs.mkdir(exist_ok=True)
+    (htdocs / "1k").write_bytes(PAGE_BODY)
+    htdocs.chmod(0o755)
+    (htdocs / "1k").chmod(0o644)
+    return htdocs
+
+
+def start_backend(pod: weftlab.Pod, work: Path, htdocs: Path, workers: int) -> weftlab.Proc:
+    """The backend app: Debian's nginx serving `htdocs` on BACKEND_PORT (keep-alive)."""
+    return start_nginx(pod, work, "nginx-backend", f"""
+    server {{
+        listen {BACKEND_PORT} reuseport backlog=4096;
+        root {htdocs};
+        location / {{ }}
+    }}""", workers, BACKEND_PORT)
+
+
+def start_redis(pod: weftlab.Pod, work: Path, bind: str) -> weftlab.Proc:
+    redis_dir = work / "redis"
+    redis_dir.mkdir(exist_ok=True)
+    proc = pod.spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", bind,
+                      "--protected-mode", "no", "--save", "", "--appendonly", "no",
+                      "--dir", str(redis_dir)], name="redis")
+    pod.wait_port(REDIS_PORT, proc=proc)
+    return proc
+
+
+def cluster(name: str, vip: str, port: int, endpoint_ip: str, protocol: str = "auto",
+            mesh: bool = True) -> dict:
+    """A weft cluster: one VIP, one endpoint (the server pod's address)."""
+    return {"name": name, "addresses": [f"{vip}:{port}"], "mesh": mesh, "protocol": protocol,
+            "lb": "round_robin", "endpoints": [{"address": f"{endpoint_ip}:{port}"}]}
+
+
+def h2load_summary(txt: str) -> dict | None:
+    """The counts and rate of an h2load run from its output (None when absent)."""
+    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", txt)
+    req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored, (\d+) timeout", txt)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", txt)
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", txt)
+    proto = re.search(r"Application protocol: (\S+)", txt)
+    if not (m and req and st):
+        return None
+    return {"rps": float(m.group(3)), "requests": int(req.group(3)),
+            "total": int(req.group(1)), "done": int(req.group(2)),
+            "failed": int(req.group(4)), "errored": int(req.group(5)),
+            "timeout": int(req.group(6)),
+            "status_2xx": int(st.group(1)), "status_5xx": int(st.group(4)),
+            "latency_mean": lat.group(3) if lat else None,
+            "protocol": proto.group(1) if proto else None}
+
+
 WRK_DONE = r"""
 function done(summary, latency, requests)
   local e = summary.errors
@@ -305,6 +377,64 @@ async def main():
 asyncio.run(main())
 """
 
+# Soak mode's opaque-TCP load: `total` request/response round trips to redis
+# (RESP `ECHO` of 1 KiB, the answer checked byte for byte), `per_conn` on each
+# connection before it is closed and a new one opened, `conc` connections at a
+# time; every connect and read waits at most 5 s and the whole run `limit` s.
+SOAK_TCP_CLIENT = r"""
+import asyncio, json, sys, time
+host, port, total, per_conn, conc, limit = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                            int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+payload = bytes(range(256)) * 4
+req = b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(payload), payload)
+want = b"$%d\r\n%s\r\n" % (len(payload), payload)
+st = {"left": total, "ok": 0, "failed": 0, "connections": 0, "errors": {}}
+def err(e):
+    k = type(e).__name__
+    st["errors"][k] = st["errors"].get(k, 0) + 1
+async def worker():
+    while st["left"] > 0:
+        n = min(per_conn, st["left"])
+        st["left"] -= n
+        done = 0
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+        except Exception as e:
+            err(e)
+            st["failed"] += n
+            continue
+        st["connections"] += 1
+        try:
+            for _ in range(n):
+                w.write(req)
+                if await asyncio.wait_for(r.readexactly(len(want)), 5) != want:
+                    raise ValueError("wrong echo")
+                done += 1
+        except Exception as e:
+            err(e)
+        finally:
+            st["ok"] += done
+            st["failed"] += n - done
+            w.close()
+            try:
+                await asyncio.wait_for(w.wait_closed(), 5)
+            except Exception:
+                pass
+async def main():
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(worker()) for _ in range(conc)]
+    _, pending = await asyncio.wait(tasks, timeout=limit)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    elapsed = time.monotonic() - t0
+    print("SOAKJSON " + json.dumps({
+        "requests": st["ok"], "failed": st["failed"] + st["left"], "connections": st["connections"],
+        "errors": st["errors"], "timed_out": bool(pending), "elapsed_s": round(elapsed, 3),
+        "rps": round(st["ok"] / elapsed, 1) if elapsed > 0 else 0}), flush=True)
+asyncio.run(main())
+"""
+
 
 # --------------------------------------------------------------------------
 
@@ -327,11 +457,7 @@ class Bench:
         self.client = client = lab.add_pod("client")
         self.server = server = lab.add_pod("server")
         sip = server.ip4
-        htdocs = work / "htdocs"
-        htdocs.mkdir()
-        (htdocs / "1k").write_bytes(PAGE_BODY)
-        htdocs.chmod(0o755)
-        (htdocs / "1k").chmod(0o644)
+        htdocs = write_htdocs(work)
         (work / "wrk-done.lua").write_text(WRK_DONE)
         (work / "wrk-rate.lua").write_text(WRK_RATE)
         (work / "idle_client.py").write_text(IDLE_CLIENT)
@@ -340,18 +466,8 @@ class Bench:
                 f.chmod(0o644)
 
         log("server pod: nginx backend (1 KiB file), redis-server, grpc_app.py, HAProxy, nginx")
-        self.backend = start_nginx(server, work, "nginx-backend", f"""
-    server {{
-        listen {BACKEND_PORT} reuseport backlog=4096;
-        root {htdocs};
-        location / {{ }}
-    }}""", a.backend_workers, BACKEND_PORT)
-        redis_dir = work / "redis"
-        redis_dir.mkdir()
-        self.redis = server.spawn(["redis-server", "--port", str(REDIS_PORT), "--bind", "0.0.0.0",
-                                   "--protected-mode", "no", "--save", "", "--appendonly", "no",
-                                   "--dir", str(redis_dir)], name="redis")
-        server.wait_port(REDIS_PORT, proc=self.redis)
+        self.backend = start_backend(server, work, htdocs, a.backend_workers)
+        self.redis = start_redis(server, work, "0.0.0.0")
         self.grpc = server.spawn([PY, str(APPS / "grpc_app.py"), "--port", str(GRPC_PORT)],
                                  name="grpc_app")
         server.wait_port(GRPC_PORT, proc=self.grpc)
@@ -383,16 +499,12 @@ class Bench:
                     ",".join(str(p) for p in (BACKEND_PORT, HAPROXY_SERVER_PORT, NGINX_SERVER_PORT,
                                               REDIS_PORT, GRPC_PORT)))
         self.weft_s = server.start_weft({"node": {"id": "server"}}, log_level="warning")
-
-        def cluster(name, vip, port, protocol="auto"):
-            return {"name": name, "addresses": [f"{vip}:{port}"], "mesh": True, "protocol": protocol,
-                    "lb": "round_robin", "endpoints": [{"address": f"{sip}:{port}"}]}
         self.weft_c = client.start_weft({
             "node": {"id": "client"},
             "outbound_policy": "allow_any",
-            "clusters": [cluster("web", WEB_VIP, BACKEND_PORT),
-                         cluster("redis", REDIS_VIP, REDIS_PORT, "tcp"),
-                         cluster("grpc", GRPC_VIP, GRPC_PORT)],
+            "clusters": [cluster("web", WEB_VIP, BACKEND_PORT, sip),
+                         cluster("redis", REDIS_VIP, REDIS_PORT, sip, "tcp"),
+                         cluster("grpc", GRPC_VIP, GRPC_PORT, sip)],
         }, log_level="warning")
 
         self.urls = {
@@ -696,20 +808,10 @@ class Bench:
                                            "-H", "te: trailers",
                                            f"http://{hosts[path]}:{GRPC_PORT}/weft.Echo/Unary"],
                                           check=False, timeout=120)
-                    txt = res.stdout
-                    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", txt)
-                    req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
-                                    r"(\d+) failed, (\d+) errored, (\d+) timeout", txt)
-                    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", txt)
-                    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", txt)
-                    if not (m and req and st):
-                        raise weftlab.LabError(f"h2load {path}: {txt}\n{res.stderr}")
-                    return {"rps": float(m.group(3)), "requests": int(req.group(3)),
-                            "total": int(req.group(1)), "done": int(req.group(2)),
-                            "failed": int(req.group(4)), "errored": int(req.group(5)),
-                            "timeout": int(req.group(6)),
-                            "status_2xx": int(st.group(1)), "status_5xx": int(st.group(4)),
-                            "latency_mean": lat.group(3) if lat else None}
+                    out = h2load_summary(res.stdout)
+                    if out is None:
+                        raise weftlab.LabError(f"h2load {path}: {res.stdout}\n{res.stderr}")
+                    return out
                 self.procs["_tmp"] = {"direct": {}, "weft": self.procs["weft"]}[path]
                 r = self.measured("_tmp", run)
                 self.procs.pop("_tmp")
@@ -746,6 +848,392 @@ class Bench:
 
 
 # --------------------------------------------------------------------------
+# Soak mode (--soak): rounds of the same traffic through one weft pair,
+# RSS and open file descriptors of both nodes after every round.
+
+H2_VIP, TCP_VIP = "198.19.0.13", "198.19.0.14"
+H2_PORT = 8082
+SOAK_KINDS = {
+    "http1": "HTTP/1.1 app → HTTP/2 mesh → HTTP/1.1 to nginx",
+    "h2": "HTTP/2 app (prior-knowledge h2c) → mesh → h2c to nghttpd",
+    "connect": "opaque TCP (redis) on a CONNECT stream of the mesh",
+    "tcp": "opaque TCP (redis) relayed as plain TCP (mesh: false)",
+}
+
+
+class Soak(Bench):
+    """The lab of the regular bench cut down to weft: client pod (load
+    generators, weft) and server pod (nginx, nghttpd, redis-server, weft);
+    no HAProxy, no nginx pair, no direct path. Each kind of traffic gets a
+    fresh pair of weft nodes, a reading before any traffic (round 0), then
+    `--soak-rounds` rounds of `--soak-requests` requests, each followed by a
+    pause (`--soak-pause`, so closed connections are reaped) and a reading of
+    both nodes' RSS and open descriptors."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(args)
+        self.results = {"kinds": {}, "problems": []}
+
+    def setup(self, lab: weftlab.Lab) -> None:
+        a = self.args
+        self.lab = lab
+        self.work = work = lab.workdir
+        self.client = client = lab.add_pod("client")
+        self.server = server = lab.add_pod("server")
+        sip = server.ip4
+        htdocs = write_htdocs(work)
+        (work / "soak_tcp_client.py").write_text(SOAK_TCP_CLIENT)
+        (work / "soak_tcp_client.py").chmod(0o644)
+        # Ephemeral ports: every round of the TCP kinds opens and closes
+        # requests/per-conn connections; both pods may reuse TIME-WAIT ones.
+        for pod in (client, server):
+            weftlab.Lab._sysctl(pod.ns, "net.ipv4.tcp_tw_reuse", "1")
+
+        log("server pod: nginx (1 KiB file) :8080, nghttpd --no-tls :8082, redis-server on 127.0.0.1:6379")
+        self.backend = start_backend(server, work, htdocs, a.backend_workers)
+        self.nghttpd = server.spawn(["nghttpd", "--no-tls", "-d", str(htdocs), str(H2_PORT)],
+                                    name="nghttpd")
+        server.wait_port(H2_PORT, proc=self.nghttpd)
+        self.redis = start_redis(server, work, "127.0.0.1")
+        # Both pods intercepted whole (no exclusions): the client pod's load
+        # reaches VIPs only through weft; the server pod's inbound plain TCP
+        # (the `tcp` kind) goes through its weft's inbound listener.
+        client.init()
+        server.init()
+        self.client_config = {
+            "node": {"id": "client"},
+            "outbound_policy": "allow_any",
+            "clusters": [cluster("web", WEB_VIP, BACKEND_PORT, sip),
+                         cluster("h2", H2_VIP, H2_PORT, sip),
+                         cluster("redis-connect", REDIS_VIP, REDIS_PORT, sip, "tcp"),
+                         cluster("redis-tcp", TCP_VIP, REDIS_PORT, sip, "tcp", mesh=False)],
+        }
+        self.weft_c = self.weft_s = None
+
+    def start_nodes(self) -> None:
+        """A fresh pair of weft nodes (the old pair, if any, stopped with SIGTERM)."""
+        for name, pod in (("client", self.client), ("server", self.server)):
+            if pod.weft is not None:
+                rc = pod.stop_weft()
+                if rc != 0:
+                    self.results["problems"].append(f"weft {name} exited {rc} on SIGTERM")
+        self.weft_s = self.server.start_weft({"node": {"id": "server"}}, log_level="warning")
+        self.weft_c = self.client.start_weft(self.client_config, log_level="warning")
+        self.procs = {"weft": {"weft-client": self.weft_c.pid, "weft-server": self.weft_s.pid}}
+
+    def check_alive(self) -> None:
+        for name, proc in (("weft-client", self.weft_c), ("weft-server", self.weft_s),
+                           ("nginx-backend", self.backend), ("nghttpd", self.nghttpd),
+                           ("redis-server", self.redis)):
+            if not proc.alive():
+                raise weftlab.LabError(f"{name} died (exit {proc.popen.poll()})\n{proc.log()[-3000:]}")
+
+    def reading(self) -> dict:
+        """RSS (KiB, VmRSS) and open descriptors of both nodes, then a few of their counters."""
+        out = {}
+        for role, proc in (("client", self.weft_c), ("backend", self.weft_s)):
+            pids = proc_tree(proc.pid)
+            out[f"{role}_rss_kib"] = rss_kib(pids)
+            out[f"{role}_fds"] = fd_count(pids)
+        c, s = self.client.metrics_text(), self.server.metrics_text()
+        mv = weftlab.metric_value
+        out["metrics"] = {
+            "client_mesh_streams": mv(c, "weft_mesh_streams_total", role="client"),
+            "client_mesh_connections": mv(c, "weft_mesh_connections", role="client"),
+            "client_tcp_outbound_total": mv(c, "weft_tcp_connections_total", direction="outbound"),
+            "client_tcp_outbound_active": mv(c, "weft_tcp_connections_active", direction="outbound"),
+            "backend_mesh_streams": mv(s, "weft_mesh_streams_total", role="server"),
+            "backend_tcp_inbound_total": mv(s, "weft_tcp_connections_total", direction="inbound"),
+            "backend_tcp_inbound_active": mv(s, "weft_tcp_connections_active", direction="inbound"),
+        }
+        return out
+
+    def load(self, kind: str) -> dict:
+        """One round of `kind`: --soak-requests requests, bounded in count and time."""
+        a = self.args
+        n, limit = a.soak_requests, a.soak_round_timeout
+        if kind in ("http1", "h2"):
+            conns = a.soak_connections if kind == "http1" else a.soak_h2_connections
+            cmd = ["h2load", "-n", str(n), "-c", str(conns), "-T", "20", "-N", "20"]
+            if kind == "http1":
+                cmd += ["--h1", f"http://{WEB_VIP}:{BACKEND_PORT}/1k"]
+            else:
+                cmd += ["-m", "10", f"http://{H2_VIP}:{H2_PORT}/1k"]
+            res = self.client.run(cmd, check=False, timeout=limit)
+            out = h2load_summary(res.stdout)
+            want = "http/1.1" if kind == "http1" else "h2c"
+            if out is None or out["protocol"] != want:
+                raise weftlab.LabError(f"h2load {kind}: {res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+            out["failed_total"] = out["total"] - out["status_2xx"]
+            out["connections"] = conns
+            out["elapsed_s"] = round(out["requests"] / out["rps"], 3) if out["rps"] else None
+            return out
+        vip = REDIS_VIP if kind == "connect" else TCP_VIP
+        res = self.client.run([PY, str(self.work / "soak_tcp_client.py"), vip, str(REDIS_PORT), str(n),
+                               str(a.soak_per_conn), str(a.soak_connections), str(max(1, limit - 15))],
+                              check=False, timeout=limit)
+        m = re.search(r"^SOAKJSON (\{.*\})$", res.stdout, re.M)
+        if res.returncode != 0 or not m:
+            raise weftlab.LabError(f"soak tcp client {kind} ({res.returncode}): {res.stdout[-2000:]}\n"
+                                   f"{res.stderr[-2000:]}")
+        out = json.loads(m.group(1))
+        out["failed_total"] = out["failed"]
+        return out
+
+    def check_path(self, kind: str, before: dict, after: dict, load: dict) -> None:
+        """After round 1: the traffic took the path the kind names."""
+        d = {k: after["metrics"][k] - before["metrics"][k] for k in after["metrics"]}
+        if kind in ("http1", "h2"):
+            ok = d["client_mesh_streams"] >= load["requests"] and d["backend_mesh_streams"] >= load["requests"]
+        elif kind == "connect":
+            ok = d["client_mesh_streams"] >= load["connections"]
+        else:
+            ok = (d["client_mesh_streams"] == 0 and d["client_tcp_outbound_total"] >= load["connections"]
+                  and d["backend_tcp_inbound_total"] >= load["connections"])
+        if not ok:
+            raise weftlab.LabError(f"{kind}: round 1 did not take the expected path; counter deltas {d}, "
+                                   f"load {load}")
+
+    def run_kind(self, kind: str) -> None:
+        a = self.args
+        log(f"{kind}: {SOAK_KINDS[kind]}; fresh weft nodes")
+        self.start_nodes()
+        time.sleep(a.soak_pause)
+        base = self.reading()
+        rounds = [{"round": 0, **base}]
+        entry = {"description": SOAK_KINDS[kind], "rounds": rounds}
+        self.results["kinds"][kind] = entry
+        log(f"{kind} round 0 (no traffic yet): client {base['client_rss_kib']} kB {base['client_fds']} fds, "
+            f"backend {base['backend_rss_kib']} kB {base['backend_fds']} fds")
+        for rnd in range(1, a.soak_rounds + 1):
+            load = self.load(kind)
+            self.check_alive()
+            time.sleep(a.soak_pause)
+            r = {"round": rnd, **self.reading(), "load": load}
+            rounds.append(r)
+            if rnd == 1:
+                self.check_path(kind, base, r, load)
+            if load["failed_total"]:
+                self.results["problems"].append(f"{kind} round {rnd}: {load['failed_total']} of "
+                                                f"{a.soak_requests} requests failed ({load})")
+            log(f"{kind} round {rnd}: {load['requests']} ok, {load['failed_total']} failed, "
+                f"{load['rps']:.0f} req/s; client {r['client_rss_kib']} kB {r['client_fds']} fds, "
+                f"backend {r['backend_rss_kib']} kB {r['backend_fds']} fds")
+        n_problems = len(self.results["problems"])
+        self.weft_health()
+        entry["weft_metrics"] = self.results.pop("weft_metrics")
+        self.results["problems"][n_problems:] = [f"{kind}: {p}" for p in self.results["problems"][n_problems:]]
+        entry["growth"] = soak_growth(rounds)
+
+
+def soak_growth(rounds: list[dict]) -> dict:
+    """Per node: change from round 1 to the last round (round 0 is before any
+    traffic, so its step up is warm-up: pools, buffers, allocator arenas),
+    and whether it rose at every round after round 1."""
+    out = {}
+    loaded = [r for r in rounds if r["round"] >= 1]
+    for role in ("client", "backend"):
+        for what in ("rss_kib", "fds"):
+            vals = [r[f"{role}_{what}"] for r in loaded]
+            if not vals:
+                continue
+            steps = [b - a for a, b in zip(vals, vals[1:])]
+            out[f"{role}_{what}"] = {"first": vals[0], "last": vals[-1], "change": vals[-1] - vals[0],
+                                     "rose_every_round": bool(steps) and all(x > 0 for x in steps)}
+    return out
+
+
+def soak_verdicts(kind: str, g: dict, requests_after_round1: int,
+                  conns_after_round1: int) -> tuple[list[str], list[str]]:
+    """Plain-words (findings, notes). Findings: any rise in descriptors from
+    round 1 to the last; RSS up by more than 1 MiB, or by more than 256 kB
+    rising at every round. Notes: smaller RSS rises that still came at every
+    round, with the bytes per request they amount to."""
+    findings, notes = [], []
+    for role in ("client", "backend"):
+        f = g.get(f"{role}_fds")
+        if f and f["change"] > 0:
+            findings.append(f"{kind}: {role} node's open descriptors grew from {f['first']} (round 1) to "
+                            f"{f['last']} (last round)")
+        m = g.get(f"{role}_rss_kib")
+        if not m or m["change"] <= 0:
+            continue
+        per = []
+        if requests_after_round1:
+            per.append(f"{m['change'] * 1024 / requests_after_round1:.2f} bytes per request")
+        if conns_after_round1:
+            per.append(f"{m['change'] * 1024 / conns_after_round1:,.0f} bytes per app connection")
+        text = (f"{kind}: {role} node's RSS went from {m['first']:,} kB (round 1) to {m['last']:,} kB "
+                f"(+{m['change']:,} kB{', rising at every round' if m['rose_every_round'] else ''}"
+                + "".join(f"; {x}" for x in per) + ")")
+        if m["change"] > 1024 or (m["rose_every_round"] and m["change"] > 256):
+            findings.append(text)
+        elif m["rose_every_round"]:
+            notes.append(text)
+    return findings, notes
+
+
+def soak_kind_verdicts(kind: str, v: dict) -> tuple[list[str], list[str]]:
+    rounds = [r for r in v["rounds"] if r["round"] >= 2]
+    return soak_verdicts(kind, v.get("growth", {}), sum(r["load"]["requests"] for r in rounds),
+                         sum(r["load"].get("connections", 0) for r in rounds))
+
+
+def soak_report(env: dict, args: argparse.Namespace, res: dict, runtime: float) -> str:
+    L = []
+    a = L.append
+    a("# Soak")
+    a("")
+    a("Written by `scripts/bench --soak` — do not edit by hand; rerun it. Does weft's memory or "
+      "descriptor count grow with traffic? Each kind of traffic runs through a client weft node and a "
+      "backend weft node in rounds; after every round (and a "
+      f"{args.soak_pause:g} s pause, so closed connections are reaped) the RSS (`VmRSS` of "
+      "`/proc/<pid>/status`, kB) and the open file descriptors (entries of `/proc/<pid>/fd`) of both "
+      "nodes are read. Round 0 is the reading of a fresh pair before any traffic; each kind gets a "
+      "fresh pair. The regular bench (`scripts/bench`, [../benchmarks.md](../benchmarks.md)) compares "
+      "weft with HAProxy and nginx; this page does not.")
+    a("")
+    a("## What was run")
+    a("")
+    a(f"{args.soak_rounds} rounds × {args.soak_requests:,} requests per kind, in two weftlab pods "
+      "(network namespaces): `client` 198.18.0.2 runs the load generator and weft, `server` 198.18.0.3 "
+      "runs the apps and weft; `weft init` in both pods (no exclusions), nodes at log level warning.")
+    a("")
+    a("| kind | path | load per round |")
+    a("| --- | --- | --- |")
+    a(f"| http1 | VIP {WEB_VIP}:{BACKEND_PORT} → client weft → HTTP/2 mesh → backend weft → HTTP/1.1 "
+      f"keep-alive → nginx (1 KiB file) | `h2load --h1 -n {args.soak_requests} -c {args.soak_connections}` |")
+    a(f"| h2 | VIP {H2_VIP}:{H2_PORT} → client weft (h2 detected) → mesh streams → backend weft → h2c → "
+      f"`nghttpd --no-tls` (1 KiB file) | `h2load -n {args.soak_requests} -c {args.soak_h2_connections} -m 10` "
+      "(prior-knowledge h2c) |")
+    a(f"| connect | VIP {REDIS_VIP}:{REDIS_PORT}, cluster `mesh: true`, `protocol: tcp` → a CONNECT stream "
+      "per connection on the mesh → backend weft → redis-server on 127.0.0.1 | "
+      f"{args.soak_requests:,} RESP `ECHO` round trips of 1 KiB, {args.soak_per_conn} per connection "
+      f"({args.soak_requests // args.soak_per_conn:,} connections), {args.soak_connections} at a time |")
+    a(f"| tcp | VIP {TCP_VIP}:{REDIS_PORT}, cluster `mesh: false`, `protocol: tcp` → plain TCP relay → "
+      "backend pod's inbound redirect → backend weft (:15006) → redis-server on 127.0.0.1 | as `connect` |")
+    a("")
+    a("The `connect` and `tcp` load is a bounded asyncio client in `scripts/bench.py` (`SOAK_TCP_CLIENT`) "
+      "that checks every echo byte for byte. After round 1 the run checks weft's counters to make sure "
+      "the traffic took the named path (mesh streams for http1, h2 and connect; none for tcp, whose "
+      "connections the backend node counts as inbound).")
+    a("")
+    findings, notes = [], []
+    for kind, v in res["kinds"].items():
+        a(f"## {kind}: {v['description']}")
+        a("")
+        a("| round | requests ok | failed | req/s | client RSS kB | client fds | backend RSS kB | backend fds |")
+        a("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in v["rounds"]:
+            ld = r.get("load")
+            a(f"| {r['round']}{' (before)' if r['round'] == 0 else ''} | "
+              f"{fmt(ld['requests']) if ld else '–'} | {ld['failed_total'] if ld else '–'} | "
+              f"{fmt(ld['rps']) if ld else '–'} | {r['client_rss_kib']:,} | {r['client_fds']} | "
+              f"{r['backend_rss_kib']:,} | {r['backend_fds']} |")
+        a("")
+        g = v.get("growth", {})
+        if g:
+            a("From round 1 to round " + str(v["rounds"][-1]["round"]) + ": " + "; ".join(
+                f"{role} RSS {g[f'{role}_rss_kib']['change']:+,} kB, fds {g[f'{role}_fds']['change']:+}"
+                for role in ("client", "backend")) + ".")
+            a("")
+        f, n = soak_kind_verdicts(kind, v)
+        findings += f
+        notes += n
+    a("## Findings")
+    a("")
+    a("Compared from round 1 to the last round (round 0 → 1 is warm-up: mesh connections, pools, "
+      "buffers, allocator arenas). Flagged: any rise in open descriptors; RSS up by more than 1 MiB, or "
+      "by more than 256 kB rising at every round."
+      + (f" For scale, a leak of one 16-byte allocation per request would add "
+         f"{16 * args.soak_requests * (args.soak_rounds - 1) / 2**20:.1f} MiB over rounds 2–{args.soak_rounds}."
+         if args.soak_rounds >= 2 else ""))
+    a("")
+    if findings:
+        for f in findings:
+            a(f"- **{f}**")
+    else:
+        a("- Nothing flagged: no descriptor growth, and no RSS growth above those thresholds, on either "
+          "node, for any kind.")
+    for n in notes:
+        a(f"- Below the thresholds but rising at every round: {n}")
+    a("")
+    if res["problems"]:
+        a("Problems seen in this run:")
+        a("")
+        for p in res["problems"]:
+            a(f"- {p}")
+        a("")
+    a("## Machine")
+    a("")
+    a("| | |")
+    a("| --- | --- |")
+    a(f"| date | {env['date']} |")
+    a(f"| weft revision | {env.get('revision', '?')} (release build) |")
+    a(f"| CPU | {env['cpu']} × {env['nproc']} (nproc) |")
+    a(f"| kernel | {env['kernel']} |")
+    a(f"| memory | {env['memory_gib']} GiB |")
+    for k in ("weft", "nginx", "h2load", "redis-benchmark", "python"):
+        a(f"| {k if k != 'redis-benchmark' else 'redis'} | {env['tools'].get(k, '?')} |")
+    a(f"| soak runtime | {runtime:.0f} s |")
+    a("")
+    a("Raw figures of every round, with weft's counters: [`soak.json`](soak.json). Rerun: "
+      "`sudo scripts/bench --soak` (`--soak-rounds`, `--soak-requests`; `scripts/bench --help`).")
+    a("")
+    return "\n".join(L)
+
+
+def soak_main(args: argparse.Namespace) -> int:
+    for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is missing (scripts/install-deps installs it)", file=sys.stderr)
+            return 1
+    kinds = [k for k in args.soak_kinds.split(",") if k]
+    unknown = [k for k in kinds if k not in SOAK_KINDS]
+    if unknown or not kinds or args.soak_rounds < 1 or args.soak_requests < 1 or args.soak_per_conn < 1:
+        print(f"bench: --soak-kinds takes {','.join(SOAK_KINDS)}; rounds, requests and per-conn >= 1",
+              file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    env = machine_info()
+    log(f"soak: {args.soak_rounds} rounds x {args.soak_requests} requests of {', '.join(kinds)}; "
+        f"{env['cpu']} x{env['nproc']}; weft {env['tools']['weft']} ({env['revision']})")
+    weftlab.cleanup_stale()
+    soak = Soak(args)
+    failed = None
+    with weftlab.Lab() as lab:
+        try:
+            soak.setup(lab)
+            for kind in kinds:
+                soak.run_kind(kind)
+        except Exception as e:  # noqa: BLE001 - report, tear down, exit 1
+            failed = f"{type(e).__name__}: {e}" if not isinstance(e, weftlab.LabError) else str(e)
+            log(f"FAILED: {failed}")
+            for name, text in lab.logs().items():
+                if "weft" in name:
+                    print(f"--- {name} (tail) ---\n" + "\n".join(text.splitlines()[-30:]), flush=True)
+    runtime = time.monotonic() - t0
+    out = Path(args.out) / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    verdicts = [soak_kind_verdicts(k, v) for k, v in soak.results["kinds"].items() if "growth" in v]
+    raw = {"machine": env, "args": vars(args), "runtime_s": round(runtime, 1),
+           "findings": [f for fs, _ in verdicts for f in fs], "notes": [n for _, ns in verdicts for n in ns],
+           **soak.results}
+    if failed:
+        raw["problems"].append("soak aborted: " + failed.splitlines()[0])
+        (out / "soak-failed-run.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+        log(f"aborted after {runtime:.0f} s; raw figures in {out / 'soak-failed-run.json'}")
+        return 1
+    (out / "soak.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    md = soak_report(env, args, soak.results, runtime)
+    (out / "soak.md").write_text(md)
+    print()
+    print(md)
+    log(f"wrote {out / 'soak.md'}, {out / 'soak.json'} in {runtime:.0f} s")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # Environment and report
 
 
@@ -765,8 +1253,15 @@ def machine_info() -> dict:
         m = re.search(pat, txt)
         return m.group(1) if m else txt.splitlines()[0] if txt else "?"
 
-    rev = ver(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], r"(\S+)")
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "Sources", "Package.swift"],
+    # The checkout the binary was built in (WEFT_BIN may live in another worktree), else this one.
+    src = REPO
+    if os.environ.get("WEFT_BIN"):
+        top = subprocess.run(["git", "-C", str(Path(os.environ["WEFT_BIN"]).resolve().parent),
+                              "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=20)
+        if top.returncode == 0 and top.stdout.strip():
+            src = Path(top.stdout.strip())
+    rev = ver(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], r"(\S+)")
+    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "Sources", "Package.swift"],
                            capture_output=True, text=True, timeout=20).stdout.strip()
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1173,7 +1668,9 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
         a("![throughput and added latency per path](benchmarks/chart.png)")
         a("")
     a("Raw figures of every round: [`benchmarks/results.json`](benchmarks/results.json). "
-      "Rerun: `sudo scripts/bench` (`scripts/bench --help` for the knobs).")
+      "Rerun: `sudo scripts/bench` (`scripts/bench --help` for the knobs). Soak mode, RSS and open "
+      "descriptors of both weft nodes over rounds of each kind of traffic: `sudo scripts/bench --soak`, "
+      "[`benchmarks/soak.md`](benchmarks/soak.md).")
     a("")
     return "\n".join(L)
 
@@ -1195,9 +1692,26 @@ def main() -> int:
     ap.add_argument("--grpc-requests", type=int, default=3000)
     ap.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md and benchmarks/ go")
     ap.add_argument("--skip", default="", help="comma list of: latency,idle,redis,grpc,profile,syscalls,micro")
+    ap.add_argument("--soak", action="store_true",
+                    help="soak mode instead of the comparison: rounds of each kind of traffic through "
+                         "a weft pair, RSS and open fds of both nodes after every round; writes "
+                         "benchmarks/soak.md and soak.json (no HAProxy/nginx, no micro-benchmarks)")
+    ap.add_argument("--soak-rounds", type=int, default=4)
+    ap.add_argument("--soak-requests", type=int, default=40000, help="requests per round and kind")
+    ap.add_argument("--soak-kinds", default=",".join(SOAK_KINDS), help="comma list of: " + ",".join(SOAK_KINDS))
+    ap.add_argument("--soak-connections", type=int, default=16,
+                    help="concurrent app connections (http1, connect, tcp)")
+    ap.add_argument("--soak-h2-connections", type=int, default=4,
+                    help="h2 app connections per round (h2load -c; 10 streams each at a time)")
+    ap.add_argument("--soak-per-conn", type=int, default=20,
+                    help="round trips per connection before it is closed (connect, tcp)")
+    ap.add_argument("--soak-pause", type=float, default=1.0, help="seconds between a round and its reading")
+    ap.add_argument("--soak-round-timeout", type=int, default=180, help="seconds a round may take at most")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()
+    if args.soak:
+        return soak_main(args)
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text())
         out = Path(args.out)
