@@ -77,10 +77,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private func route(_ decision: ClusterDecision, _ channel: Channel) -> MeshRoute {
         // Without loop services (a bare handler in tests) the connection
         // balances on its own; the node always has them.
-        let balancer = services?.services(on: channel.eventLoop)?.balancer(for: decision.cluster)
-            ?? LoopBalancer(plan: decision.cluster.plan)
+        let loop = services?.services(on: channel.eventLoop)
+        let balancer = loop?.balancer(for: decision.cluster) ?? LoopBalancer(plan: decision.cluster.plan)
         return MeshRoute(cluster: decision.cluster, balancer: balancer, fixedEndpoint: decision.fixedEndpoint,
-                         meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address)
+                         meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address,
+                         snapshot: decision.snapshot, services: loop)
     }
 
     /// A cluster's connection: find out what the app speaks (or take the
@@ -178,10 +179,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
                 let header = { (name: String) in request.first { $0.name == name }?.value }
-                guard let lease = route.lease(header: header) else { return done(nil, .noEndpoint) }
-                let meshed = route.cluster.isMeshed(lease.endpoint)
+                let target = route.target(for: request)
+                guard let lease = target.lease(header: header) else { return done(nil, .noEndpoint) }
+                let meshed = target.isMeshed(lease.endpoint)
                 let (pool, peer, headers) = meshed
-                    ? (services.meshPool, route.meshPeer(of: lease.endpoint),
+                    ? (services.meshPool, target.meshPeer(of: lease.endpoint),
                        MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description))
                     : (services.appHTTP2Pool, lease.endpoint, MeshTranslation.withoutMeshHeaders(request, keepReason: false))
                 let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)

@@ -37,6 +37,12 @@ final class LoopServices {
         return balancer
     }
 
+    /// Draws for weighted route splits.
+    private var random = SplitMix64()
+
+    /// A uniform draw in `0..<bound` (bound > 0).
+    func drawRouteWeight(below bound: Int) -> Int { random.below(bound) }
+
     /// App connections speaking HTTP/1 to meshed clusters on this loop.
     private var appConnections: [ObjectIdentifier: OutboundHTTPHandler] = [:]
     private(set) var draining = false

@@ -5,33 +5,6 @@ import WeftCore
 import WeftHTTP2
 import WeftUpstream
 
-/// Where an app connection's traffic goes: a cluster, balanced on this
-/// loop once per request (or once per TCP connection), unless the app
-/// called one endpoint directly.
-struct MeshRoute {
-    let cluster: UpstreamCluster
-    /// This loop's balancer of the cluster.
-    let balancer: LoopBalancer
-    /// The endpoint the app itself named, if it called one directly.
-    let fixedEndpoint: IPEndpoint?
-    let meshPort: UInt16
-    /// The app's address: the key of `hash_on: { source_ip: true }`.
-    var source: IPAddress? = nil
-
-    /// A lease on the endpoint for one attempt; `header` finds a request
-    /// header by lowercase name (for `hash_on`).
-    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
-        if let fixedEndpoint { return balancer.lease(on: fixedEndpoint) }
-        let hash = cluster.plan.hashOn.flatMap { HashKey.hash($0, header: header, source: source) }
-        return balancer.pick(hash: hash)
-    }
-
-    /// The mesh listener of `endpoint`'s node.
-    func meshPeer(of endpoint: IPEndpoint) -> IPEndpoint {
-        IPEndpoint(address: endpoint.address, port: meshPort)
-    }
-}
-
 /// Serves one app connection speaking HTTP/1.x to a meshed cluster: each
 /// request becomes a stream on the pooled mesh connection to the chosen
 /// endpoint's node (SPEC §4, the upgrade side).
@@ -84,7 +57,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// An HTTP/1.1 Upgrade request (WebSocket) waiting for its end, after
     /// which the connection becomes a CONNECT tunnel (holding the lease).
-    private var upgrade: (head: HTTPRequestHead, lease: Lease)?
+    private var upgrade: (head: HTTPRequestHead, target: RequestTarget, lease: Lease)?
 
     init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger) {
         self.route = route
@@ -130,8 +103,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
-            guard let lease = route.lease(header: { head.headers.first(name: $0) }) else {
-                var record = RequestRecord(direction: .outbound, cluster: route.cluster.name)
+            let target = route.target(for: head)
+            guard let lease = target.lease(header: { head.headers.first(name: $0) }) else {
+                var record = RequestRecord(direction: .outbound, cluster: target.name)
                 record.status = ErrorReason.noEndpoint.status
                 record.reason = .noEndpoint
                 metrics.record(record)
@@ -139,23 +113,23 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             if Self.isUpgradeRequest(head) {
-                upgrade = (head, lease)
+                upgrade = (head, target, lease)
                 return
             }
-            let deadline = NIODeadline.now() + TimeAmount(route.cluster.config.timeouts.request)
+            let deadline = NIODeadline.now() + TimeAmount(target.requestTimeout)
             // Dispatch: a stream on the mesh connection to the endpoint's
             // node, or the endpoint itself over pooled HTTP/1.1.
-            if route.cluster.isMeshed(lease.endpoint) {
+            if target.isMeshed(lease.endpoint) {
                 let exchange = MeshOutboundExchange(handler: self, head: head, lease: lease,
-                                                    cluster: route.cluster.name, logger: logger)
+                                                    cluster: target.name, logger: logger)
                 self.exchange = exchange
-                exchange.start(pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint), deadline: deadline)
+                exchange.start(pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), deadline: deadline)
             } else {
                 let exchange = PlainOutboundExchange(handler: self, head: head, lease: lease,
-                                                     cluster: route.cluster.name, logger: logger)
+                                                     cluster: target.name, logger: logger)
                 self.exchange = exchange
                 exchange.start(pool: services.upstreamPool,
-                               connectTimeout: TimeAmount(route.cluster.config.timeouts.connect), deadline: deadline)
+                               connectTimeout: TimeAmount(target.cluster.config.timeouts.connect), deadline: deadline)
             }
             armDeadlineTimer(context: context, at: deadline)
         case .body(let buffer):
@@ -163,7 +137,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             if let upgrade {
                 self.upgrade = nil
-                startTunnel(context: context, head: upgrade.head, lease: upgrade.lease)
+                startTunnel(context: context, head: upgrade.head, target: upgrade.target, lease: upgrade.lease)
                 return
             }
             exchange?.sendEnd(trailers)
@@ -184,7 +158,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// `101` comes back the same way. Once the tunnel is in place the HTTP
     /// handlers leave, the decoder last so that any bytes it still holds
     /// reach the tunnel.
-    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, lease: Lease) {
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, lease: Lease) {
         var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
         for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
         text += "\r\n"
@@ -203,15 +177,15 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 sync.removeHandler(decoder, promise: nil)
             }
         }
-        if route.cluster.isMeshed(lease.endpoint) {
-            MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint), lease: lease,
+        if target.isMeshed(lease.endpoint) {
+            MeshTunnel.open(on: channel, pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), lease: lease,
                             initialBytes: ByteBuffer(string: text), logger: logger, installed: removeHTTPHandlers)
         } else {
             PlainTunnel.open(on: channel, lease: lease, head: ByteBuffer(string: text),
-                             timeout: TimeAmount(route.cluster.config.timeouts.connect), logger: logger,
+                             timeout: TimeAmount(target.cluster.config.timeouts.connect), logger: logger,
                              removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
                 guard let self else { return }
-                var record = RequestRecord(direction: .outbound, cluster: self.route.cluster.name,
+                var record = RequestRecord(direction: .outbound, cluster: target.name,
                                            endpoint: lease.endpoint)
                 record.status = ErrorReason.connectFailure.status
                 record.reason = .connectFailure

@@ -40,7 +40,7 @@ struct OutboundRouter: ConnectionRouter {
                 }
             }
             if cluster.plan.endpoints.isEmpty && endpoint == nil && known == .tcp { return .refuse(.noEndpoint) }
-            return .cluster(ClusterDecision(cluster: cluster, fixedEndpoint: endpoint,
+            return .cluster(ClusterDecision(cluster: cluster, snapshot: snapshot, fixedEndpoint: endpoint,
                                             connectTimeout: timeout, knownProtocol: known))
         case .passthrough(let destination):
             return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)

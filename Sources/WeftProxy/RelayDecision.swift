@@ -19,6 +19,8 @@ enum RelayDecision: Sendable {
 /// The details of a decision for a cluster.
 struct ClusterDecision: Sendable {
     let cluster: UpstreamCluster
+    /// The configuration in force when the connection was accepted.
+    var snapshot: RuntimeSnapshot? = nil
     let fixedEndpoint: IPEndpoint?
     let connectTimeout: TimeAmount
     /// The cluster's declared protocol, which skips detection.

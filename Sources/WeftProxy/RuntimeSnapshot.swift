@@ -9,12 +9,15 @@ import WeftUpstream
 final class RuntimeSnapshot: Sendable {
     let configuration: Configuration
     let table: ClusterTable
+    /// The L7 rules, for HTTP requests.
+    let routes: RouteTable
     /// Parallel to `configuration.clusters` (the table's indices).
     let upstreams: [UpstreamCluster]
 
     init(configuration: Configuration) {
         self.configuration = configuration
         table = ClusterTable(configuration: configuration)
+        routes = RouteTable(configuration: configuration)
         upstreams = configuration.clusters.map(UpstreamCluster.init(config:))
     }
 

@@ -135,7 +135,6 @@ final class ConfigProblemTests: XCTestCase {
                 timeouts: { connect: 1s, request: 15s, idle: 1h }
                 retries: { attempts: 2 }
                 rate_limit: { per_second: 10 }
-            routes: []
             """, [
             "listeners.mesh.tls: not supported yet",
             "listeners.dns: not supported yet",
@@ -149,7 +148,6 @@ final class ConfigProblemTests: XCTestCase {
             "clusters[0].timeouts.idle: not supported yet",
             "clusters[0].retries: not supported yet",
             "clusters[0].rate_limit: not supported yet",
-            "routes: not supported yet",
         ])
     }
 
@@ -241,13 +239,13 @@ final class ConfigProblemTests: XCTestCase {
                 endpoints:
                   - { address: "198.18.0.2:99999" }
                   - { address: "198.18.0.3:80", wieght: 2 }
-            routes: []
+            routes: [{ clusters: [{ name: nowhere }] }]
             """, [
             #"listeners.outbound.port: expected an integer, got "abc""#,
             "detect_timeout: 5 is not a valid duration: missing unit (ms, s, m or h, such as 5s)",
             #"clusters[0].endpoints[0].address: "198.18.0.2:99999" is not a valid IP:port"#,
             #"clusters[0].endpoints[1].wieght: unknown key (did you mean "weight"?)"#,
-            "routes: not supported yet",
+            #"routes[0].clusters[0].name: "nowhere" is not a cluster defined in clusters"#,
         ])
     }
 
@@ -283,5 +281,51 @@ final class ConfigProblemTests: XCTestCase {
         } catch {
             XCTAssertEqual(error.problems.map(\.description), ["cannot read \(path): No such file or directory"])
         }
+    }
+}
+
+final class RouteConfigTests: XCTestCase {
+    func testRoutesLoad() throws {
+        let config = try ConfigLoader.load(yaml: """
+            clusters:
+              - { name: backend, endpoints: [{ address: "198.18.0.2:80" }] }
+              - { name: backend-v2, endpoints: [{ address: "198.18.0.3:80" }] }
+            routes:
+              - match: { host: Backend, path_prefix: /v2, headers: { X-Canary: "1" } }
+                clusters: [{ name: backend-v2, weight: 10 }, { name: backend, weight: 90 }]
+                timeout: 2s
+              - match: { path: /health }
+                clusters: [{ name: backend }]
+            """)
+        XCTAssertEqual(config.routes, [
+            Route(match: RouteMatch(host: "backend", pathPrefix: "/v2", headers: ["x-canary": "1"]),
+                  clusters: [WeightedCluster(name: "backend-v2", weight: 10), WeightedCluster(name: "backend", weight: 90)],
+                  timeout: .seconds(2)),
+            Route(match: RouteMatch(path: "/health"), clusters: [WeightedCluster(name: "backend")]),
+        ])
+    }
+
+    func testRouteProblems() {
+        assertProblems("""
+            clusters:
+              - { name: backend, endpoints: [{ address: "198.18.0.2:80" }] }
+            routes:
+              - match: { path_prefix: v2 }
+                clusters: [{ name: backend }]
+              - clusters: [{ name: nowhere }]
+              - clusters: []
+              - match: { host: "not a host" }
+              - clusters: [{ name: backend, weight: 0 }]
+              - match: { headers: { "bad header": x } }
+                clusters: [{ name: backend }]
+            """, [
+            #"routes[0].match.path_prefix: "v2" must start with "/""#,
+            #"routes[1].clusters[0].name: "nowhere" is not a cluster defined in clusters"#,
+            "routes[2].clusters: a route needs at least one cluster",
+            "routes[3].clusters: required key is missing",
+            #"routes[3].match.host: "not a host" is not a valid host name"#,
+            "routes[4].clusters: at least one cluster needs a weight above 0",
+            #"routes[5].match.headers.bad header: "bad header" is not a valid header name"#,
+        ])
     }
 }

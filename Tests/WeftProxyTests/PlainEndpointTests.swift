@@ -116,6 +116,53 @@ final class PlainEndpointTests: XCTestCase {
         XCTAssertNoThrow(try receiver.server.close().wait())
     }
 
+    /// L7 rules move requests between clusters: by path, by header, and by
+    /// weight, counted; a request no rule takes stays on the VIP's cluster.
+    func testRoutesSplitRequestsByPathHeaderAndWeight() throws {
+        let all = try endpoints()
+        let clusters = [
+            Cluster(name: "one", addresses: [IPEndpoint("198.19.0.30:8080")!], endpoints: [all[0]]),
+            Cluster(name: "two", endpoints: [all[1]]),
+            Cluster(name: "three", endpoints: [all[2]]),
+        ]
+        let routes = [
+            Route(match: RouteMatch(pathPrefix: "/v2"), clusters: [WeightedCluster(name: "two")]),
+            Route(match: RouteMatch(headers: ["x-canary": "1"]), clusters: [WeightedCluster(name: "three")]),
+            Route(match: RouteMatch(host: "split"),
+                  clusters: [WeightedCluster(name: "one", weight: 1), WeightedCluster(name: "three", weight: 3)]),
+        ]
+        let node = try ProxyFixture(group: group, clusters: clusters, routes: routes)
+        node.resolver.set(IPEndpoint("198.19.0.30:8080"))
+        let port = try node.port(.outbound)
+
+        func names(_ raw: String, count: Int) -> [String] {
+            let requests = String(repeating: raw, count: count)
+            guard case .success(let fd) = rawConnect(port: port) else { return [] }
+            defer { close(fd) }
+            _ = Array(requests.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var collected: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= count {
+                let read = recv(fd, &buffer, buffer.count, 0)
+                if read <= 0 { break }
+                collected += buffer[..<read]
+            }
+            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
+        }
+        XCTAssertEqual(names("GET /v2/items HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5), Array(repeating: "two", count: 5))
+        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\nX-Canary: 1\r\n\r\n", count: 5),
+                       Array(repeating: "three", count: 5))
+        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5), Array(repeating: "one", count: 5),
+                       "no rule: the VIP's cluster")
+        let split = names("GET / HTTP/1.1\r\nHost: split:8080\r\n\r\n", count: 400)
+        XCTAssertEqual(split.count, 400)
+        let toThree = split.filter { $0 == "three" }.count
+        XCTAssertEqual(Double(toThree) / 400, 0.75, accuracy: 0.08, "weights 1:3, got \(toThree) of 400 to three")
+        XCTAssertEqual(split.filter { $0 == "one" }.count, 400 - toThree)
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
     func testUpgradeToAPlainEndpointBecomesARelay() throws {
         let upgrading = try startServer(group: group) { UpgradeThenEchoHandler() }
         defer { upgrading.close(promise: nil) }

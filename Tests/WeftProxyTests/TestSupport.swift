@@ -82,7 +82,8 @@ struct ProxyFixture {
     let server: ProxyServer
     let resolver: FakeOriginalDestination
 
-    init(group: MultiThreadedEventLoopGroup, clusters: [Cluster] = [], policy: OutboundPolicy = .allowAny,
+    init(group: MultiThreadedEventLoopGroup, clusters: [Cluster] = [], routes: [Route] = [],
+         policy: OutboundPolicy = .allowAny,
          inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil,
          maxConnections: Int = ProxyServer.maxConnectionsPerListener) throws {
         self.group = group
@@ -92,7 +93,7 @@ struct ProxyFixture {
                                   admin: AddressListener(address: .loopbackV4, port: 15000),
                                   health: PortListener(port: 0))
         let configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
-                                          drainTimeout: .seconds(2))
+                                          routes: routes, drainTimeout: .seconds(2))
         var logger = Logger(label: "test")
         // WEFT_TEST_LOG=debug shows what the nodes do while a test runs.
         logger.logLevel = getenv("WEFT_TEST_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .critical

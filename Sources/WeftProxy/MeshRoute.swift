@@ -1,0 +1,106 @@
+import NIOHTTP1
+import WeftCore
+import WeftHTTP2
+import WeftRouting
+import WeftUpstream
+
+/// Where an app connection's traffic goes: the route and balance stages of
+/// the request pipeline for one connection. The connection's cluster comes
+/// from its original destination; an HTTP request may be routed elsewhere by
+/// the L7 rules (SPEC §5 `routes`), then is balanced on this loop, once per
+/// attempt. A TCP connection balances once, on its own cluster.
+struct MeshRoute {
+    let cluster: UpstreamCluster
+    /// This loop's balancer of `cluster`.
+    let balancer: LoopBalancer
+    /// The endpoint the app itself named, if it called one directly: no
+    /// rule and no balancer overrides the app's choice.
+    let fixedEndpoint: IPEndpoint?
+    let meshPort: UInt16
+    /// The app's address: the key of `hash_on: { source_ip: true }`.
+    var source: IPAddress? = nil
+    /// The configuration the connection was accepted under (its rules and
+    /// the clusters they name), and the loop whose balancers serve them.
+    var snapshot: RuntimeSnapshot? = nil
+    var services: LoopServices? = nil
+
+    /// A lease on the connection's cluster (TCP, or a request no rule took).
+    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
+        target(of: cluster, balancer: balancer, timeout: nil).lease(header: header)
+    }
+
+    /// The route stage: the cluster (and timeout) for one HTTP request.
+    /// `authority` is `Host` or `:authority`, `path` the request target.
+    func target(authority: String?, path: String, header: (String) -> String?) -> RequestTarget {
+        guard fixedEndpoint == nil, let snapshot, !snapshot.routes.isEmpty,
+              let rule = snapshot.routes.match(authority: authority, path: path, header: header) else {
+            return target(of: cluster, balancer: balancer, timeout: nil)
+        }
+        let index = rule.isSplit ? rule.cluster(draw: services?.drawRouteWeight(below: rule.totalWeight) ?? 0)
+                                 : rule.cluster(draw: 0)
+        let chosen = snapshot.upstreams[index]
+        let balancer = chosen === cluster ? self.balancer
+            : services?.balancer(for: chosen) ?? LoopBalancer(plan: chosen.plan)
+        var target = target(of: chosen, balancer: balancer, timeout: rule.timeout)
+        target.rule = rule.index
+        return target
+    }
+
+    /// The route stage for an HTTP/1 request head (absolute-form targets
+    /// carry their own authority).
+    func target(for head: HTTPRequestHead) -> RequestTarget {
+        let header = { (name: String) in head.headers.first(name: name) }
+        if !head.uri.hasPrefix("/"), let (authority, path) = MeshTranslation.splitAbsoluteURI(head.uri) {
+            return target(authority: authority, path: path, header: header)
+        }
+        return target(authority: head.headers.first(name: "host"), path: head.uri, header: header)
+    }
+
+    /// The route stage for an HTTP/2 request's header list.
+    func target(for request: [HTTP2Header]) -> RequestTarget {
+        let header = { (name: String) in request.first { $0.name == name }?.value }
+        return target(authority: header(":authority"), path: header(":path") ?? "/", header: header)
+    }
+
+    private func target(of cluster: UpstreamCluster, balancer: LoopBalancer, timeout: Duration?) -> RequestTarget {
+        RequestTarget(cluster: cluster, balancer: balancer, fixedEndpoint: fixedEndpoint, meshPort: meshPort,
+                      source: source, requestTimeout: timeout ?? cluster.config.timeouts.request)
+    }
+
+    /// The mesh listener of `endpoint`'s node.
+    func meshPeer(of endpoint: IPEndpoint) -> IPEndpoint {
+        IPEndpoint(address: endpoint.address, port: meshPort)
+    }
+}
+
+/// Where one request goes after the route stage: a cluster, balanced on
+/// this loop, with the timeout that applies.
+struct RequestTarget {
+    let cluster: UpstreamCluster
+    let balancer: LoopBalancer
+    let fixedEndpoint: IPEndpoint?
+    let meshPort: UInt16
+    let source: IPAddress?
+    /// The route's `timeout`, else the cluster's `timeouts.request`.
+    let requestTimeout: Duration
+    /// The index of the rule that matched, if one did.
+    var rule: Int?
+
+    /// The balance stage: a lease on the endpoint for one attempt; nil when
+    /// the cluster has none. `header` finds a request header by lowercase
+    /// name (for `hash_on`).
+    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
+        if let fixedEndpoint { return balancer.lease(on: fixedEndpoint) }
+        let hash = cluster.plan.hashOn.flatMap { HashKey.hash($0, header: header, source: source) }
+        return balancer.pick(hash: hash)
+    }
+
+    var name: String { cluster.name }
+
+    func isMeshed(_ endpoint: IPEndpoint) -> Bool { cluster.isMeshed(endpoint) }
+
+    /// The mesh listener of `endpoint`'s node.
+    func meshPeer(of endpoint: IPEndpoint) -> IPEndpoint {
+        IPEndpoint(address: endpoint.address, port: meshPort)
+    }
+}
