@@ -62,7 +62,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             refuse(channel, .noOriginalDestination, peer: peer, destination: nil)
             return
         }
-        switch router.decide(originalDestination: destination, localAddress: local) {
+        let snapshot = services?.services(on: channel.eventLoop)?.snapshot
+        switch router.decide(originalDestination: destination, localAddress: local, snapshot: snapshot) {
         case .refuse(let reason):
             refuse(channel, reason, peer: peer, destination: destination)
         case .relay(let target, let timeout, let cluster):

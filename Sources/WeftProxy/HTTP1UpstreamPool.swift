@@ -108,6 +108,18 @@ final class HTTP1UpstreamPool {
         closed(connection.target)
     }
 
+    /// Closes the idle connections to targets `matching` says (endpoints
+    /// that left the configuration); busy ones finish their exchange and
+    /// are not reused after it only if they too become idle and swept.
+    func closeIdle(matching: (TargetKey) -> Bool) {
+        eventLoop.assertInEventLoop()
+        for (key, entry) in targets where matching(key) {
+            let idle = entry.idle
+            entry.idle.removeAll()
+            for connection in idle { connection.channel?.close(promise: nil) }
+        }
+    }
+
     /// Connections open to `target` on this loop, busy or idle.
     func openCount(_ target: TargetKey) -> Int { targets[target]?.open ?? 0 }
 

@@ -11,7 +11,7 @@ struct InboundRouter: ConnectionRouter {
 
     var direction: Direction { .inbound }
 
-    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint) -> RelayDecision {
+    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint, snapshot: RuntimeSnapshot?) -> RelayDecision {
         if originalDestination == localAddress { return .refuse(.notRedirected) }
         if identity.isOwnListener(originalDestination) { return .refuse(.loop) }
         if settings.plaintext == .deny { return .refuse(.plaintextDenied) }

@@ -21,6 +21,11 @@ final class LoopServices {
         }
     }
 
+    /// The configuration in force on this loop: published by the server at
+    /// start and on every reload; a connection keeps the one it was
+    /// accepted under.
+    var snapshot: RuntimeSnapshot
+
     /// This loop's balancer of each cluster, by name: kept across
     /// snapshots, so endpoint loads outlive reloads.
     private var balancers: [String: LoopBalancer] = [:]
@@ -66,7 +71,26 @@ final class LoopServices {
         for handler in Array(appConnections.values) { handler.drain() }
     }
 
-    init(upstreamPool: HTTP1UpstreamPool, meshPool: MeshConnectionPool, meshListener: MeshListenerContext) {
+    /// A new snapshot is in force: balancers move to the new plans (keeping
+    /// the load of endpoints that stay), clusters that left lose theirs, and
+    /// idle pooled connections to endpoints that left are closed.
+    func publish(_ next: RuntimeSnapshot) {
+        let previous = snapshot
+        snapshot = next
+        let names = Set(next.upstreams.map(\.name))
+        balancers = balancers.filter { names.contains($0.key) }
+        // Connections already open balance over the new endpoints at once.
+        for upstream in next.upstreams { balancers[upstream.name]?.update(upstream.plan) }
+        let gone = previous.endpoints.subtracting(next.endpoints)
+        guard !gone.isEmpty else { return }
+        upstreamPool.closeIdle { gone.contains($0.endpoint) }
+        let stillMeshed = Set(next.endpoints.map(\.address))
+        meshPool.retire { !stillMeshed.contains($0.address) }
+    }
+
+    init(snapshot: RuntimeSnapshot, upstreamPool: HTTP1UpstreamPool, meshPool: MeshConnectionPool,
+         meshListener: MeshListenerContext) {
+        self.snapshot = snapshot
         self.upstreamPool = upstreamPool
         self.meshPool = meshPool
         self.meshListener = meshListener

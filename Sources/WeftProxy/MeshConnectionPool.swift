@@ -51,6 +51,14 @@ final class MeshConnectionPool {
         return open(peer)
     }
 
+    /// Closes connections to peers `matching` says (nodes no cluster names
+    /// any more) once their open streams are done: GOAWAY now.
+    func retire(matching: (IPEndpoint) -> Bool) {
+        for (peer, list) in connections where matching(peer) {
+            list.forEach { $0.shutdownGracefully() }
+        }
+    }
+
     /// Asks every connection to finish its streams and take no new ones.
     func shutdownGracefully() {
         for (_, list) in connections { list.forEach { $0.shutdownGracefully() } }

@@ -7,6 +7,7 @@ import WeftUpstream
 /// The outbound side's decision (SPEC §4, steps 1, 2 and 4): refuse what
 /// would loop, then match a cluster and pick an endpoint, else passthrough.
 struct OutboundRouter: ConnectionRouter {
+    /// The configuration it was built with; a loop's newer one wins.
     let snapshot: RuntimeSnapshot
     let identity: NodeIdentity
     let passthroughConnectTimeout: TimeAmount
@@ -15,7 +16,8 @@ struct OutboundRouter: ConnectionRouter {
 
     var direction: Direction { .outbound }
 
-    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint) -> RelayDecision {
+    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint, snapshot current: RuntimeSnapshot?) -> RelayDecision {
+        let snapshot = current ?? self.snapshot
         // Not redirected: the kernel reports the listener itself as the
         // original destination. Relaying would connect weft to itself.
         if originalDestination == localAddress { return .refuse(.notRedirected) }

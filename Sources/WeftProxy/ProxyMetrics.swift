@@ -81,6 +81,21 @@ public final class ProxyMetrics: Sendable {
         limitHits[kind]?.wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Configuration reloads, by result.
+    public enum ReloadOutcome: String, CaseIterable, Sendable {
+        case success, failure, unchanged
+    }
+    let configReloads: [ReloadOutcome: ManagedAtomic<Int>] =
+        Dictionary(uniqueKeysWithValues: ReloadOutcome.allCases.map { ($0, ManagedAtomic<Int>(0)) })
+
+    func configReloaded(_ outcome: ReloadOutcome) {
+        configReloads[outcome]?.wrappingIncrement(ordering: .relaxed)
+    }
+
+    public func configReloadCount(_ outcome: ReloadOutcome) -> Int {
+        configReloads[outcome]?.load(ordering: .relaxed) ?? 0
+    }
+
     /// Mesh connections closed because a PING went unanswered.
     let meshKeepaliveTimeouts = ManagedAtomic<Int>(0)
 
@@ -210,6 +225,8 @@ public final class ProxyMetrics: Sendable {
                ErrorReason.allCases.map {
                    ("status=\"\($0.status)\",reason=\"\($0.rawValue)\"", errorResponses[$0]?.load(ordering: .relaxed) ?? 0)
                })
+        family("weft_config_reloads_total", "counter", "Configuration reloads, by result.",
+               ReloadOutcome.allCases.map { ("result=\"\($0.rawValue)\"", configReloadCount($0)) })
         for direction in Direction.allCases {
             let name = "weft_\(direction.rawValue)_refused_total"
             family(name, "counter", "Connections refused on the \(direction.rawValue) listener, by reason.",

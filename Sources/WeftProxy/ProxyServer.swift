@@ -33,7 +33,8 @@ public final class ProxyServer: Sendable {
     private let resolver: any OriginalDestinationResolver
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let snapshot: RuntimeSnapshot
+    /// The snapshot every loop was last given (loops switch on their own turn).
+    private let published: Mutex<RuntimeSnapshot>
     /// The port peer nodes' mesh listeners use; our own by default (every
     /// node of a mesh runs the same ports). Tests with two nodes on one
     /// host set it apart.
@@ -63,7 +64,7 @@ public final class ProxyServer: Sendable {
         self.resolver = resolver
         self.group = group
         self.logger = logger
-        self.snapshot = RuntimeSnapshot(configuration: configuration)
+        self.published = Mutex(RuntimeSnapshot(configuration: configuration))
     }
 
     /// Binds every listener, then reports ready. Throws if an IPv4 listener
@@ -72,6 +73,7 @@ public final class ProxyServer: Sendable {
         let listeners = configuration.listeners
         let services = try makeServices()
         state.withLock { $0.services = services }
+        let snapshot = published.withLock { $0 }
         var outbound = OutboundRouter(snapshot: snapshot, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
         outbound.opaquePorts = configuration.opaquePorts
@@ -95,10 +97,74 @@ public final class ProxyServer: Sendable {
         }
         state.withLock { $0.ready = true }
         logger.info("node ready", metadata: [
-            "node": "\(identity.id)", "clusters": "\(snapshot.upstreams.count)",
+            "node": "\(identity.id)", "clusters": "\(snapshot.upstreams.count)", "version": "\(snapshot.version)",
             "addresses": "\(identity.addresses.map(String.init(describing:)).sorted().joined(separator: ","))",
         ])
     }
+
+    /// How a reload went.
+    public enum ReloadResult: Equatable, Sendable {
+        /// The new configuration is in force, as `version`.
+        case applied(version: Int)
+        /// It is the configuration already in force.
+        case unchanged(version: Int)
+    }
+
+    /// Puts a new, validated configuration in force without dropping
+    /// connections or requests: each loop switches to the new snapshot on
+    /// its next turn; a connection keeps the snapshot it was accepted
+    /// under, balancer state of clusters and endpoints that stay carries
+    /// over, and idle connections to endpoints that left are closed.
+    /// Listener and node settings cannot change while running: they keep
+    /// their values (logged) until a restart.
+    @discardableResult
+    public func reload(_ next: Configuration) -> ReloadResult {
+        let result: (ReloadResult, RuntimeSnapshot?, [String]) = published.withLock { current in
+            var next = next
+            var kept: [String] = []
+            if next.listeners != current.configuration.listeners { kept.append("listeners") }
+            if next.node != current.configuration.node { kept.append("node") }
+            next.listeners = current.configuration.listeners
+            next.node = current.configuration.node
+            guard next != current.configuration else { return (.unchanged(version: current.version), nil, kept) }
+            let snapshot = RuntimeSnapshot(configuration: next, version: current.version + 1)
+            current = snapshot
+            return (.applied(version: snapshot.version), snapshot, kept)
+        }
+        let (outcome, snapshot, kept) = result
+        if !kept.isEmpty {
+            logger.warning("configuration reload: these settings take effect on restart",
+                           metadata: ["kept": "\(kept.joined(separator: ","))"])
+        }
+        switch outcome {
+        case .applied(let version):
+            metrics.configReloaded(.success)
+            if let snapshot, let services = state.withLock({ $0.services }) {
+                services.forEach { $0.publish(snapshot) }
+            }
+            logger.info("configuration reloaded", metadata: [
+                "version": "\(version)", "clusters": "\(snapshot?.upstreams.count ?? 0)",
+                "routes": "\(snapshot?.configuration.routes.count ?? 0)",
+            ])
+        case .unchanged(let version):
+            metrics.configReloaded(.unchanged)
+            logger.info("configuration unchanged", metadata: ["version": "\(version)"])
+        }
+        return outcome
+    }
+
+    /// A reload that could not be applied (the file was invalid): counted;
+    /// the configuration in force stays.
+    public func reloadFailed(_ problems: [String]) {
+        metrics.configReloaded(.failure)
+        let version = published.withLock { $0.version }
+        logger.error("configuration reload refused, keeping the one in force", metadata: [
+            "version": "\(version)", "problems": "\(problems.joined(separator: "; "))",
+        ])
+    }
+
+    /// The version of the configuration in force.
+    public var configurationVersion: Int { published.withLock { $0.version } }
 
     /// The addresses a listener is bound to (the real ports when the
     /// configuration asked for port 0).
@@ -153,11 +219,13 @@ public final class ProxyServer: Sendable {
         let identity = self.identity
         let delivery = configuration.listeners.inbound.deliverTo
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
+        let snapshot = published.withLock { $0 }
         return try LoopServiceRegistry(group: group) { loop in
             let upstream = HTTP1UpstreamPool(eventLoop: loop)
             let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
                                               connectTimeout: connectTimeout, countsAsMesh: false)
             return LoopServices(
+                snapshot: snapshot,
                 upstreamPool: upstream,
                 meshPool: MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
                                              connectTimeout: connectTimeout),

@@ -46,5 +46,13 @@ extension RelayDecision: Equatable {
 /// Decides a connection's fate from where it was going and where it arrived.
 protocol ConnectionRouter: Sendable {
     var direction: Direction { get }
-    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint) -> RelayDecision
+    /// `snapshot` is the configuration in force on the connection's loop
+    /// (nil: the router's own, as it was built).
+    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint, snapshot: RuntimeSnapshot?) -> RelayDecision
+}
+
+extension ConnectionRouter {
+    func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint) -> RelayDecision {
+        decide(originalDestination: originalDestination, localAddress: localAddress, snapshot: nil)
+    }
 }

@@ -7,6 +7,9 @@ import WeftUpstream
 /// table and each cluster's upstream settings and balancing plan. Immutable
 /// and shared by every event loop; a new configuration is a new snapshot.
 final class RuntimeSnapshot: Sendable {
+    /// 1 for the configuration the node started with, then one more per
+    /// reload that changed something.
+    let version: Int
     let configuration: Configuration
     let table: ClusterTable
     /// The L7 rules, for HTTP requests.
@@ -14,7 +17,8 @@ final class RuntimeSnapshot: Sendable {
     /// Parallel to `configuration.clusters` (the table's indices).
     let upstreams: [UpstreamCluster]
 
-    init(configuration: Configuration) {
+    init(configuration: Configuration, version: Int = 1) {
+        self.version = version
         self.configuration = configuration
         table = ClusterTable(configuration: configuration)
         routes = RouteTable(configuration: configuration)
@@ -23,5 +27,10 @@ final class RuntimeSnapshot: Sendable {
 
     func upstream(named name: String) -> UpstreamCluster? {
         upstreams.first { $0.name == name }
+    }
+
+    /// Every endpoint of every cluster.
+    var endpoints: Set<IPEndpoint> {
+        Set(configuration.clusters.flatMap { $0.endpoints.map(\.address) })
     }
 }

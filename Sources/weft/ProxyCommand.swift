@@ -20,9 +20,11 @@ struct ProxyCommand: ParsableCommand {
         abstract: "Run the mesh node: outbound (15001), inbound (15006), mesh (15008) and health (15020) listeners.",
         discussion: """
             Runs as the proxy user (uid 1337) so that its own connections are not
-            intercepted again. SIGTERM or SIGINT stops accepting, fails /ready and
-            exits once relayed connections are gone or drain_timeout has passed;
-            a second signal exits at once.
+            intercepted again. SIGHUP, or a change of the config file, reloads it:
+            a valid file is put in force without dropping connections, an invalid
+            one is logged and the running configuration stays. SIGTERM or SIGINT
+            stops accepting, fails /ready and exits once relayed connections are
+            gone or drain_timeout has passed; a second signal exits at once.
             """
     )
 
@@ -57,6 +59,9 @@ struct ProxyCommand: ParsableCommand {
             throw ExitCode(1)
         }
 
+        let reloader = ConfigReloader(path: config, server: server, logger: logger)
+        reloader.start()
+
         let stopped = DispatchSemaphore(value: 0)
         let signals = Self.onTermination(logger: logger) {
             server.drain(timeout: configuration.drainTimeout)
@@ -65,6 +70,7 @@ struct ProxyCommand: ParsableCommand {
         }
         stopped.wait()
         signals.forEach { $0.cancel() }
+        reloader.stop()
         logger.info("stopped")
         try group.syncShutdownGracefully()
     }

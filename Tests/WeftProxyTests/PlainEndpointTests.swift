@@ -93,11 +93,19 @@ final class PlainEndpointTests: XCTestCase {
         var list = try endpoints()
         list[1] = Endpoint(address: IPEndpoint(address: .loopbackV4, port: 1))  // nothing listens there
         let node = try node(list)
-        let (names, text) = requests(3, port: try node.port(.outbound))
-        XCTAssertEqual(names.sorted(), ["one", "three"], text)
-        XCTAssertTrue(text.contains("502 Bad Gateway"), text)
-        XCTAssertTrue(text.contains("weft-reason: connect_failure"), text)
-        XCTAssertEqual(node.server.metrics.errorResponseCount(status: 502), 1)
+        // One request per connection: a 502 closes its connection.
+        var names: [String] = []
+        var texts = ""
+        for _ in 0..<12 {
+            let (answered, text) = requests(1, port: try node.port(.outbound))
+            names += answered
+            texts += text
+        }
+        XCTAssertEqual(Set(names), ["one", "three"], texts)
+        XCTAssertTrue(texts.contains("502 Bad Gateway"), texts)
+        XCTAssertTrue(texts.contains("weft-reason: connect_failure"), texts)
+        XCTAssertEqual(node.server.metrics.errorResponseCount(status: 502), 12 - names.count)
+        XCTAssertGreaterThanOrEqual(12 - names.count, 2, "the down endpoint keeps its turns")
         XCTAssertNoThrow(try node.server.close().wait())
     }
 
@@ -160,6 +168,59 @@ final class PlainEndpointTests: XCTestCase {
         let toThree = split.filter { $0 == "three" }.count
         XCTAssertEqual(Double(toThree) / 400, 0.75, accuracy: 0.08, "weights 1:3, got \(toThree) of 400 to three")
         XCTAssertEqual(split.filter { $0 == "one" }.count, 400 - toThree)
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
+    /// A reload adds endpoints while a keep-alive connection is open: the
+    /// connection is not dropped and its next requests spread over the new
+    /// set, as do new connections'; the same file again changes nothing;
+    /// an invalid one is counted and the configuration in force stays.
+    func testReloadChangesEndpointsWithoutDroppingConnections() throws {
+        let all = try endpoints()
+        let before = Cluster(name: "plain", addresses: [IPEndpoint("198.19.0.30:8080")!], endpoints: [all[0]])
+        let node = try ProxyFixture(group: group, clusters: [before])
+        node.resolver.set(IPEndpoint("198.19.0.30:8080"))
+        guard case .success(let fd) = rawConnect(port: try node.port(.outbound)) else { return XCTFail("connect") }
+        defer { close(fd) }
+        func ask(_ count: Int, on fd: Int32) -> [String] {
+            let raw = String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: count)
+            _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var collected: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= count {
+                let read = recv(fd, &buffer, buffer.count, 0)
+                if read <= 0 { break }
+                collected += buffer[..<read]
+            }
+            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
+        }
+        XCTAssertEqual(ask(3, on: fd), ["one", "one", "one"])
+
+        var configuration = Configuration(clusters: [before])
+        configuration.clusters[0].endpoints = all
+        XCTAssertEqual(node.server.reload(configuration), .applied(version: 2))
+        XCTAssertEqual(node.server.configurationVersion, 2)
+        // The loops switch on their next turn.
+        usleep(100_000)
+        let same = ask(30, on: fd)
+        XCTAssertEqual(same.count, 30, "the open connection kept working")
+        XCTAssertEqual(Set(same), ["one", "two", "three"], "\(same)")
+        let fresh = requests(30, port: try node.port(.outbound)).names
+        XCTAssertEqual(Set(fresh), ["one", "two", "three"], "\(fresh)")
+
+        XCTAssertEqual(node.server.reload(configuration), .unchanged(version: 2))
+        node.server.reloadFailed(["clusters[0].name: bad"])
+        XCTAssertEqual(node.server.configurationVersion, 2)
+        XCTAssertEqual(node.server.metrics.configReloadCount(.success), 1)
+        XCTAssertEqual(node.server.metrics.configReloadCount(.unchanged), 1)
+        XCTAssertEqual(node.server.metrics.configReloadCount(.failure), 1)
+
+        // Endpoints leave: only the one that stays answers.
+        configuration.clusters[0].endpoints = [all[2]]
+        XCTAssertEqual(node.server.reload(configuration), .applied(version: 3))
+        usleep(100_000)
+        XCTAssertEqual(Set(ask(6, on: fd)), ["three"])
         XCTAssertNoThrow(try node.server.close().wait())
     }
 
