@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"]),
         // Per-cluster upstream state: balancing plans, per-loop balancers, leases.
         .target(name: "WeftUpstream", dependencies: ["WeftConfig", "WeftCore"]),
+        // Endpoint sources that change while the node runs: file, dns.
+        .target(name: "WeftDiscovery", dependencies: ["WeftConfig", "WeftCore"]),
         .target(name: "WeftAdmin", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -62,7 +64,7 @@ let package = Package(
         ]),
         .target(name: "WeftProxy", dependencies: [
             "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
-            "WeftUpstream",
+            "WeftUpstream", "WeftDiscovery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,8 +94,9 @@ let package = Package(
         .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
         .testTarget(name: "WeftUpstreamTests", dependencies: ["WeftUpstream", "WeftConfig", "WeftCore"]),
+        .testTarget(name: "WeftDiscoveryTests", dependencies: ["WeftDiscovery", "WeftConfig", "WeftCore"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftNetfilter", "WeftHTTP2",
+            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -16,7 +16,7 @@ extension ConfigValidator {
         guard let fields = mapping(
             value,
             keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb", "hash_on",
-                   "endpoints", "timeouts"],
+                   "endpoints", "dns_refresh", "file", "timeouts"],
             notSupportedYet: ["health_check", "outlier_detection", "circuit_breakers", "retries",
                               "rate_limit"]
         ) else { return source }
@@ -48,8 +48,9 @@ extension ConfigValidator {
         source.cluster.mesh = bool(fields["mesh"]) ?? false
         let discovery = fields["discovery"] == nil
             ? DiscoveryKind.static
-            : choice(fields["discovery"], as: DiscoveryKind.self, notSupportedYet: ["dns", "kubernetes", "file"])
+            : choice(fields["discovery"], as: DiscoveryKind.self, notSupportedYet: ["kubernetes"])
         source.cluster.discovery = discovery ?? .static
+        discoverySettings(fields, discovery: discovery, into: &source.cluster)
         source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self) ?? .roundRobin
         source.cluster.hashOn = hashOn(fields["hash_on"])
         if source.cluster.lb.isConsistentHash, fields["hash_on"] == nil {
@@ -64,17 +65,63 @@ extension ConfigValidator {
         }
 
         let items = list(fields["endpoints"])
-        for item in items ?? [] {
-            guard let (endpoint, address) = endpoint(item) else { continue }
-            source.cluster.endpoints.append(endpoint)
-            source.endpoints.append((endpoint.address, address))
+        if discovery == .file, let given = fields["endpoints"] {
+            report(given, "a file cluster takes its endpoints from its file, not from endpoints")
+        } else if discovery == .dns {
+            for item in items ?? [] {
+                if let named = namedEndpoint(item) { source.cluster.namedEndpoints.append(named) }
+            }
+        } else {
+            for item in items ?? [] {
+                guard let (endpoint, address) = endpoint(item) else { continue }
+                source.cluster.endpoints.append(endpoint)
+                source.endpoints.append((endpoint.address, address))
+            }
         }
         // A list of the wrong type has been reported already.
-        if discovery == .static, fields["endpoints"] == nil || items?.isEmpty == true {
+        if discovery == .static || discovery == .dns, fields["endpoints"] == nil || items?.isEmpty == true {
             report(value.path.key("endpoints"), near: fields["endpoints"]?.node ?? value.node,
-                   "a static cluster needs at least one endpoint")
+                   "a \(discovery?.rawValue ?? "static") cluster needs at least one endpoint")
         }
         return source
+    }
+
+    /// `dns_refresh` belongs to dns clusters, `file` to file clusters.
+    private mutating func discoverySettings(_ fields: Fields, discovery: DiscoveryKind?, into cluster: inout Cluster) {
+        if let refresh = fields["dns_refresh"] {
+            if discovery == .dns {
+                cluster.dnsRefresh = duration(refresh) ?? cluster.dnsRefresh
+            } else {
+                report(refresh, "dns_refresh applies only to discovery: dns")
+            }
+        }
+        if let file = fields["file"] {
+            if discovery == .file, let path = string(file) {
+                if path.hasPrefix("/") { cluster.file = path } else { report(file, "\(quoted(path)) must be an absolute path") }
+            } else if discovery != .file {
+                report(file, "file applies only to discovery: file")
+            }
+        } else if discovery == .file {
+            report(fields.path.key("file"), near: fields.node, "a file cluster needs file (the path of its endpoint list)")
+        }
+    }
+
+    /// A `dns` cluster's endpoint: `host:port` (a DNS name, or an IP).
+    private mutating func namedEndpoint(_ value: ConfigValue) -> NamedEndpoint? {
+        guard let fields = mapping(value, keys: ["address", "weight", "mesh"], notSupportedYet: ["locality"]),
+              let addressValue = required(fields, "address") else { return nil }
+        let weight = integer(fields["weight"], in: 1...10_000) ?? 1
+        let mesh = bool(fields["mesh"])
+        guard let text = string(addressValue) else { return nil }
+        if let endpoint = IPEndpoint(text) {
+            return NamedEndpoint(host: endpoint.address.description, port: endpoint.port, weight: weight, mesh: mesh)
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0,
+              let host = ConfigNames.dnsName(String(text[..<colon])) else {
+            report(addressValue, "\(quoted(text)) is not a valid host:port")
+            return nil
+        }
+        return NamedEndpoint(host: host, port: port, weight: weight, mesh: mesh)
     }
 
     /// `hash_on`: exactly one of `header`, `cookie` or `source_ip: true`.
@@ -113,7 +160,7 @@ extension ConfigValidator {
 
     /// The endpoint and its `address` value. A bad weight has been reported
     /// and is taken as 1, so that the address still gets its cross checks.
-    private mutating func endpoint(_ value: ConfigValue) -> (Endpoint, ConfigValue)? {
+    mutating func endpoint(_ value: ConfigValue) -> (Endpoint, ConfigValue)? {
         guard let fields = mapping(value, keys: ["address", "weight", "mesh"], notSupportedYet: ["locality"]),
               let addressValue = required(fields, "address") else { return nil }
         let weight = integer(fields["weight"], in: 1...10_000) ?? 1

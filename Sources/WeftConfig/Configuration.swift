@@ -149,8 +149,30 @@ public enum ClusterProtocol: String, Sendable, Equatable, CaseIterable {
     case auto, http1, http2, tcp
 }
 
+/// Where a cluster's endpoints come from (SPEC §5, Discovery).
 public enum DiscoveryKind: String, Sendable, Equatable, CaseIterable {
+    /// `endpoints` in this file.
     case `static`
+    /// `endpoints` name hosts, re-resolved every `dns_refresh` (A and AAAA).
+    case dns
+    /// A watched YAML file holding a list of endpoints (`file`).
+    case file
+}
+
+/// A `dns` cluster's endpoint: a host name to resolve, and the port and
+/// settings every address it resolves to gets.
+public struct NamedEndpoint: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
+    public var weight: Int
+    public var mesh: Bool?
+
+    public init(host: String, port: UInt16, weight: Int = 1, mesh: Bool? = nil) {
+        self.host = host
+        self.port = port
+        self.weight = weight
+        self.mesh = mesh
+    }
 }
 
 /// How a cluster spreads requests over its endpoints (SPEC §5, Balancing).
@@ -195,6 +217,12 @@ public struct Cluster: Sendable, Equatable {
     /// The key of `ring_hash` and `maglev`; nil for the other policies.
     public var hashOn: HashOn?
     public var endpoints: [Endpoint]
+    /// `discovery: dns`: the names to resolve.
+    public var namedEndpoints: [NamedEndpoint]
+    /// `discovery: dns`: how often names are resolved again.
+    public var dnsRefresh: Duration
+    /// `discovery: file`: the endpoint list's path.
+    public var file: String?
     public var timeouts: ClusterTimeouts
 
     public init(
@@ -207,6 +235,9 @@ public struct Cluster: Sendable, Equatable {
         lb: LoadBalancerPolicy = .roundRobin,
         hashOn: HashOn? = nil,
         endpoints: [Endpoint] = [],
+        namedEndpoints: [NamedEndpoint] = [],
+        dnsRefresh: Duration = .seconds(5),
+        file: String? = nil,
         timeouts: ClusterTimeouts = ClusterTimeouts()
     ) {
         self.name = name
@@ -218,6 +249,9 @@ public struct Cluster: Sendable, Equatable {
         self.lb = lb
         self.hashOn = hashOn
         self.endpoints = endpoints
+        self.namedEndpoints = namedEndpoints
+        self.dnsRefresh = dnsRefresh
+        self.file = file
         self.timeouts = timeouts
     }
 }

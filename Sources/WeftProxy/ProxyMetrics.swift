@@ -81,6 +81,9 @@ public final class ProxyMetrics: Sendable {
         limitHits[kind]?.wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Endpoint lists that discovery changed.
+    let endpointUpdates = ManagedAtomic<Int>(0)
+
     /// Configuration reloads, by result.
     public enum ReloadOutcome: String, CaseIterable, Sendable {
         case success, failure, unchanged
@@ -225,6 +228,8 @@ public final class ProxyMetrics: Sendable {
                ErrorReason.allCases.map {
                    ("status=\"\($0.status)\",reason=\"\($0.rawValue)\"", errorResponses[$0]?.load(ordering: .relaxed) ?? 0)
                })
+        family("weft_endpoint_updates_total", "counter", "Endpoint lists changed by discovery (file, dns).",
+               [("", endpointUpdates.load(ordering: .relaxed))])
         family("weft_config_reloads_total", "counter", "Configuration reloads, by result.",
                ReloadOutcome.allCases.map { ("result=\"\($0.rawValue)\"", configReloadCount($0)) })
         for direction in Direction.allCases {

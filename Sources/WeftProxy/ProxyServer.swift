@@ -8,6 +8,7 @@ import Synchronization
 import WeftAdmin
 import WeftConfig
 import WeftCore
+import WeftDiscovery
 import WeftNetfilter
 import WeftRouting
 
@@ -33,8 +34,27 @@ public final class ProxyServer: Sendable {
     private let resolver: any OriginalDestinationResolver
     private let group: any EventLoopGroup
     private let logger: Logger
-    /// The snapshot every loop was last given (loops switch on their own turn).
-    private let published: Mutex<RuntimeSnapshot>
+    /// The configuration as loaded, the endpoints discovery found for its
+    /// dynamic clusters, their sources, and the snapshot built from them
+    /// that every loop was last given (loops switch on their own turn).
+    private struct Runtime {
+        var configured: Configuration
+        var discovered: [String: [Endpoint]] = [:]
+        var sources: [String: any EndpointSource] = [:]
+        var snapshot: RuntimeSnapshot
+
+        /// The configuration with each dynamic cluster's endpoints filled in.
+        func effective() -> Configuration {
+            var configuration = configured
+            for index in configuration.clusters.indices where configuration.clusters[index].discovery != .static {
+                configuration.clusters[index].endpoints = discovered[configuration.clusters[index].name] ?? []
+            }
+            return configuration
+        }
+    }
+    private let runtime: Mutex<Runtime>
+    /// Names for `discovery: dns`.
+    private let hostResolver: any HostResolver
     /// The port peer nodes' mesh listeners use; our own by default (every
     /// node of a mesh runs the same ports). Tests with two nodes on one
     /// host set it apart.
@@ -55,7 +75,8 @@ public final class ProxyServer: Sendable {
         group: any EventLoopGroup,
         logger: Logger,
         peerMeshPort: UInt16? = nil,
-        maxConnectionsPerListener: Int = ProxyServer.maxConnectionsPerListener
+        maxConnectionsPerListener: Int = ProxyServer.maxConnectionsPerListener,
+        hostResolver: any HostResolver = SystemResolver()
     ) {
         self.maxConnections = maxConnectionsPerListener
         self.peerMeshPort = peerMeshPort ?? configuration.listeners.mesh.port
@@ -64,7 +85,8 @@ public final class ProxyServer: Sendable {
         self.resolver = resolver
         self.group = group
         self.logger = logger
-        self.published = Mutex(RuntimeSnapshot(configuration: configuration))
+        self.runtime = Mutex(Runtime(configured: configuration, snapshot: RuntimeSnapshot(configuration: configuration)))
+        self.hostResolver = hostResolver
     }
 
     /// Binds every listener, then reports ready. Throws if an IPv4 listener
@@ -73,7 +95,7 @@ public final class ProxyServer: Sendable {
         let listeners = configuration.listeners
         let services = try makeServices()
         state.withLock { $0.services = services }
-        let snapshot = published.withLock { $0 }
+        let snapshot = runtime.withLock { $0.snapshot }
         var outbound = OutboundRouter(snapshot: snapshot, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
         outbound.opaquePorts = configuration.opaquePorts
@@ -96,6 +118,7 @@ public final class ProxyServer: Sendable {
                 }
         }
         state.withLock { $0.ready = true }
+        reconcileSources()
         logger.info("node ready", metadata: [
             "node": "\(identity.id)", "clusters": "\(snapshot.upstreams.count)", "version": "\(snapshot.version)",
             "addresses": "\(identity.addresses.map(String.init(describing:)).sorted().joined(separator: ","))",
@@ -119,16 +142,17 @@ public final class ProxyServer: Sendable {
     /// their values (logged) until a restart.
     @discardableResult
     public func reload(_ next: Configuration) -> ReloadResult {
-        let result: (ReloadResult, RuntimeSnapshot?, [String]) = published.withLock { current in
+        let result: (ReloadResult, RuntimeSnapshot?, [String]) = runtime.withLock { runtime in
             var next = next
             var kept: [String] = []
-            if next.listeners != current.configuration.listeners { kept.append("listeners") }
-            if next.node != current.configuration.node { kept.append("node") }
-            next.listeners = current.configuration.listeners
-            next.node = current.configuration.node
-            guard next != current.configuration else { return (.unchanged(version: current.version), nil, kept) }
-            let snapshot = RuntimeSnapshot(configuration: next, version: current.version + 1)
-            current = snapshot
+            if next.listeners != runtime.configured.listeners { kept.append("listeners") }
+            if next.node != runtime.configured.node { kept.append("node") }
+            next.listeners = runtime.configured.listeners
+            next.node = runtime.configured.node
+            guard next != runtime.configured else { return (.unchanged(version: runtime.snapshot.version), nil, kept) }
+            runtime.configured = next
+            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version + 1)
+            runtime.snapshot = snapshot
             return (.applied(version: snapshot.version), snapshot, kept)
         }
         let (outcome, snapshot, kept) = result
@@ -139,9 +163,8 @@ public final class ProxyServer: Sendable {
         switch outcome {
         case .applied(let version):
             metrics.configReloaded(.success)
-            if let snapshot, let services = state.withLock({ $0.services }) {
-                services.forEach { $0.publish(snapshot) }
-            }
+            if let snapshot { publish(snapshot) }
+            reconcileSources()
             logger.info("configuration reloaded", metadata: [
                 "version": "\(version)", "clusters": "\(snapshot?.upstreams.count ?? 0)",
                 "routes": "\(snapshot?.configuration.routes.count ?? 0)",
@@ -153,18 +176,85 @@ public final class ProxyServer: Sendable {
         return outcome
     }
 
+    /// Hands a snapshot to every loop.
+    private func publish(_ snapshot: RuntimeSnapshot) {
+        if let services = state.withLock({ $0.services }) {
+            services.forEach { $0.publish(snapshot) }
+        }
+    }
+
+    /// Starts a source for each dynamic cluster that has none with the same
+    /// settings, and stops those of clusters that left or changed; a
+    /// cluster whose source stays keeps its discovered endpoints.
+    private func reconcileSources() {
+        let logger = self.logger
+        let (started, stopped): ([(String, any EndpointSource)], [any EndpointSource]) = runtime.withLock { runtime in
+            var started: [(String, any EndpointSource)] = []
+            var stopped: [any EndpointSource] = []
+            var wanted: [String: any EndpointSource] = [:]
+            for cluster in runtime.configured.clusters {
+                let name = cluster.name
+                guard let source = EndpointSources.make(for: cluster, resolver: hostResolver, onProblem: { problem in
+                    logger.warning("endpoint discovery: keeping the last endpoints", metadata: [
+                        "cluster": "\(name)", "problem": "\(problem)",
+                    ])
+                }) else { continue }
+                if let running = runtime.sources[name], running.settings == source.settings {
+                    wanted[name] = running
+                } else {
+                    wanted[name] = source
+                    started.append((name, source))
+                }
+            }
+            for (name, source) in runtime.sources where wanted[name] !== source {
+                stopped.append(source)
+                if wanted[name] == nil { runtime.discovered[name] = nil }
+            }
+            runtime.sources = wanted
+            return (started, stopped)
+        }
+        for source in stopped { source.stop() }
+        for (name, source) in started {
+            source.start { [weak self] endpoints in self?.endpointsDiscovered(endpoints, cluster: name) }
+        }
+    }
+
+    /// A source reported its cluster's endpoints: a new snapshot with them,
+    /// published to every loop (the configuration version stays).
+    func endpointsDiscovered(_ endpoints: [Endpoint], cluster name: String) {
+        let snapshot: RuntimeSnapshot? = runtime.withLock { runtime in
+            guard runtime.configured.clusters.contains(where: { $0.name == name }) else { return nil }
+            guard runtime.discovered[name] != endpoints else { return nil }
+            runtime.discovered[name] = endpoints
+            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version)
+            runtime.snapshot = snapshot
+            return snapshot
+        }
+        guard let snapshot else { return }
+        metrics.endpointUpdates.wrappingIncrement(ordering: .relaxed)
+        publish(snapshot)
+        logger.info("endpoints updated", metadata: [
+            "cluster": "\(name)", "endpoints": "\(endpoints.map(\.address.description).joined(separator: ","))",
+        ])
+    }
+
     /// A reload that could not be applied (the file was invalid): counted;
     /// the configuration in force stays.
     public func reloadFailed(_ problems: [String]) {
         metrics.configReloaded(.failure)
-        let version = published.withLock { $0.version }
+        let version = runtime.withLock { $0.snapshot.version }
         logger.error("configuration reload refused, keeping the one in force", metadata: [
             "version": "\(version)", "problems": "\(problems.joined(separator: "; "))",
         ])
     }
 
     /// The version of the configuration in force.
-    public var configurationVersion: Int { published.withLock { $0.version } }
+    public var configurationVersion: Int { runtime.withLock { $0.snapshot.version } }
+
+    /// The endpoints a cluster has in the configuration in force.
+    public func endpoints(of cluster: String) -> [IPEndpoint] {
+        runtime.withLock { $0.snapshot.upstream(named: cluster)?.plan.endpoints.map(\.address) ?? [] }
+    }
 
     /// The addresses a listener is bound to (the real ports when the
     /// configuration asked for port 0).
@@ -201,8 +291,14 @@ public final class ProxyServer: Sendable {
         return promise.futureResult
     }
 
-    /// Closes every listener, the health listener included.
+    /// Closes every listener, the health listener included, and stops
+    /// endpoint discovery.
     public func close() -> EventLoopFuture<Void> {
+        let sources = runtime.withLock { runtime in
+            defer { runtime.sources = [:] }
+            return Array(runtime.sources.values)
+        }
+        sources.forEach { $0.stop() }
         let all = state.withLock { state in
             state.ready = false
             return state.channels.values.flatMap { $0 }
@@ -219,7 +315,7 @@ public final class ProxyServer: Sendable {
         let identity = self.identity
         let delivery = configuration.listeners.inbound.deliverTo
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
-        let snapshot = published.withLock { $0 }
+        let snapshot = runtime.withLock { $0.snapshot }
         return try LoopServiceRegistry(group: group) { loop in
             let upstream = HTTP1UpstreamPool(eventLoop: loop)
             let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,

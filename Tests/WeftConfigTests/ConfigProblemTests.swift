@@ -140,7 +140,7 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.dns: not supported yet",
             "listeners.egress: not supported yet",
             "listeners.http_routing: not supported yet",
-            #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static)"#,
+            #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
             "clusters[0].health_check: not supported yet",
             "clusters[0].outlier_detection: not supported yet",
@@ -326,6 +326,46 @@ final class RouteConfigTests: XCTestCase {
             #"routes[3].match.host: "not a host" is not a valid host name"#,
             "routes[4].clusters: at least one cluster needs a weight above 0",
             #"routes[5].match.headers.bad header: "bad header" is not a valid header name"#,
+        ])
+    }
+}
+
+final class DiscoveryConfigTests: XCTestCase {
+    func testDNSAndFileClustersLoad() throws {
+        let config = try ConfigLoader.load(yaml: """
+            clusters:
+              - name: backend-v2
+                discovery: dns
+                dns_refresh: 2s
+                endpoints: [{ address: "Backend-V2.internal:9090", weight: 2 }, { address: "198.18.0.7:9090" }]
+              - name: payments
+                discovery: file
+                file: /etc/weft/endpoints/payments.yaml
+            """)
+        XCTAssertEqual(config.clusters[0].namedEndpoints, [NamedEndpoint(host: "backend-v2.internal", port: 9090, weight: 2),
+                                                           NamedEndpoint(host: "198.18.0.7", port: 9090)])
+        XCTAssertEqual(config.clusters[0].dnsRefresh, .seconds(2))
+        XCTAssertEqual(config.clusters[0].endpoints, [])
+        XCTAssertEqual(config.clusters[1].file, "/etc/weft/endpoints/payments.yaml")
+    }
+
+    func testDiscoveryProblems() {
+        assertProblems("""
+            clusters:
+              - { name: a, discovery: dns, endpoints: [{ address: "not a host:80" }] }
+              - { name: b, discovery: dns }
+              - { name: c, discovery: file }
+              - { name: d, discovery: file, file: relative.yaml }
+              - { name: e, discovery: file, file: /x.yaml, endpoints: [{ address: "198.18.0.2:80" }] }
+              - { name: f, dns_refresh: 1s, file: /x.yaml, endpoints: [{ address: "198.18.0.2:80" }] }
+            """, [
+            #"clusters[0].endpoints[0].address: "not a host:80" is not a valid host:port"#,
+            "clusters[1].endpoints: a dns cluster needs at least one endpoint",
+            "clusters[2].file: a file cluster needs file (the path of its endpoint list)",
+            #"clusters[3].file: "relative.yaml" must be an absolute path"#,
+            "clusters[4].endpoints: a file cluster takes its endpoints from its file, not from endpoints",
+            "clusters[5].dns_refresh: dns_refresh applies only to discovery: dns",
+            "clusters[5].file: file applies only to discovery: file",
         ])
     }
 }

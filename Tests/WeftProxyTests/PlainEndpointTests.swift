@@ -8,6 +8,8 @@ import Foundation
 import XCTest
 import WeftConfig
 import WeftCore
+import WeftDiscovery
+import Synchronization
 @testable import WeftProxy
 
 /// HTTP clusters whose endpoints run no weft (`mesh: false`, or a
@@ -224,6 +226,59 @@ final class PlainEndpointTests: XCTestCase {
         XCTAssertNoThrow(try node.server.close().wait())
     }
 
+    /// `discovery: file`: the endpoint list follows the file.
+    func testFileDiscoveryFollowsTheFile() throws {
+        let all = try endpoints()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-discovery-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("plain.yaml").path
+        func write(_ list: [Endpoint]) throws {
+            try list.map { "- { address: \"\($0.address)\" }\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        try write([all[0]])
+        let cluster = Cluster(name: "plain", addresses: [IPEndpoint("198.19.0.30:8080")!], discovery: .file, file: path)
+        let node = try ProxyFixture(group: group, clusters: [cluster])
+        node.resolver.set(IPEndpoint("198.19.0.30:8080"))
+        XCTAssertTrue(eventually { node.server.endpoints(of: "plain") == [all[0].address] })
+        XCTAssertEqual(Set(requests(6, port: try node.port(.outbound)).names), ["one"])
+
+        try write(all)
+        XCTAssertTrue(eventually { node.server.endpoints(of: "plain").count == 3 })
+        usleep(100_000)  // the loops switch on their next turn
+        XCTAssertEqual(Set(requests(30, port: try node.port(.outbound)).names), ["one", "two", "three"])
+        XCTAssertEqual(node.server.metrics.endpointUpdates.load(ordering: .relaxed), 2)
+        XCTAssertEqual(node.server.configurationVersion, 1, "discovery changes endpoints, not the configuration")
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
+    /// `discovery: dns`: names resolved again every refresh; a failed
+    /// lookup keeps the last answer.
+    func testDNSDiscoveryFollowsTheAnswers() throws {
+        let ports = try apps.map { UInt16(try XCTUnwrap($0.localAddress?.port)) }
+        let resolver = TestResolver()
+        resolver.set("one.internal", ["127.0.0.1"])
+        let cluster = Cluster(name: "plain", addresses: [IPEndpoint("198.19.0.30:8080")!], discovery: .dns,
+                              namedEndpoints: zip(["one", "two", "three"], ports).map {
+                                  NamedEndpoint(host: "\($0).internal", port: $1)
+                              },
+                              dnsRefresh: .milliseconds(100))
+        let node = try ProxyFixture(group: group, clusters: [cluster], hostResolver: resolver)
+        node.resolver.set(IPEndpoint("198.19.0.30:8080"))
+        XCTAssertTrue(eventually { node.server.endpoints(of: "plain").count == 1 })
+        usleep(100_000)
+        XCTAssertEqual(Set(requests(6, port: try node.port(.outbound)).names), ["one"])
+
+        resolver.set("two.internal", ["127.0.0.1"])
+        resolver.set("three.internal", ["127.0.0.1"])
+        XCTAssertTrue(eventually { node.server.endpoints(of: "plain").count == 3 })
+        resolver.fail("one.internal")
+        usleep(400_000)  // refreshes that fail for `one` keep its last answer
+        XCTAssertEqual(node.server.endpoints(of: "plain").count, 3)
+        XCTAssertEqual(Set(requests(30, port: try node.port(.outbound)).names), ["one", "two", "three"])
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
     func testUpgradeToAPlainEndpointBecomesARelay() throws {
         let upgrading = try startServer(group: group) { UpgradeThenEchoHandler() }
         defer { upgrading.close(promise: nil) }
@@ -277,4 +332,31 @@ private final class NamedHTTPApp: ChannelInboundHandler, @unchecked Sendable {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
+}
+
+/// A resolver whose answers the test sets.
+final class TestResolver: HostResolver {
+    private let answers = Mutex<[String: Result<[IPAddress], HostResolutionError>]>([:])
+
+    func set(_ host: String, _ addresses: [String]) {
+        answers.withLock { $0[host] = .success(addresses.compactMap(IPAddress.init)) }
+    }
+
+    func fail(_ host: String) {
+        answers.withLock { $0[host] = .failure(HostResolutionError("SERVFAIL")) }
+    }
+
+    func resolve(_ host: String) -> Result<[IPAddress], HostResolutionError> {
+        answers.withLock { $0[host] } ?? .failure(HostResolutionError("NXDOMAIN"))
+    }
+}
+
+/// Polls `condition` for up to five seconds.
+func eventually(_ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(5)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
 }

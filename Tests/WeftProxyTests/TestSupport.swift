@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import XCTest
 import WeftConfig
+import WeftDiscovery
 import WeftCore
 import WeftNetfilter
 @testable import WeftProxy
@@ -85,7 +86,8 @@ struct ProxyFixture {
     init(group: MultiThreadedEventLoopGroup, clusters: [Cluster] = [], routes: [Route] = [],
          policy: OutboundPolicy = .allowAny,
          inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil,
-         maxConnections: Int = ProxyServer.maxConnectionsPerListener) throws {
+         maxConnections: Int = ProxyServer.maxConnectionsPerListener,
+         hostResolver: any HostResolver = SystemResolver()) throws {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
@@ -101,7 +103,7 @@ struct ProxyFixture {
                              identity: NodeIdentity(id: "test", addresses: [.loopbackV4],
                                                     listenerPorts: [15008, 15000]),
                              resolver: resolver, group: group, logger: logger, peerMeshPort: peerMeshPort,
-                             maxConnectionsPerListener: maxConnections)
+                             maxConnectionsPerListener: maxConnections, hostResolver: hostResolver)
         try server.start()
     }
 
