@@ -30,14 +30,12 @@ final class LoopServices {
     /// snapshots, so endpoint loads outlive reloads.
     private var balancers: [String: LoopBalancer] = [:]
 
-    /// The loop's balancer for `cluster`, moved to the cluster's current
-    /// plan if a newer snapshot brought one.
+    /// The loop's balancer for `cluster`. Its plan follows the loop's
+    /// snapshot (moved by `publish`), never a connection's older one: a
+    /// connection accepted before a reload must not move the balancer back.
     func balancer(for cluster: UpstreamCluster) -> LoopBalancer {
-        if let balancer = balancers[cluster.name] {
-            balancer.update(cluster.plan)
-            return balancer
-        }
-        let balancer = LoopBalancer(plan: cluster.plan)
+        if let balancer = balancers[cluster.name] { return balancer }
+        let balancer = LoopBalancer(plan: snapshot.upstream(named: cluster.name)?.plan ?? cluster.plan)
         balancers[cluster.name] = balancer
         return balancer
     }

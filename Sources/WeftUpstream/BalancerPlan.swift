@@ -112,16 +112,18 @@ public final class BalancerPlan: Sendable {
 
     // MARK: maglev
 
-    /// Table sizes: primes, the smallest at least 100 slots per endpoint
-    /// (the Maglev paper's bound for even spread).
-    static let maglevSizes = [1_021, 2_039, 4_093, 8_191, 16_381, 32_749, 65_521]
+    /// The lookup table's size: a prime, one size for every endpoint count
+    /// (a size that followed the count would reshuffle most keys whenever
+    /// the count crossed a step); 65,521 keeps the spread even up to
+    /// hundreds of endpoints (the Maglev paper asks for 100 slots each).
+    static let maglevSize = 65_521
 
     /// Maglev's population (Eisenbud et al., 2016), weighted as Envoy does:
     /// in each round an endpoint takes a turn only once its weight has
     /// caught up with the heaviest endpoint's pace.
     static func maglevTable(_ endpoints: [Endpoint], weights: [Int]) -> [Int32] {
         guard !endpoints.isEmpty else { return [] }
-        let size = maglevSizes.first { $0 >= endpoints.count * 100 } ?? maglevSizes[maglevSizes.count - 1]
+        let size = maglevSize
         let maxWeight = Double(weights.max() ?? 1)
         struct Entry {
             let offset: Int
