@@ -56,7 +56,8 @@ public struct SystemResolver: HostResolver {
 /// `discovery: dns`: each named endpoint resolved every `refresh`; every
 /// address becomes an endpoint with the name's port, weight and `mesh`. A
 /// failed lookup keeps that name's last answer (SPEC §5); the list is
-/// reported only when it changes.
+/// reported only when it changes, and a name's problem only when it is
+/// new (not once per refresh).
 public final class DNSEndpointSource: EndpointSource {
     public let names: [NamedEndpoint]
     public let refresh: Duration
@@ -69,7 +70,8 @@ public final class DNSEndpointSource: EndpointSource {
     private struct State {
         var lastAnswers: [String: [IPAddress]] = [:]
         var reported: [Endpoint]?
-        var started = false
+        /// The problem last told for each failing name.
+        var problems: [String: String] = [:]
     }
 
     public init(names: [NamedEndpoint], refresh: Duration, resolver: any HostResolver = SystemResolver(),
@@ -87,11 +89,6 @@ public final class DNSEndpointSource: EndpointSource {
     }
 
     public func start(update: @escaping @Sendable ([Endpoint]) -> Void) {
-        let first = state.withLock { state -> Bool in
-            defer { state.started = true }
-            return !state.started
-        }
-        guard first else { return }
         let (seconds, attoseconds) = refresh.components
         let interval = DispatchTimeInterval.nanoseconds(Int(min(seconds, 86_400) * 1_000_000_000 + attoseconds / 1_000_000_000))
         timer.start(every: interval) { [self] in
@@ -104,16 +101,27 @@ public final class DNSEndpointSource: EndpointSource {
     /// One round: every name resolved; the list if it changed, else nil.
     func resolveAll() -> [Endpoint]? {
         var answers: [String: [IPAddress]] = [:]
+        var failures: [String: String] = [:]
         for host in Set(names.map(\.host)) {
             switch resolver.resolve(host) {
             case .success(let addresses) where !addresses.isEmpty:
                 answers[host] = addresses
             case .success:
-                onProblem("\(host): no addresses")
+                failures[host] = "\(host): no addresses"
             case .failure(let error):
-                onProblem("\(host): \(error)")
+                failures[host] = "\(host): \(error)"
             }
         }
+        let news = state.withLock { state -> [String] in
+            for host in answers.keys { state.problems[host] = nil }
+            var news: [String] = []
+            for (host, problem) in failures where state.problems[host] != problem {
+                state.problems[host] = problem
+                news.append(state.lastAnswers[host] == nil ? problem + " (never resolved)" : problem)
+            }
+            return news
+        }
+        for problem in news.sorted() { onProblem(problem) }
         return state.withLock { state -> [Endpoint]? in
             for (host, addresses) in answers { state.lastAnswers[host] = addresses }
             var seen = Set<IPEndpoint>()

@@ -9,8 +9,9 @@ import WeftConfig
 /// `endpoints`), re-read when the file changes. Polled once a second by
 /// its identity (device, inode, size, modification time, after symlinks),
 /// so an atomic rename or a ConfigMap's symlink swap is seen. A file that
-/// cannot be read or parsed keeps the last good list, and says why once
-/// per change.
+/// is missing, empty, unreadable or invalid keeps the last good list, and
+/// says why once per change (an empty file is more likely a writer caught
+/// halfway than a wish for no endpoints: that is written `[]`).
 public final class FileEndpointSource: EndpointSource {
     public let path: String
     private let queue = DispatchQueue(label: "weft.discovery.file")
@@ -20,7 +21,7 @@ public final class FileEndpointSource: EndpointSource {
 
     private struct State {
         var seen: FileIdentity?
-        var started = false
+        var missingReported = false
     }
 
     public init(path: String, onProblem: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -32,20 +33,25 @@ public final class FileEndpointSource: EndpointSource {
     public var settings: String { "file \(path)" }
 
     public func start(update: @escaping @Sendable ([Endpoint]) -> Void) {
-        let first = state.withLock { state -> Bool in
-            defer { state.started = true }
-            return !state.started
-        }
-        guard first else { return }
         timer.start(every: .seconds(1)) { [self] in
             let now = FileIdentity(path: path)
-            let changed = state.withLock { state -> Bool in
+            let (changed, reportMissing) = state.withLock { state -> (Bool, Bool) in
                 defer { state.seen = now }
-                return now != nil && now != state.seen
+                guard now != nil else {
+                    defer { state.missingReported = true }
+                    return (false, !state.missingReported)
+                }
+                state.missingReported = false
+                return (now != state.seen, false)
             }
+            if reportMissing { onProblem("cannot read \(path): no such file") }
             guard changed else { return }
             do throws(ConfigErrors) {
-                update(try ConfigLoader.loadEndpoints(yaml: try ConfigLoader.text(path: path)))
+                let text = try ConfigLoader.text(path: path)
+                guard !text.allSatisfy(\.isWhitespace) else {
+                    return onProblem("\(path) is empty (write [] for no endpoints)")
+                }
+                update(try ConfigLoader.loadEndpoints(yaml: text))
             } catch {
                 onProblem(error.problems.map(\.description).joined(separator: "; "))
             }

@@ -29,9 +29,11 @@ final class DNSEndpointSourceTests: XCTestCase {
         resolver.set("other.internal", ["198.18.0.9"])
         let problems = Mutex<[String]>([])
         let source = DNSEndpointSource(names: [NamedEndpoint(host: "backend.internal", port: 9090, weight: 2, mesh: true),
-                                               NamedEndpoint(host: "other.internal", port: 80)],
+                                               NamedEndpoint(host: "other.internal", port: 80),
+                                               NamedEndpoint(host: "never.internal", port: 80)],
                                        refresh: .seconds(5), resolver: resolver,
                                        onProblem: { problem in problems.withLock { $0.append(problem) } })
+        resolver.fail("never.internal")
         let first = source.resolveAll()
         XCTAssertEqual(first?.map(\.address.description),
                        ["198.18.0.2:9090", "198.18.0.3:9090", "198.18.0.9:80", "[2001:2::4]:9090"])
@@ -45,7 +47,9 @@ final class DNSEndpointSourceTests: XCTestCase {
         resolver.set("other.internal", ["198.18.0.10"])
         XCTAssertEqual(source.resolveAll()?.map(\.address.description),
                        ["198.18.0.10:80", "198.18.0.2:9090", "198.18.0.3:9090", "[2001:2::4]:9090"])
-        XCTAssertEqual(problems.withLock { $0 }, ["backend.internal: SERVFAIL"])
+        XCTAssertEqual(problems.withLock { $0 }, ["never.internal: SERVFAIL (never resolved)", "backend.internal: SERVFAIL"])
+        XCTAssertNil(source.resolveAll())
+        XCTAssertEqual(problems.withLock { $0.count }, 2, "a problem is told once, not once per refresh")
 
         resolver.set("backend.internal", ["198.18.0.5"])
         XCTAssertEqual(source.resolveAll()?.map(\.address.description), ["198.18.0.10:80", "198.18.0.5:9090"])
@@ -102,6 +106,20 @@ final class FileEndpointSourceTests: XCTestCase {
         XCTAssertTrue(eventually { problems.withLock { $0.count } == 1 })
         XCTAssertEqual(reported.withLock { $0.count }, 2)
         XCTAssertTrue(problems.withLock { $0.first ?? "" }.contains("[0].address"), problems.withLock { $0.first ?? "" })
+
+        // An empty file (a writer caught halfway) and a missing one keep it too.
+        try "".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertTrue(eventually { problems.withLock { $0.count } == 2 })
+        XCTAssertTrue(problems.withLock { $0[1] }.contains("is empty"))
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertTrue(eventually { problems.withLock { $0.count } == 3 })
+        XCTAssertTrue(problems.withLock { $0[2] }.contains("no such file"))
+        usleep(1_500_000)
+        XCTAssertEqual(problems.withLock { $0.count }, 3, "a missing file is told once")
+        XCTAssertEqual(reported.withLock { $0.count }, 2)
+        try "[]".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertTrue(eventually { reported.withLock { $0.count } == 3 })
+        XCTAssertEqual(reported.withLock { $0.last }, [], "[] says: no endpoints")
     }
 
     func testEndpointListParsing() throws {
