@@ -11,7 +11,13 @@ A `Lab` is a throw-away set of network namespaces on this machine:
   2001:2::N/64 (no DAD), a default route via the gateway (so VIPs in
   198.19.0.0/16, owned by nobody, are routable and the OUTPUT nat REDIRECT can
   happen), and a hosts file ``/etc/netns/<pod-ns>/hosts`` that
-  ``ip netns exec`` mounts over /etc/hosts.
+  ``ip netns exec`` mounts over /etc/hosts;
+* optionally a pod's own resolver configuration,
+  ``/etc/netns/<pod-ns>/resolv.conf`` (``add_pod(..., nameservers=[...])`` or
+  ``lab.write_resolv_conf(pod, [...])``), which ``ip netns exec`` mounts over
+  /etc/resolv.conf, so the pod asks a DNS server the test runs in another pod
+  and nothing else. Without one, a pod's processes see the machine's
+  /etc/resolv.conf, whose servers a pod cannot reach.
 
 Nothing is added to the root namespace: no address, route or iptables rule.
 Every name starts with ``wl<4 hex>-`` (unique per lab). Teardown kills every
@@ -34,6 +40,7 @@ is idempotent. ``cleanup_stale()`` removes what a crashed earlier run left.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import json
 import os
 import re
@@ -385,6 +392,7 @@ class Pod:
     index: int
     veth: str
     hosts: dict[str, str] = field(default_factory=dict)
+    nameservers: list[str] | None = None  # its own resolv.conf, when it has one
     procs: list[Proc] = field(default_factory=list)
     weft: Proc | None = None
     weft_config_path: Path | None = None
@@ -708,8 +716,11 @@ class Lab:
     def _sysctl(ns: str, key: str, value: str) -> None:
         sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}"])
 
-    def add_pod(self, name: str, hosts: Mapping[str, str] | None = None) -> Pod:
-        """A new pod namespace `<prefix>-<name>` wired to the bridge."""
+    def add_pod(self, name: str, hosts: Mapping[str, str] | None = None,
+                nameservers: Sequence[str] | None = None) -> Pod:
+        """A new pod namespace `<prefix>-<name>` wired to the bridge. With
+        `nameservers`, the pod gets its own resolv.conf naming only those
+        servers (see `write_resolv_conf`)."""
         if not self._started:
             self.start()
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
@@ -742,6 +753,8 @@ class Lab:
         sh(n + ["-6", "route", "add", "default", "via", GATEWAY6, "dev", "eth0"])
         for each in self.pods.values():
             self.write_hosts(each)
+        if nameservers is not None:
+            self.write_resolv_conf(pod, nameservers)
         return pod
 
     def write_hosts(self, pod: Pod, extra: Mapping[str, str] | None = None) -> None:
@@ -761,6 +774,37 @@ class Lab:
         d.chmod(0o755)
         (d / "hosts").write_text("\n".join(lines) + "\n")
         (d / "hosts").chmod(0o644)
+
+    def write_resolv_conf(self, pod: Pod, nameservers: Sequence[str], search: Sequence[str] = (),
+                          options: Sequence[str] = ("timeout:1", "attempts:1")) -> None:
+        """(Re)write /etc/netns/<ns>/resolv.conf: `nameservers` (IP addresses,
+        in order; none left means glibc's default, 127.0.0.1 in the pod),
+        then `search` and `options` (by default a server that does not
+        answer fails a lookup within a second, not after glibc's 5 s x 2).
+
+        ``ip netns exec`` bind-mounts the file over /etc/resolv.conf for each
+        process it starts, so the file must exist before the pod's processes
+        that resolve names start. It is rewritten in place (same inode): a
+        process already running sees the new content. The file goes with the
+        pod's /etc/netns dir at teardown."""
+        for server in nameservers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise LabError(f"nameserver {server!r} is not an IP address") from None
+        lines = [f"nameserver {server}" for server in nameservers]
+        if search:
+            lines.append("search " + " ".join(search))
+        if options:
+            lines.append("options " + " ".join(options))
+        d = NETNS_ETC / pod.ns
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)
+        path = d / "resolv.conf"
+        with open(path, "w") as f:  # in place: the bind mounts keep its inode
+            f.write("\n".join(lines) + "\n")
+        path.chmod(0o644)
+        pod.nameservers = list(nameservers)
 
     def namespaces(self) -> list[str]:
         return list(self._namespaces)

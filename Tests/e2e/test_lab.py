@@ -43,6 +43,27 @@ def test_hosts_file_maps_vip(bare_lab):
     assert "backend" not in open("/etc/hosts").read().split()
 
 
+def test_resolv_conf_per_pod(bare_lab):
+    a = bare_lab.add_pod("a", nameservers=["198.18.0.53"])
+    b = bare_lab.add_pod("b")
+    assert a.run(["cat", "/etc/resolv.conf"]).stdout.splitlines()[0] == "nameserver 198.18.0.53"
+    # Rewritten in place: what the pod sees follows.
+    bare_lab.write_resolv_conf(a, ["198.18.0.54", "2001:2::54"])
+    assert a.run(["cat", "/etc/resolv.conf"]).stdout.splitlines()[:2] == [
+        "nameserver 198.18.0.54", "nameserver 2001:2::54"]
+    # A pod without one, and the machine, keep the machine's file.
+    machine = open("/etc/resolv.conf").read()
+    assert b.run(["cat", "/etc/resolv.conf"]).stdout == machine
+    assert "198.18.0.5" not in machine
+    with pytest.raises(weftlab.LabError):
+        bare_lab.write_resolv_conf(a, ["not-an-address"])
+    # The file goes with the pod.
+    path = weftlab.NETNS_ETC / a.ns / "resolv.conf"
+    assert path.exists()
+    bare_lab.close()
+    assert not path.exists()
+
+
 def test_vip_without_interception_fails_fast(bare_lab):
     a = bare_lab.add_pod("a", hosts={"backend": VIP})
     res = a.curl("http://backend:9090/", timeout=20)

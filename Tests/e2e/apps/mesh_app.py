@@ -18,6 +18,11 @@ clients), so the tests can see that what the mesh delivers is intact.
                               other with body `status CODE from <name>\\n` and
                               header `X-App-Status: CODE`
   POST /echo                  the request body back
+  GET  /delay?seconds=S       sets the delay of the hello answers (below) from
+                              now on; answers `delay S from <name>\\n` at once
+Any other GET (or HEAD) answers like /hello. With `--delay S` (default 0), or
+after /delay, every hello answer waits S seconds before its response head, so
+the app is a slow endpoint that can be made fast again at runtime.
 Logs one line per request to stdout.
 """
 
@@ -47,6 +52,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "weft-mesh-app/1"
     name = "mesh-backend"
+    delay = 0.0  # seconds before each hello answer (--delay, GET /delay)
 
     # -- helpers -----------------------------------------------------------
 
@@ -120,6 +126,9 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(body[off:off + (1 << 20)])
         elif route == "/slow":
             self._slow(int(q.get("chunks", "20")), float(q.get("delay", "0.05")))
+        elif route == "/delay":
+            Handler.delay = max(0.0, float(q.get("seconds", "0")))
+            self._send(f"delay {Handler.delay:g} from {self.name}\n".encode())
         elif route.startswith("/status/"):
             code = int(route.rsplit("/", 1)[1])
             if code in (204, 304):
@@ -134,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
                     extra["Retry-After"] = "7"
                 self._send(f"status {code} from {self.name}\n".encode(), code, headers=extra)
         else:
+            if Handler.delay > 0:
+                time.sleep(Handler.delay)
             peer = plain(self.client_address[0])
             self._send(f"hello from {self.name}; peer={peer}\n".encode())
 
@@ -204,8 +215,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=9180)
     ap.add_argument("--name", default="mesh-backend")
+    ap.add_argument("--delay", type=float, default=0.0,
+                    help="seconds each hello answer waits before its head (default 0)")
     args = ap.parse_args()
     Handler.name = args.name
+    Handler.delay = max(0.0, args.delay)
     server = DualStackServer(("::", args.port), Handler)
     print(f"mesh_app {args.name} listening on [::]:{args.port}", flush=True)
     try:
