@@ -418,6 +418,16 @@ public final class HTTP2Session {
                                                  streamID, errorCode.rawValue))
     }
 
+    /// Resets the stream with NO_ERROR once the frame that ends our side of
+    /// it has been sent: a server that answered before the request's body
+    /// ended tells the client to stop sending, without cutting its own
+    /// answer short (RFC 9113 §8.1). Resetting at once would drop the
+    /// response still queued. Nothing happens if the peer's side ends first.
+    public func resetAfterSendingEnd(streamID: Int32) {
+        guard let state = streams[streamID], !state.closed else { return }
+        state.resetAfterEnd = true
+    }
+
     /// Queues GOAWAY. `lastStreamID` defaults to the last peer stream this
     /// side processed; streams the peer opened above it will be refused.
     public func goAway(errorCode: HTTP2ErrorCode = .noError, lastStreamID: Int32? = nil,
@@ -846,7 +856,17 @@ public final class HTTP2Session {
     }
 
     fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
-        guard frame.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
+        let type = frame.pointee.hd.type
+        if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue),
+           frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+           let state = streams[frame.pointee.hd.stream_id], state.resetAfterEnd, !state.closed,
+           // The peer's side ended too: the stream is closing, nothing to stop.
+           nghttp2_session_get_stream_remote_close(session, frame.pointee.hd.stream_id) == 0 {
+            state.resetAfterEnd = false
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), frame.pointee.hd.stream_id,
+                                          HTTP2ErrorCode.noError.rawValue)
+        }
+        guard type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
         if localGoAwaysPending > 0 {
             localGoAwaysPending -= 1
             return 0

@@ -34,6 +34,8 @@ final class HTTP2StreamState {
     var deferred = false
     /// Below the high watermark (see `HTTP2Limits.streamSendHighWatermark`).
     var writable = true
+    /// Reset the stream with NO_ERROR once our END_STREAM is sent.
+    var resetAfterEnd = false
 
     // MARK: inbound
 

@@ -48,3 +48,6 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         }
     }
 }
+
+/// A reason is also what a stage that cannot go on fails with.
+extension ErrorReason: Error {}

@@ -27,14 +27,14 @@ final class MeshConnectStream: MeshStreamHandler {
         guard let destination = destinationText.flatMap(IPEndpoint.init) else {
             return refuse(.badMeshRequest)
         }
-        guard context.identity.addresses.contains(destination.address) else {
-            context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-            return refuse(.notLocalDestination)
+        let target: IPEndpoint
+        switch context.localTarget(for: destination) {
+        case .success(let local): target = local
+        case .failure(let reason): return refuse(reason)
         }
         let bridge = MeshTunnelBridge(connection: connection, logger: context.logger)
         self.bridge = bridge
         if endStream { bridge.streamData(ByteBuffer(), endStream: true) }
-        let target = context.deliveryTarget(for: destination)
         let boundBridge = NIOLoopBound(bridge, eventLoop: context.pool.eventLoop)
         let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
         ClientBootstrap(group: context.pool.eventLoop)

@@ -160,6 +160,19 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         onStreamSlotFreed?(self)
     }
 
+    /// The handler answered the stream and wants none of the rest of the
+    /// request: it hears nothing more, and the stream is reset (NO_ERROR)
+    /// once the answer is out, so the peer stops sending the body but gets
+    /// the whole answer.
+    func stopAfterResponse(streamID: Int32) {
+        guard streams.removeValue(forKey: streamID) != nil else { return }
+        session?.resetAfterSendingEnd(streamID: streamID)
+        try? session?.discardUnconsumed(streamID: streamID)
+        if streams.isEmpty { idleSince = now }
+        scheduleFlush()
+        onStreamSlotFreed?(self)
+    }
+
     /// The loop's clock (an embedded loop's in tests).
     private var now: NIODeadline { context?.eventLoop.now ?? .now() }
 

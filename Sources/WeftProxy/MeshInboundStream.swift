@@ -71,6 +71,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
     // MARK: request
 
     private func startRequest(_ headers: [HTTP2Header], endStream: Bool) {
+        if endStream { requestEnded = true }
         let request: DowngradedRequest
         do {
             request = try MeshTranslation.downgradeRequest(headers)
@@ -78,14 +79,11 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
             fail(.badMeshRequest, detail: "\(error)")
             return
         }
-        // No open relay: the sender must name one of this node's addresses.
-        guard context.identity.addresses.contains(request.destination.address) else {
-            context.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-            fail(.notLocalDestination, detail: "\(request.destination)")
-            return
+        let target: IPEndpoint
+        switch context.localTarget(for: request.destination) {
+        case .success(let local): target = local
+        case .failure(let reason): return fail(reason, detail: "\(request.destination)")
         }
-        if endStream { requestEnded = true }
-        let target = context.deliveryTarget(for: request.destination)
         record.endpoint = target
         if let idle = context.pool.idleConnection(TargetKey(endpoint: target)) {
             return attach(idle, head: request.head)
@@ -204,8 +202,9 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         record.reason = reason
         context.logger.debug("mesh request failed", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
         ErrorResponder.respond(reason, on: connection, streamID: streamID)
-        // Drop whatever request body is still coming: nobody will read it.
-        if !requestEnded { connection.reset(streamID: streamID, errorCode: .noError) }
+        // Nobody will read the rest of the request body: the sender is told
+        // to stop once the answer is out.
+        if !requestEnded { connection.stopAfterResponse(streamID: streamID) }
         finished = true
         complete()
     }

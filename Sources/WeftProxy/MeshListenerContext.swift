@@ -34,11 +34,11 @@ final class MeshListenerContext {
             guard let destination = destinationText.flatMap(IPEndpoint.init) else {
                 return done(nil, .badMeshRequest)
             }
-            guard self.identity.addresses.contains(destination.address) else {
-                self.metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
-                return done(nil, .notLocalDestination)
+            let target: IPEndpoint
+            switch self.localTarget(for: destination) {
+            case .success(let local): target = local
+            case .failure(let reason): return done(nil, reason)
             }
-            let target = self.deliveryTarget(for: destination)
             let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
             let logger = self.logger
             self.http2Pool.connection(to: target).whenComplete { result in
@@ -54,8 +54,16 @@ final class MeshListenerContext {
         }, rewriteResponse: { $0 }, logger: logger, record: RequestRecord(direction: .inbound))
     }
 
-    /// The app's address for a request sent to `destination` (one of ours).
-    func deliveryTarget(for destination: IPEndpoint) -> IPEndpoint {
-        delivery.target(for: destination)
+    /// The one rule for "is this destination mine" on the receiving side
+    /// (SPEC §4, §8): a mesh request may only name one of this node's own
+    /// addresses (no open relay), and never a port weft itself listens on
+    /// (a peer must not reach the admin API, or loop into weft). Counted
+    /// when refused. Gives where the local app is reached.
+    func localTarget(for destination: IPEndpoint) -> Result<IPEndpoint, ErrorReason> {
+        guard identity.addresses.contains(destination.address), !identity.listenerPorts.contains(destination.port) else {
+            metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
+            return .failure(.notLocalDestination)
+        }
+        return .success(delivery.target(for: destination))
     }
 }

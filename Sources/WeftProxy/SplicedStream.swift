@@ -181,7 +181,7 @@ final class SplicedStream: MeshStreamHandler {
         record?.status = reason.status
         record?.reason = reason
         ErrorResponder.respond(reason, on: connection, streamID: streamID)
-        connection.reset(streamID: streamID, errorCode: .noError)
+        connection.stopAfterResponse(streamID: streamID)
         end(.success)
     }
 

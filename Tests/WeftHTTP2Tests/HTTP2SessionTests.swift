@@ -50,6 +50,39 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertTrue(pair.client.wantsRead, "an idle connection stays open")
     }
 
+    /// A server that answers before the request body ended gets its whole
+    /// answer to the client, then RST_STREAM(NO_ERROR) stops the body
+    /// (RFC 9113 §8.1); a reset submitted at once would have dropped it.
+    func testResetAfterTheAnswerIsOutKeepsTheAnswer() throws {
+        let pair = try Pair()
+        pair.serverRecorder.onHeaders = { session, id, _, _, _ in
+            try session.submitResponse(streamID: id, headers: [h(":status", "403")], endStream: false)
+            try session.sendData(streamID: id, buffer("refused"), endStream: true)
+            session.resetAfterSendingEnd(streamID: id)
+        }
+        let id = try pair.client.submitRequest(headers: request("POST", path: "/upload"), endStream: false)
+        try pair.client.sendData(streamID: id, buffer("part one"))
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(id).first?.headers, [h(":status", "403")])
+        XCTAssertEqual(pair.clientRecorder.body(id), "refused")
+        XCTAssertTrue(pair.clientRecorder.endedStreams.contains(id))
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError, "closed by the NO_ERROR reset, not left open")
+        XCTAssertEqual(pair.client.openStreamCount, 0)
+
+        // A request that had ended: the answer closes the stream, no reset follows.
+        pair.serverRecorder.onHeaders = { session, id, _, _, _ in
+            try session.submitResponse(streamID: id, headers: [h(":status", "404")], endStream: false)
+            try session.sendData(streamID: id, buffer("gone"), endStream: true)
+            session.resetAfterSendingEnd(streamID: id)
+        }
+        let second = try pair.client.submitRequest(headers: request("GET", path: "/"), endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.clientRecorder.body(second), "gone")
+        XCTAssertEqual(pair.clientRecorder.closeCode(second), .noError)
+        XCTAssertFalse(pair.clientRecorder.events.contains { if case .connectionError = $0 { true } else { false } })
+        XCTAssertTrue(pair.client.wantsRead, "the connection stays usable")
+    }
+
     func testBodilessExchangeAndSettingsSeenByBothSides() throws {
         var serverSettings = HTTP2Settings()
         serverSettings.maxConcurrentStreams = 77

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import XCTest
+import WeftConfig
+import WeftCore
+@testable import WeftProxy
+
+/// The receiving node's one rule (SPEC §4, §8): it delivers only to its own
+/// addresses, and never to a port weft itself listens on, whatever the
+/// request (HTTP stream or CONNECT) and whoever sent it.
+final class MeshLocalRuleTests: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+
+    override func setUp() { group = MultiThreadedEventLoopGroup(numberOfThreads: 2) }
+    override func tearDown() { XCTAssertNoThrow(try group.syncShutdownGracefully()) }
+
+    /// Node A sends to `endpoint` over the mesh of node B (identity: 127.0.0.1,
+    /// listener ports 15008 and 15000).
+    private func nodes(endpoint: String, protocol declared: ClusterProtocol = .auto) throws -> (a: ProxyFixture, b: ProxyFixture) {
+        let b = try ProxyFixture(group: group)
+        let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
+        let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], protocol: declared,
+                              mesh: true, endpoints: [Endpoint(address: IPEndpoint(endpoint)!)])
+        let a = try ProxyFixture(group: group, clusters: [cluster], peerMeshPort: bMesh)
+        a.resolver.set(IPEndpoint("198.19.0.10:9090"))
+        return (a, b)
+    }
+
+    private func ask(_ port: Int) -> String {
+        guard case .success(let fd) = rawConnect(port: port) else { return "" }
+        defer { close(fd) }
+        let request = Array("GET / HTTP/1.1\r\nHost: backend\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var collected: [UInt8] = []
+        while !String(decoding: collected, as: UTF8.self).contains("not_local_destination\n") {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            collected += buffer[..<count]
+        }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    func testAnAddressThatIsNotTheNodesIsRefused() throws {
+        let (a, b) = try nodes(endpoint: "127.0.0.2:9090")  // loopback, but not B's address
+        let response = ask(try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 403 Forbidden"), response)
+        XCTAssertTrue(response.contains("weft-reason: not_local_destination"), response)
+        XCTAssertEqual(b.server.metrics.meshRefused.load(ordering: .relaxed), 1)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    func testWeftsOwnListenerPortsAreRefusedOverHTTPAndConnect() throws {
+        // 15000 is B's admin port: a peer must never reach it through the mesh.
+        for declared in [ClusterProtocol.http1, .tcp] {
+            let (a, b) = try nodes(endpoint: "127.0.0.1:15000", protocol: declared)
+            if declared == .http1 {
+                let response = ask(try a.port(.outbound))
+                XCTAssertTrue(response.hasPrefix("HTTP/1.1 403 Forbidden"), response)
+            } else {
+                // CONNECT: the tunnel is refused, so the app's connection is reset.
+                let outcome = rawExchange(port: try a.port(.outbound), send: Array("hello".utf8))
+                XCTAssertEqual(outcome, .reset)
+            }
+            XCTAssertTrue(eventually { b.server.metrics.meshRefused.load(ordering: .relaxed) == 1 }, "\(declared)")
+            XCTAssertNoThrow(try a.server.close().wait())
+            XCTAssertNoThrow(try b.server.close().wait())
+        }
+    }
+}
