@@ -4,7 +4,8 @@ import PackageDescription
 /// weft: a transparent service-mesh node.
 ///
 /// Layout (arrows point down, nothing below imports anything above):
-/// `weft` -> WeftProxy, WeftAdmin -> WeftUpstream, WeftRouting -> WeftConfig -> WeftCore;
+/// `weft` -> WeftAdmin (through a NodeView protocol), WeftProxy -> WeftUpstream,
+/// WeftDiscovery, WeftRouting, WeftTransport -> WeftConfig -> WeftCore;
 /// WeftIPTables -> WeftCore; C only behind WeftHTTP2, WeftTLS and WeftNetfilter.
 let package = Package(
     name: "weft",
@@ -54,17 +55,24 @@ let package = Package(
         .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"]),
         // Per-cluster upstream state: balancing plans, per-loop balancers, leases.
         .target(name: "WeftUpstream", dependencies: ["WeftConfig", "WeftCore"]),
+        // The one door for upstream connections (plain TCP now; TLS later).
+        .target(name: "WeftTransport", dependencies: [
+            "WeftCore", "WeftNetfilter",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // Endpoint sources that change while the node runs: file, dns.
         .target(name: "WeftDiscovery", dependencies: ["WeftConfig", "WeftCore"]),
         .target(name: "WeftAdmin", dependencies: [
+            "WeftTransport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "WeftProxy", dependencies: [
-            "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
-            "WeftUpstream", "WeftDiscovery",
+            "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
+            "WeftUpstream", "WeftDiscovery", "WeftTransport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -72,7 +80,7 @@ let package = Package(
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .executableTarget(name: "weft", dependencies: [
-            "WeftConfig", "WeftCore", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
+            "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
             "WeftProxy", "WeftTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -94,9 +102,16 @@ let package = Package(
         .testTarget(name: "WeftConfigTests", dependencies: ["WeftConfig"]),
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
         .testTarget(name: "WeftUpstreamTests", dependencies: ["WeftUpstream", "WeftConfig", "WeftCore"]),
+        .testTarget(name: "WeftAdminTests", dependencies: [
+            "WeftAdmin",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(name: "WeftDiscoveryTests", dependencies: ["WeftDiscovery", "WeftConfig", "WeftCore"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftNetfilter", "WeftHTTP2",
+            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

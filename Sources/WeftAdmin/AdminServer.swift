@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WeftTransport
 
 /// A small HTTP/1.1 server for the health (15020) and admin (15000)
 /// listeners: read-only routes answered from a router closure.
@@ -46,13 +47,5 @@ final class IdleCloseHandler: ChannelInboundHandler {
         } else {
             context.fireUserInboundEventTriggered(event)
         }
-    }
-}
-
-extension ServerBootstrap {
-    /// IPv6 listeners take IPv6 only, so that an IPv4 socket on the same
-    /// port can coexist; the option does not exist on IPv4 sockets.
-    public func ipv6OnlyIfNeeded(for address: SocketAddress) -> ServerBootstrap {
-        address.protocol == .inet6 ? serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) : self
     }
 }

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import WeftCore
 import WeftNetfilter
+import WeftTransport
 import WeftUpstream
 
 /// The first handler of every accepted outbound or inbound connection.
@@ -25,12 +26,14 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private let meshPort: UInt16
     private let detectTimeout: TimeAmount
     private let maxConnections: Int
+    private let connector: any Connector
 
     init(router: any ConnectionRouter, resolver: any OriginalDestinationResolver,
          metrics: ProxyMetrics, logger: Logger,
          services: LoopServiceRegistry? = nil, meshPort: UInt16 = 15008, detectTimeout: TimeAmount = .seconds(1),
-         maxConnections: Int = ProxyServer.maxConnectionsPerListener) {
+         maxConnections: Int = ProxyServer.maxConnectionsPerListener, connector: any Connector = TCPConnector()) {
         self.maxConnections = maxConnections
+        self.connector = connector
         self.router = router
         self.resolver = resolver
         self.metrics = metrics
@@ -179,9 +182,10 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                      metrics: ProxyMetrics, logger: Logger) throws {
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
-                let header = { (name: String) in request.first { $0.name == name }?.value }
                 let target = route.target(for: request)
-                guard let lease = target.lease(header: header) else { return done(nil, .noEndpoint) }
+                guard let lease = target.lease(header: { name in request.first { $0.name == name }?.value }) else {
+                    return done(nil, .noEndpoint)
+                }
                 let meshed = target.isMeshed(lease.endpoint)
                 let (pool, peer, headers) = meshed
                     ? (services.meshPool, target.meshPeer(of: lease.endpoint),
@@ -279,16 +283,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
 
         upstreamRelay.firstBytes = initialBytes
         let upstreamHandler = NIOLoopBound(upstreamRelay, eventLoop: downstream.eventLoop)
-        ClientBootstrap(group: downstream.eventLoop)
-            .connectTimeout(timeout)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(upstreamHandler.value)
-                }
+        connector.connect(to: target, on: downstream.eventLoop, timeout: timeout, halfClosure: true) { channel in
+                try channel.pipeline.syncOperations.addHandler(upstreamHandler.value)
             }
-            .connect(to: SocketAddress(target))
             .whenComplete { result in
                 switch result {
                 case .success:

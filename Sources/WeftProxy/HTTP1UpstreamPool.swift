@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import WeftCore
 import WeftNetfilter
+import WeftTransport
 
 /// Identifies an upstream: where to connect.
 struct TargetKey: Hashable {
@@ -36,11 +37,13 @@ final class HTTP1UpstreamPool {
 
     let eventLoop: EventLoop
     let limits: Limits
+    private let connector: any Connector
     private var targets: [TargetKey: Target] = [:]
     private var sweepTask: Scheduled<Void>?
 
-    init(eventLoop: EventLoop, limits: Limits = Limits()) {
+    init(eventLoop: EventLoop, limits: Limits = Limits(), connector: any Connector = TCPConnector()) {
         self.eventLoop = eventLoop
+        self.connector = connector
         self.limits = limits
     }
 
@@ -66,20 +69,14 @@ final class HTTP1UpstreamPool {
         let connection = HTTP1UpstreamConnection(target: target, pool: self)
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         let decoderLimits = limits.decoder
-        return ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes,
-                                                      informationalResponseStrategy: .forward,
-                                                      limitConfiguration: decoderLimits)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HTTPRequestEncoder(), ByteToMessageHandler(decoder), bound.value,
-                    ])
-                }
+        return connector.connect(to: target.endpoint, on: eventLoop, timeout: connectTimeout, halfClosure: false) { channel in
+                let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes,
+                                                  informationalResponseStrategy: .forward,
+                                                  limitConfiguration: decoderLimits)
+                try channel.pipeline.syncOperations.addHandlers([
+                    HTTPRequestEncoder(), ByteToMessageHandler(decoder), bound.value,
+                ])
             }
-            .connect(to: SocketAddress(target.endpoint))
             .map { _ in bound.value }
             .flatMapErrorThrowing { [weak self] error in
                 self?.closed(target)

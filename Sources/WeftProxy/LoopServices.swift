@@ -1,4 +1,5 @@
 import NIOCore
+import WeftTransport
 import WeftUpstream
 
 /// The pools one event loop owns: upstream HTTP/1.1 connections to local
@@ -9,6 +10,8 @@ final class LoopServices {
     /// h2c connections to HTTP/2 apps and plain endpoints (not the mesh).
     var appHTTP2Pool: MeshConnectionPool { meshListener.http2Pool }
     let meshListener: MeshListenerContext
+    /// Opens every upstream connection this loop makes.
+    var connector: any Connector { meshListener.connector }
     /// Mesh connections peers opened to this loop, told to GOAWAY on drain.
     private var accepted: [ObjectIdentifier: MeshConnection] = [:]
 

@@ -37,14 +37,10 @@ final class MeshConnectStream: MeshStreamHandler {
         if endStream { bridge.streamData(ByteBuffer(), endStream: true) }
         let boundBridge = NIOLoopBound(bridge, eventLoop: context.pool.eventLoop)
         let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
-        ClientBootstrap(group: context.pool.eventLoop)
-            .connectTimeout(context.connectTimeout)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundBridge.value) }
+        context.connector.connect(to: target, on: context.pool.eventLoop, timeout: context.connectTimeout,
+                                  halfClosure: true) { channel in
+                try channel.pipeline.syncOperations.addHandler(boundBridge.value)
             }
-            .connect(to: SocketAddress(target))
             .whenComplete { result in
                 let stream = bound.value
                 switch result {

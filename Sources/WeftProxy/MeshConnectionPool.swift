@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import WeftCore
 import WeftNetfilter
+import WeftTransport
 
 /// Mesh connections to peer nodes, for one event loop (SPEC §4).
 ///
@@ -17,6 +18,7 @@ final class MeshConnectionPool {
     private let logger: Logger
     private let connectTimeout: TimeAmount
     private let countsAsMesh: Bool
+    private let connector: any Connector
     private var connections: [IPEndpoint: [MeshConnection]] = [:]
     private var connecting: [IPEndpoint: EventLoopFuture<MeshConnection>] = [:]
     private var failures: [IPEndpoint: (count: Int, retryAt: NIODeadline)] = [:]
@@ -24,8 +26,9 @@ final class MeshConnectionPool {
     static let backoffCeiling = TimeAmount.seconds(5)
 
     init(eventLoop: EventLoop, metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount,
-         countsAsMesh: Bool = true) {
+         countsAsMesh: Bool = true, connector: any Connector = TCPConnector()) {
         self.countsAsMesh = countsAsMesh
+        self.connector = connector
         self.eventLoop = eventLoop
         self.metrics = metrics
         self.logger = logger
@@ -69,13 +72,9 @@ final class MeshConnectionPool {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         connection.onUnusable = { unusable in bound.value.forget(unusable, peer: peer) }
         let handler = NIOLoopBound(connection, eventLoop: eventLoop)
-        let future = ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler.value) }
+        let future = connector.connect(to: peer, on: eventLoop, timeout: connectTimeout, halfClosure: false) { channel in
+                try channel.pipeline.syncOperations.addHandler(handler.value)
             }
-            .connect(to: SocketAddress(peer))
             .map { _ in handler.value }
         connecting[peer] = future
         future.whenComplete { result in

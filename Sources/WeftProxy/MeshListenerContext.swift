@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import WeftConfig
 import WeftCore
+import WeftTransport
 
 /// What the mesh listener's streams share on one event loop: the node's
 /// identity, where to deliver, and the loop's pool of app connections.
@@ -14,9 +15,12 @@ final class MeshListenerContext {
     let metrics: ProxyMetrics
     let logger: Logger
     let connectTimeout: TimeAmount
+    /// Opens TCP connections to local apps (CONNECT streams).
+    let connector: any Connector
 
     init(identity: NodeIdentity, delivery: InboundDelivery, pool: HTTP1UpstreamPool, http2Pool: MeshConnectionPool,
-         metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount) {
+         metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount, connector: any Connector = TCPConnector()) {
+        self.connector = connector
         self.http2Pool = http2Pool
         self.identity = identity
         self.delivery = delivery

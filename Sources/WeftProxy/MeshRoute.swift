@@ -47,20 +47,27 @@ struct MeshRoute {
     }
 
     /// The route stage for an HTTP/1 request head (absolute-form targets
-    /// carry their own authority).
+    /// carry their own authority). Closures are passed as literals, never
+    /// kept in a local: a kept closure would box the head on every request.
     func target(for head: HTTPRequestHead) -> RequestTarget {
-        let header = { (name: String) in head.headers.first(name: name) }
+        guard hasRules else { return target(of: cluster, balancer: balancer, timeout: nil) }
         if !head.uri.hasPrefix("/"), let (authority, path) = MeshTranslation.splitAbsoluteURI(head.uri) {
-            return target(authority: authority, path: path, header: header)
+            return target(authority: authority, path: path, header: { head.headers.first(name: $0) })
         }
-        return target(authority: head.headers.first(name: "host"), path: head.uri, header: header)
+        return target(authority: head.headers.first(name: "host"), path: head.uri,
+                      header: { head.headers.first(name: $0) })
     }
 
     /// The route stage for an HTTP/2 request's header list.
     func target(for request: [HTTP2Header]) -> RequestTarget {
-        let header = { (name: String) in request.first { $0.name == name }?.value }
-        return target(authority: header(":authority"), path: header(":path") ?? "/", header: header)
+        guard hasRules else { return target(of: cluster, balancer: balancer, timeout: nil) }
+        return target(authority: request.first { $0.name == ":authority" }?.value,
+                      path: request.first { $0.name == ":path" }?.value ?? "/",
+                      header: { name in request.first { $0.name == name }?.value })
     }
+
+    /// Whether any L7 rule could apply to this connection's requests.
+    private var hasRules: Bool { fixedEndpoint == nil && snapshot?.routes.isEmpty == false }
 
     private func target(of cluster: UpstreamCluster, balancer: LoopBalancer, timeout: Duration?) -> RequestTarget {
         RequestTarget(cluster: cluster, balancer: balancer, fixedEndpoint: fixedEndpoint, meshPort: meshPort,

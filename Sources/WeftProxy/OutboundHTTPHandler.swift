@@ -181,7 +181,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             MeshTunnel.open(on: channel, pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), lease: lease,
                             initialBytes: ByteBuffer(string: text), logger: logger, installed: removeHTTPHandlers)
         } else {
-            PlainTunnel.open(on: channel, lease: lease, head: ByteBuffer(string: text),
+            PlainTunnel.open(on: channel, connector: services.connector, lease: lease, head: ByteBuffer(string: text),
                              timeout: TimeAmount(target.cluster.config.timeouts.connect), logger: logger,
                              removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
                 guard let self else { return }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import WeftCore
+import WeftTransport
 import WeftUpstream
 
 /// An HTTP/1.1 Upgrade (WebSocket) to a plain endpoint: weft connects to
@@ -13,7 +14,8 @@ import WeftUpstream
 /// handlers leave only then (the decoder last, so bytes it still holds
 /// reach the relay, whose partner is connected by that time).
 enum PlainTunnel {
-    static func open(on channel: Channel, lease: Lease, head: ByteBuffer, timeout: TimeAmount, logger: Logger,
+    static func open(on channel: Channel, connector: any Connector, lease: Lease, head: ByteBuffer,
+                     timeout: TimeAmount, logger: Logger,
                      removeHTTPHandlers: @escaping (Channel) -> Void,
                      failed: @escaping () -> Void) {
         let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
@@ -21,16 +23,9 @@ enum PlainTunnel {
         let relays = NIOLoopBound((downstream, upstream), eventLoop: channel.eventLoop)
         let remove = NIOLoopBound(removeHTTPHandlers, eventLoop: channel.eventLoop)
         let fail = NIOLoopBound(failed, eventLoop: channel.eventLoop)
-        ClientBootstrap(group: channel.eventLoop)
-            .connectTimeout(timeout)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { upstreamChannel in
-                upstreamChannel.eventLoop.makeCompletedFuture {
-                    try upstreamChannel.pipeline.syncOperations.addHandler(relays.value.1)
-                }
+        connector.connect(to: lease.endpoint, on: channel.eventLoop, timeout: timeout, halfClosure: true) { upstreamChannel in
+                try upstreamChannel.pipeline.syncOperations.addHandler(relays.value.1)
             }
-            .connect(to: SocketAddress(lease.endpoint))
             .whenComplete { result in
                 switch result {
                 case .success(let upstreamChannel):

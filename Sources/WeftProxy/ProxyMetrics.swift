@@ -81,6 +81,13 @@ public final class ProxyMetrics: Sendable {
         limitHits[kind]?.wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Upstream connects (every connection weft opens), by outcome.
+    let connects = (succeeded: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
+
+    func countConnect(_ connected: Bool) {
+        (connected ? connects.succeeded : connects.failed).wrappingIncrement(ordering: .relaxed)
+    }
+
     /// Endpoint lists that discovery changed.
     let endpointUpdates = ManagedAtomic<Int>(0)
 
@@ -228,6 +235,11 @@ public final class ProxyMetrics: Sendable {
                ErrorReason.allCases.map {
                    ("status=\"\($0.status)\",reason=\"\($0.rawValue)\"", errorResponses[$0]?.load(ordering: .relaxed) ?? 0)
                })
+        family("weft_upstream_connects_total", "counter",
+               "Connections weft opened (to peer nodes, plain endpoints and local apps), by result.", [
+                   ("result=\"success\"", connects.succeeded.load(ordering: .relaxed)),
+                   ("result=\"failure\"", connects.failed.load(ordering: .relaxed)),
+               ])
         family("weft_endpoint_updates_total", "counter", "Endpoint lists changed by discovery (file, dns).",
                [("", endpointUpdates.load(ordering: .relaxed))])
         family("weft_config_reloads_total", "counter", "Configuration reloads, by result.",

@@ -5,12 +5,12 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
-import WeftAdmin
 import WeftConfig
 import WeftCore
 import WeftDiscovery
 import WeftNetfilter
 import WeftRouting
+import WeftTransport
 
 /// The node: the outbound, inbound and health listeners of one process.
 ///
@@ -55,6 +55,8 @@ public final class ProxyServer: Sendable {
     private let runtime: Mutex<Runtime>
     /// Names for `discovery: dns`.
     private let hostResolver: any HostResolver
+    /// Opens every upstream connection; counts each connect's outcome.
+    private let connector: any Connector
     /// The port peer nodes' mesh listeners use; our own by default (every
     /// node of a mesh runs the same ports). Tests with two nodes on one
     /// host set it apart.
@@ -87,11 +89,18 @@ public final class ProxyServer: Sendable {
         self.logger = logger
         self.runtime = Mutex(Runtime(configured: configuration, snapshot: RuntimeSnapshot(configuration: configuration)))
         self.hostResolver = hostResolver
+        let metrics = self.metrics
+        self.connector = TCPConnector { _, connected in metrics.countConnect(connected) }
     }
 
-    /// Binds every listener, then reports ready. Throws if an IPv4 listener
-    /// cannot bind; an IPv6 one that cannot (IPv6 off) is logged and skipped.
-    public func start() throws {
+    /// Opens one listening channel on `address` (the health listener's
+    /// server, which lives outside this module).
+    public typealias ListenerBinder = @Sendable (SocketAddress) -> EventLoopFuture<Channel>
+
+    /// Binds every listener (the health one with `health`, when given),
+    /// then reports ready. Throws if an IPv4 listener cannot bind; an IPv6
+    /// one that cannot (IPv6 off) is logged and skipped.
+    public func start(health: ListenerBinder? = nil) throws {
         let listeners = configuration.listeners
         let services = try makeServices()
         state.withLock { $0.services = services }
@@ -110,12 +119,8 @@ public final class ProxyServer: Sendable {
         try bind(.mesh, port: listeners.mesh.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
             self.meshListenerBootstrap(address: address, services: services).bind(to: address)
         }
-        try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
-            AdminServer.bind(group: self.group, addresses: [address], router: self.healthRouter())
-                .flatMapThrowing { channels in
-                    guard let channel = channels.first else { throw ChannelError.ioOnClosedChannel }
-                    return channel
-                }
+        if let health {
+            try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)], health)
         }
         state.withLock { $0.ready = true }
         reconcileSources()
@@ -264,6 +269,13 @@ public final class ProxyServer: Sendable {
 
     public var isReady: Bool { state.withLock { $0.ready && !$0.draining } }
 
+    /// The node's metrics as Prometheus text.
+    public func metricsText() -> String {
+        var text = ""
+        metrics.render(into: &text)
+        return text
+    }
+
     /// Stops accepting on the data-path listeners, fails `/ready`, and
     /// completes once no relayed connection is left or `timeout` passed.
     public func drain(timeout: Duration) -> EventLoopFuture<Void> {
@@ -316,18 +328,19 @@ public final class ProxyServer: Sendable {
         let delivery = configuration.listeners.inbound.deliverTo
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
         let snapshot = runtime.withLock { $0.snapshot }
+        let connector = self.connector
         return try LoopServiceRegistry(group: group) { loop in
-            let upstream = HTTP1UpstreamPool(eventLoop: loop)
+            let upstream = HTTP1UpstreamPool(eventLoop: loop, connector: connector)
             let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
-                                              connectTimeout: connectTimeout, countsAsMesh: false)
+                                              connectTimeout: connectTimeout, countsAsMesh: false, connector: connector)
             return LoopServices(
                 snapshot: snapshot,
                 upstreamPool: upstream,
                 meshPool: MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
-                                             connectTimeout: connectTimeout),
+                                             connectTimeout: connectTimeout, connector: connector),
                 meshListener: MeshListenerContext(identity: identity, delivery: delivery, pool: upstream,
                                                   http2Pool: appHTTP2, metrics: metrics, logger: logger,
-                                                  connectTimeout: connectTimeout))
+                                                  connectTimeout: connectTimeout, connector: connector))
         }
     }
 
@@ -369,6 +382,7 @@ public final class ProxyServer: Sendable {
         let meshPort = peerMeshPort
         let detectTimeout = TimeAmount(configuration.detectTimeout)
         let maxConnections = self.maxConnections
+        let connector = self.connector
         return ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .ipv6OnlyIfNeeded(for: address)
@@ -381,7 +395,7 @@ public final class ProxyServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionSetupHandler(router: router, resolver: resolver, metrics: metrics, logger: logger,
                                                services: services, meshPort: meshPort, detectTimeout: detectTimeout,
-                                               maxConnections: maxConnections))
+                                               maxConnections: maxConnections, connector: connector))
                 }
             }
     }
@@ -405,26 +419,5 @@ public final class ProxyServer: Sendable {
             }
         }
         state.withLock { $0.channels[listener] = channels }
-    }
-
-    private func healthRouter() -> AdminRouter {
-        { [weak self] method, uri in
-            guard let self else { return .notFound }
-            let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
-            guard method == .GET || method == .HEAD else { return .methodNotAllowed }
-            switch path {
-            case "/ready":
-                return self.isReady ? AdminResponse(body: "ready\n")
-                    : AdminResponse(status: .serviceUnavailable, body: "not ready\n")
-            case "/healthz":
-                return AdminResponse(body: "ok\n")
-            case "/metrics":
-                var text = ""
-                self.metrics.render(into: &text)
-                return AdminResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: text)
-            default:
-                return .notFound
-            }
-        }
     }
 }

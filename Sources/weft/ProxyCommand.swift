@@ -11,6 +11,7 @@ import WeftConfig
 import WeftCore
 import WeftHTTP2
 import WeftNetfilter
+import WeftAdmin
 import WeftProxy
 
 /// `weft proxy`: runs the node until SIGTERM (or SIGINT), then drains.
@@ -52,7 +53,13 @@ struct ProxyCommand: ParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger)
         do {
-            try server.start()
+            try server.start(health: { address in
+                AdminServer.bind(group: group, addresses: [address], router: HealthRoutes.router(for: server))
+                    .flatMapThrowing { channels in
+                        guard let channel = channels.first else { throw ChannelError.ioOnClosedChannel }
+                        return channel
+                    }
+            })
         } catch {
             logger.critical("cannot start listeners", metadata: ["error": "\(error)"])
             try? group.syncShutdownGracefully()
@@ -137,3 +144,6 @@ func printError(_ line: String) {
     var bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }
+
+/// The health listener reads the node through WeftAdmin's view of it.
+extension ProxyServer: NodeView {}

@@ -108,6 +108,9 @@ final class PlainEndpointTests: XCTestCase {
         XCTAssertTrue(texts.contains("weft-reason: connect_failure"), texts)
         XCTAssertEqual(node.server.metrics.errorResponseCount(status: 502), 12 - names.count)
         XCTAssertGreaterThanOrEqual(12 - names.count, 2, "the down endpoint keeps its turns")
+        // Every connect goes through the one Connector, which counts it.
+        XCTAssertEqual(node.server.metrics.connects.failed.load(ordering: .relaxed), 12 - names.count)
+        XCTAssertGreaterThanOrEqual(node.server.metrics.connects.succeeded.load(ordering: .relaxed), 2)
         XCTAssertNoThrow(try node.server.close().wait())
     }
 

@@ -7,9 +7,6 @@ import XCTest
 
 /// The admin/health connection pipeline, built as `AdminServer` builds it,
 /// driven with raw HTTP/1.1 bytes through an `EmbeddedChannel`.
-///
-/// (These live in WeftProxyTests because there is no WeftAdmin test
-/// target; WeftAdmin is a dependency of WeftProxy, so it can be imported.)
 final class AdminHTTPHandlerTests: XCTestCase {
     /// Answers from a table and remembers what it was asked.
     final class Router: Sendable {
@@ -143,5 +140,25 @@ final class AdminHTTPHandlerTests: XCTestCase {
         XCTAssertFalse(channel.isActive)
         XCTAssertEqual(router.calls.withLockedValue { $0 }, [])
         XCTAssertNoThrow(try channel.finish(acceptAlreadyClosed: true))
+    }
+}
+
+/// The health routes answer from the node's view, nothing else.
+final class HealthRoutesTests: XCTestCase {
+    final class FakeNode: NodeView, @unchecked Sendable {
+        var isReady = true
+        func metricsText() -> String { "weft_up 1\n" }
+    }
+
+    func testReadyFollowsTheNodeAndMetricsComeFromIt() {
+        let node = FakeNode()
+        let router = HealthRoutes.router(for: node)
+        XCTAssertEqual(router(.GET, "/ready").status, .ok)
+        node.isReady = false
+        XCTAssertEqual(router(.GET, "/ready").status, .serviceUnavailable)
+        XCTAssertEqual(router(.GET, "/healthz").body, "ok\n")
+        XCTAssertEqual(router(.GET, "/metrics?x=1").body, "weft_up 1\n")
+        XCTAssertEqual(router(.POST, "/ready").status, .methodNotAllowed)
+        XCTAssertEqual(router(.GET, "/config_dump").status, .notFound)
     }
 }
