@@ -73,6 +73,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             if cluster == nil && direction == .outbound { metrics.passthrough.wrappingIncrement(ordering: .relaxed) }
             connect(channel, to: target, timeout: timeout, cluster: cluster, peer: peer, destination: destination)
         case .cluster(let decision):
+            if decision.isPassthrough { metrics.passthrough.wrappingIncrement(ordering: .relaxed) }
             carry(channel, decision, peer: peer, destination: destination)
         }
     }
@@ -82,10 +83,12 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         // Without loop services (a bare handler in tests) the connection
         // balances on its own; the node always has them.
         let loop = services?.services(on: channel.eventLoop)
-        let balancer = loop?.balancer(for: decision.cluster) ?? LoopBalancer(plan: decision.cluster.plan)
+        // A passthrough's stand-in cluster is this connection's alone.
+        let balancer = decision.isPassthrough ? LoopBalancer(plan: decision.cluster.plan)
+            : loop?.balancer(for: decision.cluster) ?? LoopBalancer(plan: decision.cluster.plan)
         return MeshRoute(cluster: decision.cluster, balancer: balancer, fixedEndpoint: decision.fixedEndpoint,
                          meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address,
-                         snapshot: decision.snapshot, services: loop)
+                         snapshot: decision.snapshot, services: loop, isPassthrough: decision.isPassthrough)
     }
 
     /// A cluster's connection: find out what the app speaks (or take the

@@ -23,6 +23,9 @@ struct MeshRoute {
     /// the clusters they name), and the loop whose balancers serve them.
     var snapshot: RuntimeSnapshot? = nil
     var services: LoopServices? = nil
+    /// `cluster` stands for the original destination (it named no
+    /// cluster): a request's Host may name one by its `hostnames`.
+    var isPassthrough = false
 
     /// A lease on the connection's cluster (TCP, or a request no rule took).
     func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
@@ -32,8 +35,15 @@ struct MeshRoute {
     /// The route stage: the cluster (and timeout) for one HTTP request.
     /// `authority` is `Host` or `:authority`, `path` the request target.
     func target(authority: String?, path: String, header: (String) -> String?) -> RequestTarget {
-        guard fixedEndpoint == nil, let snapshot, !snapshot.routes.isEmpty,
+        guard fixedEndpoint == nil, let snapshot,
               let rule = snapshot.routes.match(authority: authority, path: path, header: header) else {
+            // No rule: the destination's cluster; for a destination that
+            // named none, the cluster whose hostname the Host is (SPEC §4).
+            if isPassthrough, let snapshot, let authority,
+               let named = snapshot.byHostname[RouteTable.hostPart(authority).lowercased()] {
+                return target(of: named, balancer: services?.balancer(for: named) ?? LoopBalancer(plan: named.plan),
+                              timeout: nil)
+            }
             return target(of: cluster, balancer: balancer, timeout: nil)
         }
         let index = rule.isSplit ? rule.cluster(draw: services?.drawRouteWeight(below: rule.totalWeight) ?? 0)
@@ -66,8 +76,9 @@ struct MeshRoute {
                       header: { name in request.first { $0.name == name }?.value })
     }
 
-    /// Whether any L7 rule could apply to this connection's requests.
-    private var hasRules: Bool { fixedEndpoint == nil && snapshot?.routes.isEmpty == false }
+    /// Whether any L7 rule (or, for a passthrough, a hostname) could apply
+    /// to this connection's requests.
+    private var hasRules: Bool { fixedEndpoint == nil && (isPassthrough || snapshot?.routes.isEmpty == false) }
 
     private func target(of cluster: UpstreamCluster, balancer: LoopBalancer, timeout: Duration?) -> RequestTarget {
         RequestTarget(cluster: cluster, balancer: balancer, fixedEndpoint: fixedEndpoint, meshPort: meshPort,

@@ -45,6 +45,16 @@ struct OutboundRouter: ConnectionRouter {
             return .cluster(ClusterDecision(cluster: cluster, snapshot: snapshot, fixedEndpoint: endpoint,
                                             connectTimeout: timeout, knownProtocol: known))
         case .passthrough(let destination):
+            // HTTP to it may name a cluster by Host: find out what the app
+            // speaks, unless no cluster has a hostname or the server speaks first.
+            if !snapshot.byHostname.isEmpty && !opaquePorts.contains(destination.port) {
+                let original = UpstreamCluster(config: Cluster(
+                    name: "passthrough", endpoints: [Endpoint(address: destination)],
+                    timeouts: ClusterTimeouts(connect: passthroughConnectTimeout.duration)))
+                return .cluster(ClusterDecision(cluster: original, snapshot: snapshot, isPassthrough: true,
+                                                fixedEndpoint: nil, connectTimeout: passthroughConnectTimeout,
+                                                knownProtocol: nil))
+            }
             return .relay(to: destination, connectTimeout: passthroughConnectTimeout, cluster: nil)
         case .refused:
             return .refuse(.registryOnly)
@@ -53,6 +63,9 @@ struct OutboundRouter: ConnectionRouter {
 }
 
 extension TimeAmount {
+    /// The same span as a `Duration`.
+    var duration: Duration { .nanoseconds(nanoseconds) }
+
     /// Converts a configuration duration, saturating at the largest amount.
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components

@@ -21,6 +21,10 @@ struct ClusterDecision: Sendable {
     let cluster: UpstreamCluster
     /// The configuration in force when the connection was accepted.
     var snapshot: RuntimeSnapshot? = nil
+    /// The destination named no cluster: `cluster` stands for the original
+    /// destination itself, and HTTP requests find a cluster by their Host
+    /// (SPEC §4 step 2), else go where the app sent them.
+    var isPassthrough = false
     let fixedEndpoint: IPEndpoint?
     let connectTimeout: TimeAmount
     /// The cluster's declared protocol, which skips detection.

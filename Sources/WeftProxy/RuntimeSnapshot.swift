@@ -16,6 +16,9 @@ final class RuntimeSnapshot: Sendable {
     let routes: RouteTable
     /// Parallel to `configuration.clusters` (the table's indices).
     let upstreams: [UpstreamCluster]
+    /// Clusters by their `hostnames` (SPEC §4 step 2: an HTTP request to a
+    /// destination that names no cluster finds one by its Host).
+    let byHostname: [String: UpstreamCluster]
 
     init(configuration: Configuration, version: Int = 1) {
         self.version = version
@@ -23,6 +26,12 @@ final class RuntimeSnapshot: Sendable {
         table = ClusterTable(configuration: configuration)
         routes = RouteTable(configuration: configuration)
         upstreams = configuration.clusters.map(UpstreamCluster.init(config:))
+        var byHostname: [String: UpstreamCluster] = [:]
+        for upstream in upstreams {
+            // First definition wins; validation refuses duplicates.
+            for hostname in upstream.config.hostnames where byHostname[hostname] == nil { byHostname[hostname] = upstream }
+        }
+        self.byHostname = byHostname
     }
 
     func upstream(named name: String) -> UpstreamCluster? {

@@ -68,7 +68,7 @@ public final class RouteTable: Sendable {
 
     /// `backend:9090` → `backend`, `[2001:2::1]:80` → `[2001:2::1]`, and a
     /// trailing dot dropped.
-    static func hostPart(_ authority: String) -> Substring {
+    public static func hostPart(_ authority: String) -> Substring {
         var host = Substring(authority)
         if host.hasPrefix("[") {
             if let close = host.firstIndex(of: "]") { host = host[...close] }

@@ -229,6 +229,36 @@ final class PlainEndpointTests: XCTestCase {
         XCTAssertNoThrow(try node.server.close().wait())
     }
 
+    /// SPEC §4 step 2: a destination that names no cluster is still matched
+    /// per HTTP request by its Host against cluster `hostnames`; a request
+    /// whose Host names none goes where the app sent it.
+    func testHostNamesAClusterForADestinationThatNamesNone() throws {
+        let all = try endpoints()
+        let named = Cluster(name: "named", hostnames: ["named.svc"], endpoints: [all[1]])
+        let node = try ProxyFixture(group: group, clusters: [named])
+        node.resolver.set(all[0].address)  // the app called `one` directly: no cluster has it
+        let port = try node.port(.outbound)
+        func names(host: String) -> [String] {
+            let raw = String(repeating: "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n", count: 3)
+            guard case .success(let fd) = rawConnect(port: port) else { return [] }
+            defer { close(fd) }
+            _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var collected: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= 3 {
+                let read = recv(fd, &buffer, buffer.count, 0)
+                if read <= 0 { break }
+                collected += buffer[..<read]
+            }
+            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
+        }
+        XCTAssertEqual(names(host: "Named.SVC:8080"), ["two", "two", "two"], "Host names the cluster")
+        XCTAssertEqual(names(host: "elsewhere"), ["one", "one", "one"], "no cluster: where the app sent it")
+        XCTAssertEqual(node.server.metrics.passthrough.load(ordering: .relaxed), 2)
+        XCTAssertNoThrow(try node.server.close().wait())
+    }
+
     /// `discovery: file`: the endpoint list follows the file.
     func testFileDiscoveryFollowsTheFile() throws {
         let all = try endpoints()

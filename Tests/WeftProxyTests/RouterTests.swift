@@ -76,6 +76,26 @@ final class OutboundRouterTests: XCTestCase {
         XCTAssertEqual(counts, ["198.18.0.4:80": 10, "198.18.0.5:80": 10, "198.18.0.6:80": 10])
     }
 
+    /// With cluster hostnames to match, an unknown destination's protocol is
+    /// detected (its HTTP requests may name a cluster); on an opaque port,
+    /// or with no hostnames anywhere, it stays a plain relay.
+    func testPassthroughIsDetectedWhenHostnamesCanMatch() {
+        let configuration = Configuration(clusters: [
+            Cluster(name: "named", hostnames: ["named.svc"], endpoints: [Endpoint(address: IPEndpoint("198.18.0.5:80")!)]),
+        ])
+        var router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
+                                    passthroughConnectTimeout: .seconds(5))
+        router.opaquePorts = [3306]
+        guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint("198.18.0.9:8080")!,
+                                                          localAddress: listener) else {
+            return XCTFail("expected detection")
+        }
+        XCTAssertTrue(decision.isPassthrough)
+        XCTAssertEqual(decision.cluster.plan.endpoints.map(\.address), [IPEndpoint("198.18.0.9:8080")!])
+        XCTAssertEqual(router.decide(originalDestination: IPEndpoint("198.18.0.9:3306")!, localAddress: listener),
+                       .relay(to: IPEndpoint("198.18.0.9:3306")!, connectTimeout: .seconds(5), cluster: nil))
+    }
+
     func testPassthroughAndRegistryOnly() {
         let unknown = IPEndpoint("198.18.0.9:8080")!
         XCTAssertEqual(router(.allowAny).decide(originalDestination: unknown, localAddress: listener),
