@@ -80,7 +80,7 @@ let package = Package(
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .executableTarget(name: "weft", dependencies: [
-            "WeftAdmin", "WeftConfig", "WeftCore", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
+            "WeftAdmin", "WeftConfig", "WeftCore", "WeftDiscovery", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
             "WeftProxy", "WeftTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

@@ -61,15 +61,17 @@ public final class FileEndpointSource: EndpointSource {
     public func stop() { timer.cancel() }
 }
 
-/// A file's identity as far as change detection needs it.
-struct FileIdentity: Equatable, Sendable {
+/// A file's identity as far as change detection needs it (after
+/// symlinks): a rename over it, a symlink swap or a write changes it.
+public struct FileIdentity: Equatable, Sendable {
     var device: UInt64
     var inode: UInt64
     var size: Int64
     var modifiedSeconds: Int
     var modifiedNanoseconds: Int
 
-    init?(path: String) {
+    /// Nil when the file cannot be seen.
+    public init?(path: String) {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         device = UInt64(info.st_dev)

@@ -5,6 +5,7 @@ import Dispatch
 import Logging
 import Synchronization
 import WeftConfig
+import WeftDiscovery
 import WeftProxy
 
 /// Re-reads the config file on SIGHUP and when the file changes (SPEC §5,
@@ -24,24 +25,6 @@ final class ConfigReloader: @unchecked Sendable {
     private let hangup: any DispatchSourceSignal
     private let poll: any DispatchSourceTimer
     private let lastSeen = Mutex<FileIdentity?>(nil)
-
-    struct FileIdentity: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var modifiedSeconds: Int
-        var modifiedNanoseconds: Int
-
-        init?(path: String) {
-            var info = stat()
-            guard stat(path, &info) == 0 else { return nil }
-            device = UInt64(info.st_dev)
-            inode = UInt64(info.st_ino)
-            size = Int64(info.st_size)
-            modifiedSeconds = Int(info.st_mtim.tv_sec)
-            modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
-        }
-    }
 
     init(path: String, server: ProxyServer, logger: Logger) {
         self.path = path

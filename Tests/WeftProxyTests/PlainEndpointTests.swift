@@ -56,9 +56,14 @@ final class PlainEndpointTests: XCTestCase {
     /// Sends `count` pipelined GETs on one connection; returns the names
     /// that answered, in order, and the raw text.
     private func requests(_ count: Int, port: Int, extra: String = "") -> (names: [String], text: String) {
-        let raw = (0..<count).map { "GET /\($0) HTTP/1.1\r\nHost: plain\r\n\(extra)\r\n" }.joined()
         guard case .success(let fd) = rawConnect(port: port) else { return ([], "") }
         defer { close(fd) }
+        return ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\(extra)\r\n", count: count), count: count, on: fd)
+    }
+
+    /// Sends `raw` (holding `count` requests) on `fd` and reads until `count`
+    /// answers are in: the names that answered, in order, and the raw text.
+    private func ask(_ raw: String, count: Int, on fd: Int32) -> (names: [String], text: String) {
         _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -68,8 +73,16 @@ final class PlainEndpointTests: XCTestCase {
             collected += buffer[..<read]
         }
         let text = String(decoding: collected, as: UTF8.self)
-        let names = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
+        let names = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n")
+            .filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
         return (names, text)
+    }
+
+    /// `count` copies of `raw` on a new connection to `port`: the names.
+    private func names(_ raw: String, count: Int, port: Int) -> [String] {
+        guard case .success(let fd) = rawConnect(port: port) else { return [] }
+        defer { close(fd) }
+        return ask(String(repeating: raw, count: count), count: count, on: fd).names
     }
 
     func testEachRequestOnAKeepAliveConnectionIsBalanced() throws {
@@ -148,27 +161,12 @@ final class PlainEndpointTests: XCTestCase {
         node.resolver.set(IPEndpoint("198.19.0.30:8080"))
         let port = try node.port(.outbound)
 
-        func names(_ raw: String, count: Int) -> [String] {
-            let requests = String(repeating: raw, count: count)
-            guard case .success(let fd) = rawConnect(port: port) else { return [] }
-            defer { close(fd) }
-            _ = Array(requests.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            var collected: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= count {
-                let read = recv(fd, &buffer, buffer.count, 0)
-                if read <= 0 { break }
-                collected += buffer[..<read]
-            }
-            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
-        }
-        XCTAssertEqual(names("GET /v2/items HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5), Array(repeating: "two", count: 5))
-        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\nX-Canary: 1\r\n\r\n", count: 5),
+        XCTAssertEqual(names("GET /v2/items HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5, port: port), Array(repeating: "two", count: 5))
+        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\nX-Canary: 1\r\n\r\n", count: 5, port: port),
                        Array(repeating: "three", count: 5))
-        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5), Array(repeating: "one", count: 5),
+        XCTAssertEqual(names("GET /v1 HTTP/1.1\r\nHost: plain\r\n\r\n", count: 5, port: port), Array(repeating: "one", count: 5),
                        "no rule: the VIP's cluster")
-        let split = names("GET / HTTP/1.1\r\nHost: split:8080\r\n\r\n", count: 400)
+        let split = names("GET / HTTP/1.1\r\nHost: split:8080\r\n\r\n", count: 400, port: port)
         XCTAssertEqual(split.count, 400)
         let toThree = split.filter { $0 == "three" }.count
         XCTAssertEqual(Double(toThree) / 400, 0.75, accuracy: 0.08, "weights 1:3, got \(toThree) of 400 to three")
@@ -187,20 +185,7 @@ final class PlainEndpointTests: XCTestCase {
         node.resolver.set(IPEndpoint("198.19.0.30:8080"))
         guard case .success(let fd) = rawConnect(port: try node.port(.outbound)) else { return XCTFail("connect") }
         defer { close(fd) }
-        func ask(_ count: Int, on fd: Int32) -> [String] {
-            let raw = String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: count)
-            _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            var collected: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= count {
-                let read = recv(fd, &buffer, buffer.count, 0)
-                if read <= 0 { break }
-                collected += buffer[..<read]
-            }
-            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
-        }
-        XCTAssertEqual(ask(3, on: fd), ["one", "one", "one"])
+        XCTAssertEqual(ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: 3), count: 3, on: fd).names, ["one", "one", "one"])
 
         var configuration = Configuration(clusters: [before])
         configuration.clusters[0].endpoints = all
@@ -208,7 +193,7 @@ final class PlainEndpointTests: XCTestCase {
         XCTAssertEqual(node.server.configurationVersion, 2)
         // The loops switch on their next turn.
         usleep(100_000)
-        let same = ask(30, on: fd)
+        let same = ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: 30), count: 30, on: fd).names
         XCTAssertEqual(same.count, 30, "the open connection kept working")
         XCTAssertEqual(Set(same), ["one", "two", "three"], "\(same)")
         let fresh = requests(30, port: try node.port(.outbound)).names
@@ -225,7 +210,7 @@ final class PlainEndpointTests: XCTestCase {
         configuration.clusters[0].endpoints = [all[2]]
         XCTAssertEqual(node.server.reload(configuration), .applied(version: 3))
         usleep(100_000)
-        XCTAssertEqual(Set(ask(6, on: fd)), ["three"])
+        XCTAssertEqual(Set(ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: 6), count: 6, on: fd).names), ["three"])
         XCTAssertNoThrow(try node.server.close().wait())
     }
 
@@ -238,23 +223,8 @@ final class PlainEndpointTests: XCTestCase {
         let node = try ProxyFixture(group: group, clusters: [named])
         node.resolver.set(all[0].address)  // the app called `one` directly: no cluster has it
         let port = try node.port(.outbound)
-        func names(host: String) -> [String] {
-            let raw = String(repeating: "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n", count: 3)
-            guard case .success(let fd) = rawConnect(port: port) else { return [] }
-            defer { close(fd) }
-            _ = Array(raw.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            var collected: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while String(decoding: collected, as: UTF8.self).components(separatedBy: "END\n").count <= 3 {
-                let read = recv(fd, &buffer, buffer.count, 0)
-                if read <= 0 { break }
-                collected += buffer[..<read]
-            }
-            return String(decoding: collected, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-                .split(separator: "\n").filter { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
-        }
-        XCTAssertEqual(names(host: "Named.SVC:8080"), ["two", "two", "two"], "Host names the cluster")
-        XCTAssertEqual(names(host: "elsewhere"), ["one", "one", "one"], "no cluster: where the app sent it")
+        XCTAssertEqual(names("GET / HTTP/1.1\r\nHost: Named.SVC:8080\r\n\r\n", count: 3, port: port), ["two", "two", "two"], "Host names the cluster")
+        XCTAssertEqual(names("GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n", count: 3, port: port), ["one", "one", "one"], "no cluster: where the app sent it")
         XCTAssertEqual(node.server.metrics.passthrough.load(ordering: .relaxed), 2)
         XCTAssertNoThrow(try node.server.close().wait())
     }
