@@ -99,9 +99,10 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     /// plain one.
     private func carry(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
         let route = route(decision, channel)
-        let services = services?.services(on: channel.eventLoop)
-        // TCP to plain endpoints, known up front: a relay, balanced once.
-        if services == nil || (decision.knownProtocol == .tcp && !decision.cluster.hasMeshedEndpoints) {
+        guard let services = services?.services(on: channel.eventLoop),
+              decision.knownProtocol != .tcp || decision.cluster.hasMeshedEndpoints else {
+            // TCP to plain endpoints, known up front (or a bare handler
+            // without loop services): a relay, balanced once.
             guard let lease = route.lease() else {
                 return refuse(channel, .noEndpoint, peer: peer, destination: destination)
             }
@@ -109,7 +110,6 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     cluster: decision.cluster.name, peer: peer, destination: destination, lease: lease)
             return
         }
-        guard let services else { return }
         let metrics = self.metrics
         // The app connection counts as open until it closes, so a drain
         // waits for it (a plain TCP relay chosen after detection counts
