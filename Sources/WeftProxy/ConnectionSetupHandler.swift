@@ -165,7 +165,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                 channel.pipeline.syncOperations.removeHandler(self, promise: nil)
                 carry(channel, known, channel.allocator.buffer(capacity: 0))
             } else {
-                let detection = ProtocolDetectionHandler(timeout: detectTimeout) { context, verdict, bytes in
+                // The configuration the connection was accepted under.
+                let timeout = decision.snapshot.map { TimeAmount($0.configuration.detectTimeout) } ?? detectTimeout
+                let detection = ProtocolDetectionHandler(timeout: timeout) { context, verdict, bytes in
                     carry(context.channel, verdict, bytes)
                 }
                 try channel.pipeline.syncOperations.addHandler(detection)

@@ -11,13 +11,13 @@ struct OutboundRouter: ConnectionRouter {
     let snapshot: RuntimeSnapshot
     let identity: NodeIdentity
     let passthroughConnectTimeout: TimeAmount
-    /// Ports where the server speaks first: never wait to detect there.
-    var opaquePorts: Set<UInt16> = []
 
     var direction: Direction { .outbound }
 
     func decide(originalDestination: IPEndpoint, localAddress: IPEndpoint, snapshot current: RuntimeSnapshot?) -> RelayDecision {
         let snapshot = current ?? self.snapshot
+        // Ports where the server speaks first: never wait to detect there.
+        let opaquePorts = snapshot.configuration.opaquePorts
         // Not redirected: the kernel reports the listener itself as the
         // original destination. Relaying would connect weft to itself.
         if originalDestination == localAddress { return .refuse(.notRedirected) }

@@ -105,9 +105,8 @@ public final class ProxyServer: Sendable {
         let services = try makeServices()
         state.withLock { $0.services = services }
         let snapshot = runtime.withLock { $0.snapshot }
-        var outbound = OutboundRouter(snapshot: snapshot, identity: identity,
+        let outbound = OutboundRouter(snapshot: snapshot, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
-        outbound.opaquePorts = configuration.opaquePorts
         let inbound = InboundRouter(settings: listeners.inbound, identity: identity,
                                     connectTimeout: TimeAmount(ClusterTimeouts().connect))
         try bind(.outbound, port: listeners.outbound.port, hosts: [.loopbackV4, .loopbackV6]) { address in
@@ -152,8 +151,10 @@ public final class ProxyServer: Sendable {
             var kept: [String] = []
             if next.listeners != runtime.configured.listeners { kept.append("listeners") }
             if next.node != runtime.configured.node { kept.append("node") }
+            if next.drainTimeout != runtime.configured.drainTimeout { kept.append("drain_timeout") }
             next.listeners = runtime.configured.listeners
             next.node = runtime.configured.node
+            next.drainTimeout = runtime.configured.drainTimeout
             guard next != runtime.configured else { return (.unchanged(version: runtime.snapshot.version), nil, kept) }
             runtime.configured = next
             let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version + 1)

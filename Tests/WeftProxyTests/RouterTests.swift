@@ -83,9 +83,8 @@ final class OutboundRouterTests: XCTestCase {
         let configuration = Configuration(clusters: [
             Cluster(name: "named", hostnames: ["named.svc"], endpoints: [Endpoint(address: IPEndpoint("198.18.0.5:80")!)]),
         ])
-        var router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
+        let router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration), identity: identity,
                                     passthroughConnectTimeout: .seconds(5))
-        router.opaquePorts = [3306]
         guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint("198.18.0.9:8080")!,
                                                           localAddress: listener) else {
             return XCTFail("expected detection")
@@ -160,10 +159,9 @@ final class OutboundRouterMeshTests: XCTestCase {
                     endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:9090")!),
                                 Endpoint(address: IPEndpoint("198.18.0.3:3306")!)]),
         ])
-        var router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration),
+        let router = OutboundRouter(snapshot: RuntimeSnapshot(configuration: configuration),
                                     identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
                                     passthroughConnectTimeout: .seconds(5))
-        router.opaquePorts = Configuration.defaultOpaquePorts
         guard case .cluster(let decision) = router.decide(originalDestination: IPEndpoint(destination)!, localAddress: listener) else {
             return nil
         }
@@ -204,6 +202,27 @@ final class OutboundRouterMeshTests: XCTestCase {
     func testDirectEndpointCallKeepsThatEndpoint() throws {
         let meshed = try XCTUnwrap(decision(for: "198.18.0.3:9090"))
         XCTAssertEqual(meshed.fixedEndpoint, IPEndpoint("198.18.0.3:9090"))
+    }
+
+    /// The loop's snapshot decides, so a reload's `opaque_ports` apply to
+    /// the next connection.
+    func testOpaquePortsComeFromTheSnapshotInForce() throws {
+        let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:7000")!], mesh: true,
+                              endpoints: [Endpoint(address: IPEndpoint("198.18.0.3:7000")!)])
+        let started = RuntimeSnapshot(configuration: Configuration(clusters: [cluster]))
+        var reloaded = Configuration(clusters: [cluster])
+        reloaded.opaquePorts = [7000]
+        let router = OutboundRouter(snapshot: started, identity: NodeIdentity(id: "a", addresses: [], listenerPorts: []),
+                                    passthroughConnectTimeout: .seconds(5))
+        guard case .cluster(let before) = router.decide(originalDestination: IPEndpoint("198.19.0.10:7000")!,
+                                                        localAddress: listener, snapshot: nil),
+              case .cluster(let after) = router.decide(originalDestination: IPEndpoint("198.19.0.10:7000")!,
+                                                       localAddress: listener,
+                                                       snapshot: RuntimeSnapshot(configuration: reloaded, version: 2)) else {
+            return XCTFail("expected the cluster")
+        }
+        XCTAssertNil(before.knownProtocol)
+        XCTAssertEqual(after.knownProtocol, .tcp)
     }
 
     func testOpaquePortAndDeclaredProtocolsSkipDetection() throws {
