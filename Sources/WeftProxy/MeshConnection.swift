@@ -198,6 +198,16 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         if context.channel.isActive { becameActive() }
     }
 
+    /// The context points at this handler and this handler at the context:
+    /// the pair (and the channel behind it) is freed only once this link is
+    /// cut, when the handler leaves the pipeline.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        upkeepTask?.cancel()
+        upkeepTask = nil
+        self.context = nil
+        session = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         becameActive()
         context.fireChannelActive()

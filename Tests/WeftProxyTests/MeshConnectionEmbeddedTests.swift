@@ -222,6 +222,28 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         pair.finish()
     }
 
+    /// Every mesh connection and HTTP/2 app connection is one of these: it
+    /// must be freed once its channel is gone (it held its context, and the
+    /// context it, for the life of the process: a few KiB per connection).
+    func testConnectionsAreFreedOnceTheirChannelsClose() throws {
+        weak var client: MeshConnection?
+        weak var server: MeshConnection?
+        do {
+            let pair = try MeshPair()
+            pair.accepted.answer = Self.answerWithBodyAndTrailers
+            let stream = try pair.open(Self.request("/get", method: "GET"), endStream: true)
+            try pair.pump()
+            XCTAssertEqual(stream.bodyString, "answer to /get")
+            client = pair.client
+            server = pair.server
+            pair.clientChannel.close(promise: nil)
+            try pair.pump()
+            pair.finish()
+        }
+        XCTAssertNil(client, "the client connection outlived its channel")
+        XCTAssertNil(server, "the server connection outlived its channel")
+    }
+
     func testRequestWithoutBodyEndsOnItsHeaders() throws {
         let pair = try MeshPair()
         pair.accepted.answer = Self.answerWithBodyAndTrailers
