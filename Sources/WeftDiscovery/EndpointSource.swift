@@ -38,16 +38,17 @@ public enum EndpointSources {
 /// A repeating dispatch timer, made when started (libdispatch must not
 /// release a source that was never resumed). Dispatch sources are
 /// thread-safe; this one is made, resumed and cancelled under a lock.
-final class RepeatingTimer: @unchecked Sendable {
+public final class RepeatingTimer: @unchecked Sendable {
     private let queue: DispatchQueue
     private let lock = Mutex<Bool>(false)  // started
     private var source: (any DispatchSourceTimer)?
 
-    init(queue: DispatchQueue) {
+    public init(queue: DispatchQueue) {
         self.queue = queue
     }
 
-    func start(every interval: DispatchTimeInterval, _ handler: @escaping @Sendable () -> Void) {
+    /// Runs `handler` now and every `interval`; only the first call starts it.
+    public func start(every interval: DispatchTimeInterval, _ handler: @escaping @Sendable () -> Void) {
         lock.withLock { started in
             guard !started else { return }
             started = true
@@ -59,7 +60,7 @@ final class RepeatingTimer: @unchecked Sendable {
         }
     }
 
-    func cancel() {
+    public func cancel() {
         lock.withLock { _ in
             source?.cancel()
             source = nil

@@ -8,15 +8,19 @@ import WeftHTTP2
 enum ErrorResponder {
     /// `502 Bad Gateway: connect_failure`.
     static func body(_ reason: ErrorReason) -> ByteBuffer {
+        ByteBuffer(string: text(reason))
+    }
+
+    private static func text(_ reason: ErrorReason) -> String {
         let status = HTTPResponseStatus(statusCode: reason.status)
-        return ByteBuffer(string: "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n")
+        return "\(status.code) \(status.reasonPhrase): \(reason.rawValue)\n"
     }
 
     /// The head for an HTTP/1 client; `keepAlive: false` adds `Connection: close`.
     static func head(_ reason: ErrorReason, version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
         var headers = HTTPHeaders([
             ("content-type", "text/plain; charset=utf-8"),
-            ("content-length", String(body(reason).readableBytes)),
+            ("content-length", String(text(reason).utf8.count)),
             ("cache-control", "no-store"),
             (MeshTranslation.reasonHeader, reason.rawValue),
         ])
@@ -30,7 +34,7 @@ enum ErrorResponder {
         [
             HTTP2Header(":status", String(reason.status)),
             HTTP2Header("content-type", "text/plain; charset=utf-8"),
-            HTTP2Header("content-length", String(body(reason).readableBytes)),
+            HTTP2Header("content-length", String(text(reason).utf8.count)),
             HTTP2Header("cache-control", "no-store"),
             HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
         ]

@@ -15,7 +15,7 @@ import WeftProxy
 /// symlink swap that inotify on the path would miss.
 ///
 /// `@unchecked Sendable`: its state is the last seen identity (behind a
-/// mutex) and two dispatch sources, which are thread-safe and only ever
+/// mutex), a signal source and a `RepeatingTimer`, which are thread-safe and only ever
 /// started and cancelled.
 final class ConfigReloader: @unchecked Sendable {
     private let path: String
@@ -23,7 +23,7 @@ final class ConfigReloader: @unchecked Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "weft.config-reload")
     private let hangup: any DispatchSourceSignal
-    private let poll: any DispatchSourceTimer
+    private let poll: RepeatingTimer
     private let lastSeen = Mutex<FileIdentity?>(nil)
 
     init(path: String, server: ProxyServer, logger: Logger) {
@@ -31,7 +31,7 @@ final class ConfigReloader: @unchecked Sendable {
         self.server = server
         self.logger = logger
         hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
-        poll = DispatchSource.makeTimerSource(queue: queue)
+        poll = RepeatingTimer(queue: queue)
     }
 
     func start() {
@@ -42,8 +42,7 @@ final class ConfigReloader: @unchecked Sendable {
             lastSeen.withLock { $0 = FileIdentity(path: path) }
             reload()
         }
-        poll.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(200))
-        poll.setEventHandler { [self] in
+        poll.start(every: .seconds(1)) { [self] in
             let now = FileIdentity(path: path)
             let changed = lastSeen.withLock { seen -> Bool in
                 defer { seen = now }
@@ -55,7 +54,6 @@ final class ConfigReloader: @unchecked Sendable {
             }
         }
         hangup.resume()
-        poll.resume()
     }
 
     func stop() {
