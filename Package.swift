@@ -4,8 +4,9 @@ import PackageDescription
 /// weft: a transparent service-mesh node.
 ///
 /// Layout (arrows point down, nothing below imports anything above):
-/// `weft` -> WeftAdmin (through a NodeView protocol), WeftProxy -> WeftUpstream,
-/// WeftDiscovery, WeftRouting, WeftTransport -> WeftConfig -> WeftCore;
+/// `weft` -> WeftAdmin (through a NodeView protocol), WeftProxy (the request
+/// pipeline) -> WeftMesh (the mesh protocol), WeftUpstream, WeftDiscovery,
+/// WeftRouting -> WeftTransport, WeftObservability, WeftConfig -> WeftCore;
 /// WeftIPTables -> WeftCore; C only behind WeftHTTP2, WeftTLS and WeftNetfilter.
 let package = Package(
     name: "weft",
@@ -15,6 +16,7 @@ let package = Package(
         // Libraries for the micro-benchmarks in Benchmarks/ (a package of
         // its own, so the node's build never pulls the benchmark tooling).
         .library(name: "WeftProxy", targets: ["WeftProxy"]),
+        .library(name: "WeftMesh", targets: ["WeftMesh"]),
         .library(name: "WeftHTTP2", targets: ["WeftHTTP2"]),
         .library(name: "WeftConfig", targets: ["WeftConfig"]),
         .library(name: "WeftCore", targets: ["WeftCore"]),
@@ -61,6 +63,20 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Counters and the "request finished" record every request ends in.
+        .target(name: "WeftObservability", dependencies: [
+            "WeftCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        // The mesh protocol: HTTP/1.1 <-> HTTP/2 translation, the HTTP/2
+        // connection between nodes with its upkeep, per-loop connection pools.
+        .target(name: "WeftMesh", dependencies: [
+            "WeftCore", "WeftHTTP2", "WeftObservability", "WeftTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Endpoint sources that change while the node runs: file, dns.
         .target(name: "WeftDiscovery", dependencies: ["WeftConfig", "WeftCore"]),
         .target(name: "WeftAdmin", dependencies: [
@@ -72,7 +88,7 @@ let package = Package(
         ]),
         .target(name: "WeftProxy", dependencies: [
             "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
-            "WeftUpstream", "WeftDiscovery", "WeftTransport",
+            "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftObservability", "WeftMesh",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -109,9 +125,23 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // Test support: an in-memory pair of mesh connections.
+        .target(name: "WeftMeshTesting", dependencies: [
+            "WeftMesh", "WeftObservability", "WeftHTTP2",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/WeftMeshTesting"),
+        .testTarget(name: "WeftMeshTests", dependencies: [
+            "WeftMesh", "WeftMeshTesting", "WeftObservability", "WeftHTTP2", "WeftCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "WeftDiscoveryTests", dependencies: ["WeftDiscovery", "WeftConfig", "WeftCore"]),
         .testTarget(name: "WeftProxyTests", dependencies: [
-            "WeftProxy", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftNetfilter", "WeftHTTP2",
+            "WeftProxy", "WeftObservability", "WeftMesh", "WeftMeshTesting", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

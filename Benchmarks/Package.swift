@@ -22,6 +22,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "WeftProxy", package: "weft"),
+                .product(name: "WeftMesh", package: "weft"),
                 .product(name: "WeftHTTP2", package: "weft"),
                 .product(name: "WeftConfig", package: "weft"),
                 .product(name: "WeftCore", package: "weft"),

@@ -3,7 +3,9 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import WeftCore
+import WeftMesh
 import WeftNetfilter
+import WeftObservability
 import WeftTransport
 import WeftUpstream
 

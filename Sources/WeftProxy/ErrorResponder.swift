@@ -1,6 +1,8 @@
 import NIOCore
 import NIOHTTP1
 import WeftHTTP2
+import WeftMesh
+import WeftObservability
 
 /// Every response weft makes itself (SPEC §4, §6): the reason's status,
 /// `weft-reason`, a one-line plain-text body, and no caching. One home, so

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import WeftObservability
 
 /// Answers an app request that NIOHTTP1 cannot parse (malformed, or past
 /// the decoder's header size limit) with `400` and closes, counting and

@@ -1,6 +1,7 @@
 import NIOCore
 import WeftConfig
 import WeftCore
+import WeftObservability
 
 /// The inbound side's decision: deliver a redirected connection to the
 /// local app on the port it was sent to (SPEC §4, inbound).

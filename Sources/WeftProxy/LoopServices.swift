@@ -1,4 +1,5 @@
 import NIOCore
+import WeftMesh
 import WeftTransport
 import WeftUpstream
 

@@ -3,7 +3,9 @@ import NIOCore
 import NIOPosix
 import WeftCore
 import WeftHTTP2
+import WeftMesh
 import WeftNetfilter
+import WeftObservability
 
 /// A CONNECT stream arriving on the mesh listener: opaque TCP (or an
 /// upgraded HTTP/1.1 connection) for a local app port. Connects to the app,

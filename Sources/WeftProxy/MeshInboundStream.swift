@@ -3,6 +3,8 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftMesh
+import WeftObservability
 
 /// One request stream arriving on the mesh listener, delivered to the
 /// local app over an HTTP/1.1 keep-alive connection (SPEC §4, receiver).

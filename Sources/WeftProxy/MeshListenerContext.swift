@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import WeftConfig
 import WeftCore
+import WeftMesh
+import WeftObservability
 import WeftTransport
 
 /// What the mesh listener's streams share on one event loop: the node's

@@ -3,6 +3,8 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftMesh
+import WeftObservability
 import WeftUpstream
 
 /// One app request carried as one mesh stream, and its response carried

@@ -1,6 +1,7 @@
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftMesh
 import WeftRouting
 import WeftUpstream
 

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import WeftCore
 import WeftHTTP2
+import WeftMesh
 import WeftUpstream
 
 /// Opens a CONNECT stream for an app connection that is not (or is no

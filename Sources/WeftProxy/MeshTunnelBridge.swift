@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import NIOCore
 import WeftHTTP2
+import WeftMesh
 
 /// Joins a TCP socket and a mesh CONNECT stream (SPEC §4): bytes both
 /// ways, a half-close maps to END_STREAM and back, a reset to RST_STREAM

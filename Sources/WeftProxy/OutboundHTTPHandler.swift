@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftObservability
 import WeftUpstream
 
 /// Serves one app connection speaking HTTP/1.x to a meshed cluster: each

@@ -1,6 +1,7 @@
 import NIOCore
 import WeftConfig
 import WeftCore
+import WeftObservability
 import WeftRouting
 import WeftUpstream
 

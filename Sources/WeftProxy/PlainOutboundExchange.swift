@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftMesh
+import WeftObservability
 import WeftUpstream
 
 /// One app request carried to a plain endpoint (one that runs no weft)

@@ -8,7 +8,9 @@ import Synchronization
 import WeftConfig
 import WeftCore
 import WeftDiscovery
+import WeftMesh
 import WeftNetfilter
+import WeftObservability
 import WeftRouting
 import WeftTransport
 

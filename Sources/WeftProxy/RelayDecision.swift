@@ -1,5 +1,6 @@
 import NIOCore
 import WeftCore
+import WeftObservability
 import WeftUpstream
 
 /// What to do with an accepted, redirected connection.

@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
 import WeftHTTP2
+import WeftMesh
+import WeftObservability
 import WeftUpstream
 
 /// One half of a pair of HTTP/2 streams on two connections that carry one

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import WeftObservability
 import XCTest
 import WeftHTTP2
 @testable import WeftProxy

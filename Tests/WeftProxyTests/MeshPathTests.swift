@@ -3,6 +3,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WeftMesh
+import WeftObservability
 import XCTest
 import WeftConfig
 import WeftCore

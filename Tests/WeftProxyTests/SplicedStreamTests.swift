@@ -1,5 +1,7 @@
 import Logging
 import NIOCore
+import WeftMesh
+import WeftMeshTesting
 import XCTest
 import WeftHTTP2
 @testable import WeftProxy
@@ -7,7 +9,7 @@ import WeftHTTP2
 /// HTTP/2 app streams spliced to mesh streams: the pair of halves must be
 /// freed once the exchange is over, or every gRPC call leaks both.
 final class SplicedStreamTests: XCTestCase {
-    typealias Pair = MeshConnectionEmbeddedTests.MeshPair
+    typealias Pair = MeshPair
 
     /// Remembers every half made, weakly.
     final class Halves {
@@ -23,7 +25,7 @@ final class SplicedStreamTests: XCTestCase {
         var logger = Logger(label: "test.splice")
         logger.logLevel = .critical
         let upstream = try Pair()
-        upstream.accepted.answer = MeshConnectionEmbeddedTests.answerWithBodyAndTrailers
+        upstream.accepted.answer = MeshExchange.answerWithBodyAndTrailers
         let app = try Pair(accept: { connection, streamID, _ in
             let half = SplicedStream(connection: connection, streamID: streamID, opener: { request, endStream, _, done in
                 let other = SplicedStream(connection: upstream.client, streamID: nil, opener: nil,
@@ -54,9 +56,9 @@ final class SplicedStreamTests: XCTestCase {
         let halves = Halves()
         let (app, upstream) = try splice(halves)
         try pumpBoth(app, upstream)
-        var streams: [MeshConnectionEmbeddedTests.RecordingStream] = []
+        var streams: [RecordingStream] = []
         for index in 0..<5 {
-            let stream = try app.open(MeshConnectionEmbeddedTests.request("/\(index)"), endStream: false)
+            let stream = try app.open(MeshExchange.request("/\(index)"), endStream: false)
             try app.client.sendData(streamID: XCTUnwrap(stream.streamID), ByteBuffer(string: "body \(index)"))
             try app.client.sendEnd(streamID: XCTUnwrap(stream.streamID))
             streams.append(stream)
@@ -81,7 +83,7 @@ final class SplicedStreamTests: XCTestCase {
         // The upstream never answers; the app gives up on each stream.
         upstream.accepted.answer = nil
         for index in 0..<3 {
-            let stream = try app.open(MeshConnectionEmbeddedTests.request("/\(index)"), endStream: true)
+            let stream = try app.open(MeshExchange.request("/\(index)"), endStream: true)
             try pumpBoth(app, upstream)
             app.client.reset(streamID: try XCTUnwrap(stream.streamID), errorCode: .cancel)
         }

@@ -1,6 +1,7 @@
 import Benchmark
 import NIOCore
 import WeftHTTP2
+import WeftMesh
 import WeftProxy
 
 /// The nghttp2 wrapper alone: a client and a server `HTTP2Session` wired

@@ -2,6 +2,7 @@ import Benchmark
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftMesh
 import WeftProxy
 
 /// Typical heads: what curl (and, minus two headers, wrk) sends, and what

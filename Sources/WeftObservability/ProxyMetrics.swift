@@ -35,6 +35,12 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case upstreamPool = "upstream_pool"
 }
 
+/// Which end opened a connection between nodes (or with an HTTP/2 app):
+/// `client`, this node; `server`, the peer, to this node's listener.
+public enum ConnectionRole: String, Sendable {
+    case client, server
+}
+
 /// Which listener a connection came through.
 public enum Direction: String, Sendable, CaseIterable {
     case outbound, inbound
@@ -43,62 +49,62 @@ public enum Direction: String, Sendable, CaseIterable {
 /// Counters for the data path, updated with relaxed atomics: once per
 /// connection, never per byte or per read.
 public final class ProxyMetrics: Sendable {
-    struct DirectionCounters: Sendable {
-        let opened = ManagedAtomic<Int>(0)
-        let active = ManagedAtomic<Int>(0)
-        let connectFailures = ManagedAtomic<Int>(0)
-        let resets = ManagedAtomic<Int>(0)
-        let bytesReceived = ManagedAtomic<Int>(0)
-        let bytesSent = ManagedAtomic<Int>(0)
-        let refused: [RefusalReason: ManagedAtomic<Int>] =
+    public struct DirectionCounters: Sendable {
+        public let opened = ManagedAtomic<Int>(0)
+        public let active = ManagedAtomic<Int>(0)
+        public let connectFailures = ManagedAtomic<Int>(0)
+        public let resets = ManagedAtomic<Int>(0)
+        public let bytesReceived = ManagedAtomic<Int>(0)
+        public let bytesSent = ManagedAtomic<Int>(0)
+        public let refused: [RefusalReason: ManagedAtomic<Int>] =
             Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map { ($0, ManagedAtomic<Int>(0)) })
     }
 
-    let outbound = DirectionCounters()
-    let inbound = DirectionCounters()
-    let passthrough = ManagedAtomic<Int>(0)
+    public let outbound = DirectionCounters()
+    public let inbound = DirectionCounters()
+    public let passthrough = ManagedAtomic<Int>(0)
 
     /// Mesh HTTP/2 connections and streams, by role (client: this node
     /// opened it; server: a peer opened it to our mesh listener).
-    let meshConnections = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
-    let meshStreams = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
+    public let meshConnections = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
+    public let meshStreams = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
 
     /// HTTP requests answered, by direction and status class (index 0 = 1xx
     /// ... 4 = 5xx); weft's own error responses included.
-    let responses: [Direction: [ManagedAtomic<Int>]] = Dictionary(uniqueKeysWithValues: Direction.allCases.map {
+    public let responses: [Direction: [ManagedAtomic<Int>]] = Dictionary(uniqueKeysWithValues: Direction.allCases.map {
         ($0, (0..<5).map { _ in ManagedAtomic<Int>(0) })
     })
 
-    func countResponse(_ direction: Direction, status: Int) {
+    public func countResponse(_ direction: Direction, status: Int) {
         let index = min(max(status / 100, 1), 5) - 1
         responses[direction]?[index].wrappingIncrement(ordering: .relaxed)
     }
 
-    let limitHits: [LimitKind: ManagedAtomic<Int>] =
+    public let limitHits: [LimitKind: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
 
-    func limitHit(_ kind: LimitKind) {
+    public func limitHit(_ kind: LimitKind) {
         limitHits[kind]?.wrappingIncrement(ordering: .relaxed)
     }
 
     /// Upstream connects (every connection weft opens), by outcome.
-    let connects = (succeeded: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
+    public let connects = (succeeded: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
 
-    func countConnect(_ connected: Bool) {
+    public func countConnect(_ connected: Bool) {
         (connected ? connects.succeeded : connects.failed).wrappingIncrement(ordering: .relaxed)
     }
 
     /// Endpoint lists that discovery changed.
-    let endpointUpdates = ManagedAtomic<Int>(0)
+    public let endpointUpdates = ManagedAtomic<Int>(0)
 
     /// Configuration reloads, by result.
     public enum ReloadOutcome: String, CaseIterable, Sendable {
         case success, failure, unchanged
     }
-    let configReloads: [ReloadOutcome: ManagedAtomic<Int>] =
+    public let configReloads: [ReloadOutcome: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: ReloadOutcome.allCases.map { ($0, ManagedAtomic<Int>(0)) })
 
-    func configReloaded(_ outcome: ReloadOutcome) {
+    public func configReloaded(_ outcome: ReloadOutcome) {
         configReloads[outcome]?.wrappingIncrement(ordering: .relaxed)
     }
 
@@ -107,15 +113,15 @@ public final class ProxyMetrics: Sendable {
     }
 
     /// Mesh connections closed because a PING went unanswered.
-    let meshKeepaliveTimeouts = ManagedAtomic<Int>(0)
+    public let meshKeepaliveTimeouts = ManagedAtomic<Int>(0)
 
     /// Mesh requests refused because `weft-dst` is not this node (no open relay).
-    let meshRefused = ManagedAtomic<Int>(0)
+    public let meshRefused = ManagedAtomic<Int>(0)
     /// Error responses weft itself generated, by reason (SPEC §4).
-    let errorResponses: [ErrorReason: ManagedAtomic<Int>] =
+    public let errorResponses: [ErrorReason: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: ErrorReason.allCases.map { ($0, ManagedAtomic<Int>(0)) })
 
-    func countErrorResponse(_ reason: ErrorReason) {
+    public func countErrorResponse(_ reason: ErrorReason) {
         errorResponses[reason]?.wrappingIncrement(ordering: .relaxed)
     }
 
@@ -125,36 +131,36 @@ public final class ProxyMetrics: Sendable {
             .reduce(0) { $0 + (errorResponses[$1]?.load(ordering: .relaxed) ?? 0) }
     }
 
-    func meshConnectionOpened(_ role: MeshConnection.Role) {
+    public func meshConnectionOpened(_ role: ConnectionRole) {
         (role == .client ? meshConnections.client : meshConnections.server).wrappingIncrement(ordering: .relaxed)
     }
 
-    func meshConnectionClosed(_ role: MeshConnection.Role) {
+    public func meshConnectionClosed(_ role: ConnectionRole) {
         (role == .client ? meshConnections.client : meshConnections.server).wrappingDecrement(ordering: .relaxed)
     }
 
-    func meshStreamOpened(_ role: MeshConnection.Role) {
+    public func meshStreamOpened(_ role: ConnectionRole) {
         (role == .client ? meshStreams.client : meshStreams.server).wrappingIncrement(ordering: .relaxed)
     }
 
     public init() {}
 
-    func counters(_ direction: Direction) -> DirectionCounters {
+    public func counters(_ direction: Direction) -> DirectionCounters {
         direction == .outbound ? outbound : inbound
     }
 
-    func refused(_ direction: Direction, _ reason: RefusalReason) {
+    public func refused(_ direction: Direction, _ reason: RefusalReason) {
         counters(direction).refused[reason]?.wrappingIncrement(ordering: .relaxed)
     }
 
-    func opened(_ direction: Direction) {
+    public func opened(_ direction: Direction) {
         counters(direction).opened.wrappingIncrement(ordering: .relaxed)
         counters(direction).active.wrappingIncrement(ordering: .relaxed)
     }
 
     /// A relayed connection ended; bytes are from the app's point of view
     /// on this side: received from the downstream peer, sent back to it.
-    func closed(_ direction: Direction, received: Int, sent: Int) {
+    public func closed(_ direction: Direction, received: Int, sent: Int) {
         let counters = counters(direction)
         counters.active.wrappingDecrement(ordering: .relaxed)
         counters.bytesReceived.wrappingIncrement(by: received, ordering: .relaxed)
@@ -162,7 +168,7 @@ public final class ProxyMetrics: Sendable {
     }
 
     /// Bytes of a relay whose connection is counted elsewhere.
-    func countBytes(_ direction: Direction, received: Int, sent: Int) {
+    public func countBytes(_ direction: Direction, received: Int, sent: Int) {
         let counters = counters(direction)
         counters.bytesReceived.wrappingIncrement(by: received, ordering: .relaxed)
         counters.bytesSent.wrappingIncrement(by: sent, ordering: .relaxed)

@@ -1,6 +1,7 @@
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftObservability
 
 /// The protocol the app spoke, carried in `weft-orig-proto` (SPEC §4).
 ///
@@ -39,7 +40,7 @@ public struct OrigProto: Equatable, Sendable {
         }
     }
 
-    var headerValue: String {
+    public var headerValue: String {
         guard absoluteForm || noHost else { return version.rawValue }
         var value = version.rawValue
         if absoluteForm { value += "; absolute-form" }
@@ -85,7 +86,7 @@ public enum MeshTranslation {
 
     /// A 502 or 503 that the peer node made because its local app could
     /// not be reached or reset (SPEC §5): the endpoint failed, not the peer.
-    static func isPeerReportedFailure(_ response: [HTTP2Header]) -> Bool {
+    public static func isPeerReportedFailure(_ response: [HTTP2Header]) -> Bool {
         guard let status = response.first, status.name == ":status",
               status.value == "502" || status.value == "503" else { return false }
         return response.contains {
@@ -203,20 +204,20 @@ public enum MeshTranslation {
 
     /// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
     /// plus `host` (it becomes `:authority`) and HTTP/2's own `http2-settings`.
-    static let hopByHop: Set<String> = [
+    public static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "http2-settings",
     ]
 
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
-    static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
+    public static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
         forEachEndToEnd(headers, dropping: extra) { fields.append(HTTP2Header($0, $1)) }
     }
 
     /// Calls `body` with every end-to-end header (lower-cased name, value):
     /// not hop-by-hop, not named by `Connection`, not `weft-*` or
     /// `proxy-*`, not `extra`; `TE` only as `trailers`.
-    static func forEachEndToEnd(_ headers: HTTPHeaders, dropping extra: String?, _ body: (String, String) -> Void) {
+    public static func forEachEndToEnd(_ headers: HTTPHeaders, dropping extra: String?, _ body: (String, String) -> Void) {
         // Headers the `Connection` header names are hop-by-hop too; most
         // messages have none, or only `keep-alive`/`close`.
         var named: [String] = []
@@ -252,7 +253,7 @@ public enum MeshTranslation {
     /// HTTP/1.1 connection of weft's: end-to-end headers only, the body's
     /// framing kept (a length, or chunked), and a `Host` for HTTP/1.0
     /// requests that had none.
-    static func relayRequest(_ head: HTTPRequestHead, endpoint: IPEndpoint) -> HTTPRequestHead {
+    public static func relayRequest(_ head: HTTPRequestHead, endpoint: IPEndpoint) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 1)
         forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
@@ -266,7 +267,7 @@ public enum MeshTranslation {
 
     /// A plain endpoint's response head for the app, in the app's version;
     /// its framing is the app connection's encoder's to choose again.
-    static func relayResponse(_ head: HTTPResponseHead, version: HTTPVersion) -> HTTPResponseHead {
+    public static func relayResponse(_ head: HTTPResponseHead, version: HTTPVersion) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count)
         forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
@@ -275,7 +276,7 @@ public enum MeshTranslation {
 
     /// `keep-alive` or `close`, in any case: the connection options that
     /// name no header, and the only ones most messages carry.
-    static func isKeepAliveOrClose(_ option: Substring) -> Bool {
+    public static func isKeepAliveOrClose(_ option: Substring) -> Bool {
         guard option.utf8.count <= 10 else { return false }
         let lower = option.lowercased()  // at most 10 bytes: a small string, not allocated
         return lower == "keep-alive" || lower == "close"
@@ -283,7 +284,7 @@ public enum MeshTranslation {
 
     /// `http://authority/path?q` → (`authority`, `/path?q`). Only `http`
     /// (the mesh carries plaintext HTTP; TLS from apps is opaque TCP).
-    static func splitAbsoluteURI(_ uri: String) -> (authority: String, path: String)? {
+    public static func splitAbsoluteURI(_ uri: String) -> (authority: String, path: String)? {
         let lower = uri.lowercased()
         guard lower.hasPrefix("http://") else { return nil }
         let rest = uri.dropFirst("http://".count)
@@ -297,7 +298,7 @@ public enum MeshTranslation {
 }
 
 extension StringProtocol {
-    var trimmingSpaces: Substring {
+    public var trimmingSpaces: Substring {
         let view = Substring(self)
         guard let start = view.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return view[view.endIndex...] }
         let end = view.lastIndex(where: { $0 != " " && $0 != "\t" }) ?? start

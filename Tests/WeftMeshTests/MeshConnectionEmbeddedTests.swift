@@ -2,192 +2,26 @@ import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
+import WeftObservability
+import WeftMeshTesting
 import XCTest
 import WeftHTTP2
-@testable import WeftProxy
+@testable import WeftMesh
 
 /// Two `MeshConnection`s, a client and a server, each alone in an
 /// `EmbeddedChannel`, wired back to back in memory: whatever one writes
 /// the test pumps into the other, until both are quiet.
 final class MeshConnectionEmbeddedTests: XCTestCase {
-    /// A stream's side of the story, as its `MeshStreamHandler` hears it.
-    final class RecordingStream: MeshStreamHandler {
-        var headers: [(fields: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)] = []
-        var body = ByteBuffer()
-        var consumed = 0
-        /// The peer finished sending (END_STREAM on HEADERS or DATA).
-        var peerEnded = false
-        var closedWith: [HTTP2ErrorCode] = []
-        var writability: [Bool] = []
-        /// Consume body bytes as they arrive, as a fast consumer does.
-        var autoConsume = true
-        weak var connection: MeshConnection?
-        var streamID: Int32?
-        /// Runs once when the peer has finished sending.
-        var onPeerEnded: ((RecordingStream) -> Void)?
-
-        var bodyString: String { String(buffer: body) }
-        var unconsumed: Int { body.readableBytes - consumed }
-
-        func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
-            self.headers.append((headers, kind, endStream))
-            if endStream { ended() }
-        }
-
-        func streamData(_ data: ByteBuffer, endStream: Bool) {
-            var data = data
-            body.writeBuffer(&data)
-            if autoConsume { consumeAll() }
-            if endStream { ended() }
-        }
-
-        func streamClosed(_ errorCode: HTTP2ErrorCode) {
-            closedWith.append(errorCode)
-        }
-
-        func streamWritabilityChanged(_ writable: Bool) {
-            writability.append(writable)
-        }
-
-        func consumeAll() {
-            guard let connection, let streamID, unconsumed > 0 else { return }
-            let count = unconsumed
-            consumed += count
-            connection.consume(streamID: streamID, bytes: count)
-        }
-
-        private func ended() {
-            XCTAssertFalse(peerEnded, "END_STREAM delivered twice")
-            peerEnded = true
-            onPeerEnded?(self)
-        }
-    }
-
-    /// The streams the server accepted, in order.
-    final class Accepted {
-        var streams: [RecordingStream] = []
-        /// Set on each accepted stream as its `onPeerEnded`.
-        var answer: ((RecordingStream) -> Void)?
-        var autoConsume = true
-    }
-
-    /// A client and a server connection on one embedded loop.
-    final class MeshPair {
-        let loop = EmbeddedEventLoop()
-        let clientChannel: EmbeddedChannel
-        let serverChannel: EmbeddedChannel
-        let client: MeshConnection
-        let server: MeshConnection
-        let accepted = Accepted()
-        let clientMetrics = ProxyMetrics()
-        let serverMetrics = ProxyMetrics()
-        var clientUnusable = 0
-        var serverUnusable = 0
-
-        /// `accept`, when given, makes the server's stream handlers instead
-        /// of the recording ones.
-        init(clientUpkeep: MeshConnection.Upkeep? = nil,
-             accept: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) throws {
-            var logger = Logger(label: "test.mesh")
-            logger.logLevel = .critical
-            client = MeshConnection(role: .client, metrics: clientMetrics, logger: logger)
-            let accepted = self.accepted
-            server = MeshConnection(role: .server, metrics: serverMetrics, logger: logger) { connection, streamID, headers in
-                if let accept { return accept(connection, streamID, headers) }
-                let stream = RecordingStream()
-                stream.connection = connection
-                stream.streamID = streamID
-                stream.autoConsume = accepted.autoConsume
-                stream.onPeerEnded = accepted.answer
-                accepted.streams.append(stream)
-                return stream
-            }
-            if let clientUpkeep { client.upkeep = clientUpkeep }
-            clientChannel = EmbeddedChannel(handler: client, loop: loop)
-            serverChannel = EmbeddedChannel(handler: server, loop: loop)
-            client.onUnusable = { [unowned self] _ in self.clientUnusable += 1 }
-            server.onUnusable = { [unowned self] _ in self.serverUnusable += 1 }
-            let address = try SocketAddress(ipAddress: "127.0.0.1", port: 15008)
-            try serverChannel.connect(to: address).wait()
-            try clientChannel.connect(to: address).wait()
-        }
-
-        /// Moves bytes both ways until neither side writes anything more. A
-        /// side whose channel closed makes the other side see the
-        /// connection close, as a socket would.
-        func pump(file: StaticString = #filePath, line: UInt = #line) throws {
-            for _ in 0..<10_000 {
-                loop.run()
-                let forward = try transfer(from: clientChannel, to: serverChannel)
-                let backward = try transfer(from: serverChannel, to: clientChannel)
-                loop.run()
-                if !forward && !backward {
-                    propagateClose()
-                    return
-                }
-            }
-            XCTFail("the connections never went quiet", file: file, line: line)
-        }
-
-        private func transfer(from source: EmbeddedChannel, to sink: EmbeddedChannel) throws -> Bool {
-            var moved = false
-            while let buffer = try source.readOutbound(as: ByteBuffer.self) {
-                moved = true
-                if sink.isActive { sink.pipeline.fireChannelRead(buffer) }
-            }
-            if moved && sink.isActive { sink.pipeline.fireChannelReadComplete() }
-            return moved
-        }
-
-        private func propagateClose() {
-            if !clientChannel.isActive && serverChannel.isActive { serverChannel.close(promise: nil) }
-            if !serverChannel.isActive && clientChannel.isActive { clientChannel.close(promise: nil) }
-            loop.run()
-        }
-
-        /// Opens a client stream whose handler consumes what it receives.
-        func open(_ headers: [HTTP2Header], endStream: Bool) throws -> RecordingStream {
-            let stream = RecordingStream()
-            stream.connection = client
-            stream.streamID = try client.openStream(headers: headers, endStream: endStream, handler: stream)
-            return stream
-        }
-
-        func finish() {
-            XCTAssertNoThrow(try clientChannel.finish(acceptAlreadyClosed: true))
-            XCTAssertNoThrow(try serverChannel.finish(acceptAlreadyClosed: true))
-        }
-    }
-
-    static func request(_ path: String, method: String = "POST") -> [HTTP2Header] {
-        [HTTP2Header(":method", method), HTTP2Header(":scheme", "http"), HTTP2Header(":path", path),
-         HTTP2Header(":authority", "backend:9090"), HTTP2Header("content-type", "text/plain")]
-    }
-
-    /// What a server stream says once the request has ended: 200, a body
-    /// naming the request, and trailers.
-    static func answerWithBodyAndTrailers(_ stream: RecordingStream) {
-        guard let connection = stream.connection, let id = stream.streamID else { return XCTFail("unbound stream") }
-        let path = stream.headers.first?.fields.first { $0.name == ":path" }?.value ?? "?"
-        XCTAssertNoThrow(try connection.respond(streamID: id, headers: [HTTP2Header(":status", "200"),
-                                                                        HTTP2Header("x-answer", "yes")],
-                                                endStream: false))
-        XCTAssertNoThrow(try connection.sendData(streamID: id, ByteBuffer(string: "answer to ")))
-        XCTAssertNoThrow(try connection.sendData(streamID: id, ByteBuffer(string: path)))
-        XCTAssertNoThrow(try connection.sendEnd(streamID: id, trailers: [HTTP2Header("grpc-status", "0"),
-                                                                        HTTP2Header("x-digest", "d1")]))
-    }
-
     // MARK: - exchanges
 
     func testRequestAndResponseWithBodiesAndTrailersArriveIntact() throws {
         let pair = try MeshPair()
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
         try pair.pump()
         XCTAssertEqual(pair.clientMetrics.meshConnections.client.load(ordering: .relaxed), 1)
         XCTAssertEqual(pair.serverMetrics.meshConnections.server.load(ordering: .relaxed), 1)
 
-        let request = Self.request("/upload")
+        let request = MeshExchange.request("/upload")
         let stream = try pair.open(request, endStream: false)
         let id = try XCTUnwrap(stream.streamID)
         try pair.client.sendData(streamID: id, ByteBuffer(string: "hello "))
@@ -230,8 +64,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         weak var server: MeshConnection?
         do {
             let pair = try MeshPair()
-            pair.accepted.answer = Self.answerWithBodyAndTrailers
-            let stream = try pair.open(Self.request("/get", method: "GET"), endStream: true)
+            pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+            let stream = try pair.open(MeshExchange.request("/get", method: "GET"), endStream: true)
             try pair.pump()
             XCTAssertEqual(stream.bodyString, "answer to /get")
             client = pair.client
@@ -246,8 +80,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
 
     func testRequestWithoutBodyEndsOnItsHeaders() throws {
         let pair = try MeshPair()
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let stream = try pair.open(Self.request("/get", method: "GET"), endStream: true)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let stream = try pair.open(MeshExchange.request("/get", method: "GET"), endStream: true)
         try pair.pump()
         let served = try XCTUnwrap(pair.accepted.streams.first)
         XCTAssertEqual(served.headers.count, 1)
@@ -263,7 +97,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         try pair.pump()
         var streams: [RecordingStream] = []
         for index in 0..<100 {
-            let stream = try pair.open(Self.request("/\(index)"), endStream: false)
+            let stream = try pair.open(MeshExchange.request("/\(index)"), endStream: false)
             try pair.client.sendData(streamID: XCTUnwrap(stream.streamID), ByteBuffer(string: "body \(index)"),
                                      endStream: true)
             streams.append(stream)
@@ -276,7 +110,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertEqual(pair.server.openStreamCount, 100)
         XCTAssertTrue(pair.accepted.streams.allSatisfy(\.peerEnded))
         for served in pair.accepted.streams.reversed() {
-            Self.answerWithBodyAndTrailers(served)
+            MeshExchange.answerWithBodyAndTrailers(served)
         }
         try pair.pump()
         for (index, stream) in streams.enumerated() {
@@ -299,7 +133,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
 
     func testClientResetReachesTheServerStreamWithItsCode() throws {
         let pair = try MeshPair()
-        let stream = try pair.open(Self.request("/slow"), endStream: false)
+        let stream = try pair.open(MeshExchange.request("/slow"), endStream: false)
         let id = try XCTUnwrap(stream.streamID)
         try pair.client.sendData(streamID: id, ByteBuffer(string: "partial"))
         try pair.pump()
@@ -315,8 +149,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertEqual(pair.server.openStreamCount, 0)
 
         // The connection carries on.
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let next = try pair.open(Self.request("/next"), endStream: true)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let next = try pair.open(MeshExchange.request("/next"), endStream: true)
         try pair.pump()
         XCTAssertEqual(next.bodyString, "answer to /next")
         XCTAssertEqual(next.closedWith, [.noError])
@@ -328,7 +162,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         pair.accepted.answer = { stream in
             stream.connection?.reset(streamID: stream.streamID!, errorCode: .enhanceYourCalm)
         }
-        let stream = try pair.open(Self.request("/refused"), endStream: true)
+        let stream = try pair.open(MeshExchange.request("/refused"), endStream: true)
         try pair.pump()
         XCTAssertEqual(stream.closedWith, [.enhanceYourCalm])
         XCTAssertEqual(stream.headers.count, 0)
@@ -350,7 +184,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         // than the connection window in all.
         let resets = connectionWindow / window + 2
         for _ in 0..<resets {
-            let stream = try pair.open(Self.request("/fill"), endStream: false)
+            let stream = try pair.open(MeshExchange.request("/fill"), endStream: false)
             let id = try XCTUnwrap(stream.streamID)
             try pair.client.sendData(streamID: id, ByteBuffer(repeating: 0x62, count: window))
             try pair.pump()
@@ -361,8 +195,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
             XCTAssertEqual(stream.closedWith, [.cancel])
         }
         pair.accepted.autoConsume = true
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let last = try pair.open(Self.request("/after"), endStream: false)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let last = try pair.open(MeshExchange.request("/after"), endStream: false)
         try pair.client.sendData(streamID: XCTUnwrap(last.streamID), ByteBuffer(repeating: 0x63, count: 1000),
                                  endStream: true)
         try pair.pump()
@@ -375,8 +209,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
 
     func testGracefulShutdownStopsNewStreamsAndLetsTheOpenOneFinish() throws {
         let pair = try MeshPair()
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let stream = try pair.open(Self.request("/long"), endStream: false)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let stream = try pair.open(MeshExchange.request("/long"), endStream: false)
         let id = try XCTUnwrap(stream.streamID)
         try pair.client.sendData(streamID: id, ByteBuffer(string: "first half "))
         try pair.pump()
@@ -389,7 +223,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertFalse(pair.client.hasCapacity)
         XCTAssertEqual(pair.clientUnusable, 1)
         XCTAssertTrue(pair.clientChannel.isActive, "unusable because closed, not because of the GOAWAY")
-        XCTAssertThrowsError(try pair.client.openStream(headers: Self.request("/late"), endStream: true,
+        XCTAssertThrowsError(try pair.client.openStream(headers: MeshExchange.request("/late"), endStream: true,
                                                         handler: RecordingStream())) { error in
             XCTAssertEqual(error as? MeshError, .noCapacity)
         }
@@ -416,7 +250,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
 
     func testConnectionLossClosesOpenStreamsOnBothSides() throws {
         let pair = try MeshPair()
-        let stream = try pair.open(Self.request("/lost"), endStream: false)
+        let stream = try pair.open(MeshExchange.request("/lost"), endStream: false)
         try pair.pump()
         let served = try XCTUnwrap(pair.accepted.streams.first)
         pair.clientChannel.close(promise: nil)
@@ -446,7 +280,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         }
         let window = Int(HTTP2Settings.default.initialWindowSize)
         let total = 3 * window + 12_345
-        let stream = try pair.open(Self.request("/big"), endStream: false)
+        let stream = try pair.open(MeshExchange.request("/big"), endStream: false)
         let id = try XCTUnwrap(stream.streamID)
         try pair.client.sendData(streamID: id, ByteBuffer(repeating: 0x61, count: total), endStream: true)
         XCTAssertFalse(pair.client.isWritable(streamID: id), "3 MiB queued is above the high watermark")
@@ -480,14 +314,14 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         let pair = try MeshPair()
         pair.accepted.autoConsume = false
         let window = Int(HTTP2Settings.default.initialWindowSize)
-        let stalled = try pair.open(Self.request("/stalled"), endStream: false)
+        let stalled = try pair.open(MeshExchange.request("/stalled"), endStream: false)
         try pair.client.sendData(streamID: XCTUnwrap(stalled.streamID), ByteBuffer(repeating: 0x61, count: 2 * window))
         try pair.pump()
         XCTAssertEqual(pair.accepted.streams.first?.body.readableBytes, window)
 
         pair.accepted.autoConsume = true
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let other = try pair.open(Self.request("/other"), endStream: false)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let other = try pair.open(MeshExchange.request("/other"), endStream: false)
         try pair.client.sendData(streamID: XCTUnwrap(other.streamID), ByteBuffer(repeating: 0x62, count: 2 * window),
                                  endStream: true)
         try pair.pump()
@@ -503,10 +337,10 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
     /// waits in the session until writability comes back.
     func testNothingIsWrittenWhileTheChannelIsNotWritable() throws {
         let pair = try MeshPair()
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
         try pair.pump()
         pair.clientChannel.isWritable = false
-        let stream = try pair.open(Self.request("/held"), endStream: false)
+        let stream = try pair.open(MeshExchange.request("/held"), endStream: false)
         try pair.client.sendData(streamID: XCTUnwrap(stream.streamID), ByteBuffer(string: "held back"), endStream: true)
         pair.loop.run()
         XCTAssertNil(try pair.clientChannel.readOutbound(as: ByteBuffer.self), "wrote to an unwritable channel")
@@ -568,7 +402,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         let pair = try MeshPair(clientUpkeep: upkeep)
         var slotsFreed = 0
         pair.client.onStreamSlotFreed = { _ in slotsFreed += 1 }
-        let stream = try pair.open(Self.request("/abandoned"), endStream: false)
+        let stream = try pair.open(MeshExchange.request("/abandoned"), endStream: false)
         try pair.pump()
         let freedBefore = slotsFreed
         pair.client.reset(streamID: try XCTUnwrap(stream.streamID), errorCode: .cancel)
@@ -587,8 +421,8 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         upkeep.idleTimeout = .zero
         upkeep.tick = .seconds(1)
         let pair = try MeshPair(clientUpkeep: upkeep)
-        pair.accepted.answer = Self.answerWithBodyAndTrailers
-        let stream = try pair.open(Self.request("/busy"), endStream: false)
+        pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
+        let stream = try pair.open(MeshExchange.request("/busy"), endStream: false)
         try pair.pump()
         pair.loop.advanceTime(by: .seconds(1))
         try pair.pump()

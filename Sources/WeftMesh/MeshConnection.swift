@@ -1,10 +1,11 @@
 import Logging
 import NIOCore
 import WeftHTTP2
+import WeftObservability
 
 /// What one mesh stream hears from its connection. Calls arrive on the
 /// connection's event loop.
-protocol MeshStreamHandler: AnyObject {
+public protocol MeshStreamHandler: AnyObject {
     func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)
     /// Body bytes; call `MeshConnection.consume` once they are written on,
     /// which is what reopens the peer's window.
@@ -21,7 +22,7 @@ protocol MeshStreamHandler: AnyObject {
 }
 
 extension MeshStreamHandler {
-    func streamBatchEnded() {}
+    public func streamBatchEnded() {}
 }
 
 /// One HTTP/2 connection between weft nodes (SPEC §4), either role.
@@ -31,17 +32,17 @@ extension MeshStreamHandler {
 /// stream events fan out to `MeshStreamHandler`s. Output is produced only
 /// while the channel is writable, so a slow peer leaves bytes queued in
 /// nghttp2's stream queues, where the producers' watermarks stop them.
-final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
 
-    enum Role { case client, server }
+    public typealias Role = ConnectionRole
 
-    let role: Role
-    let metrics: ProxyMetrics
+    public let role: Role
+    public let metrics: ProxyMetrics
     /// False for HTTP/2 sessions with apps (an h2c app, a gRPC client): they
     /// use the same machinery but are not mesh connections in the metrics.
-    let countsAsMesh: Bool
+    public let countsAsMesh: Bool
     private let logger: Logger
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
@@ -57,21 +58,29 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var flushPending = false
     /// The output buffers array `flushNow` reuses.
     private var outputScratch: [ByteBuffer] = []
-    private(set) var goingAway = false
-    private(set) var isClosed = false
+    public private(set) var goingAway = false
+    public private(set) var isClosed = false
 
     /// Timings of the connection's upkeep.
-    struct Upkeep {
+    public struct Upkeep {
         /// Quiet this long (nothing read), the connection sends a PING.
-        var pingAfter = TimeAmount.seconds(30)
+        public var pingAfter: TimeAmount
         /// A PING unanswered this long means the peer is gone: close.
-        var pingTimeout = TimeAmount.seconds(10)
+        public var pingTimeout: TimeAmount
         /// Client role: with no stream open this long, say GOAWAY and close.
-        var idleTimeout = TimeAmount.minutes(5)
+        public var idleTimeout: TimeAmount
         /// How often the upkeep runs.
-        var tick = TimeAmount.seconds(5)
+        public var tick: TimeAmount
+
+        public init(pingAfter: TimeAmount = .seconds(30), pingTimeout: TimeAmount = .seconds(10),
+                    idleTimeout: TimeAmount = .minutes(5), tick: TimeAmount = .seconds(5)) {
+            self.pingAfter = pingAfter
+            self.pingTimeout = pingTimeout
+            self.idleTimeout = idleTimeout
+            self.tick = tick
+        }
     }
-    var upkeep = Upkeep()
+    public var upkeep = Upkeep()
     private var upkeepTask: RepeatedTask?
     private var lastRead = NIODeadline.now()
     private var idleSince: NIODeadline? = NIODeadline.now()
@@ -79,11 +88,11 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     /// Told (once) when the connection can take no new streams: GOAWAY,
     /// error or close. The pool stops handing it out.
-    var onUnusable: ((MeshConnection) -> Void)?
+    public var onUnusable: ((MeshConnection) -> Void)?
     /// Told when a stream closes, freeing a slot.
-    var onStreamSlotFreed: ((MeshConnection) -> Void)?
+    public var onStreamSlotFreed: ((MeshConnection) -> Void)?
 
-    init(role: Role, metrics: ProxyMetrics, logger: Logger, countsAsMesh: Bool = true,
+    public init(role: Role, metrics: ProxyMetrics, logger: Logger, countsAsMesh: Bool = true,
          acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
         self.role = role
         self.metrics = metrics
@@ -92,11 +101,11 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         self.acceptStream = acceptStream
     }
 
-    var eventLoop: EventLoop? { context?.eventLoop }
-    var openStreamCount: Int { streams.count }
+    public var eventLoop: EventLoop? { context?.eventLoop }
+    public var openStreamCount: Int { streams.count }
 
     /// Whether a new stream may be opened now (client role).
-    var hasCapacity: Bool {
+    public var hasCapacity: Bool {
         guard let session, !goingAway, !isClosed, context?.channel.isActive == true else { return false }
         return session.isRequestAllowed && streams.count < Int(session.remoteMaxConcurrentStreams)
     }
@@ -104,7 +113,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     // MARK: - stream operations (on the event loop)
 
     /// Opens a request stream (client role).
-    func openStream(headers: [HTTP2Header], endStream: Bool, handler: MeshStreamHandler) throws -> Int32 {
+    public func openStream(headers: [HTTP2Header], endStream: Bool, handler: MeshStreamHandler) throws -> Int32 {
         guard let session, hasCapacity else { throw MeshError.noCapacity }
         let streamID = try session.submitRequest(headers: headers, endStream: endStream)
         streams[streamID] = handler
@@ -114,22 +123,22 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         return streamID
     }
 
-    func respond(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
+    public func respond(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
         try session?.submitResponse(streamID: streamID, headers: headers, endStream: endStream)
         scheduleFlush()
     }
 
-    func sendInformational(streamID: Int32, headers: [HTTP2Header]) throws {
+    public func sendInformational(streamID: Int32, headers: [HTTP2Header]) throws {
         try session?.submitInformational(streamID: streamID, headers: headers)
         scheduleFlush()
     }
 
-    func sendData(streamID: Int32, _ buffer: ByteBuffer, endStream: Bool = false) throws {
+    public func sendData(streamID: Int32, _ buffer: ByteBuffer, endStream: Bool = false) throws {
         try session?.sendData(streamID: streamID, buffer, endStream: endStream)
         scheduleFlush()
     }
 
-    func sendEnd(streamID: Int32, trailers: [HTTP2Header]? = nil) throws {
+    public func sendEnd(streamID: Int32, trailers: [HTTP2Header]? = nil) throws {
         if let trailers, !trailers.isEmpty {
             try session?.submitTrailers(streamID: streamID, headers: trailers)
         } else {
@@ -138,18 +147,18 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         scheduleFlush()
     }
 
-    func isWritable(streamID: Int32) -> Bool {
+    public func isWritable(streamID: Int32) -> Bool {
         session?.isWritable(streamID: streamID) ?? false
     }
 
     /// Reopens the peer's window for bytes the stream has passed on.
-    func consume(streamID: Int32, bytes: Int) {
+    public func consume(streamID: Int32, bytes: Int) {
         guard bytes > 0 else { return }
         try? session?.consume(streamID: streamID, bytes: bytes)
         scheduleFlush()
     }
 
-    func reset(streamID: Int32, errorCode: HTTP2ErrorCode = .cancel) {
+    public func reset(streamID: Int32, errorCode: HTTP2ErrorCode = .cancel) {
         // The handler gave up on the stream: it hears nothing more, and the
         // slot (and idleness) counts from now, not from nghttp2's close.
         guard streams.removeValue(forKey: streamID) != nil else { return }
@@ -164,7 +173,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// request: it hears nothing more, and the stream is reset (NO_ERROR)
     /// once the answer is out, so the peer stops sending the body but gets
     /// the whole answer.
-    func stopAfterResponse(streamID: Int32) {
+    public func stopAfterResponse(streamID: Int32) {
         guard streams.removeValue(forKey: streamID) != nil else { return }
         session?.resetAfterSendingEnd(streamID: streamID)
         try? session?.discardUnconsumed(streamID: streamID)
@@ -177,7 +186,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var now: NIODeadline { context?.eventLoop.now ?? .now() }
 
     /// Stops new streams and lets open ones finish (drain).
-    func shutdownGracefully() {
+    public func shutdownGracefully() {
         guard !goingAway else { return }
         markUnusable()
         try? session?.startGracefulShutdown()
@@ -186,7 +195,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     // MARK: - channel events
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         do {
             session = try HTTP2Session(role: role == .client ? .client : .server, delegate: self)
@@ -201,14 +210,14 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// The context points at this handler and this handler at the context:
     /// the pair (and the channel behind it) is freed only once this link is
     /// cut, when the handler leaves the pipeline.
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         upkeepTask?.cancel()
         upkeepTask = nil
         self.context = nil
         session = nil
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         becameActive()
         context.fireChannelActive()
     }
@@ -255,7 +264,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session else { return }
         lastRead = now
         defer { endBatch() }
@@ -273,12 +282,12 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    public func channelReadComplete(context: ChannelHandlerContext) {
         if flushPending { flushNow() }
         context.fireChannelReadComplete()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { flushNow() }
         context.fireChannelWritabilityChanged()
     }
@@ -287,7 +296,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// FIN: no new streams; close once the open ones are done.
     private var closeWhenIdle = false
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
             markUnusable()
             closeWhenIdle = true
@@ -297,7 +306,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         context.fireUserInboundEventTriggered(event)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
         upkeepTask?.cancel()
         upkeepTask = nil
@@ -310,7 +319,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
         logger.debug("mesh connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
@@ -380,7 +389,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     // MARK: - HTTP2SessionDelegate
 
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    public func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if kind == .request, streams[streamID] == nil, let acceptStream {
             streams[streamID] = acceptStream(self, streamID, headers)
@@ -393,7 +402,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
     }
 
-    func session(_ session: HTTP2Session, didReceiveData data: ByteBuffer, streamID: Int32, endStream: Bool) {
+    public func session(_ session: HTTP2Session, didReceiveData data: ByteBuffer, streamID: Int32, endStream: Bool) {
         if let handler = streams[streamID] {
             touch(handler)
             handler.streamData(data, endStream: endStream)
@@ -403,7 +412,7 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
     }
 
-    func session(_ session: HTTP2Session, streamClosed streamID: Int32, errorCode: HTTP2ErrorCode) {
+    public func session(_ session: HTTP2Session, streamClosed streamID: Int32, errorCode: HTTP2ErrorCode) {
         guard let handler = streams.removeValue(forKey: streamID) else {
             try? session.discardUnconsumed(streamID: streamID)
             return
@@ -421,35 +430,35 @@ final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         onStreamSlotFreed?(self)
     }
 
-    func session(_ session: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: HTTP2ErrorCode, debugData: String) {
+    public func session(_ session: HTTP2Session, didReceiveGoAway lastStreamID: Int32, errorCode: HTTP2ErrorCode, debugData: String) {
         logger.debug("mesh GOAWAY received", metadata: ["last_stream": "\(lastStreamID)", "code": "\(errorCode)"])
         markUnusable()
     }
 
-    func session(_ session: HTTP2Session, didReceivePingAck payload: UInt64) {
+    public func session(_ session: HTTP2Session, didReceivePingAck payload: UInt64) {
         pingSentAt = nil
     }
 
-    func session(_ session: HTTP2Session, didReceiveSettings settings: HTTP2RemoteSettings) {
+    public func session(_ session: HTTP2Session, didReceiveSettings settings: HTTP2RemoteSettings) {
         onStreamSlotFreed?(self)
     }
 
-    func session(_ session: HTTP2Session, streamWritabilityChanged streamID: Int32, isWritable: Bool) {
+    public func session(_ session: HTTP2Session, streamWritabilityChanged streamID: Int32, isWritable: Bool) {
         streams[streamID]?.streamWritabilityChanged(isWritable)
     }
 
-    func session(_ session: HTTP2Session, didRejectStream streamID: Int32, reason: HTTP2StreamRejection) {
+    public func session(_ session: HTTP2Session, didRejectStream streamID: Int32, reason: HTTP2StreamRejection) {
         metrics.limitHit(.headerList)
         logger.warning("HTTP/2 stream refused: header limit", metadata: ["reason": "\(reason)", "stream": "\(streamID)"])
     }
 
-    func session(_ session: HTTP2Session, connectionError error: HTTP2SessionError) {
+    public func session(_ session: HTTP2Session, connectionError error: HTTP2SessionError) {
         logger.warning("mesh connection closed by protocol error", metadata: ["error": "\(error)"])
         markUnusable()
     }
 }
 
-enum MeshError: Error, Equatable {
+public enum MeshError: Error, Equatable {
     /// The connection takes no new streams (GOAWAY, closed, or full).
     case noCapacity
     /// The peer node could not be reached.

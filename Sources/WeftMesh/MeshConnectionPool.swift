@@ -1,8 +1,7 @@
 import Logging
 import NIOCore
-import NIOPosix
 import WeftCore
-import WeftNetfilter
+import WeftObservability
 import WeftTransport
 
 /// Mesh connections to peer nodes, for one event loop (SPEC §4).
@@ -12,8 +11,8 @@ import WeftTransport
 /// closed) makes the pool open or pick another one. After a failed connect
 /// the peer is left alone for a backoff that doubles up to a ceiling, so a
 /// dead node costs one connect attempt per period, not one per request.
-final class MeshConnectionPool {
-    let eventLoop: EventLoop
+public final class MeshConnectionPool {
+    public let eventLoop: EventLoop
     private let metrics: ProxyMetrics
     private let logger: Logger
     private let connectTimeout: TimeAmount
@@ -22,10 +21,10 @@ final class MeshConnectionPool {
     private var connections: [IPEndpoint: [MeshConnection]] = [:]
     private var connecting: [IPEndpoint: EventLoopFuture<MeshConnection>] = [:]
     private var failures: [IPEndpoint: (count: Int, retryAt: NIODeadline)] = [:]
-    static let backoffBase = TimeAmount.milliseconds(100)
-    static let backoffCeiling = TimeAmount.seconds(5)
+    public static let backoffBase = TimeAmount.milliseconds(100)
+    public static let backoffCeiling = TimeAmount.seconds(5)
 
-    init(eventLoop: EventLoop, metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount,
+    public init(eventLoop: EventLoop, metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount,
          countsAsMesh: Bool = true, connector: any Connector = TCPConnector()) {
         self.countsAsMesh = countsAsMesh
         self.connector = connector
@@ -37,13 +36,13 @@ final class MeshConnectionPool {
 
     /// An open connection to `peer` that can take a stream now, if there is
     /// one: the common case, answered without a future.
-    func readyConnection(to peer: IPEndpoint) -> MeshConnection? {
+    public func readyConnection(to peer: IPEndpoint) -> MeshConnection? {
         eventLoop.assertInEventLoop()
         return connections[peer]?.first(where: \.hasCapacity)
     }
 
     /// A connection to `peer` (its mesh listener) that can take a stream.
-    func connection(to peer: IPEndpoint) -> EventLoopFuture<MeshConnection> {
+    public func connection(to peer: IPEndpoint) -> EventLoopFuture<MeshConnection> {
         if let ready = readyConnection(to: peer) {
             return eventLoop.makeSucceededFuture(ready)
         }
@@ -56,14 +55,14 @@ final class MeshConnectionPool {
 
     /// Closes connections to peers `matching` says (nodes no cluster names
     /// any more) once their open streams are done: GOAWAY now.
-    func retire(matching: (IPEndpoint) -> Bool) {
+    public func retire(matching: (IPEndpoint) -> Bool) {
         for (peer, list) in connections where matching(peer) {
             list.forEach { $0.shutdownGracefully() }
         }
     }
 
     /// Asks every connection to finish its streams and take no new ones.
-    func shutdownGracefully() {
+    public func shutdownGracefully() {
         for (_, list) in connections { list.forEach { $0.shutdownGracefully() } }
     }
 

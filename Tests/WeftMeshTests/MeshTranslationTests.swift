@@ -2,7 +2,7 @@ import NIOHTTP1
 import XCTest
 import WeftCore
 import WeftHTTP2
-@testable import WeftProxy
+@testable import WeftMesh
 
 final class MeshTranslationTests: XCTestCase {
     let destination = IPEndpoint("198.18.0.3:9090")!
@@ -115,15 +115,4 @@ final class MeshTranslationTests: XCTestCase {
 }
 
 final class UpgradeRequestTests: XCTestCase {
-    private func head(_ headers: [(String, String)], method: HTTPMethod = .GET) -> HTTPRequestHead {
-        HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(headers))
-    }
-
-    func testOnlyAnUpgradeNamedInConnectionIsAnUpgrade() {
-        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "Upgrade"), ("Upgrade", "websocket")])))
-        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive, upgrade"), ("Upgrade", "h2c")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Upgrade", "foo/1")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive"), ("Upgrade", "foo/1")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "upgrade")])))
-    }
 }
