@@ -60,6 +60,7 @@ let package = Package(
         // The one door for upstream connections (plain TCP now; TLS later).
         .target(name: "WeftTransport", dependencies: [
             "WeftCore", "WeftNetfilter",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

@@ -16,7 +16,8 @@ public final class MeshConnectionPool {
     private let metrics: ProxyMetrics
     private let logger: Logger
     private let connectTimeout: TimeAmount
-    private let countsAsMesh: Bool
+    /// False for the pool of h2c connections to HTTP/2 apps.
+    public let countsAsMesh: Bool
     private let connector: any Connector
     private var connections: [IPEndpoint: [MeshConnection]] = [:]
     private var connecting: [IPEndpoint: EventLoopFuture<MeshConnection>] = [:]

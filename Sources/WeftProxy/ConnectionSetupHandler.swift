@@ -198,27 +198,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     ? (services.meshPool, target.meshPeer(of: lease.endpoint),
                        MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description))
                     : (services.appHTTP2Pool, lease.endpoint, MeshTranslation.withoutMeshHeaders(request, keepReason: false))
-                let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)
-                pool.connection(to: peer).whenComplete { result in
-                    let lease = bound.value
-                    guard case .success(let upstream) = result else {
-                        lease.finish(.failure)
-                        return done(nil, .connectFailure)
-                    }
-                    // A peer node's `weft-reason` is for the app; a plain
-                    // endpoint cannot speak for weft.
-                    let half = SplicedStream(connection: upstream, streamID: nil, opener: nil, rewriteResponse: {
-                        MeshTranslation.withoutMeshHeaders($0, keepReason: meshed)
-                    }, logger: logger)
-                    do {
-                        half.opened(streamID: try upstream.openStream(headers: headers, endStream: endStream, handler: half))
-                        half.lease = lease
-                        done(half, nil)
-                    } catch {
-                        lease.finish(.success)
-                        done(nil, .meshOverloaded)
-                    }
-                }
+                // A peer node's `weft-reason` is for the app; a plain
+                // endpoint cannot speak for weft.
+                HTTP2Dispatch.open(headers, endStream: endStream, to: peer, pool: pool, lease: lease, logger: logger,
+                                   rewriteResponse: { MeshTranslation.withoutMeshHeaders($0, keepReason: meshed) },
+                                   done: done)
             }, rewriteResponse: { $0 }, logger: logger,
                record: RequestRecord(direction: .outbound, cluster: route.cluster.name))
         }

@@ -12,14 +12,14 @@ import WeftObservability
 /// Flow control runs end to end: request bytes are consumed (reopening the
 /// sender's window) only once written to the app, and the app's response
 /// is read only while the stream's send queue is below its watermark.
-final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
+final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     private let connection: MeshConnection
     private let streamID: Int32
     private let context: MeshListenerContext
-    private var upstream: HTTP1UpstreamConnection?
-    /// Request parts that arrived before the app connection was ready; their
-    /// size is bounded by the stream window, since they are not consumed yet.
-    private var pending: [HTTPClientRequestPart] = []
+    /// The request's way to the app. Parts that arrive before its
+    /// connection is ready are held there; their size is bounded by the
+    /// stream window, since they are not consumed yet.
+    private var dispatch = HTTP1Dispatch()
     private var unconsumed = 0
     private var requestEnded = false
     private var responseStarted = false
@@ -62,12 +62,11 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         complete()
         // The sender gave up (reset or lost connection): the app may be
         // mid-exchange, so that connection cannot be reused.
-        upstream?.abandon()
-        upstream = nil
+        dispatch.abandon()
     }
 
     func streamWritabilityChanged(_ writable: Bool) {
-        upstream?.setReading(writable)
+        dispatch.setReading(writable)
     }
 
     // MARK: request
@@ -87,62 +86,35 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         case .failure(let reason): return fail(reason, detail: "\(request.destination)")
         }
         record.endpoint = target
-        if let idle = context.pool.idleConnection(TargetKey(endpoint: target)) {
-            return attach(idle, head: request.head)
-        }
-        let bound = NIOLoopBound(self, eventLoop: context.pool.eventLoop)
-        let head = request.head
-        context.pool.acquire(TargetKey(endpoint: target), connectTimeout: context.connectTimeout).whenComplete { result in
-            let stream = bound.value
-            switch result {
-            case .success(let upstream):
-                stream.attach(upstream, head: head)
-            case .failure(let error):
-                if (error as? HTTP1UpstreamError) == .poolExhausted { stream.context.metrics.limitHit(.upstreamPool) }
-                stream.context.logger.debug("local app unreachable", metadata: ["target": "\(target)", "error": "\(error)"])
-                stream.fail(.connectFailure, detail: "\(target)")
-            }
+        let key = TargetKey(endpoint: target)
+        let attached = dispatch.start(request.head, to: key, pool: context.pool, receiver: self)
+        if endStream { deliver(.end(nil)) }
+        if !attached {
+            HTTP1Dispatch.connect(to: key, pool: context.pool, connectTimeout: context.connectTimeout,
+                                  metrics: context.metrics, logger: context.logger, owner: self)
         }
     }
 
-    private func attach(_ upstream: HTTP1UpstreamConnection, head: HTTPRequestHead) {
-        guard !finished else {
-            upstream.abandon()
-            return
-        }
-        self.upstream = upstream
-        upstream.start(head, receiver: self)
-        let parts = pending
-        pending.removeAll()
-        for part in parts { write(part, to: upstream) }
-        if requestEnded && parts.isEmpty { upstream.sendEnd(nil) }
-        upstream.flush()
+    func dispatchConnected(_ connection: HTTP1UpstreamConnection) {
+        guard !finished else { return connection.abandon() }
+        dispatch.attach(connection, receiver: self)
         consumeIfWritable()
+    }
+
+    func dispatchFailed(_ reason: ErrorReason) {
+        fail(reason, detail: "local app")
     }
 
     private func deliver(_ part: HTTPClientRequestPart) {
         if case .end = part { requestEnded = true }
-        guard let upstream else {
-            pending.append(part)
-            return
-        }
-        write(part, to: upstream)
-        upstream.flush()
+        guard !finished else { return }
+        dispatch.send(part)
         consumeIfWritable()
-    }
-
-    private func write(_ part: HTTPClientRequestPart, to upstream: HTTP1UpstreamConnection) {
-        switch part {
-        case .head: break
-        case .body(.byteBuffer(let buffer)): upstream.sendBody(buffer)
-        case .body: break
-        case .end(let trailers): upstream.sendEnd(trailers)
-        }
     }
 
     /// Reopens the sender's window for what the app socket has taken.
     private func consumeIfWritable() {
-        guard unconsumed > 0, upstream?.isWritable ?? false else { return }
+        guard unconsumed > 0, dispatch.isWritable else { return }
         connection.consume(streamID: streamID, bytes: unconsumed)
         unconsumed = 0
     }
@@ -175,13 +147,13 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
         guard !finished else { return }
         let fields = trailers.map(MeshTranslation.trailerFields) ?? []
         do { try connection.sendEnd(streamID: streamID, trailers: fields) } catch { abort() }
-        upstream = nil
+        dispatch.finished()
         finishIfClean()
     }
 
     func receiveFailure(_ error: Error) {
         guard !finished else { return }
-        upstream = nil
+        dispatch.finished()
         if responseStarted {
             abort()
         } else {
@@ -214,8 +186,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1ResponseReceiver {
     private func abort() {
         finished = true
         complete()
-        upstream?.abandon()
-        upstream = nil
+        dispatch.abandon()
         connection.reset(streamID: streamID, errorCode: .internalError)
     }
 

@@ -46,17 +46,8 @@ final class MeshListenerContext {
             case .failure(let reason): return done(nil, reason)
             }
             let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
-            let logger = self.logger
-            self.http2Pool.connection(to: target).whenComplete { result in
-                guard case .success(let app) = result else { return done(nil, .connectFailure) }
-                let half = SplicedStream(connection: app, streamID: nil, opener: nil, rewriteResponse: { $0 }, logger: logger)
-                do {
-                    half.opened(streamID: try app.openStream(headers: headers, endStream: endStream, handler: half))
-                    done(half, nil)
-                } catch {
-                    done(nil, .upstreamReset)
-                }
-            }
+            HTTP2Dispatch.open(headers, endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
+                               logger: self.logger, done: done)
         }, rewriteResponse: { $0 }, logger: logger, record: RequestRecord(direction: .inbound))
     }
 

@@ -13,7 +13,7 @@ import WeftUpstream
 /// Backpressure couples the sockets: request body reads stop while the
 /// endpoint's socket is full, and the response is read only while the app
 /// socket takes it.
-final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
+final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// Weak: the app connection may be gone while the upstream still talks.
     private weak var handler: OutboundHTTPHandler?
     private let head: HTTPRequestHead
@@ -23,10 +23,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
     private var lease: Lease?
     private var outcome = LeaseOutcome.success
     private var record: RequestRecord
-    private var upstream: HTTP1UpstreamConnection?
-    /// Request parts that came before the connection (reads are paused
-    /// meanwhile, so this holds at most one read's worth).
-    private var pending: [HTTPClientRequestPart] = []
+    /// The request's way to the endpoint.
+    private var dispatch = HTTP1Dispatch()
     private var responseStarted = false
     private var keepAlive: Bool
     private var done = false
@@ -47,31 +45,23 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
     func start(pool: HTTP1UpstreamPool, connectTimeout: TimeAmount, deadline: NIODeadline) {
         responseDeadline = deadline
         let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint)
-        if let idle = pool.idleConnection(target) { return attach(idle, head: relayed) }
-        handler?.setReadsPaused(true)
-        let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
-        let metrics = self.metrics
-        pool.acquire(target, connectTimeout: connectTimeout).whenComplete { result in
-            let exchange = bound.value
-            switch result {
-            case .success(let connection):
-                exchange.attach(connection, head: relayed)
-            case .failure(let error):
-                if (error as? HTTP1UpstreamError) == .poolExhausted { metrics.limitHit(.upstreamPool) }
-                exchange.fail(.connectFailure)
-            }
+        if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
+            handler?.setReadsPaused(true)
+            HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout, metrics: metrics, logger: logger,
+                                  owner: self)
+        } else {
+            handler?.setReadsPaused(!dispatch.isWritable)
         }
     }
 
-    private func attach(_ connection: HTTP1UpstreamConnection, head relayed: HTTPRequestHead) {
+    func dispatchConnected(_ connection: HTTP1UpstreamConnection) {
         guard !done else { return connection.abandon() }
-        upstream = connection
-        connection.start(relayed, receiver: self)
-        let parts = pending
-        pending.removeAll()
-        for part in parts { write(part, to: connection) }
-        connection.flush()
-        handler?.setReadsPaused(!connection.isWritable)
+        dispatch.attach(connection, receiver: self)
+        handler?.setReadsPaused(!dispatch.isWritable)
+    }
+
+    func dispatchFailed(_ reason: ErrorReason) {
+        fail(reason)
     }
 
     // MARK: request, from the app
@@ -87,19 +77,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
 
     private func deliver(_ part: HTTPClientRequestPart) {
         guard !done else { return }  // answered already: the connection closes
-        guard let upstream else { return pending.append(part) }
-        write(part, to: upstream)
-        upstream.flush()
-        handler?.setReadsPaused(!upstream.isWritable)
-    }
-
-    private func write(_ part: HTTPClientRequestPart, to upstream: HTTP1UpstreamConnection) {
-        switch part {
-        case .head: break
-        case .body(.byteBuffer(let buffer)): upstream.sendBody(buffer)
-        case .body: break
-        case .end(let trailers): upstream.sendEnd(trailers)
-        }
+        dispatch.send(part)
+        if dispatch.connection != nil { handler?.setReadsPaused(!dispatch.isWritable) }
     }
 
     // MARK: HTTP1ResponseReceiver: the response, from the endpoint
@@ -130,19 +109,19 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
         guard !done else { return }
         handler?.flush()
         // The app socket is full: stop reading the endpoint until it drains.
-        if handler?.appIsWritable == false { upstream?.setReading(false) }
+        if handler?.appIsWritable == false { dispatch.setReading(false) }
     }
 
     func receiveEnd(_ trailers: HTTPHeaders?) {
         guard !done else { return }
         done = true
-        upstream = nil  // the connection goes back to the pool by itself
+        dispatch.finished()
         end()
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
     }
 
     func receiveFailure(_ error: Error) {
-        upstream = nil
+        dispatch.finished()
         guard !done else { return }
         if responseStarted {
             logger.debug("plain endpoint broke mid-response", metadata: ["error": "\(error)"])
@@ -162,7 +141,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
     // MARK: app side events
 
     func appBecameWritable() {
-        upstream?.setReading(true)
+        dispatch.setReading(true)
     }
 
     func timedOut() {
@@ -174,8 +153,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
         responseDeadline = nil
         guard !done else { return }
         done = true
-        upstream?.abandon()
-        upstream = nil
+        dispatch.abandon()
         end()
     }
 
@@ -185,8 +163,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1ResponseReceiver {
         responseDeadline = nil
         guard !done else { return }
         done = true
-        upstream?.abandon()
-        upstream = nil
+        dispatch.abandon()
         if reason.isEndpointFailure { outcome = .failure }
         logger.debug("plain request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(target.endpoint)"])
         if responseStarted {

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import WeftCore
@@ -42,4 +43,72 @@ public struct TCPConnector: Connector {
         }
         return future
     }
+}
+
+/// Connects to servers inside this process over socket pairs: no network,
+/// no addresses, real event loops and real backpressure. For tests of
+/// everything above the Connector (pools, dispatch, the pipeline). Each
+/// endpoint is served by an initializer that sets up the server end's
+/// pipeline; an endpoint nobody serves is refused, as a closed port is.
+public final class LocalPairConnector: Connector, @unchecked Sendable {
+    public typealias Server = @Sendable (Channel) throws -> Void
+    private let lock = NIOLock()
+    private var servers: [IPEndpoint: Server] = [:]
+    private var connects: [IPEndpoint: Int] = [:]
+
+    public init() {}
+
+    /// Serves connections to `endpoint` with `initialize` (replacing any
+    /// server it had).
+    public func serve(_ endpoint: IPEndpoint, _ initialize: @escaping Server) {
+        lock.withLock { servers[endpoint] = initialize }
+    }
+
+    /// Stops serving `endpoint`: later connects to it are refused.
+    public func stopServing(_ endpoint: IPEndpoint) {
+        lock.withLock { _ = servers.removeValue(forKey: endpoint) }
+    }
+
+    /// Connections made to `endpoint` so far.
+    public func connectCount(_ endpoint: IPEndpoint) -> Int {
+        lock.withLock { connects[endpoint] ?? 0 }
+    }
+
+    public func connect(to target: IPEndpoint, on loop: EventLoop, timeout: TimeAmount, halfClosure: Bool,
+                        initialize: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
+        let server: Server? = lock.withLock {
+            let server = servers[target]
+            if server != nil { connects[target, default: 0] += 1 }
+            return server
+        }
+        guard let server else { return loop.makeFailedFuture(LocalPairError.refused(target)) }
+        var descriptors: [CInt] = [0, 0]
+        guard socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0, &descriptors) == 0 else {
+            return loop.makeFailedFuture(LocalPairError.socketPair(errno))
+        }
+        let serverEnd = ClientBootstrap(group: loop)
+            .channelOption(.allowRemoteHalfClosure, value: halfClosure)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try server(channel) } }
+            .withConnectedSocket(descriptors[1])
+        let clientDescriptor = descriptors[0]
+        return serverEnd.flatMapError { error in
+            close(clientDescriptor)
+            return loop.makeFailedFuture(error)
+        }.flatMap { serverChannel in
+            ClientBootstrap(group: loop)
+                .channelOption(.allowRemoteHalfClosure, value: halfClosure)
+                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try initialize(channel) } }
+                .withConnectedSocket(clientDescriptor)
+                .flatMapError { error in
+                    serverChannel.close(promise: nil)
+                    return loop.makeFailedFuture(error)
+                }
+        }
+    }
+}
+
+public enum LocalPairError: Error, Equatable {
+    /// Nobody serves the endpoint.
+    case refused(IPEndpoint)
+    case socketPair(CInt)
 }

@@ -9,7 +9,7 @@ import WeftCore
 /// A loopback HTTP/1.1 app: `/close` answers with Connection: close,
 /// `/cut` closes mid-body, `/continue` sends 100 first; every answer's body
 /// names the connection number, so tests can see reuse.
-private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
+final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let connection: Int
@@ -146,7 +146,7 @@ final class HTTP1UpstreamPoolTests: XCTestCase {
 }
 
 /// Hands a loop-confined object to a closure that runs on that loop.
-private struct UncheckedBox<Value>: @unchecked Sendable {
+struct UncheckedBox<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }

@@ -1,0 +1,118 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import WeftObservability
+
+/// The exchange an `HTTP1Dispatch` works for: hears the response, and
+/// whether a connection could be had when none was idle.
+protocol HTTP1DispatchOwner: HTTP1ResponseReceiver {
+    /// A new connection is open: call `HTTP1Dispatch.attach` with it.
+    func dispatchConnected(_ connection: HTTP1UpstreamConnection)
+    /// No connection could be had (the target is unreachable, or the pool
+    /// is at its limit): answer with `reason`.
+    func dispatchFailed(_ reason: ErrorReason)
+}
+
+/// The pipeline's HTTP/1.1 dispatch stage: one request over a pooled
+/// keep-alive connection, on the sending node to a plain endpoint and on
+/// the receiving node to the local app. Takes an idle connection when
+/// there is one, else opens one, holding the request's parts meanwhile
+/// (their source is paused, so that is at most a read's worth):
+///
+///     if !dispatch.start(head, to: target, pool: pool, receiver: self) {
+///         HTTP1Dispatch.connect(to: target, pool: pool, ..., owner: self)
+///     }
+///
+/// A value inside its exchange, so a request costs no extra object.
+struct HTTP1Dispatch {
+    private(set) var connection: HTTP1UpstreamConnection?
+    /// The head, until a connection takes it.
+    private var head: HTTPRequestHead?
+    private var held: [HTTPClientRequestPart] = []
+
+    /// Sends `head` on an idle pooled connection to `target` if there is
+    /// one (true); else holds it and gives false: then call `connect`.
+    mutating func start(_ head: HTTPRequestHead, to target: TargetKey, pool: HTTP1UpstreamPool,
+                        receiver: HTTP1ResponseReceiver) -> Bool {
+        self.head = head
+        guard let idle = pool.idleConnection(target) else { return false }
+        attach(idle, receiver: receiver)
+        return true
+    }
+
+    /// Opens a new connection to `target` and tells `owner` (on the pool's
+    /// loop, perhaps before returning) `dispatchConnected` or
+    /// `dispatchFailed`. Static, so that the owner's dispatch is free to
+    /// change when it is told.
+    static func connect<Owner: HTTP1DispatchOwner>(to target: TargetKey, pool: HTTP1UpstreamPool,
+                                                   connectTimeout: TimeAmount, metrics: ProxyMetrics, logger: Logger,
+                                                   owner: Owner) {
+        let bound = NIOLoopBound(owner, eventLoop: pool.eventLoop)
+        pool.acquire(target, connectTimeout: connectTimeout).whenComplete { result in
+            switch result {
+            case .success(let connection):
+                bound.value.dispatchConnected(connection)
+            case .failure(let error):
+                if (error as? HTTP1UpstreamError) == .poolExhausted {
+                    metrics.limitHit(.upstreamPool)
+                    logger.warning("upstream pool full", metadata: ["target": "\(target.endpoint)"])
+                } else {
+                    logger.debug("upstream unreachable", metadata: ["target": "\(target.endpoint)", "error": "\(error)"])
+                }
+                bound.value.dispatchFailed(.connectFailure)
+            }
+        }
+    }
+
+    /// Starts the request on `connection` and sends what was held.
+    mutating func attach(_ connection: HTTP1UpstreamConnection, receiver: HTTP1ResponseReceiver) {
+        guard let head else { return connection.abandon() }
+        self.head = nil
+        self.connection = connection
+        connection.start(head, receiver: receiver)
+        let parts = held
+        held.removeAll()
+        for part in parts { write(part, to: connection) }
+        connection.flush()
+    }
+
+    /// Sends a request part now, or holds it until the connection is there.
+    mutating func send(_ part: HTTPClientRequestPart) {
+        guard let connection else { return held.append(part) }
+        write(part, to: connection)
+        connection.flush()
+    }
+
+    /// Whether the connection can take more of the request now (false
+    /// while there is none yet).
+    var isWritable: Bool { connection?.isWritable ?? false }
+
+    /// Stops or resumes reading the response (backpressure from whoever
+    /// the response goes to).
+    func setReading(_ reading: Bool) {
+        connection?.setReading(reading)
+    }
+
+    /// The response ended: the connection goes back to the pool by itself.
+    mutating func finished() {
+        connection = nil
+    }
+
+    /// The exchange broke off: the connection may be mid-exchange, so it
+    /// is closed rather than reused. Nothing held is sent.
+    mutating func abandon() {
+        connection?.abandon()
+        connection = nil
+        head = nil
+        held.removeAll()
+    }
+
+    private func write(_ part: HTTPClientRequestPart, to connection: HTTP1UpstreamConnection) {
+        switch part {
+        case .head: break
+        case .body(.byteBuffer(let buffer)): connection.sendBody(buffer)
+        case .body: break
+        case .end(let trailers): connection.sendEnd(trailers)
+        }
+    }
+}

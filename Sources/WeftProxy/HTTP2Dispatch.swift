@@ -1,0 +1,44 @@
+import Logging
+import NIOCore
+import WeftCore
+import WeftHTTP2
+import WeftMesh
+import WeftObservability
+import WeftUpstream
+
+/// The pipeline's HTTP/2 dispatch stage: opens a request as a stream on a
+/// pooled HTTP/2 connection (a mesh connection to a peer node, or h2c to
+/// an HTTP/2 app) and gives back the half that carries it, to be spliced
+/// to the caller's stream. The sending node uses it for HTTP/2 apps, the
+/// receiving node for delivery to a local HTTP/2 app.
+enum HTTP2Dispatch {
+    /// Calls `done` (on the pool's loop) with the opened half, or with the
+    /// reason it could not be opened. `lease`, when given, travels with the
+    /// half and hears how the attempt went; a connect failure counts
+    /// against the endpoint, a connection with no room for a stream does not.
+    /// `rewriteResponse` rewrites what comes back before the caller sees it.
+    static func open(_ headers: [HTTP2Header], endStream: Bool, to peer: IPEndpoint, pool: MeshConnectionPool,
+                     lease: Lease?, logger: Logger,
+                     rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header] = { $0 },
+                     done: @escaping (SplicedStream?, ErrorReason?) -> Void) {
+        let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)
+        let overloaded: ErrorReason = pool.countsAsMesh ? .meshOverloaded : .upstreamReset
+        pool.connection(to: peer).whenComplete { result in
+            let lease = bound.value
+            guard case .success(let upstream) = result else {
+                lease?.finish(.failure)
+                return done(nil, .connectFailure)
+            }
+            let half = SplicedStream(connection: upstream, streamID: nil, opener: nil,
+                                     rewriteResponse: rewriteResponse, logger: logger)
+            do {
+                half.opened(streamID: try upstream.openStream(headers: headers, endStream: endStream, handler: half))
+                half.lease = lease
+                done(half, nil)
+            } catch {
+                lease?.finish(.success)
+                done(nil, overloaded)
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import WeftCore
+import WeftObservability
+import WeftTransport
+import XCTest
+@testable import WeftProxy
+
+/// The HTTP/1.1 dispatch stage against in-process apps, reached through
+/// the in-memory `LocalPairConnector` (no sockets on any network).
+final class HTTP1DispatchTests: XCTestCase {
+    /// An exchange as the pipeline's are: owns its dispatch, hears the answer.
+    private final class Exchange: HTTP1DispatchOwner, @unchecked Sendable {
+        var dispatch = HTTP1Dispatch()
+        let answer: EventLoopPromise<String>
+        private var body = ""
+        init(loop: EventLoop) { answer = loop.makePromise() }
+
+        func dispatchConnected(_ connection: HTTP1UpstreamConnection) { dispatch.attach(connection, receiver: self) }
+        func dispatchFailed(_ reason: ErrorReason) { answer.succeed("failed: \(reason.rawValue)") }
+        func receiveHead(_ head: HTTPResponseHead) {}
+        func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
+        func receiveEnd(_ trailers: HTTPHeaders?) {
+            dispatch.finished()
+            answer.succeed(body)
+        }
+        func receiveFailure(_ error: Error) {
+            dispatch.finished()
+            answer.succeed("broken")
+        }
+        func upstreamWritabilityChanged(_ writable: Bool) {}
+    }
+
+    private var group: MultiThreadedEventLoopGroup!
+    private var loop: EventLoop!
+    private let connector = LocalPairConnector()
+    private let app = IPEndpoint("198.18.0.3:8080")!
+    private let served = NIOLockedValueBox(0)
+    private let metrics = ProxyMetrics()
+    private var logger: Logger = {
+        var logger = Logger(label: "test.dispatch")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = group.next()
+        let served = self.served
+        connector.serve(app) { channel in
+            let number = served.withLockedValue { $0 += 1; return $0 }
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+            try channel.pipeline.syncOperations.addHandler(AppHandler(connection: number))
+        }
+    }
+
+    override func tearDown() {
+        XCTAssertNoThrow(try group.syncShutdownGracefully())
+    }
+
+    private func makePool(maxConnections: Int = 1024) throws -> HTTP1UpstreamPool {
+        let (loop, connector) = (self.loop!, self.connector)
+        return try loop.submit {
+            var limits = HTTP1UpstreamPool.Limits()
+            limits.maxConnectionsPerTarget = maxConnections
+            return HTTP1UpstreamPool(eventLoop: loop, limits: limits, connector: connector)
+        }.wait()
+    }
+
+    /// Starts a POST of `body` to `target` and sends the whole request at
+    /// once, before any connection can be open.
+    /// `length`: the Content-Length to declare, when not the body's.
+    private func start(_ pool: HTTP1UpstreamPool, to target: IPEndpoint? = nil, body: String = "",
+                       end: Bool = true, length: Int? = nil) throws -> Exchange {
+        let (target, metrics, logger) = (TargetKey(endpoint: target ?? app), self.metrics, self.logger)
+        let box = UncheckedBox(pool)
+        return try loop.submit {
+            let exchange = Exchange(loop: box.value.eventLoop)
+            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/",
+                                       headers: ["host": "app", "content-length": "\(length ?? body.utf8.count)"])
+            let attached = exchange.dispatch.start(head, to: target, pool: box.value, receiver: exchange)
+            if !body.isEmpty { exchange.dispatch.send(.body(.byteBuffer(ByteBuffer(string: body)))) }
+            if end { exchange.dispatch.send(.end(nil)) }
+            if !attached {
+                HTTP1Dispatch.connect(to: target, pool: box.value, connectTimeout: .seconds(2), metrics: metrics,
+                                      logger: logger, owner: exchange)
+            }
+            return exchange
+        }.wait()
+    }
+
+    func testPartsSentBeforeTheConnectionOpensArriveAndTheConnectionIsReused() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try start(pool, body: "hello").answer.futureResult.wait(), "conn=1 got=5")
+        XCTAssertEqual(try start(pool, body: "again!").answer.futureResult.wait(), "conn=1 got=6",
+                       "the second request took the idle connection")
+        XCTAssertEqual(connector.connectCount(app), 1)
+    }
+
+    func testAnUnreachableTargetIsAConnectFailure() throws {
+        let pool = try makePool()
+        let nobody = IPEndpoint("198.18.0.9:8080")!
+        XCTAssertEqual(try start(pool, to: nobody, body: "x").answer.futureResult.wait(), "failed: connect_failure")
+        XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "conn=1 got=1", "other targets unaffected")
+    }
+
+    func testAFullPoolIsCountedAndAnsweredUntilAConnectionIsFree() throws {
+        let pool = try makePool(maxConnections: 1)
+        let first = try start(pool, body: "slow", end: false, length: 10)
+        XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "failed: connect_failure")
+        XCTAssertEqual(metrics.limitHits[.upstreamPool]?.load(ordering: .relaxed), 1)
+        try loop.submit {
+            first.dispatch.send(.body(.byteBuffer(ByteBuffer(string: "+six!!"))))
+            first.dispatch.send(.end(nil))
+        }.wait()
+        XCTAssertEqual(try first.answer.futureResult.wait(), "conn=1 got=10")
+        XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "conn=1 got=1", "free again")
+    }
+
+    func testAnAbandonedExchangeClosesItsConnectionInsteadOfReusingIt() throws {
+        let pool = try makePool()
+        let broken = try start(pool, body: "half", end: false, length: 100)
+        // Wait until the request is on a connection, then give up on it.
+        for _ in 0..<200 {
+            if try loop.submit({ broken.dispatch.connection != nil }).wait() { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertFalse(try loop.submit { broken.dispatch.connection == nil }.wait(), "the request reached a connection")
+        try loop.submit {
+            broken.dispatch.abandon()
+            broken.answer.succeed("abandoned")
+        }.wait()
+        XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "conn=2 got=1")
+        XCTAssertEqual(connector.connectCount(app), 2)
+        // The abandoned connection is closed, not left open and busy.
+        let key = TargetKey(endpoint: app)
+        let box = UncheckedBox(pool)
+        var open = 2
+        for _ in 0..<200 {
+            open = try loop.submit { box.value.openCount(key) }.wait()
+            if open == 1 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertEqual(open, 1, "only the reusable connection is left")
+    }
+}
