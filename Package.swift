@@ -56,7 +56,11 @@ let package = Package(
         ]),
         .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"]),
         // Per-cluster upstream state: balancing plans, per-loop balancers, leases.
-        .target(name: "WeftUpstream", dependencies: ["WeftConfig", "WeftCore"]),
+        .target(name: "WeftUpstream", dependencies: [
+            "WeftConfig", "WeftCore",
+            .product(name: "Atomics", package: "swift-atomics"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         // The one door for upstream connections (plain TCP now; TLS later).
         .target(name: "WeftTransport", dependencies: [
             "WeftCore", "WeftNetfilter",

@@ -16,9 +16,8 @@ extension ConfigValidator {
         guard let fields = mapping(
             value,
             keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb", "hash_on",
-                   "endpoints", "dns_refresh", "file", "timeouts"],
-            notSupportedYet: ["health_check", "outlier_detection", "circuit_breakers", "retries",
-                              "rate_limit"]
+                   "endpoints", "dns_refresh", "file", "timeouts", "health_check", "outlier_detection"],
+            notSupportedYet: ["circuit_breakers", "retries", "rate_limit"]
         ) else { return source }
 
         if let name = required(fields, "name"), let text = string(name) {
@@ -63,6 +62,9 @@ extension ConfigValidator {
             source.cluster.timeouts.connect = duration(timeouts["connect"]) ?? source.cluster.timeouts.connect
             source.cluster.timeouts.request = duration(timeouts["request"]) ?? source.cluster.timeouts.request
         }
+
+        source.cluster.healthCheck = healthCheck(fields["health_check"])
+        source.cluster.outlierDetection = outlierDetection(fields["outlier_detection"])
 
         let items = list(fields["endpoints"])
         if discovery == .file, let given = fields["endpoints"] {

@@ -224,6 +224,10 @@ public struct Cluster: Sendable, Equatable {
     /// `discovery: file`: the endpoint list's path.
     public var file: String?
     public var timeouts: ClusterTimeouts
+    /// Active checks of every endpoint; nil: none.
+    public var healthCheck: HealthCheck?
+    /// Ejection of endpoints that fail requests; nil: none.
+    public var outlierDetection: OutlierDetection?
 
     public init(
         name: String,
@@ -238,7 +242,9 @@ public struct Cluster: Sendable, Equatable {
         namedEndpoints: [NamedEndpoint] = [],
         dnsRefresh: Duration = .seconds(5),
         file: String? = nil,
-        timeouts: ClusterTimeouts = ClusterTimeouts()
+        timeouts: ClusterTimeouts = ClusterTimeouts(),
+        healthCheck: HealthCheck? = nil,
+        outlierDetection: OutlierDetection? = nil
     ) {
         self.name = name
         self.addresses = addresses
@@ -253,6 +259,8 @@ public struct Cluster: Sendable, Equatable {
         self.dnsRefresh = dnsRefresh
         self.file = file
         self.timeouts = timeouts
+        self.healthCheck = healthCheck
+        self.outlierDetection = outlierDetection
     }
 }
 

@@ -36,7 +36,7 @@ enum HTTP2Dispatch {
                 half.lease = lease
                 done(half, nil)
             } catch {
-                lease?.finish(.success)
+                lease?.finish(.abandoned)
                 done(nil, overloaded)
             }
         }

@@ -39,7 +39,7 @@ final class LoopServices {
     /// connection accepted before a reload must not move the balancer back.
     func balancer(for cluster: UpstreamCluster) -> LoopBalancer {
         if let balancer = balancers[cluster.name] { return balancer }
-        let balancer = LoopBalancer(plan: snapshot.upstream(named: cluster.name)?.plan ?? cluster.plan)
+        let balancer = LoopBalancer(cluster: snapshot.upstream(named: cluster.name) ?? cluster)
         balancers[cluster.name] = balancer
         return balancer
     }
@@ -82,7 +82,7 @@ final class LoopServices {
         let names = Set(next.upstreams.map(\.name))
         balancers = balancers.filter { names.contains($0.key) }
         // Connections already open balance over the new endpoints at once.
-        for upstream in next.upstreams { balancers[upstream.name]?.update(upstream.plan) }
+        for upstream in next.upstreams { balancers[upstream.name]?.update(upstream) }
         let gone = previous.endpoints.subtracting(next.endpoints)
         guard !gone.isEmpty else { return }
         upstreamPool.closeIdle { gone.contains($0.endpoint) }

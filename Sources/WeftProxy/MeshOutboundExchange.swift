@@ -22,7 +22,8 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// The balancer's claim on `destination`, finished when the exchange ends.
     private var lease: Lease?
     /// How the attempt went for the endpoint, as far as known.
-    private var outcome = LeaseOutcome.success
+    /// No verdict until the endpoint answers (or fails).
+    private var outcome = LeaseOutcome.abandoned
     /// What the request came to, recorded when it ends.
     private var record: RequestRecord
     private let metrics: ProxyMetrics
@@ -169,7 +170,8 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             responseStarted = true
             responseDeadline = nil
             lease?.responded()
-            if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
+            outcome = MeshTranslation.isPeerReportedFailure(headers)
+                ? .failure : LeaseOutcome(status: Int(response.status.code))
             record.status = Int(response.status.code)
             ResponseFraming.frame(&response, for: head, keepAlive: &keepAlive, draining: handler?.draining == true)
             handler?.writeHead(response)
@@ -243,7 +245,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         responseDeadline = nil
         guard !done else { return }
         done = true
-        if reason.isEndpointFailure { outcome = .failure }
+        if reason.isEndpointFailure { outcome = .failure } else if !responseStarted { outcome = .abandoned }
         if !responseStarted {
             record.status = reason.status
             record.reason = reason

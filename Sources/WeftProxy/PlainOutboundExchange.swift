@@ -21,7 +21,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private let logger: Logger
     private let metrics: ProxyMetrics
     private var lease: Lease?
-    private var outcome = LeaseOutcome.success
+    /// No verdict until the endpoint answers (or fails).
+    private var outcome = LeaseOutcome.abandoned
     private var record: RequestRecord
     /// The request's way to the endpoint.
     private var dispatch = HTTP1Dispatch()
@@ -94,6 +95,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         responseStarted = true
         responseDeadline = nil
         lease?.responded()
+        outcome = LeaseOutcome(status: Int(response.status.code))
         record.status = Int(response.status.code)
         ResponseFraming.frame(&relayed, for: head, keepAlive: &keepAlive, draining: handler?.draining == true)
         handler?.writeHead(relayed)
@@ -164,7 +166,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         guard !done else { return }
         done = true
         dispatch.abandon()
-        if reason.isEndpointFailure { outcome = .failure }
+        if reason.isEndpointFailure { outcome = .failure } else if !responseStarted { outcome = .abandoned }
         logger.debug("plain request failed", metadata: ["reason": "\(reason.rawValue)", "dst": "\(target.endpoint)"])
         if responseStarted {
             end()

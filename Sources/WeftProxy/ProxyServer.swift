@@ -13,6 +13,7 @@ import WeftNetfilter
 import WeftObservability
 import WeftRouting
 import WeftTransport
+import WeftUpstream
 
 /// The node: the outbound, inbound and health listeners of one process.
 ///
@@ -55,6 +56,9 @@ public final class ProxyServer: Sendable {
         }
     }
     private let runtime: Mutex<Runtime>
+    /// Each cluster's endpoint states (health, ejections), which outlive
+    /// snapshots.
+    let upstreams: UpstreamRuntime
     /// Names for `discovery: dns`.
     private let hostResolver: any HostResolver
     /// Opens every upstream connection; counts each connect's outcome.
@@ -89,7 +93,21 @@ public final class ProxyServer: Sendable {
         self.resolver = resolver
         self.group = group
         self.logger = logger
-        self.runtime = Mutex(Runtime(configured: configuration, snapshot: RuntimeSnapshot(configuration: configuration)))
+        let upstreams = UpstreamRuntime { [logger] cluster, endpoint, event in
+            switch event {
+            case .ejected(let time, let count):
+                logger.warning("endpoint ejected", metadata: ["cluster": "\(cluster)", "endpoint": "\(endpoint)",
+                                                              "for": "\(time)", "ejections": "\(count)"])
+            case .ejectionSkipped:
+                logger.warning("endpoint not ejected: max_ejection_percent reached",
+                               metadata: ["cluster": "\(cluster)", "endpoint": "\(endpoint)"])
+            case .returned:
+                logger.info("endpoint back from ejection", metadata: ["cluster": "\(cluster)", "endpoint": "\(endpoint)"])
+            }
+        }
+        self.upstreams = upstreams
+        self.runtime = Mutex(Runtime(configured: configuration,
+                                     snapshot: RuntimeSnapshot(configuration: configuration, runtime: upstreams)))
         self.hostResolver = hostResolver
         let metrics = self.metrics
         self.connector = TCPConnector { _, connected in metrics.countConnect(connected) }
@@ -159,7 +177,8 @@ public final class ProxyServer: Sendable {
             next.drainTimeout = runtime.configured.drainTimeout
             guard next != runtime.configured else { return (.unchanged(version: runtime.snapshot.version), nil, kept) }
             runtime.configured = next
-            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version + 1)
+            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version + 1,
+                                           runtime: upstreams)
             runtime.snapshot = snapshot
             return (.applied(version: snapshot.version), snapshot, kept)
         }
@@ -234,7 +253,8 @@ public final class ProxyServer: Sendable {
             guard runtime.configured.clusters.contains(where: { $0.name == name }) else { return nil }
             guard runtime.discovered[name] != endpoints else { return nil }
             runtime.discovered[name] = endpoints
-            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version)
+            let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version,
+                                           runtime: upstreams)
             runtime.snapshot = snapshot
             return snapshot
         }

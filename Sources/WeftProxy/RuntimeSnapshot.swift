@@ -20,12 +20,15 @@ final class RuntimeSnapshot: Sendable {
     /// destination that names no cluster finds one by its Host).
     let byHostname: [String: UpstreamCluster]
 
-    init(configuration: Configuration, version: Int = 1) {
+    /// `runtime`: the node's endpoint states, which the snapshot's clusters
+    /// take up (and which forgets clusters the snapshot no longer has).
+    init(configuration: Configuration, version: Int = 1, runtime: UpstreamRuntime = UpstreamRuntime()) {
         self.version = version
         self.configuration = configuration
         table = ClusterTable(configuration: configuration)
         routes = RouteTable(configuration: configuration)
-        upstreams = configuration.clusters.map(UpstreamCluster.init(config:))
+        upstreams = configuration.clusters.map { UpstreamCluster(config: $0, registry: runtime.registry(named: $0.name)) }
+        runtime.retain(Set(configuration.clusters.map(\.name)))
         var byHostname: [String: UpstreamCluster] = [:]
         for upstream in upstreams {
             // First definition wins; validation refuses duplicates.

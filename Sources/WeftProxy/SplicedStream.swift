@@ -41,7 +41,8 @@ final class SplicedStream: MeshStreamHandler {
     /// half towards the mesh holds it); finished when the stream ends.
     var lease: Lease?
     /// Whether the endpoint failed the exchange, as far as known.
-    private var outcome = LeaseOutcome.success
+    /// No verdict until the endpoint answers (or fails).
+    private var outcome = LeaseOutcome.abandoned
     /// The half that received the request records what it came to, when
     /// its stream ends; its partner fills in the status.
     private var record: RequestRecord?
@@ -90,7 +91,8 @@ final class SplicedStream: MeshStreamHandler {
         case .response, .informational:
             if kind == .response {
                 lease?.responded()
-                if MeshTranslation.isPeerReportedFailure(headers) { outcome = .failure }
+                let status = headers.first(where: { $0.name == ":status" }).flatMap { Int($0.value) } ?? 0
+                outcome = MeshTranslation.isPeerReportedFailure(headers) ? .failure : LeaseOutcome(status: status)
             }
             guard let partner, let partnerStream = partner.streamID else { return }
             if kind == .response, let status = headers.first(where: { $0.name == ":status" }).flatMap({ Int($0.value) }) {

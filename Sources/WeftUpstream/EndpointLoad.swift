@@ -17,11 +17,14 @@ public final class EndpointLoad {
     public internal(set) var finished = 0
     public internal(set) var failures = 0
     var latency: PeakEWMA
+    /// The endpoint's health, shared by every loop.
+    public internal(set) var health: EndpointHealth
     /// The balancer's clock (monotonic nanoseconds; a fake one in tests).
     let clock: () -> UInt64
 
-    init(address: IPEndpoint, clock: @escaping () -> UInt64) {
-        self.address = address
+    init(health: EndpointHealth, clock: @escaping () -> UInt64) {
+        self.address = health.address
+        self.health = health
         self.clock = clock
         latency = PeakEWMA(now: clock())
     }

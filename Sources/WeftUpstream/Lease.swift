@@ -33,15 +33,31 @@ public struct Lease {
             // A failure that came fast must not look like a fast endpoint.
             load.latency.observe(max(now &- startedAt, UInt64(PeakEWMA.initial)), at: now)
         }
+        load.health.record(outcome, now: now)
     }
 }
 
-/// How an attempt on an endpoint ended, as the balancer sees it.
-public enum LeaseOutcome: Sendable {
-    /// The endpoint answered (any status it chose).
+/// How an attempt on an endpoint ended, as the balancer and outlier
+/// detection see it.
+public enum LeaseOutcome: Sendable, Equatable {
+    /// The endpoint answered below 500 (or a TCP session connected).
     case success
-    /// It could not be reached, reset, or timed out.
+    /// The endpoint answered 5xx; `gateway`: 502, 503 or 504.
+    case serverError(gateway: Bool)
+    /// It could not be reached, reset, or timed out (a gateway error).
     case failure
+    /// Over for reasons not the endpoint's (the client left, the peer node
+    /// refused the stream): no verdict on the endpoint.
+    case abandoned
+
+    /// The outcome of an answer with `status`.
+    public init(status: Int) {
+        switch status {
+        case 502...504: self = .serverError(gateway: true)
+        case 500...599: self = .serverError(gateway: false)
+        default: self = .success
+        }
+    }
 }
 
 /// A lease held for the life of a connection (a TCP relay or tunnel),

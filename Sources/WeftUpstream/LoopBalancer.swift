@@ -14,6 +14,10 @@ import WeftCore
 /// Loads are keyed by endpoint address and survive a new plan: an endpoint
 /// that stays keeps its in-flight count and latency through reloads and
 /// discovery changes.
+///
+/// Endpoints failing their health check or ejected are passed over; when
+/// none is usable, the pick ignores health (panic mode, counted) rather
+/// than failing every request.
 public final class LoopBalancer {
     public private(set) var plan: BalancerPlan
     /// Parallel to `plan.endpoints`.
@@ -22,12 +26,19 @@ public final class LoopBalancer {
     private var random: SplitMix64
     private let clock: () -> UInt64
 
-    public init(plan: BalancerPlan, random: SplitMix64 = SplitMix64(),
+    /// Told of picks made in panic mode.
+    private let registry: EndpointRegistry?
+
+    /// `health`, parallel to `plan.endpoints` (an `UpstreamCluster`'s): the
+    /// node's states of the endpoints; without it, every endpoint is healthy.
+    public init(plan: BalancerPlan, health: [EndpointHealth] = [], random: SplitMix64 = SplitMix64(),
                 clock: @escaping () -> UInt64 = LoopBalancer.monotonicNanoseconds) {
         self.plan = plan
         self.clock = clock
         self.random = random
-        loads = plan.endpoints.map { EndpointLoad(address: $0.address, clock: clock) }
+        let states = Self.states(for: plan, health)
+        registry = states.first?.registry
+        loads = states.map { EndpointLoad(health: $0, clock: clock) }
         // Loops (and nodes) start at different places in the schedule, so
         // they do not all send their first requests to the same endpoint.
         cursor = plan.schedule.isEmpty ? 0 : self.random.below(plan.schedule.count)
@@ -35,27 +46,99 @@ public final class LoopBalancer {
 
     public var now: UInt64 { clock() }
 
+    /// The balancer of `cluster`'s plan and endpoint states.
+    public convenience init(cluster: UpstreamCluster) {
+        self.init(plan: cluster.plan, health: cluster.health)
+    }
+
     /// Moves to a new plan, keeping the load of every endpoint that stays.
-    public func update(_ plan: BalancerPlan) {
+    public func update(_ plan: BalancerPlan, health: [EndpointHealth] = []) {
         guard plan !== self.plan else { return }
         var kept: [IPEndpoint: EndpointLoad] = [:]
         for load in loads { kept[load.address] = load }
-        loads = plan.endpoints.map { kept[$0.address] ?? EndpointLoad(address: $0.address, clock: clock) }
+        loads = Self.states(for: plan, health).map { state in
+            guard let load = kept[state.address] else { return EndpointLoad(health: state, clock: clock) }
+            load.health = state
+            return load
+        }
         if !plan.schedule.isEmpty { cursor %= plan.schedule.count }
         self.plan = plan
     }
 
-    /// A lease on the endpoint the policy picks; nil when there is none.
-    /// `hash` is the request's key for `ring_hash`/`maglev` (nil: random).
+    public func update(_ cluster: UpstreamCluster) {
+        update(cluster.plan, health: cluster.health)
+    }
+
+    private static func states(for plan: BalancerPlan, _ health: [EndpointHealth]) -> [EndpointHealth] {
+        guard health.count != plan.endpoints.count else { return health }
+        return plan.endpoints.map { EndpointHealth(address: $0.address, registry: nil) }
+    }
+
+    /// A lease on the endpoint the policy picks among the usable ones; nil
+    /// when the cluster has none. `hash` is the request's key for
+    /// `ring_hash`/`maglev` (nil: random).
     public func pick(hash: UInt64? = nil) -> Lease? {
-        guard let index = pickIndex(hash: hash) else { return nil }
-        return Lease(load: loads[index])
+        guard let first = pickIndex(hash: hash) else { return nil }
+        if isUsable(first) { return Lease(load: loads[first]) }
+        if let other = usableAlternative(to: first, hash: hash) { return Lease(load: loads[other]) }
+        // Panic mode: nothing is usable, so everything is.
+        registry?.panics.wrappingIncrement(ordering: .relaxed)
+        return Lease(load: loads[first])
+    }
+
+    /// Whether the endpoint at `index` may get a request: healthy and not
+    /// ejected. An ejection whose time is up ends here.
+    private func isUsable(_ index: Int) -> Bool {
+        let health = loads[index].health
+        if health.isUsable { return true }
+        guard health.isEjected, let registry = health.registry,
+              clock() >= health.ejectedUntil.load(ordering: .relaxed) else { return false }
+        return registry.endEjectionIfDue(health, now: clock())
+    }
+
+    /// Another endpoint when the policy's choice is not usable: the next
+    /// one in its schedule, ring or table for the ordered policies, a new
+    /// draw for the random ones; nil when none is usable.
+    private func usableAlternative(to first: Int, hash: UInt64?) -> Int? {
+        let count = loads.count
+        guard (0..<count).contains(where: isUsable) else { return nil }
+        switch plan.policy {
+        case .roundRobin:
+            for _ in 0..<plan.schedule.count {
+                let index = Int(plan.schedule[cursor])
+                cursor += 1
+                if cursor == plan.schedule.count { cursor = 0 }
+                if isUsable(index) { return index }
+            }
+        case .ringHash where hash != nil:
+            let ring = plan.ring
+            let start = ringPosition(hash ?? 0)
+            for step in 1..<ring.count {
+                let index = Int(ring[(start + step) % ring.count].index)
+                if isUsable(index) { return index }
+            }
+        case .maglev where hash != nil:
+            let table = plan.maglev
+            let start = Int((hash ?? 0) % UInt64(table.count))
+            for step in 1..<table.count {
+                let index = Int(table[(start + step) % table.count])
+                if isUsable(index) { return index }
+            }
+        default:
+            for _ in 0..<3 {
+                if let index = pickIndex(hash: nil), isUsable(index) { return index }
+            }
+        }
+        // Rare: a usable endpoint the walk or draws missed. Any will do.
+        let start = random.below(count)
+        return (0..<count).lazy.map { (start + $0) % count }.first(where: isUsable)
     }
 
     /// A lease on the endpoint the app named itself (a direct call to a pod
     /// IP): no choice, but its load is still counted.
     public func lease(on endpoint: IPEndpoint) -> Lease {
-        let load = loads.first { $0.address == endpoint } ?? EndpointLoad(address: endpoint, clock: clock)
+        let load = loads.first { $0.address == endpoint }
+            ?? EndpointLoad(health: EndpointHealth(address: endpoint, registry: nil), clock: clock)
         return Lease(load: load)
     }
 
@@ -74,10 +157,12 @@ public final class LoopBalancer {
         case .random:
             return weightedRandom()
         case .leastRequest:
-            return twoChoices { load, weight in Double(load.inFlight) / weight }
+            return twoChoices { load, weight in
+                load.health.isUsable ? Double(load.inFlight) / weight : .infinity
+            }
         case .peakEWMA:
             let now = clock()
-            return twoChoices { load, weight in load.cost(now: now) / weight }
+            return twoChoices { load, weight in load.health.isUsable ? load.cost(now: now) / weight : .infinity }
         case .ringHash:
             guard let hash else { return weightedRandom() }
             return ringLookup(hash)
@@ -119,13 +204,18 @@ public final class LoopBalancer {
     }
 
     private func ringLookup(_ hash: UInt64) -> Int {
+        Int(plan.ring[ringPosition(hash)].index)
+    }
+
+    /// The first ring point at or after `hash` (wrapping).
+    private func ringPosition(_ hash: UInt64) -> Int {
         let ring = plan.ring
         var low = 0, high = ring.count
         while low < high {
             let middle = (low + high) / 2
             if ring[middle].hash < hash { low = middle + 1 } else { high = middle }
         }
-        return Int(ring[low == ring.count ? 0 : low].index)
+        return low == ring.count ? 0 : low
     }
 
     /// CLOCK_MONOTONIC in nanoseconds.

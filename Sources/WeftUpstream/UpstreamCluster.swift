@@ -7,12 +7,22 @@ import WeftCore
 public final class UpstreamCluster: Sendable {
     public let config: Cluster
     public let plan: BalancerPlan
+    /// The node's state of each endpoint, parallel to `plan.endpoints`.
+    public let health: [EndpointHealth]
+    /// Where those states live between snapshots.
+    public let registry: EndpointRegistry
     /// Endpoints whose `mesh` differs from the cluster's.
     private let meshOverrides: [IPEndpoint: Bool]
 
-    public init(config: Cluster) {
+    /// `registry`: the node's registry of this cluster (a snapshot's
+    /// clusters take theirs from the `UpstreamRuntime`); a cluster of its
+    /// own without it.
+    public init(config: Cluster, registry: EndpointRegistry? = nil) {
         self.config = config
         plan = BalancerPlan(policy: config.lb, hashOn: config.hashOn, endpoints: config.endpoints)
+        let registry = registry ?? EndpointRegistry(name: config.name)
+        self.registry = registry
+        health = registry.update(endpoints: plan.endpoints.map(\.address), detection: config.outlierDetection)
         var overrides: [IPEndpoint: Bool] = [:]
         for endpoint in config.endpoints {
             if let mesh = endpoint.mesh, mesh != config.mesh { overrides[endpoint.address] = mesh }

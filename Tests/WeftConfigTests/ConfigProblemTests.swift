@@ -129,8 +129,6 @@ final class ConfigProblemTests: XCTestCase {
                 discovery: kubernetes
                 lb: least_request
                 endpoints: [{ address: "198.18.0.2:80", locality: { zone: a } }]
-                health_check: { path: /healthz }
-                outlier_detection: { consecutive_5xx: 5 }
                 circuit_breakers: { max_connections: 10 }
                 timeouts: { connect: 1s, request: 15s, idle: 1h }
                 retries: { attempts: 2 }
@@ -142,8 +140,6 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.http_routing: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
-            "clusters[0].health_check: not supported yet",
-            "clusters[0].outlier_detection: not supported yet",
             "clusters[0].circuit_breakers: not supported yet",
             "clusters[0].timeouts.idle: not supported yet",
             "clusters[0].retries: not supported yet",

@@ -1,0 +1,48 @@
+/// `clusters[].health_check` and `clusters[].outlier_detection` (SPEC §5).
+extension ConfigValidator {
+    mutating func healthCheck(_ value: ConfigValue?) -> HealthCheck? {
+        guard let fields = mapping(value, keys: ["protocol", "path", "interval", "timeout", "healthy", "unhealthy"])
+        else { return nil }
+        guard let kindValue = required(fields, "protocol"), let kind = choice(kindValue, as: HealthCheck.Kind.self)
+        else { return nil }
+        var check = HealthCheck(kind: kind)
+        if let pathValue = fields["path"], let path = string(pathValue) {
+            if kind != .http {
+                report(pathValue, "path applies only to protocol: http")
+            } else if !path.hasPrefix("/") || path.contains(where: { $0 == " " || $0.isNewline }) {
+                report(pathValue, "\(quoted(path)) is not a valid request path (it starts with \"/\", without spaces)")
+            } else {
+                check.path = path
+            }
+        }
+        check.interval = duration(fields["interval"]) ?? check.interval
+        check.timeout = duration(fields["timeout"]) ?? check.timeout
+        if check.timeout > check.interval, let given = fields["timeout"] ?? fields["interval"] {
+            report(given, "timeout (\(check.timeout)) must not be longer than interval (\(check.interval))")
+        }
+        check.healthy = integer(fields["healthy"], in: 1...100) ?? check.healthy
+        check.unhealthy = integer(fields["unhealthy"], in: 1...100) ?? check.unhealthy
+        return check
+    }
+
+    mutating func outlierDetection(_ value: ConfigValue?) -> OutlierDetection? {
+        guard let fields = mapping(value, keys: ["consecutive_5xx", "consecutive_gateway_errors", "interval",
+                                                 "base_ejection", "max_ejection", "max_ejection_percent"])
+        else { return nil }
+        var detection = OutlierDetection()
+        detection.consecutive5xx = integer(fields["consecutive_5xx"], in: 0...10_000) ?? detection.consecutive5xx
+        detection.consecutiveGatewayErrors = integer(fields["consecutive_gateway_errors"], in: 0...10_000)
+            ?? detection.consecutiveGatewayErrors
+        detection.interval = duration(fields["interval"]) ?? detection.interval
+        detection.baseEjection = duration(fields["base_ejection"]) ?? detection.baseEjection
+        detection.maxEjection = duration(fields["max_ejection"]) ?? detection.maxEjection
+        if detection.maxEjection < detection.baseEjection, let given = fields["max_ejection"] ?? fields["base_ejection"] {
+            report(given, "max_ejection (\(detection.maxEjection)) must not be shorter than base_ejection (\(detection.baseEjection))")
+        }
+        detection.maxEjectionPercent = integer(fields["max_ejection_percent"], in: 0...100) ?? detection.maxEjectionPercent
+        if detection.consecutive5xx == 0, detection.consecutiveGatewayErrors == 0, let value {
+            report(value, "consecutive_5xx and consecutive_gateway_errors are both 0: nothing would ever be ejected")
+        }
+        return detection
+    }
+}
