@@ -138,7 +138,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/WeftMeshTesting"),
         .testTarget(name: "WeftMeshTests", dependencies: [
-            "WeftMesh", "WeftMeshTesting", "WeftObservability", "WeftHTTP2", "WeftCore",
+            "WeftMesh", "WeftMeshTesting", "WeftObservability", "WeftHTTP2", "WeftCore", "WeftTransport",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

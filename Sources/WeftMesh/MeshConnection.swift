@@ -92,8 +92,19 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Told when a stream closes, freeing a slot.
     public var onStreamSlotFreed: ((MeshConnection) -> Void)?
 
+    /// What this end tells its peer (stream limits, windows).
+    private let settings: HTTP2Settings
+    /// Whether the peer's SETTINGS arrived: until then its stream limit is
+    /// not known, and at most `streamsBeforeSettings` are opened.
+    private var peerSettingsReceived = false
+    /// HTTP/2's usual SETTINGS_MAX_CONCURRENT_STREAMS: opening more before
+    /// the peer says its limit would have the excess refused.
+    public static let streamsBeforeSettings = 100
+
     public init(role: Role, metrics: ProxyMetrics, logger: Logger, countsAsMesh: Bool = true,
-         acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
+                settings: HTTP2Settings = .default,
+                acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
+        self.settings = settings
         self.role = role
         self.metrics = metrics
         self.countsAsMesh = countsAsMesh
@@ -107,7 +118,9 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Whether a new stream may be opened now (client role).
     public var hasCapacity: Bool {
         guard let session, !goingAway, !isClosed, context?.channel.isActive == true else { return false }
-        return session.isRequestAllowed && streams.count < Int(session.remoteMaxConcurrentStreams)
+        let limit = Int(session.remoteMaxConcurrentStreams)
+        return session.isRequestAllowed
+            && streams.count < (peerSettingsReceived ? limit : min(limit, Self.streamsBeforeSettings))
     }
 
     // MARK: - stream operations (on the event loop)
@@ -198,7 +211,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         do {
-            session = try HTTP2Session(role: role == .client ? .client : .server, delegate: self)
+            session = try HTTP2Session(role: role == .client ? .client : .server, settings: settings, delegate: self)
         } catch {
             logger.error("cannot create HTTP/2 session", metadata: ["error": "\(error)"])
             context.close(promise: nil)
@@ -440,6 +453,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     }
 
     public func session(_ session: HTTP2Session, didReceiveSettings settings: HTTP2RemoteSettings) {
+        peerSettingsReceived = true
         onStreamSlotFreed?(self)
     }
 

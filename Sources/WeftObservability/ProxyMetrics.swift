@@ -33,6 +33,10 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case httpRequest = "http_request"
     /// The HTTP/1 upstream pool's connections per target.
     case upstreamPool = "upstream_pool"
+    /// Requests waiting for a stream slot to one peer (`MeshConnectionPool.maxWaitersPerPeer`).
+    case meshQueue = "mesh_queue"
+    /// Connections to one peer (`MeshConnectionPool.maxConnectionsPerPeer`).
+    case meshConnections = "mesh_connections"
 }
 
 /// Which end opened a connection between nodes (or with an HTTP/2 app):

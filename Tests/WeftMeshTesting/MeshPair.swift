@@ -11,7 +11,7 @@ import XCTest
 // loop, wired back to back; whatever one writes, `pump` carries to the other.
 
 /// A stream's side of the story, as its `MeshStreamHandler` hears it.
-public final class RecordingStream: MeshStreamHandler {
+public final class RecordingStream: MeshStreamHandler, @unchecked Sendable {
     public var headers: [(fields: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)] = []
     public var body = ByteBuffer()
     public var consumed = 0
