@@ -98,6 +98,13 @@ public final class ProxyMetrics: Sendable {
         (connected ? connects.succeeded : connects.failed).wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Active health checks, by result.
+    public let healthChecks = (passed: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
+
+    public func countHealthCheck(passed: Bool) {
+        (passed ? healthChecks.passed : healthChecks.failed).wrappingIncrement(ordering: .relaxed)
+    }
+
     /// Endpoint lists that discovery changed.
     public let endpointUpdates = ManagedAtomic<Int>(0)
 
@@ -250,6 +257,10 @@ public final class ProxyMetrics: Sendable {
                    ("result=\"success\"", connects.succeeded.load(ordering: .relaxed)),
                    ("result=\"failure\"", connects.failed.load(ordering: .relaxed)),
                ])
+        family("weft_health_checks_total", "counter", "Active health checks of endpoints, by result.", [
+            ("result=\"passed\"", healthChecks.passed.load(ordering: .relaxed)),
+            ("result=\"failed\"", healthChecks.failed.load(ordering: .relaxed)),
+        ])
         family("weft_endpoint_updates_total", "counter", "Endpoint lists changed by discovery (file, dns).",
                [("", endpointUpdates.load(ordering: .relaxed))])
         family("weft_config_reloads_total", "counter", "Configuration reloads, by result.",

@@ -73,6 +73,8 @@ public final class ProxyServer: Sendable {
         var draining = false
         var channels: [Listener: [Channel]] = [:]
         var services: LoopServiceRegistry?
+        /// Active health checks, on one loop; made at start.
+        var checker: NIOLoopBound<HealthChecker>?
     }
     private let state = Mutex(State())
 
@@ -123,8 +125,18 @@ public final class ProxyServer: Sendable {
     public func start(health: ListenerBinder? = nil) throws {
         let listeners = configuration.listeners
         let services = try makeServices()
-        state.withLock { $0.services = services }
+        let checkerLoop = group.next()
+        let (connector, metrics, logger) = (self.connector, self.metrics, self.logger)
+        let checker = try checkerLoop.submit {
+            NIOLoopBound(HealthChecker(loop: checkerLoop, connector: connector, metrics: metrics, logger: logger),
+                         eventLoop: checkerLoop)
+        }.wait()
+        state.withLock {
+            $0.services = services
+            $0.checker = checker
+        }
         let snapshot = runtime.withLock { $0.snapshot }
+        checkerLoop.execute { checker.value.update(snapshot) }
         let outbound = OutboundRouter(snapshot: snapshot, identity: identity,
                                       passthroughConnectTimeout: TimeAmount(ClusterTimeouts().connect))
         let inbound = InboundRouter(settings: listeners.inbound, identity: identity,
@@ -205,9 +217,9 @@ public final class ProxyServer: Sendable {
 
     /// Hands a snapshot to every loop.
     private func publish(_ snapshot: RuntimeSnapshot) {
-        if let services = state.withLock({ $0.services }) {
-            services.forEach { $0.publish(snapshot) }
-        }
+        let (services, checker) = state.withLock { ($0.services, $0.checker) }
+        services?.forEach { $0.publish(snapshot) }
+        if let checker { checker.eventLoop.execute { checker.value.update(snapshot) } }
     }
 
     /// Starts a source for each dynamic cluster that has none with the same
@@ -296,7 +308,33 @@ public final class ProxyServer: Sendable {
     public func metricsText() -> String {
         var text = ""
         metrics.render(into: &text)
+        renderEndpointStates(into: &text)
         return text
+    }
+
+    /// Endpoint health and ejections, and the outlier and panic counts, by
+    /// cluster (label values from the configuration and discovery only).
+    private func renderEndpointStates(into text: inout String) {
+        let registries = upstreams.all
+        let states = registries.map { ($0.name, $0.endpoints) }
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
+            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples { text += "\(name){\(labels)} \(value)\n" }
+        }
+        func perEndpoint(_ value: (EndpointHealth) -> Bool) -> [(String, Int)] {
+            states.flatMap { cluster, endpoints in
+                endpoints.map { ("cluster=\"\(cluster)\",endpoint=\"\($0.address)\"", value($0) ? 1 : 0) }
+            }
+        }
+        family("weft_endpoint_healthy", "gauge", "1 while the endpoint passes its active health check (or has none).",
+               perEndpoint { !$0.isFailingHealthCheck })
+        family("weft_endpoint_ejected", "gauge", "1 while outlier detection keeps the endpoint out.",
+               perEndpoint(\.isEjected))
+        family("weft_outlier_ejections_total", "counter", "Endpoints ejected by outlier detection, by cluster.",
+               registries.map { ("cluster=\"\($0.name)\"", $0.ejections.load(ordering: .relaxed)) })
+        family("weft_panic_picks_total", "counter",
+               "Requests balanced over every endpoint because none was usable (panic mode), by cluster.",
+               registries.map { ("cluster=\"\($0.name)\"", $0.panics.load(ordering: .relaxed)) })
     }
 
     /// Stops accepting on the data-path listeners, fails `/ready`, and
@@ -334,6 +372,7 @@ public final class ProxyServer: Sendable {
             return Array(runtime.sources.values)
         }
         sources.forEach { $0.stop() }
+        if let checker = state.withLock({ $0.checker }) { checker.eventLoop.execute { checker.value.stop() } }
         let all = state.withLock { state in
             state.ready = false
             return state.channels.values.flatMap { $0 }

@@ -17,6 +17,11 @@
         N GETs in all over C concurrent keep-alive connections (one thread
         each, every thread taking the next request as soon as its previous
         one is answered), all within S seconds.
+  balance_client.py http-tally HOST PORT --count N
+        N GETs on ONE keep-alive connection, whatever their status: prints
+        `answers`, [status, name, weft-reason] per request, where name is
+        the backend that answered (`hello from <name>` or `status S from
+        <name>`), or "" when weft answered itself (weft-reason then says why).
   balance_client.py http-keys HOST PORT --keys K --rounds R --new-per-key M
                     --unkeyed U --header NAME
         For K keys `user-00`..: R rounds on ONE keep-alive connection, each
@@ -146,6 +151,27 @@ def http_keepalive(args) -> dict:
     return {"answers": answers, "peers": peers, "connections": len(keep.sockets)}
 
 
+STATUS = re.compile(r"^status \d+ from (\S+)\n$")
+
+
+def http_tally(args) -> dict:
+    conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout)
+    answers = []
+    try:
+        for i in range(args.count):
+            conn.request("GET", f"/tally{i}")
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace")
+            m = HELLO.match(body) or STATUS.match(body)
+            reason = resp.getheader("weft-reason") or ""
+            if not m and not reason:
+                raise Failed(f"request {i}: status {resp.status}, body {body!r}, no weft-reason")
+            answers.append([resp.status, m.group(1) if m else "", reason])
+    finally:
+        conn.close()
+    return {"answers": answers}
+
+
 def tcp_new(args) -> dict:
     answers, sockets = [], set()
     for i in range(args.count):
@@ -244,7 +270,7 @@ def http_keys(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["http-new", "http-keepalive", "tcp-new", "interleave",
-                                     "http-load", "http-keys"])
+                                     "http-load", "http-keys", "http-tally"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("chost", nargs="?")
@@ -261,7 +287,8 @@ def main() -> int:
     ap.add_argument("--header", default="x-user", help="http-keys: the key's header")
     args = ap.parse_args()
     run = {"http-new": http_new, "http-keepalive": http_keepalive, "tcp-new": tcp_new,
-           "interleave": interleave, "http-load": http_load, "http-keys": http_keys}[args.mode]
+           "interleave": interleave, "http-load": http_load, "http-keys": http_keys,
+           "http-tally": http_tally}[args.mode]
     try:
         result = run(args)
     except (OSError, Failed, http.client.HTTPException) as e:

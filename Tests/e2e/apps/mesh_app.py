@@ -20,6 +20,12 @@ clients), so the tests can see that what the mesh delivers is intact.
   POST /echo                  the request body back
   GET  /delay?seconds=S       sets the delay of the hello answers (below) from
                               now on; answers `delay S from <name>\\n` at once
+  GET  /fail?status=S         from now on every hello answer is status S with
+                              body `status S from <name>\\n` (0: answer again);
+                              answers `fail S from <name>\\n`
+  GET  /health?ok=0|1         what /healthz says from now on; answers
+                              `health 0|1 from <name>\\n`
+  GET  /healthz               200 `ok from <name>\\n`, or 503 after /health?ok=0
 Any other GET (or HEAD) answers like /hello. With `--delay S` (default 0), or
 after /delay, every hello answer waits S seconds before its response head, so
 the app is a slow endpoint that can be made fast again at runtime.
@@ -53,6 +59,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "weft-mesh-app/1"
     name = "mesh-backend"
     delay = 0.0  # seconds before each hello answer (--delay, GET /delay)
+    fail_status = 0  # the status of every hello answer while set (GET /fail)
+    healthy = True   # what /healthz says (GET /health)
 
     # -- helpers -----------------------------------------------------------
 
@@ -129,6 +137,15 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "/delay":
             Handler.delay = max(0.0, float(q.get("seconds", "0")))
             self._send(f"delay {Handler.delay:g} from {self.name}\n".encode())
+        elif route == "/fail":
+            Handler.fail_status = int(q.get("status", "0"))
+            self._send(f"fail {Handler.fail_status} from {self.name}\n".encode())
+        elif route == "/health":
+            Handler.healthy = q.get("ok", "1") != "0"
+            self._send(f"health {int(Handler.healthy)} from {self.name}\n".encode())
+        elif route == "/healthz":
+            self._send(f"{'ok' if Handler.healthy else 'failing'} from {self.name}\n".encode(),
+                       200 if Handler.healthy else 503)
         elif route.startswith("/status/"):
             code = int(route.rsplit("/", 1)[1])
             if code in (204, 304):
@@ -142,6 +159,9 @@ class Handler(BaseHTTPRequestHandler):
                 if code == 503:
                     extra["Retry-After"] = "7"
                 self._send(f"status {code} from {self.name}\n".encode(), code, headers=extra)
+        elif Handler.fail_status:
+            code = Handler.fail_status
+            self._send(f"status {code} from {self.name}\n".encode(), code)
         else:
             if Handler.delay > 0:
                 time.sleep(Handler.delay)

@@ -1,0 +1,225 @@
+"""Endpoint health with three endpoints, counted (SPEC §5 "Endpoint health"):
+outlier detection ejects an endpoint that answers 503 and takes it back once
+its ejection is over; an active health check takes a failing endpoint out
+and brings it back; with every endpoint failing, panic mode still serves.
+
+One client pod and three backend pods, each with its own weft node and
+mesh_app.py on :9390 (answers `hello from <pod>`; told over its pod's
+loopback, not through weft, to answer every hello with a status, or to
+fail its /healthz). The client node knows four `mesh: true`, round-robin
+clusters over the same three endpoints, each its own VIP and its own
+endpoint states:
+
+    VIP                 cluster        policy
+    198.19.0.70:9390    res-outlier    outlier_detection: 3 gateway errors in a row, 3 s base ejection
+    198.19.0.71:9390    res-health     health_check: GET /healthz every 300 ms, 2 fails out, 2 passes back
+    198.19.0.72:9390    res-panic      the same health_check
+    198.19.0.73:9390    res-none       none (the control: failures are simply passed on)
+
+Requests go one after another on ONE keep-alive connection (one event
+loop), so round robin takes strict turns and the counts are exact: what
+is asserted is who answered and with what, never timings. Waits for a
+verdict (a check, an ejection's end) poll with bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from topology import APPS, PY
+import weftlab  # noqa: E402 - on sys.path via topology
+
+pytestmark = pytest.mark.root
+
+BACKENDS = ("backend1", "backend2", "backend3")  # pod names, in endpoint order
+APP_PORT = 9390
+TIMEOUT = 10         # seconds, per socket wait
+VERDICT_WAIT = 15    # seconds at most for a health verdict or an ejection to end
+BASE_EJECTION = 3    # seconds
+
+OUTLIER = ("res-outlier", "198.19.0.70")
+HEALTH = ("res-health", "198.19.0.71")
+PANIC = ("res-panic", "198.19.0.72")
+NONE = ("res-none", "198.19.0.73")
+SERVICES = (OUTLIER, HEALTH, PANIC, NONE)
+CHECK = {"protocol": "http", "path": "/healthz", "interval": "300ms", "timeout": "250ms",
+         "healthy": 2, "unhealthy": 2}
+
+
+@dataclass
+class Resilience:
+    lab: weftlab.Lab
+    client: weftlab.Pod
+    backends: dict[str, weftlab.Pod]  # pod name -> pod, in endpoint order
+
+    def address(self, name: str) -> str:
+        return f"{self.backends[name].ip4}:{APP_PORT}"
+
+
+def client_config(backends: dict[str, weftlab.Pod]) -> dict:
+    clusters = []
+    for name, vip in SERVICES:
+        c = {
+            "name": name,
+            "addresses": [f"{vip}:{APP_PORT}"],
+            "hostnames": [name],
+            "mesh": True,
+            "lb": "round_robin",
+            "endpoints": [{"address": f"{pod.ip4}:{APP_PORT}"} for pod in backends.values()],
+        }
+        if (name, vip) == OUTLIER:
+            c["outlier_detection"] = {"consecutive_gateway_errors": 3, "consecutive_5xx": 3, "interval": "1s",
+                                      "base_ejection": f"{BASE_EJECTION}s", "max_ejection_percent": 50}
+        if (name, vip) in (HEALTH, PANIC):
+            c["health_check"] = CHECK
+        clusters.append(c)
+    return {"node": {"id": "client"}, "outbound_policy": "allow_any", "detect_timeout": "1s",
+            "clusters": clusters}
+
+
+@pytest.fixture(scope="module")
+def res(root, weft_bin):
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed (scripts/install-deps)")
+    with weftlab.Lab(weft_bin=weft_bin) as lab:
+        client = lab.add_pod("client", hosts={name: vip for name, vip in SERVICES})
+        backends = {name: lab.add_pod(name) for name in BACKENDS}
+        apps = [(pod, pod.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", pod.name],
+                                name="mesh_app")) for pod in backends.values()]
+        for pod, proc in apps:
+            pod.wait_port(APP_PORT, proc=proc)
+        for pod in (client, *backends.values()):
+            pod.init()
+        for n, pod in enumerate(backends.values(), start=1):
+            pod.start_weft({"node": {"id": f"backend-{n}"}})
+        client.start_weft(client_config(backends))
+        yield Resilience(lab, client, backends)
+
+
+@pytest.fixture(autouse=True)
+def all_well(res):
+    """Every test starts, and leaves, with every app answering and healthy."""
+    set_apps(res, fail=0, healthy=True)
+    yield
+    set_apps(res, fail=0, healthy=True)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def tell(res: Resilience, name: str, path: str, expect: str) -> None:
+    """Tell one backend's app something, over its pod's loopback."""
+    code, body = res.backends[name].http_get(f"http://127.0.0.1:{APP_PORT}{path}")
+    assert (code, body) == (200, f"{expect} from {name}\n"), (name, path, code, body)
+
+
+def set_apps(res: Resilience, fail: int, healthy: bool, only: tuple[str, ...] = BACKENDS) -> None:
+    for name in only:
+        tell(res, name, f"/fail?status={fail}", f"fail {fail}")
+        tell(res, name, f"/health?ok={int(healthy)}", f"health {int(healthy)}")
+
+
+def tally(res: Resilience, service: tuple[str, str], count: int) -> list[tuple[int, str, str]]:
+    """`count` GETs one after another on one keep-alive connection:
+    (status, backend that answered, weft-reason) each."""
+    result = res.client.run([PY, APPS / "balance_client.py", "http-tally", service[0], str(APP_PORT),
+                             "--count", str(count), "--timeout", str(TIMEOUT)],
+                            check=False, timeout=count * TIMEOUT + 30)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    return [tuple(answer) for answer in json.loads(result.stdout)["answers"]]
+
+
+def by_backend(answers) -> Counter:
+    return Counter(name for _, name, _ in answers)
+
+
+def gauge(res: Resilience, metric: str, service: tuple[str, str], name: str) -> float:
+    return res.client.metric(metric, cluster=service[0], endpoint=res.address(name))
+
+
+def wait_for(what: str, condition) -> None:
+    deadline = time.monotonic() + VERDICT_WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {VERDICT_WAIT} s: {what}"
+        time.sleep(0.2)
+
+
+# -- outlier detection -----------------------------------------------------------
+
+
+def test_a_failing_endpoint_is_ejected_and_taken_back_after_its_ejection(res):
+    # Baseline: strict turns.
+    assert by_backend(tally(res, OUTLIER, 30)) == {name: 10 for name in BACKENDS}
+
+    # backend2 answers 503: its third 503 in a row ejects it, and from then
+    # on the other two take every request.
+    set_apps(res, fail=503, healthy=True, only=("backend2",))
+    answers = tally(res, OUTLIER, 60)
+    failed = [a for a in answers if a[0] != 200]
+    print(f"res-outlier, backend2 answering 503: {dict(by_backend(answers))}")
+    assert failed == [(503, "backend2", "")] * 3, failed
+    assert by_backend(answers)["backend1"] + by_backend(answers)["backend3"] == 57
+    assert gauge(res, "weft_endpoint_ejected", OUTLIER, "backend2") == 1
+    assert res.client.metric("weft_outlier_ejections_total", cluster=OUTLIER[0]) == 1
+
+    # backend2 recovers; once its ejection is over it gets its turns again.
+    set_apps(res, fail=0, healthy=True, only=("backend2",))
+    wait_for("backend2 back in res-outlier", lambda: by_backend(tally(res, OUTLIER, 3))["backend2"] > 0)
+    answers = tally(res, OUTLIER, 30)
+    assert by_backend(answers) == {name: 10 for name in BACKENDS}, answers
+    assert all(status == 200 for status, _, _ in answers)
+    assert gauge(res, "weft_endpoint_ejected", OUTLIER, "backend2") == 0
+
+
+def test_without_outlier_detection_the_failing_endpoint_keeps_its_share(res):
+    # The control: the same failure, no policy: a third of the answers are
+    # the app's 503s, passed on as they are.
+    set_apps(res, fail=503, healthy=True, only=("backend2",))
+    answers = tally(res, NONE, 60)
+    assert by_backend(answers) == {name: 20 for name in BACKENDS}
+    assert [a for a in answers if a[0] != 200] == [(503, "backend2", "")] * 20
+    assert res.client.metric("weft_outlier_ejections_total", cluster=NONE[0]) == 0
+
+
+# -- active health checks and panic mode ---------------------------------------------
+
+
+def test_an_endpoint_failing_its_health_check_gets_no_traffic_until_it_passes(res):
+    assert by_backend(tally(res, HEALTH, 30)) == {name: 10 for name in BACKENDS}
+
+    set_apps(res, fail=0, healthy=False, only=("backend3",))
+    wait_for("backend3 unhealthy", lambda: gauge(res, "weft_endpoint_healthy", HEALTH, "backend3") == 0)
+    answers = tally(res, HEALTH, 30)
+    print(f"res-health, backend3 failing its check: {dict(by_backend(answers))}")
+    assert by_backend(answers) == {"backend1": 15, "backend2": 15}
+    assert all(status == 200 for status, _, _ in answers)
+    assert res.client.metric("weft_health_checks_total", result="failed") >= 2
+
+    set_apps(res, fail=0, healthy=True, only=("backend3",))
+    wait_for("backend3 healthy", lambda: gauge(res, "weft_endpoint_healthy", HEALTH, "backend3") == 1)
+    assert by_backend(tally(res, HEALTH, 30)) == {name: 10 for name in BACKENDS}
+
+
+def test_with_every_endpoint_failing_its_check_panic_mode_serves(res):
+    panics = res.client.metric("weft_panic_picks_total", cluster=PANIC[0])
+    set_apps(res, fail=0, healthy=False)
+    wait_for("all unhealthy in res-panic",
+             lambda: all(gauge(res, "weft_endpoint_healthy", PANIC, name) == 0 for name in BACKENDS))
+    answers = tally(res, PANIC, 30)
+    print(f"res-panic, every endpoint failing its check: {dict(by_backend(answers))}")
+    # The apps still answer their hellos: panic mode balances over all of
+    # them rather than failing every request.
+    assert by_backend(answers) == {name: 10 for name in BACKENDS}
+    assert all(status == 200 for status, _, _ in answers)
+    assert res.client.metric("weft_panic_picks_total", cluster=PANIC[0]) - panics == 30
+
+    set_apps(res, fail=0, healthy=True, only=("backend1",))
+    wait_for("backend1 healthy", lambda: gauge(res, "weft_endpoint_healthy", PANIC, "backend1") == 1)
+    assert by_backend(tally(res, PANIC, 30)) == {"backend1": 30}, "the one healthy endpoint takes all"
+    assert res.client.metric("weft_panic_picks_total", cluster=PANIC[0]) - panics == 30
