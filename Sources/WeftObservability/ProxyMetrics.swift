@@ -98,6 +98,14 @@ public final class ProxyMetrics: Sendable {
         (connected ? connects.succeeded : connects.failed).wrappingIncrement(ordering: .relaxed)
     }
 
+    /// Requests sent again on a fresh connection because the reused
+    /// keep-alive connection they went out on closed before any response.
+    public let replays = ManagedAtomic<Int>(0)
+
+    public func countReplay() {
+        replays.wrappingIncrement(ordering: .relaxed)
+    }
+
     /// Active health checks, by result.
     public let healthChecks = (passed: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
 
@@ -257,6 +265,9 @@ public final class ProxyMetrics: Sendable {
                    ("result=\"success\"", connects.succeeded.load(ordering: .relaxed)),
                    ("result=\"failure\"", connects.failed.load(ordering: .relaxed)),
                ])
+        family("weft_keepalive_replays_total", "counter",
+               "Requests sent again on a fresh connection because the reused keep-alive connection they went out on "
+                   + "closed before any response.", [("", replays.load(ordering: .relaxed))])
         family("weft_health_checks_total", "counter", "Active health checks of endpoints, by result.", [
             ("result=\"passed\"", healthChecks.passed.load(ordering: .relaxed)),
             ("result=\"failed\"", healthChecks.failed.load(ordering: .relaxed)),

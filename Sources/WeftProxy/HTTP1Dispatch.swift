@@ -29,6 +29,13 @@ struct HTTP1Dispatch {
     /// The head, until a connection takes it.
     private var head: HTTPRequestHead?
     private var held: [HTTPClientRequestPart] = []
+    /// A request sent on a reused keep-alive connection, kept (up to
+    /// `replayLimit` of body) until its response starts: if the upstream
+    /// closes that connection first, it closed an idle connection as the
+    /// request arrived (the "503 UC" race), and the request goes once more
+    /// on a fresh connection.
+    private var sent: (head: HTTPRequestHead, body: [ByteBuffer], bytes: Int, end: HTTPHeaders??)?
+    static let replayLimit = 64 * 1024
 
     /// Sends `head` on an idle pooled connection to `target` if there is
     /// one (true); else holds it and gives false: then call `connect`.
@@ -70,6 +77,7 @@ struct HTTP1Dispatch {
         self.head = nil
         self.connection = connection
         connection.start(head, receiver: receiver)
+        if connection.reused { sent = (head, [], 0, nil) }
         let parts = held
         held.removeAll()
         for part in parts { write(part, to: connection) }
@@ -93,9 +101,29 @@ struct HTTP1Dispatch {
         connection?.setReading(reading)
     }
 
+    /// The response began: the request reached the upstream; no replay.
+    mutating func responded() {
+        sent = nil
+    }
+
+    /// The connection failed before any response: when it was a reused one
+    /// that the upstream closed under the request, gets ready to send the
+    /// request again (true; then call `connect`). Once per request: the
+    /// next connection is a fresh one.
+    mutating func prepareReplay() -> Bool {
+        guard let request = sent else { return false }
+        sent = nil
+        connection = nil
+        head = request.head
+        held = request.body.map { .body(.byteBuffer($0)) }
+        if let end = request.end { held.append(.end(end)) }
+        return true
+    }
+
     /// The response ended: the connection goes back to the pool by itself.
     mutating func finished() {
         connection = nil
+        sent = nil
     }
 
     /// The exchange broke off: the connection may be mid-exchange, so it
@@ -105,14 +133,26 @@ struct HTTP1Dispatch {
         connection = nil
         head = nil
         held.removeAll()
+        sent = nil
     }
 
-    private func write(_ part: HTTPClientRequestPart, to connection: HTTP1UpstreamConnection) {
+    private mutating func write(_ part: HTTPClientRequestPart, to connection: HTTP1UpstreamConnection) {
         switch part {
         case .head: break
-        case .body(.byteBuffer(let buffer)): connection.sendBody(buffer)
+        case .body(.byteBuffer(let buffer)):
+            if var request = sent {
+                sent = nil  // no copy of the array while it grows
+                request.bytes += buffer.readableBytes
+                if request.bytes <= Self.replayLimit {
+                    request.body.append(buffer)
+                    sent = request
+                }
+            }
+            connection.sendBody(buffer)
         case .body: break
-        case .end(let trailers): connection.sendEnd(trailers)
+        case .end(let trailers):
+            sent?.end = .some(trailers)
+            connection.sendEnd(trailers)
         }
     }
 }

@@ -51,6 +51,11 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private var reading = true
     /// When the connection went idle (for the pool's idle timeout).
     var idleSince = NIODeadline.now()
+    /// How long the upstream keeps an idle connection, as its last
+    /// response said (`Keep-Alive: timeout=N`); nil when it did not say.
+    private(set) var keepAliveTimeout: TimeAmount?
+    /// Whether the connection carried an exchange before the current one.
+    private(set) var reused = false
 
     init(target: TargetKey, pool: HTTP1UpstreamPool) {
         self.target = target
@@ -66,6 +71,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     /// flushes (at once when no body part follows right away, so the app
     /// can answer `Expect: 100-continue`).
     func start(_ head: HTTPRequestHead, receiver: HTTP1ResponseReceiver) {
+        if self.receiver == nil && (requestEnded || responseEnded) { reused = true }
         self.receiver = receiver
         requestEnded = false
         responseEnded = false
@@ -119,6 +125,33 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         }
     }
 
+    /// Whether the upstream is still expected to keep the idle connection
+    /// open: a connection it may be closing right now is not reused (the
+    /// request would race its close). A second's margin, or half the
+    /// timeout when that is shorter.
+    var isFresh: Bool {
+        guard let keepAliveTimeout else { return true }
+        let margin = min(TimeAmount.seconds(1), .nanoseconds(keepAliveTimeout.nanoseconds / 2))
+        return NIODeadline.now() < idleSince + keepAliveTimeout - margin
+    }
+
+    /// `timeout=N` (seconds) of a `Keep-Alive` header value.
+    static func timeout(inKeepAlive value: String) -> TimeAmount? {
+        func trimmed(_ text: Substring) -> Substring {
+            var text = text
+            while text.first == " " || text.first == "\t" { text = text.dropFirst() }
+            while text.last == " " || text.last == "\t" { text = text.dropLast() }
+            return text
+        }
+        for parameter in value.split(separator: ",") {
+            let pair = parameter.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, trimmed(pair[0]).lowercased() == "timeout",
+                  let seconds = Int64(trimmed(pair[1])), seconds >= 0 else { continue }
+            return .seconds(min(seconds, 86_400))
+        }
+        return nil
+    }
+
     // MARK: channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -134,6 +167,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             if !head.isKeepAlive { reusable = false }
+            if let value = head.headers.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
             receiver?.receiveHead(head)
         case .body(let buffer):
             receiver?.receiveBody(buffer)

@@ -53,7 +53,10 @@ final class HTTP1UpstreamPool {
         eventLoop.assertInEventLoop()
         guard let entry = targets[target] else { return nil }
         while let connection = entry.idle.popLast() {
-            if connection.isActive { return connection }
+            guard connection.isActive else { continue }
+            if connection.isFresh { return connection }
+            // The upstream may be closing it as we speak: do not race it.
+            connection.channel?.close(promise: nil)
         }
         return nil
     }

@@ -123,6 +123,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     func receiveHead(_ head: HTTPResponseHead) {
         guard !finished else { return }
+        dispatch.responded()
         let fields = MeshTranslation.upgradeResponse(head)
         if head.status.code < 200 {
             try? connection.sendInformational(streamID: streamID, headers: fields)
@@ -153,6 +154,14 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     func receiveFailure(_ error: Error) {
         guard !finished else { return }
+        if !responseStarted, let target = record.endpoint, dispatch.prepareReplay() {
+            context.metrics.countReplay()
+            context.logger.debug("keep-alive connection closed under the request: sending it again",
+                                 metadata: ["target": "\(target)"])
+            return HTTP1Dispatch.connect(to: TargetKey(endpoint: target), pool: context.pool,
+                                         connectTimeout: context.connectTimeout, metrics: context.metrics,
+                                         logger: context.logger, owner: self)
+        }
         dispatch.finished()
         if responseStarted {
             abort()

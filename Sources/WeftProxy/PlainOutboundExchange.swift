@@ -26,6 +26,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private var record: RequestRecord
     /// The request's way to the endpoint.
     private var dispatch = HTTP1Dispatch()
+    private var pool: HTTP1UpstreamPool?
+    private var connectTimeout = TimeAmount.seconds(5)
     private var responseStarted = false
     private var keepAlive: Bool
     private var done = false
@@ -45,6 +47,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// Sends the request on an idle pooled connection, or a new one.
     func start(pool: HTTP1UpstreamPool, connectTimeout: TimeAmount, deadline: NIODeadline) {
         responseDeadline = deadline
+        self.pool = pool
+        self.connectTimeout = connectTimeout
         let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint)
         if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
             handler?.setReadsPaused(true)
@@ -86,6 +90,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
 
     func receiveHead(_ response: HTTPResponseHead) {
         guard !done else { return }
+        dispatch.responded()
         var relayed = MeshTranslation.relayResponse(response, version: head.version)
         if response.status.code < 200 {
             // 100 Continue and friends go through as they are, unflushed.
@@ -123,6 +128,13 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     }
 
     func receiveFailure(_ error: Error) {
+        if !done, !responseStarted, let pool, dispatch.prepareReplay() {
+            metrics.countReplay()
+            logger.debug("keep-alive connection closed under the request: sending it again",
+                         metadata: ["dst": "\(target.endpoint)"])
+            return HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout, metrics: metrics,
+                                         logger: logger, owner: self)
+        }
         dispatch.finished()
         guard !done else { return }
         if responseStarted {

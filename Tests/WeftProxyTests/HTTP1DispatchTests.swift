@@ -22,16 +22,19 @@ final class HTTP1DispatchTests: XCTestCase {
 
         func dispatchConnected(_ connection: HTTP1UpstreamConnection) { dispatch.attach(connection, receiver: self) }
         func dispatchFailed(_ reason: ErrorReason) { answer.succeed("failed: \(reason.rawValue)") }
-        func receiveHead(_ head: HTTPResponseHead) {}
+        func receiveHead(_ head: HTTPResponseHead) { dispatch.responded() }
         func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
         func receiveEnd(_ trailers: HTTPHeaders?) {
             dispatch.finished()
             answer.succeed(body)
         }
         func receiveFailure(_ error: Error) {
+            if let replay, dispatch.prepareReplay() { return replay(self) }
             dispatch.finished()
             answer.succeed("broken")
         }
+        /// Sends the request again when its reused connection closed under it.
+        var replay: ((Exchange) -> Void)?
         func upstreamWritabilityChanged(_ writable: Bool) {}
     }
 
@@ -74,13 +77,13 @@ final class HTTP1DispatchTests: XCTestCase {
     /// Starts a POST of `body` to `target` and sends the whole request at
     /// once, before any connection can be open.
     /// `length`: the Content-Length to declare, when not the body's.
-    private func start(_ pool: HTTP1UpstreamPool, to target: IPEndpoint? = nil, body: String = "",
+    private func start(_ pool: HTTP1UpstreamPool, to target: IPEndpoint? = nil, uri: String = "/", body: String = "",
                        end: Bool = true, length: Int? = nil) throws -> Exchange {
         let (target, metrics, logger) = (TargetKey(endpoint: target ?? app), self.metrics, self.logger)
         let box = UncheckedBox(pool)
         return try loop.submit {
             let exchange = Exchange(loop: box.value.eventLoop)
-            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/",
+            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: uri,
                                        headers: ["host": "app", "content-length": "\(length ?? body.utf8.count)"])
             let attached = exchange.dispatch.start(head, to: target, pool: box.value, receiver: exchange)
             if !body.isEmpty { exchange.dispatch.send(.body(.byteBuffer(ByteBuffer(string: body)))) }
@@ -98,6 +101,45 @@ final class HTTP1DispatchTests: XCTestCase {
         XCTAssertEqual(try start(pool, body: "hello").answer.futureResult.wait(), "conn=1 got=5")
         XCTAssertEqual(try start(pool, body: "again!").answer.futureResult.wait(), "conn=1 got=6",
                        "the second request took the idle connection")
+        XCTAssertEqual(connector.connectCount(app), 1)
+    }
+
+    func testARequestTheUpstreamClosedItsIdleConnectionOnGoesOnceMoreOnAFreshOne() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try start(pool, uri: "/drop-next", body: "first").answer.futureResult.wait(), "conn=1 got=5")
+        // The app closes connection 1 as this request arrives on it.
+        let (metrics, logger, key, box) = (self.metrics, self.logger, TargetKey(endpoint: app), UncheckedBox(pool))
+        let raced = try loop.submit {
+            let exchange = Exchange(loop: box.value.eventLoop)
+            exchange.replay = { exchange in
+                HTTP1Dispatch.connect(to: key, pool: box.value, connectTimeout: .seconds(2), metrics: metrics,
+                                      logger: logger, owner: exchange)
+            }
+            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/", headers: ["content-length": "6"])
+            XCTAssertTrue(exchange.dispatch.start(head, to: key, pool: box.value, receiver: exchange), "reused")
+            exchange.dispatch.send(.body(.byteBuffer(ByteBuffer(string: "second"))))
+            exchange.dispatch.send(.end(nil))
+            return exchange
+        }.wait()
+        XCTAssertEqual(try raced.answer.futureResult.wait(), "conn=2 got=6", "the whole request, again, on a fresh one")
+        XCTAssertEqual(connector.connectCount(app), 2)
+    }
+
+    func testAnAnsweredRequestIsNeverSentAgain() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "conn=1 got=1")
+        // /cut answers its head and part of the body, then closes: the
+        // request reached the app, so it is not replayed.
+        let (key, box) = (TargetKey(endpoint: app), UncheckedBox(pool))
+        let cut = try loop.submit {
+            let exchange = Exchange(loop: box.value.eventLoop)
+            exchange.replay = { _ in XCTFail("replayed a request the app had answered") }
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/cut", headers: ["host": "app"])
+            XCTAssertTrue(exchange.dispatch.start(head, to: key, pool: box.value, receiver: exchange))
+            exchange.dispatch.send(.end(nil))
+            return exchange
+        }.wait()
+        XCTAssertEqual(try cut.answer.futureResult.wait(), "broken")
         XCTAssertEqual(connector.connectCount(app), 1)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -7,19 +8,28 @@ import WeftCore
 @testable import WeftProxy
 
 /// A loopback HTTP/1.1 app: `/close` answers with Connection: close,
-/// `/cut` closes mid-body, `/continue` sends 100 first; every answer's body
-/// names the connection number, so tests can see reuse.
+/// `/cut` closes mid-body, `/continue` sends 100 first, `/drop-next`
+/// answers and then closes the connection when the next request's head
+/// arrives, without answering it (an app closing an idle keep-alive
+/// connection just as a request comes); every answer's body names the
+/// connection number, so tests can see reuse.
 final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let connection: Int
     private var head: HTTPRequestHead?
     private var received = 0
+    private var dropNext = false
     init(connection: Int) { self.connection = connection }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            if dropNext {
+                context.close(promise: nil)
+                return
+            }
+            if head.uri == "/drop-next" { dropNext = true }
             self.head = head
             received = 0
             if head.uri == "/continue" {
@@ -32,6 +42,7 @@ final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             let body = "conn=\(connection) got=\(received)"
             var headers = HTTPHeaders([("content-length", String(body.utf8.count))])
             if head.uri == "/close" { headers.add(name: "connection", value: "close") }
+            if head.uri == "/ka1" { headers.add(name: "keep-alive", value: "timeout=2, max=100") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
             if head.uri == "/cut" {
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "con"))))).whenComplete { _ in
@@ -120,6 +131,22 @@ final class HTTP1UpstreamPoolTests: XCTestCase {
         XCTAssertEqual(try run(pool, "/c", method: .HEAD).0.get(), "", "HEAD has no body but ends")
         XCTAssertEqual(try run(pool, "/d").0.get(), "conn=1 got=0", "still the same connection after HEAD")
         XCTAssertEqual(connections.withLockedValue { $0 }, 1)
+    }
+
+    func testAnIdleConnectionTheAppWillSoonCloseIsNotReused() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try run(pool, "/ka1").0.get(), "conn=1 got=0")
+        XCTAssertEqual(try run(pool, "/a").0.get(), "conn=1 got=0", "within timeout=2 less a second")
+        XCTAssertEqual(try run(pool, "/ka1").0.get(), "conn=1 got=0")
+        Thread.sleep(forTimeInterval: 1.2)
+        XCTAssertEqual(try run(pool, "/b").0.get(), "conn=2 got=0", "the app may be closing it: not raced")
+    }
+
+    func testKeepAliveTimeoutsAreRead() {
+        XCTAssertEqual(HTTP1UpstreamConnection.timeout(inKeepAlive: "timeout=5, max=1000"), .seconds(5))
+        XCTAssertEqual(HTTP1UpstreamConnection.timeout(inKeepAlive: "max=10 ,  Timeout = 2 "), .seconds(2))
+        XCTAssertNil(HTTP1UpstreamConnection.timeout(inKeepAlive: "max=10"))
+        XCTAssertNil(HTTP1UpstreamConnection.timeout(inKeepAlive: "timeout=soon"))
     }
 
     func testConnectionCloseIsNotReused() throws {

@@ -15,6 +15,15 @@ endpoint states:
     198.19.0.71:9390    res-health     health_check: GET /healthz every 300 ms, 2 fails out, 2 passes back
     198.19.0.72:9390    res-panic      the same health_check
     198.19.0.73:9390    res-none       none (the control: failures are simply passed on)
+    198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
+    198.19.0.75:9391    res-race-plain backend1 only, mesh: false (plain HTTP/1.1 pool)
+
+On :9391 backend1 runs mesh_app.py --close-idle-after 0.3: a keep-alive
+connection idle 0.3 s or more is closed as its next request arrives,
+unanswered (the race behind the "503 UC" of Envoy users, made to happen
+every time). Whichever node holds the pooled connection to that app (the
+backend node for the meshed cluster, the client node for the plain one)
+must send the request again on a fresh connection.
 
 Requests go one after another on ONE keep-alive connection (one event
 loop), so round robin takes strict turns and the counts are exact: what
@@ -48,6 +57,10 @@ HEALTH = ("res-health", "198.19.0.71")
 PANIC = ("res-panic", "198.19.0.72")
 NONE = ("res-none", "198.19.0.73")
 SERVICES = (OUTLIER, HEALTH, PANIC, NONE)
+RACE_PORT = 9391
+IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
+RACE_MESH = ("res-race-mesh", "198.19.0.74")
+RACE_PLAIN = ("res-race-plain", "198.19.0.75")
 CHECK = {"protocol": "http", "path": "/healthz", "interval": "300ms", "timeout": "250ms",
          "healthy": 2, "unhealthy": 2}
 
@@ -79,6 +92,9 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
         if (name, vip) in (HEALTH, PANIC):
             c["health_check"] = CHECK
         clusters.append(c)
+    for (name, vip), mesh in ((RACE_MESH, True), (RACE_PLAIN, False)):
+        clusters.append({"name": name, "addresses": [f"{vip}:{RACE_PORT}"], "hostnames": [name], "mesh": mesh,
+                         "protocol": "http1", "endpoints": [{"address": f"{backends['backend1'].ip4}:{RACE_PORT}"}]})
     return {"node": {"id": "client"}, "outbound_policy": "allow_any", "detect_timeout": "1s",
             "clusters": clusters}
 
@@ -88,12 +104,16 @@ def res(root, weft_bin):
     if not shutil.which("curl"):
         pytest.skip("curl not installed (scripts/install-deps)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
-        client = lab.add_pod("client", hosts={name: vip for name, vip in SERVICES})
+        client = lab.add_pod("client", hosts={name: vip for name, vip in (*SERVICES, RACE_MESH, RACE_PLAIN)})
         backends = {name: lab.add_pod(name) for name in BACKENDS}
         apps = [(pod, pod.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", pod.name],
                                 name="mesh_app")) for pod in backends.values()]
         for pod, proc in apps:
             pod.wait_port(APP_PORT, proc=proc)
+        racer = backends["backend1"]
+        race = racer.spawn([PY, APPS / "mesh_app.py", "--port", RACE_PORT, "--name", "racer",
+                            "--close-idle-after", IDLE_CLOSE], name="race_app")
+        racer.wait_port(RACE_PORT, proc=race)
         for pod in (client, *backends.values()):
             pod.init()
         for n, pod in enumerate(backends.values(), start=1):
@@ -125,12 +145,13 @@ def set_apps(res: Resilience, fail: int, healthy: bool, only: tuple[str, ...] = 
         tell(res, name, f"/health?ok={int(healthy)}", f"health {int(healthy)}")
 
 
-def tally(res: Resilience, service: tuple[str, str], count: int) -> list[tuple[int, str, str]]:
-    """`count` GETs one after another on one keep-alive connection:
-    (status, backend that answered, weft-reason) each."""
-    result = res.client.run([PY, APPS / "balance_client.py", "http-tally", service[0], str(APP_PORT),
-                             "--count", str(count), "--timeout", str(TIMEOUT)],
-                            check=False, timeout=count * TIMEOUT + 30)
+def tally(res: Resilience, service: tuple[str, str], count: int, port: int = APP_PORT,
+          pause: float = 0) -> list[tuple[int, str, str]]:
+    """`count` GETs one after another on one keep-alive connection (`pause`
+    seconds apart): (status, backend that answered, weft-reason) each."""
+    result = res.client.run([PY, APPS / "balance_client.py", "http-tally", service[0], str(port),
+                             "--count", str(count), "--timeout", str(TIMEOUT), "--pause", str(pause)],
+                            check=False, timeout=count * (TIMEOUT + pause) + 30)
     assert result.returncode == 0, (result.stdout, result.stderr)
     return [tuple(answer) for answer in json.loads(result.stdout)["answers"]]
 
@@ -223,3 +244,19 @@ def test_with_every_endpoint_failing_its_check_panic_mode_serves(res):
     wait_for("backend1 healthy", lambda: gauge(res, "weft_endpoint_healthy", PANIC, "backend1") == 1)
     assert by_backend(tally(res, PANIC, 30)) == {"backend1": 30}, "the one healthy endpoint takes all"
     assert res.client.metric("weft_panic_picks_total", cluster=PANIC[0]) - panics == 30
+
+
+# -- the keep-alive race -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", [RACE_MESH, RACE_PLAIN], ids=["mesh", "plain"])
+def test_a_request_racing_the_apps_idle_close_is_sent_again_not_failed(res, service):
+    # Every request after the first finds weft's pooled connection to the
+    # app idle for longer than the app keeps it: the app closes it as the
+    # request arrives. The node that holds the connection sends the request
+    # again on a fresh one; the client sees none of it.
+    holder = res.backends["backend1"] if service == RACE_MESH else res.client
+    before = holder.metric("weft_keepalive_replays_total")
+    answers = tally(res, service, 6, port=RACE_PORT, pause=IDLE_CLOSE + 0.2)
+    assert answers == [(200, "racer", "")] * 6, answers
+    assert holder.metric("weft_keepalive_replays_total") - before == 5

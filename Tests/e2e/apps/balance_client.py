@@ -17,8 +17,9 @@
         N GETs in all over C concurrent keep-alive connections (one thread
         each, every thread taking the next request as soon as its previous
         one is answered), all within S seconds.
-  balance_client.py http-tally HOST PORT --count N
-        N GETs on ONE keep-alive connection, whatever their status: prints
+  balance_client.py http-tally HOST PORT --count N [--pause S]
+        N GETs on ONE keep-alive connection (S seconds apart), whatever
+        their status: prints
         `answers`, [status, name, weft-reason] per request, where name is
         the backend that answered (`hello from <name>` or `status S from
         <name>`), or "" when weft answered itself (weft-reason then says why).
@@ -159,6 +160,8 @@ def http_tally(args) -> dict:
     answers = []
     try:
         for i in range(args.count):
+            if i and args.pause:
+                time.sleep(args.pause)
             conn.request("GET", f"/tally{i}")
             resp = conn.getresponse()
             body = resp.read().decode(errors="replace")
@@ -285,6 +288,7 @@ def main() -> int:
     ap.add_argument("--new-per-key", type=int, default=2, help="http-keys: new connections per key")
     ap.add_argument("--unkeyed", type=int, default=0, help="http-keys: GETs without the header")
     ap.add_argument("--header", default="x-user", help="http-keys: the key's header")
+    ap.add_argument("--pause", type=float, default=0, help="http-tally: seconds between requests")
     args = ap.parse_args()
     run = {"http-new": http_new, "http-keepalive": http_keepalive, "tcp-new": tcp_new,
            "interleave": interleave, "http-load": http_load, "http-keys": http_keys,

@@ -26,6 +26,10 @@ clients), so the tests can see that what the mesh delivers is intact.
   GET  /health?ok=0|1         what /healthz says from now on; answers
                               `health 0|1 from <name>\\n`
   GET  /healthz               200 `ok from <name>\\n`, or 503 after /health?ok=0
+With `--close-idle-after S`, a connection that sat idle S seconds or more
+after an answer is closed when its next request arrives, unanswered: an app
+that closes idle keep-alive connections just as a request comes (the race
+behind Envoy's "503 UC"), made to happen every time.
 Any other GET (or HEAD) answers like /hello. With `--delay S` (default 0), or
 after /delay, every hello answer waits S seconds before its response head, so
 the app is a slow endpoint that can be made fast again at runtime.
@@ -60,7 +64,31 @@ class Handler(BaseHTTPRequestHandler):
     name = "mesh-backend"
     delay = 0.0  # seconds before each hello answer (--delay, GET /delay)
     fail_status = 0  # the status of every hello answer while set (GET /fail)
+    close_idle_after = 0.0  # --close-idle-after
+    _last_answer: float | None = None  # per connection: when its last answer went out
     healthy = True   # what /healthz says (GET /health)
+
+    def handle_one_request(self) -> None:
+        if not Handler.close_idle_after:
+            return super().handle_one_request()
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline or len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            return
+        last = self._last_answer
+        if last is not None and time.monotonic() - last >= Handler.close_idle_after:
+            self.log_message("closing a connection idle %.2f s as a request arrives", time.monotonic() - last)
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        method()
+        self.wfile.flush()
+        self._last_answer = time.monotonic()
 
     # -- helpers -----------------------------------------------------------
 
@@ -237,7 +265,10 @@ def main() -> None:
     ap.add_argument("--name", default="mesh-backend")
     ap.add_argument("--delay", type=float, default=0.0,
                     help="seconds each hello answer waits before its head (default 0)")
+    ap.add_argument("--close-idle-after", type=float, default=0.0,
+                    help="close a connection idle this long when its next request arrives (default off)")
     args = ap.parse_args()
+    Handler.close_idle_after = max(0.0, args.close_idle_after)
     Handler.name = args.name
     Handler.delay = max(0.0, args.delay)
     server = DualStackServer(("::", args.port), Handler)
