@@ -45,4 +45,38 @@ extension ConfigValidator {
         }
         return detection
     }
+
+    mutating func retryPolicy(_ value: ConfigValue?) -> RetryPolicy? {
+        guard let fields = mapping(value, keys: ["attempts", "on", "per_try_timeout", "budget_percent"]) else { return nil }
+        var policy = RetryPolicy()
+        policy.attempts = integer(fields["attempts"], in: 0...10) ?? policy.attempts
+        if let on = fields["on"], let items = list(on) {
+            var conditions: Set<RetryPolicy.Condition> = []
+            for item in items {
+                guard let text = item.node.scalarText, !item.node.isNull else {
+                    report(item, "expected a retry condition, got \(item.node.shown)")
+                    continue
+                }
+                switch text {
+                case "connect-failure": conditions.insert(.connectFailure)
+                case "reset": conditions.insert(.reset)
+                case "refused-stream": conditions.insert(.refusedStream)
+                case "5xx": conditions.insert(.serverError)
+                case "gateway-error": conditions.insert(.gatewayError)
+                default:
+                    if let code = Int(text), (400...599).contains(code) {
+                        conditions.insert(.status(code))
+                    } else {
+                        report(item, "\(quoted(text)) is not a retry condition (connect-failure, reset, refused-stream, "
+                            + "5xx, gateway-error, or a status 400-599 such as \"503\")")
+                    }
+                }
+            }
+            if conditions.isEmpty, items.isEmpty { report(on, "on needs at least one condition") }
+            policy.conditions = conditions
+        }
+        policy.perTryTimeout = duration(fields["per_try_timeout"])
+        policy.budgetPercent = integer(fields["budget_percent"], in: 0...100) ?? policy.budgetPercent
+        return policy
+    }
 }

@@ -60,3 +60,40 @@ public struct OutlierDetection: Sendable, Equatable {
         self.maxEjectionPercent = maxEjectionPercent
     }
 }
+
+/// `clusters[].retries` (SPEC §5, Retries): when an HTTP request is tried
+/// again, on another endpoint when there is one.
+public struct RetryPolicy: Sendable, Equatable {
+    /// What makes a try worth another.
+    public enum Condition: Sendable, Hashable {
+        /// The endpoint could not be connected to.
+        case connectFailure
+        /// The connection or stream broke before a response.
+        case reset
+        /// The peer node refused the stream (never processed).
+        case refusedStream
+        /// Any 5xx answer, and a try that timed out.
+        case serverError
+        /// 502, 503 or 504, and a try that timed out.
+        case gatewayError
+        /// This status.
+        case status(Int)
+    }
+
+    /// Tries after the first (Istio's `attempts`).
+    public var attempts: Int
+    public var conditions: Set<Condition>
+    /// One try's limit; nil: only `timeouts.request`, which bounds them all.
+    public var perTryTimeout: Duration?
+    /// Retries stay under this share of the cluster's recent requests
+    /// (10 s), with 3 retries always allowed.
+    public var budgetPercent: Int
+
+    public init(attempts: Int = 2, conditions: Set<Condition> = [.connectFailure, .reset, .refusedStream],
+                perTryTimeout: Duration? = nil, budgetPercent: Int = 20) {
+        self.attempts = attempts
+        self.conditions = conditions
+        self.perTryTimeout = perTryTimeout
+        self.budgetPercent = budgetPercent
+    }
+}

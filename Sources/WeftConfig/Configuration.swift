@@ -228,6 +228,8 @@ public struct Cluster: Sendable, Equatable {
     public var healthCheck: HealthCheck?
     /// Ejection of endpoints that fail requests; nil: none.
     public var outlierDetection: OutlierDetection?
+    /// HTTP requests tried again; nil: none (but see the keep-alive race).
+    public var retries: RetryPolicy?
 
     public init(
         name: String,
@@ -244,7 +246,8 @@ public struct Cluster: Sendable, Equatable {
         file: String? = nil,
         timeouts: ClusterTimeouts = ClusterTimeouts(),
         healthCheck: HealthCheck? = nil,
-        outlierDetection: OutlierDetection? = nil
+        outlierDetection: OutlierDetection? = nil,
+        retries: RetryPolicy? = nil
     ) {
         self.name = name
         self.addresses = addresses
@@ -261,6 +264,7 @@ public struct Cluster: Sendable, Equatable {
         self.timeouts = timeouts
         self.healthCheck = healthCheck
         self.outlierDetection = outlierDetection
+        self.retries = retries
     }
 }
 

@@ -16,7 +16,7 @@ import WeftUpstream
 final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// Weak: the app connection may be gone while stream events are still
     /// on their way; then there is nobody to answer.
-    private weak var handler: OutboundHTTPHandler?
+    private weak var handler: (any ExchangeResponder)?
     private let head: HTTPRequestHead
     private let destination: IPEndpoint
     /// The balancer's claim on `destination`, finished when the exchange ends.
@@ -44,7 +44,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// handler owns the timer that checks it.
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
+    init(handler: any ExchangeResponder, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
         self.destination = lease.endpoint
@@ -266,6 +266,6 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private func end() {
         lease?.finish(outcome)
         lease = nil
-        metrics.record(record)
+        if let handler { handler.record(record) } else { metrics.record(record) }
     }
 }

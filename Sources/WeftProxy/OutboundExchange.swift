@@ -1,5 +1,8 @@
+import Logging
 import NIOCore
 import NIOHTTP1
+import WeftObservability
+import WeftUpstream
 
 /// One app request in flight on an `OutboundHTTPHandler`, whatever carries
 /// it: a mesh stream (`MeshOutboundExchange`) or a pooled HTTP/1.1
@@ -20,6 +23,30 @@ protocol OutboundExchange: AnyObject {
     func appClosed()
 }
 
+/// Who an exchange answers to: the app connection's handler, or a retry
+/// stage between them that decides whether an attempt's answer reaches
+/// the app or another attempt is made.
+protocol ExchangeResponder: AnyObject {
+    var metrics: ProxyMetrics { get }
+    /// The node is draining: responses say `Connection: close`.
+    var draining: Bool { get }
+    var appIsWritable: Bool { get }
+    /// Backpressure: stop (or resume) reading the app's request.
+    func setReadsPaused(_ paused: Bool)
+    /// Head and body parts go unflushed; `flush` once per read.
+    func writeHead(_ head: HTTPResponseHead)
+    func writeBody(_ buffer: ByteBuffer)
+    func flush()
+    func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange: any OutboundExchange)
+    /// The response had started and broke: the app connection closes.
+    func abortResponse()
+    /// An error response weft makes itself (the exchange recorded it).
+    func respondWithError(_ reason: ErrorReason, keepAlive: Bool, version: HTTPVersion,
+                          finished: (any OutboundExchange)?)
+    /// What the exchange came to, once, before its last answer above.
+    func record(_ record: RequestRecord)
+}
+
 /// Keep-alive and framing of a response for the app's HTTP version: an
 /// HTTP/1.0 app gets a close-delimited body when no length is known; a
 /// draining node or a closing request says `Connection: close`.
@@ -34,6 +61,29 @@ enum ResponseFraming {
             response.headers.replaceOrAdd(name: "connection", value: "close")
         } else if request.version == .http1_0 {
             response.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+    }
+}
+
+/// The dispatch stage for an HTTP/1.x app request: a stream on the mesh
+/// connection to a meshed endpoint's node, or the endpoint itself over
+/// pooled HTTP/1.1. The exchange answers to `responder`, which is handed
+/// it (`adopt`) before it starts: starting may already answer.
+enum OutboundDispatch {
+    static func start(_ head: HTTPRequestHead, lease: Lease, target: RequestTarget, responder: any ExchangeResponder,
+                      services: LoopServices, logger: Logger, deadline: NIODeadline,
+                      adopt: (any OutboundExchange) -> Void) {
+        if target.isMeshed(lease.endpoint) {
+            let exchange = MeshOutboundExchange(handler: responder, head: head, lease: lease, cluster: target.name,
+                                                logger: logger)
+            adopt(exchange)
+            exchange.start(pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), deadline: deadline)
+        } else {
+            let exchange = PlainOutboundExchange(handler: responder, head: head, lease: lease, cluster: target.name,
+                                                 logger: logger)
+            adopt(exchange)
+            exchange.start(pool: services.upstreamPool,
+                           connectTimeout: TimeAmount(target.cluster.config.timeouts.connect), deadline: deadline)
         }
     }
 }

@@ -19,7 +19,7 @@ import WeftUpstream
 /// NIO's `HTTPServerPipelineHandler` would do the waiting too, but it stops
 /// reading after every request, which costs two `epoll_ctl` calls per
 /// request on a keep-alive connection that never pipelines.
-final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, ExchangeResponder {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -118,20 +118,15 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             let deadline = NIODeadline.now() + TimeAmount(target.requestTimeout)
-            // Dispatch: a stream on the mesh connection to the endpoint's
-            // node, or the endpoint itself over pooled HTTP/1.1.
-            if target.isMeshed(lease.endpoint) {
-                let exchange = MeshOutboundExchange(handler: self, head: head, lease: lease,
-                                                    cluster: target.name, logger: logger)
-                self.exchange = exchange
-                exchange.start(pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), deadline: deadline)
-            } else {
-                let exchange = PlainOutboundExchange(handler: self, head: head, lease: lease,
-                                                     cluster: target.name, logger: logger)
-                self.exchange = exchange
-                exchange.start(pool: services.upstreamPool,
-                               connectTimeout: TimeAmount(target.cluster.config.timeouts.connect), deadline: deadline)
+            if let policy = target.cluster.config.retries {
+                let retrying = RetryingExchange(handler: self, head: head, target: target, policy: policy,
+                                                services: services, logger: logger, deadline: deadline)
+                exchange = retrying
+                retrying.start(lease: lease)
+                return
             }
+            OutboundDispatch.start(head, lease: lease, target: target, responder: self, services: services,
+                                   logger: logger, deadline: deadline) { exchange = $0 }
             armDeadlineTimer(context: context, at: deadline)
         case .body(let buffer):
             exchange?.sendBody(buffer)
@@ -194,6 +189,15 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.respondWithError(.connectFailure, keepAlive: false, version: head.version)
             }
         }
+    }
+
+    /// Makes sure the request timer fires by `deadline` (an attempt's own
+    /// deadline, which may be earlier than the request's).
+    func watchDeadline(_ deadline: NIODeadline) {
+        guard let context else { return }
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        armDeadlineTimer(context: context, at: deadline)
     }
 
     /// Requests on one connection share a timeout and start one after the
@@ -308,6 +312,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// An error response weft generates itself (SPEC §4: 502, 503, 504),
     /// with `weft-reason` saying why. The caller records the request.
+    func record(_ record: RequestRecord) {
+        metrics.record(record)
+    }
+
     func respondWithError(_ reason: ErrorReason, keepAlive: Bool,
                           version: HTTPVersion = .http1_1, finished: (any OutboundExchange)? = nil) {
         writeHead(ErrorResponder.head(reason, version: version, keepAlive: keepAlive))

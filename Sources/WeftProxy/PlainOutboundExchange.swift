@@ -15,7 +15,7 @@ import WeftUpstream
 /// socket takes it.
 final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// Weak: the app connection may be gone while the upstream still talks.
-    private weak var handler: OutboundHTTPHandler?
+    private weak var handler: (any ExchangeResponder)?
     private let head: HTTPRequestHead
     private let target: TargetKey
     private let logger: Logger
@@ -33,7 +33,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private var done = false
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
+    init(handler: any ExchangeResponder, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
         self.target = TargetKey(endpoint: lease.endpoint)
@@ -198,6 +198,6 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         responseDeadline = nil
         lease?.finish(outcome)
         lease = nil
-        metrics.record(record)
+        if let handler { handler.record(record) } else { metrics.record(record) }
     }
 }

@@ -28,6 +28,8 @@ public final class LoopBalancer {
 
     /// Told of picks made in panic mode.
     private let registry: EndpointRegistry?
+    /// This loop's retry budget for the cluster.
+    public var retryBudget = RetryBudget()
 
     /// `health`, parallel to `plan.endpoints` (an `UpstreamCluster`'s): the
     /// node's states of the endpoints; without it, every endpoint is healthy.

@@ -142,7 +142,6 @@ final class ConfigProblemTests: XCTestCase {
             "clusters[0].endpoints[0].locality: not supported yet",
             "clusters[0].circuit_breakers: not supported yet",
             "clusters[0].timeouts.idle: not supported yet",
-            "clusters[0].retries: not supported yet",
             "clusters[0].rate_limit: not supported yet",
         ])
     }

@@ -61,4 +61,25 @@ final class HealthConfigTests: XCTestCase {
             "clusters[2].health_check.protocol: required key is missing",
         ])
     }
+
+    func testRetries() throws {
+        let backend = try cluster("""
+                retries: { attempts: 2, on: [connect-failure, reset, "503", 5xx, gateway-error, refused-stream], per_try_timeout: 5s, budget_percent: 20 }
+            """)
+        XCTAssertEqual(backend.retries, RetryPolicy(attempts: 2, conditions: [.connectFailure, .reset, .status(503),
+                                                                              .serverError, .gatewayError, .refusedStream],
+                                                    perTryTimeout: .seconds(5), budgetPercent: 20))
+        XCTAssertNil(try cluster("").retries)
+        assertProblems("""
+            clusters:
+              - name: backend
+                endpoints: [{ address: "198.18.0.2:9090" }]
+                retries: { attempts: 11, on: [sometimes, "200"], budget_percent: -1 }
+            """, [
+            "clusters[0].retries.attempts: 11 is out of range (0-10)",
+            #"clusters[0].retries.on[0]: "sometimes" is not a retry condition (connect-failure, reset, refused-stream, 5xx, gateway-error, or a status 400-599 such as "503")"#,
+            #"clusters[0].retries.on[1]: "200" is not a retry condition (connect-failure, reset, refused-stream, 5xx, gateway-error, or a status 400-599 such as "503")"#,
+            "clusters[0].retries.budget_percent: -1 is out of range (0-100)",
+        ])
+    }
 }

@@ -15,6 +15,7 @@ endpoint states:
     198.19.0.71:9390    res-health     health_check: GET /healthz every 300 ms, 2 fails out, 2 passes back
     198.19.0.72:9390    res-panic      the same health_check
     198.19.0.73:9390    res-none       none (the control: failures are simply passed on)
+    198.19.0.76:9390    res-retry      retries: 2 more attempts on connect-failure, reset or 503
     198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
     198.19.0.75:9391    res-race-plain backend1 only, mesh: false (plain HTTP/1.1 pool)
 
@@ -56,7 +57,8 @@ OUTLIER = ("res-outlier", "198.19.0.70")
 HEALTH = ("res-health", "198.19.0.71")
 PANIC = ("res-panic", "198.19.0.72")
 NONE = ("res-none", "198.19.0.73")
-SERVICES = (OUTLIER, HEALTH, PANIC, NONE)
+RETRY = ("res-retry", "198.19.0.76")
+SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY)
 RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
 RACE_MESH = ("res-race-mesh", "198.19.0.74")
@@ -70,6 +72,7 @@ class Resilience:
     lab: weftlab.Lab
     client: weftlab.Pod
     backends: dict[str, weftlab.Pod]  # pod name -> pod, in endpoint order
+    apps: dict[str, weftlab.Proc]     # pod name -> its mesh_app.py on APP_PORT
 
     def address(self, name: str) -> str:
         return f"{self.backends[name].ip4}:{APP_PORT}"
@@ -91,6 +94,8 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
                                       "base_ejection": f"{BASE_EJECTION}s", "max_ejection_percent": 50}
         if (name, vip) in (HEALTH, PANIC):
             c["health_check"] = CHECK
+        if (name, vip) == RETRY:
+            c["retries"] = {"attempts": 2, "on": ["connect-failure", "reset", "503"], "budget_percent": 100}
         clusters.append(c)
     for (name, vip), mesh in ((RACE_MESH, True), (RACE_PLAIN, False)):
         clusters.append({"name": name, "addresses": [f"{vip}:{RACE_PORT}"], "hostnames": [name], "mesh": mesh,
@@ -119,7 +124,7 @@ def res(root, weft_bin):
         for n, pod in enumerate(backends.values(), start=1):
             pod.start_weft({"node": {"id": f"backend-{n}"}})
         client.start_weft(client_config(backends))
-        yield Resilience(lab, client, backends)
+        yield Resilience(lab, client, backends, {pod.name: proc for pod, proc in apps})
 
 
 @pytest.fixture(autouse=True)
@@ -162,6 +167,23 @@ def by_backend(answers) -> Counter:
 
 def gauge(res: Resilience, metric: str, service: tuple[str, str], name: str) -> float:
     return res.client.metric(metric, cluster=service[0], endpoint=res.address(name))
+
+
+def start_app(res: Resilience, name: str) -> None:
+    pod = res.backends[name]
+    proc = pod.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", name], name="mesh_app")
+    pod.wait_port(APP_PORT, proc=proc)
+    res.apps[name] = proc
+
+
+def load(res: Resilience, service: tuple[str, str], count: int) -> dict:
+    """`count` GETs over 4 concurrent keep-alive connections, bounded; the
+    client's result (exit status, answers) whether or not all succeeded."""
+    result = res.client.run([PY, APPS / "balance_client.py", "http-load", service[0], str(APP_PORT),
+                             "--count", str(count), "--concurrency", "4", "--deadline", "60",
+                             "--timeout", str(TIMEOUT)], check=False, timeout=120)
+    return {"ok": result.returncode == 0, "answers": json.loads(result.stdout)["answers"] if result.returncode == 0
+            else [], "stderr": result.stderr}
 
 
 def wait_for(what: str, condition) -> None:
@@ -260,3 +282,38 @@ def test_a_request_racing_the_apps_idle_close_is_sent_again_not_failed(res, serv
     answers = tally(res, service, 6, port=RACE_PORT, pause=IDLE_CLOSE + 0.2)
     assert answers == [(200, "racer", "")] * 6, answers
     assert holder.metric("weft_keepalive_replays_total") - before == 5
+
+
+# -- retries ----------------------------------------------------------------------------
+
+
+def test_answers_listed_for_retry_go_to_another_endpoint(res):
+    set_apps(res, fail=503, healthy=True, only=("backend2",))
+    retried = res.client.metric("weft_retries_total", result="retried")
+    answers = tally(res, RETRY, 30)
+    print(f"res-retry, backend2 answering 503: {dict(by_backend(answers))}")
+    assert all(status == 200 for status, _, _ in answers), answers
+    assert by_backend(answers)["backend2"] == 0
+    # Every turn of backend2 was retried elsewhere (a third of the picks).
+    assert res.client.metric("weft_retries_total", result="retried") - retried >= 8
+    # The control, without retries: backend2's 503s reach the client.
+    assert [a for a in tally(res, NONE, 30) if a[0] != 200] == [(503, "backend2", "")] * 10
+
+
+def test_an_endpoint_whose_app_dies_under_load_costs_no_request_with_retries(res):
+    res.apps["backend2"].stop()
+    try:
+        retried = res.client.metric("weft_retries_total", result="retried")
+        with_retries = load(res, RETRY, 120)
+        assert with_retries["ok"], with_retries["stderr"]
+        counts = Counter(with_retries["answers"])
+        print(f"res-retry, backend2's app dead: {dict(counts)}")
+        assert counts["backend2"] == 0 and sum(counts.values()) == 120
+        assert res.client.metric("weft_retries_total", result="retried") - retried >= 10
+        # Without retries the dead app's turns fail, with weft's reason.
+        answers = tally(res, NONE, 30)
+        failed = [a for a in answers if a[0] != 200]
+        assert failed == [(502, "", "connect_failure")] * 10, failed
+    finally:
+        start_app(res, "backend2")
+    assert by_backend(tally(res, RETRY, 30)) == {name: 10 for name in BACKENDS}
