@@ -16,8 +16,8 @@ extension ConfigValidator {
         guard let fields = mapping(
             value,
             keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb", "hash_on",
-                   "endpoints", "dns_refresh", "file", "timeouts", "health_check", "outlier_detection", "retries"],
-            notSupportedYet: ["circuit_breakers", "rate_limit"]
+                   "endpoints", "dns_refresh", "file", "timeouts", "health_check", "outlier_detection", "retries",
+                   "circuit_breakers", "rate_limit"]
         ) else { return source }
 
         if let name = required(fields, "name"), let text = string(name) {
@@ -66,6 +66,8 @@ extension ConfigValidator {
         source.cluster.healthCheck = healthCheck(fields["health_check"])
         source.cluster.outlierDetection = outlierDetection(fields["outlier_detection"])
         source.cluster.retries = retryPolicy(fields["retries"])
+        source.cluster.circuitBreakers = circuitBreakers(fields["circuit_breakers"])
+        source.cluster.rateLimit = rateLimit(fields["rate_limit"])
 
         let items = list(fields["endpoints"])
         if discovery == .file, let given = fields["endpoints"] {

@@ -79,4 +79,24 @@ extension ConfigValidator {
         policy.budgetPercent = integer(fields["budget_percent"], in: 0...100) ?? policy.budgetPercent
         return policy
     }
+
+    mutating func circuitBreakers(_ value: ConfigValue?) -> CircuitBreakers? {
+        guard let fields = mapping(value, keys: ["max_connections", "max_pending", "max_requests", "max_retries"])
+        else { return nil }
+        var breakers = CircuitBreakers()
+        breakers.maxConnections = integer(fields["max_connections"], in: 1...1_000_000) ?? breakers.maxConnections
+        breakers.maxPending = integer(fields["max_pending"], in: 0...1_000_000) ?? breakers.maxPending
+        breakers.maxRequests = integer(fields["max_requests"], in: 1...1_000_000) ?? breakers.maxRequests
+        breakers.maxRetries = integer(fields["max_retries"], in: 0...1_000_000) ?? breakers.maxRetries
+        return breakers
+    }
+
+    mutating func rateLimit(_ value: ConfigValue?) -> RateLimit? {
+        guard let fields = mapping(value, keys: ["per_second", "burst"]) else { return nil }
+        guard let rateValue = required(fields, "per_second"), let perSecond = integer(rateValue, in: 1...10_000_000)
+        else { return nil }
+        // Envoy's and most buckets' default: a second's worth.
+        let burst = integer(fields["burst"], in: 1...10_000_000) ?? perSecond
+        return RateLimit(perSecond: perSecond, burst: burst)
+    }
 }

@@ -97,3 +97,36 @@ public struct RetryPolicy: Sendable, Equatable {
         self.budgetPercent = budgetPercent
     }
 }
+
+/// `clusters[].circuit_breakers` (SPEC §5): bounds on what one node sends
+/// to the cluster at once; over a bound, 503 `weft-reason: overflow`.
+public struct CircuitBreakers: Sendable, Equatable {
+    /// TCP connections relayed to the cluster (opaque TCP, CONNECT, upgrades).
+    public var maxConnections: Int
+    /// HTTP requests waiting for a connection to an endpoint.
+    public var maxPending: Int
+    /// HTTP requests in flight.
+    public var maxRequests: Int
+    /// Retries in flight.
+    public var maxRetries: Int
+
+    public init(maxConnections: Int = 1024, maxPending: Int = 1024, maxRequests: Int = 1024, maxRetries: Int = 3) {
+        self.maxConnections = maxConnections
+        self.maxPending = maxPending
+        self.maxRequests = maxRequests
+        self.maxRetries = maxRetries
+    }
+}
+
+/// `clusters[].rate_limit` (SPEC §5): a token bucket per cluster per node.
+public struct RateLimit: Sendable, Equatable {
+    /// Tokens added per second: the sustained rate.
+    public var perSecond: Int
+    /// Tokens the bucket holds: the burst allowed above the rate.
+    public var burst: Int
+
+    public init(perSecond: Int, burst: Int) {
+        self.perSecond = perSecond
+        self.burst = burst
+    }
+}

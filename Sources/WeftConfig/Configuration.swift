@@ -230,6 +230,10 @@ public struct Cluster: Sendable, Equatable {
     public var outlierDetection: OutlierDetection?
     /// HTTP requests tried again; nil: none (but see the keep-alive race).
     public var retries: RetryPolicy?
+    /// Bounds on what one node sends at once; nil: none.
+    public var circuitBreakers: CircuitBreakers?
+    /// A token bucket per node; nil: none.
+    public var rateLimit: RateLimit?
 
     public init(
         name: String,
@@ -247,7 +251,9 @@ public struct Cluster: Sendable, Equatable {
         timeouts: ClusterTimeouts = ClusterTimeouts(),
         healthCheck: HealthCheck? = nil,
         outlierDetection: OutlierDetection? = nil,
-        retries: RetryPolicy? = nil
+        retries: RetryPolicy? = nil,
+        circuitBreakers: CircuitBreakers? = nil,
+        rateLimit: RateLimit? = nil
     ) {
         self.name = name
         self.addresses = addresses
@@ -265,6 +271,8 @@ public struct Cluster: Sendable, Equatable {
         self.healthCheck = healthCheck
         self.outlierDetection = outlierDetection
         self.retries = retries
+        self.circuitBreakers = circuitBreakers
+        self.rateLimit = rateLimit
     }
 }
 

@@ -24,6 +24,10 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case badMeshRequest = "bad_mesh_request"
     /// `weft-dst` names an address that is not this node's (no open relay).
     case notLocalDestination = "not_local_destination"
+    /// The cluster's token bucket is empty (`rate_limit`).
+    case rateLimited = "rate_limited"
+    /// A circuit breaker of the cluster is at its bound (`circuit_breakers`).
+    case overflow
 
     /// The endpoint failed the attempt (unreachable, reset, silent, or
     /// speaking nonsense), as opposed to the request or weft itself: what
@@ -33,7 +37,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .connectFailure, .upstreamReset, .badResponse, .requestTimeout: true
         // A refused stream never reached the endpoint: the peer node said no.
         case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
-             .notLocalDestination: false
+             .notLocalDestination, .rateLimited, .overflow: false
         }
     }
 
@@ -42,7 +46,8 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         switch self {
         case .connectFailure, .upstreamReset, .refusedStream, .badResponse: 502
         case .requestTimeout: 504
-        case .noEndpoint, .meshOverloaded: 503
+        case .noEndpoint, .meshOverloaded, .overflow: 503
+        case .rateLimited: 429
         case .badRequestTarget, .badRequest, .badMeshRequest: 400
         case .notLocalDestination: 403
         }

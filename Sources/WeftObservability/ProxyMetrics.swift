@@ -20,6 +20,10 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case draining
     /// The listener already relays its maximum number of connections.
     case overload
+    /// The cluster's token bucket is empty (`rate_limit`).
+    case rateLimited = "rate_limited"
+    /// The cluster's `circuit_breakers.max_connections` is reached.
+    case overflow
 }
 
 /// A protective limit that was hit; each is a label value of

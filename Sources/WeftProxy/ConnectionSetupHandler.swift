@@ -105,8 +105,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
               decision.knownProtocol != .tcp || decision.cluster.hasMeshedEndpoints else {
             // TCP to plain endpoints, known up front (or a bare handler
             // without loop services): a relay, balanced once.
-            guard let lease = route.lease() else {
-                return refuse(channel, .noEndpoint, peer: peer, destination: destination)
+            let lease: Lease
+            switch route.connectionLease() {
+            case .success(let leased): lease = leased
+            case .failure(let reason):
+                return refuse(channel, RefusalReason(reason), peer: peer, destination: destination)
             }
             connect(channel, to: lease.endpoint, timeout: decision.connectTimeout,
                     cluster: decision.cluster.name, peer: peer, destination: destination, lease: lease)
@@ -140,8 +143,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                           logger: sessionLogger)
                 case .tls, .tcp:
                     // One pick for the life of the tunnel or relay.
-                    guard let lease = route.lease() else {
-                        metrics.refused(.outbound, .noEndpoint)
+                    let lease: Lease
+                    switch route.connectionLease() {
+                    case .success(let leased): lease = leased
+                    case .failure(let reason):
+                        metrics.refused(.outbound, RefusalReason(reason))
                         RelayHandler.reset(channel)
                         return
                     }
@@ -190,8 +196,10 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
             SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
                 let target = route.target(for: request)
-                guard let lease = target.lease(header: { name in request.first { $0.name == name }?.value }) else {
-                    return done(nil, .noEndpoint)
+                let lease: Lease
+                switch target.lease(header: { name in request.first { $0.name == name }?.value }) {
+                case .success(let leased): lease = leased
+                case .failure(let reason): return done(nil, reason)
                 }
                 let meshed = target.isMeshed(lease.endpoint)
                 let (pool, peer, headers) = meshed
@@ -291,5 +299,16 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     RelayHandler.reset(downstream)
                 }
             }
+    }
+}
+
+extension RefusalReason {
+    /// A TCP connection's refusal for what refused its lease.
+    init(_ reason: ErrorReason) {
+        switch reason {
+        case .rateLimited: self = .rateLimited
+        case .overflow: self = .overflow
+        default: self = .noEndpoint
+        }
     }
 }

@@ -26,6 +26,7 @@ enum ErrorResponder {
             ("cache-control", "no-store"),
             (MeshTranslation.reasonHeader, reason.rawValue),
         ])
+        if reason == .rateLimited { headers.add(name: "retry-after", value: retryAfter) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: reason.status), headers: headers)
     }
@@ -33,14 +34,20 @@ enum ErrorResponder {
     /// The header list for an HTTP/2 client (an app or a peer node); the
     /// body follows as DATA.
     static func headers(_ reason: ErrorReason) -> [HTTP2Header] {
-        [
+        var fields = [
             HTTP2Header(":status", String(reason.status)),
             HTTP2Header("content-type", "text/plain; charset=utf-8"),
             HTTP2Header("content-length", String(text(reason).utf8.count)),
             HTTP2Header("cache-control", "no-store"),
             HTTP2Header(MeshTranslation.reasonHeader, reason.rawValue),
         ]
+        if reason == .rateLimited { fields.append(HTTP2Header("retry-after", retryAfter)) }
+        return fields
     }
+
+    /// A bucket of at least one token a second has the next one within a
+    /// second.
+    static let retryAfter = "1"
 
     /// Answers `streamID` on an HTTP/2 connection: headers, body, end.
     static func respond(_ reason: ErrorReason, on connection: MeshConnection, streamID: Int32) {

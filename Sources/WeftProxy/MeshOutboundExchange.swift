@@ -33,7 +33,9 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private var streamID: Int32?
     /// Body parts that arrived before the stream was open (bounded: reads
     /// are paused until it is).
-    private var pending: [ByteBuffer] = []
+    private var pendingBody: [ByteBuffer] = []
+    /// Held while the request waits for a mesh connection.
+    private var pending = PendingSlot()
     private var pendingEnd: HTTPHeaders??
     private var unconsumed = 0
     private var responseStarted = false
@@ -85,10 +87,12 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         if let ready = pool.readyConnection(to: peer) {
             return open(on: ready, headers: headers, pool: pool, peer: peer, retried: false)
         }
+        guard pending.take(for: lease) else { return fail(.overflow) }
         handler?.setReadsPaused(true)
         let bound = NIOLoopBound(self, eventLoop: pool.eventLoop)
         pool.connection(to: peer).whenComplete { result in
             let exchange = bound.value
+            exchange.pending.release()
             guard !exchange.done else { return }
             switch result {
             case .success(let connection):
@@ -119,8 +123,8 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             }
             return
         }
-        let parts = pending
-        pending.removeAll()
+        let parts = pendingBody
+        pendingBody.removeAll()
         for part in parts { sendBody(part) }
         if let end = pendingEnd {
             pendingEnd = nil
@@ -134,7 +138,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     func sendBody(_ buffer: ByteBuffer) {
         record.bytesIn += buffer.readableBytes
         guard let connection, let streamID else {
-            pending.append(buffer)
+            pendingBody.append(buffer)
             return
         }
         do { try connection.sendData(streamID: streamID, buffer) } catch { return fail(.upstreamReset) }
@@ -264,6 +268,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// The exchange is over: the balancer hears how the attempt went and
     /// the request is recorded; once.
     private func end() {
+        pending.release()
         lease?.finish(outcome)
         lease = nil
         if let handler { handler.record(record) } else { metrics.record(record) }

@@ -2,6 +2,7 @@ import NIOHTTP1
 import WeftCore
 import WeftHTTP2
 import WeftMesh
+import WeftObservability
 import WeftRouting
 import WeftUpstream
 
@@ -28,9 +29,11 @@ struct MeshRoute {
     /// cluster): a request's Host may name one by its `hostnames`.
     var isPassthrough = false
 
-    /// A lease on the connection's cluster (TCP, or a request no rule took).
-    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
-        target(of: cluster, balancer: balancer, timeout: nil).lease(header: header)
+    /// A lease on the connection's cluster for a TCP connection (opaque
+    /// TCP, CONNECT, an upgrade): rate limited and bounded by
+    /// `max_connections`.
+    func connectionLease() -> Result<Lease, ErrorReason> {
+        target(of: cluster, balancer: balancer, timeout: nil).lease(as: .connections, header: { _ in nil })
     }
 
     /// The route stage: the cluster (and timeout) for one HTTP request.
@@ -42,7 +45,7 @@ struct MeshRoute {
             // named none, the cluster whose hostname the Host is (SPEC §4).
             if isPassthrough, let snapshot, let authority,
                let named = snapshot.byHostname[RouteTable.hostPart(authority).lowercased()] {
-                return target(of: named, balancer: services?.balancer(for: named) ?? LoopBalancer(plan: named.plan),
+                return target(of: named, balancer: services?.balancer(for: named) ?? LoopBalancer(cluster: named),
                               timeout: nil)
             }
             return target(of: cluster, balancer: balancer, timeout: nil)
@@ -51,7 +54,7 @@ struct MeshRoute {
                                  : rule.cluster(draw: 0)
         let chosen = snapshot.upstreams[index]
         let balancer = chosen === cluster ? self.balancer
-            : services?.balancer(for: chosen) ?? LoopBalancer(plan: chosen.plan)
+            : services?.balancer(for: chosen) ?? LoopBalancer(cluster: chosen)
         var target = target(of: chosen, balancer: balancer, timeout: rule.timeout)
         target.rule = rule.index
         return target
@@ -105,10 +108,26 @@ struct RequestTarget {
     /// The index of the rule that matched, if one did.
     var rule: Int?
 
-    /// The balance stage: a lease on the endpoint for one attempt; nil when
-    /// the cluster has none. `header` finds a request header by lowercase
-    /// name (for `hash_on`).
-    func lease(header: (String) -> String? = { _ in nil }) -> Lease? {
+    /// The admission and balance stages: the cluster's token bucket and
+    /// circuit breaker (`limit`: what the lease holds, an HTTP request by
+    /// default), then a lease on the endpoint for one attempt. `header`
+    /// finds a request header by lowercase name (for `hash_on`).
+    func lease(as limit: ClusterAdmission.Limit = .requests,
+               header: (String) -> String?) -> Result<Lease, ErrorReason> {
+        if let admission = cluster.admission {
+            guard admission.takeToken(now: balancer.now) else { return .failure(.rateLimited) }
+            guard admission.acquire(limit) else { return .failure(.overflow) }
+            guard let lease = balance(header: header) else {
+                admission.release(limit)
+                return .failure(.noEndpoint)
+            }
+            return .success(lease.holding(limit, of: admission))
+        }
+        guard let lease = balance(header: header) else { return .failure(.noEndpoint) }
+        return .success(lease)
+    }
+
+    private func balance(header: (String) -> String?) -> Lease? {
         if let fixedEndpoint { return balancer.lease(on: fixedEndpoint) }
         let hash = cluster.plan.hashOn.flatMap { HashKey.hash($0, header: header, source: source) }
         return balancer.pick(hash: hash)

@@ -87,3 +87,24 @@ enum OutboundDispatch {
         }
     }
 }
+
+/// A `max_pending` slot of the cluster's circuit breakers (SPEC §5), held
+/// while a request waits for a connection to its endpoint.
+struct PendingSlot {
+    private var admission: ClusterAdmission?
+
+    /// Takes the slot when the lease's cluster has circuit breakers; false
+    /// when they are at their bound (answer `overflow`).
+    mutating func take(for lease: Lease?) -> Bool {
+        guard let admission = lease?.slot?.admission else { return true }
+        guard admission.acquire(.pending) else { return false }
+        self.admission = admission
+        return true
+    }
+
+    /// Gives the slot back (the connection came, or the wait ended); once.
+    mutating func release() {
+        admission?.release(.pending)
+        admission = nil
+    }
+}

@@ -105,12 +105,15 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         switch part {
         case .head(let head):
             let target = route.target(for: head)
-            guard let lease = target.lease(header: { head.headers.first(name: $0) }) else {
+            let lease: Lease
+            switch target.lease(header: { head.headers.first(name: $0) }) {
+            case .success(let leased): lease = leased
+            case .failure(let reason):
                 var record = RequestRecord(direction: .outbound, cluster: target.name)
-                record.status = ErrorReason.noEndpoint.status
-                record.reason = .noEndpoint
+                record.status = reason.status
+                record.reason = reason
                 metrics.record(record)
-                respondWithError(.noEndpoint, keepAlive: head.isKeepAlive, version: head.version)
+                respondWithError(reason, keepAlive: head.isKeepAlive, version: head.version)
                 return
             }
             if Self.isUpgradeRequest(head) {

@@ -26,6 +26,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private var record: RequestRecord
     /// The request's way to the endpoint.
     private var dispatch = HTTP1Dispatch()
+    /// Held while the request waits for a connection.
+    private var pending = PendingSlot()
     private var pool: HTTP1UpstreamPool?
     private var connectTimeout = TimeAmount.seconds(5)
     private var responseStarted = false
@@ -51,6 +53,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         self.connectTimeout = connectTimeout
         let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint)
         if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
+            guard pending.take(for: lease) else { return fail(.overflow) }
             handler?.setReadsPaused(true)
             HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout, metrics: metrics, logger: logger,
                                   owner: self)
@@ -60,12 +63,14 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     }
 
     func dispatchConnected(_ connection: HTTP1UpstreamConnection) {
+        pending.release()
         guard !done else { return connection.abandon() }
         dispatch.attach(connection, receiver: self)
         handler?.setReadsPaused(!dispatch.isWritable)
     }
 
     func dispatchFailed(_ reason: ErrorReason) {
+        pending.release()
         fail(reason)
     }
 
@@ -195,6 +200,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// The balancer hears how the attempt went and the request is
     /// recorded; once.
     private func end() {
+        pending.release()
         responseDeadline = nil
         lease?.finish(outcome)
         lease = nil

@@ -312,8 +312,9 @@ public final class ProxyServer: Sendable {
         return text
     }
 
-    /// Endpoint health and ejections, and the outlier and panic counts, by
-    /// cluster (label values from the configuration and discovery only).
+    /// Endpoint health and ejections, the outlier and panic counts, circuit
+    /// breakers and rate limits, by cluster (label values from the
+    /// configuration and discovery only).
     private func renderEndpointStates(into text: inout String) {
         let registries = upstreams.all
         let states = registries.map { ($0.name, $0.endpoints) }
@@ -335,6 +336,20 @@ public final class ProxyServer: Sendable {
         family("weft_panic_picks_total", "counter",
                "Requests balanced over every endpoint because none was usable (panic mode), by cluster.",
                registries.map { ("cluster=\"\($0.name)\"", $0.panics.load(ordering: .relaxed)) })
+        func perLimit(_ value: (ClusterAdmission, ClusterAdmission.Limit) -> Int) -> [(String, Int)] {
+            registries.flatMap { registry in
+                ClusterAdmission.Limit.allCases.map {
+                    ("cluster=\"\(registry.name)\",limit=\"\($0.name)\"", value(registry.admission, $0))
+                }
+            }
+        }
+        family("weft_overflows_total", "counter",
+               "Requests and connections refused with overflow by a circuit breaker, by cluster and limit.",
+               perLimit { $0.overflows($1) })
+        family("weft_circuit_breaker_in_use", "gauge", "What each circuit breaker counts now, by cluster and limit.",
+               perLimit { $0.inUse($1) })
+        family("weft_rate_limited_total", "counter", "Requests and connections refused by the token bucket, by cluster.",
+               registries.map { ("cluster=\"\($0.name)\"", $0.admission.rateLimited) })
     }
 
     /// Stops accepting on the data-path listeners, fails `/ready`, and

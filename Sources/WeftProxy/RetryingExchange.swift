@@ -182,6 +182,14 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         guard attempts < policy.attempts, body != nil, !overallExpired, NIODeadline.now() < overallDeadline else {
             return false
         }
+        // One slot of max_retries while this request is being retried.
+        if !holdsRetrySlot, let admission = target.cluster.admission {
+            guard admission.acquire(.retries) else {
+                logger.debug("retry refused: max_retries in flight", metadata: ["cluster": "\(target.name)"])
+                return false
+            }
+            holdsRetrySlot = true
+        }
         guard target.balancer.retryBudget.allowRetry(now: target.balancer.now, percent: policy.budgetPercent) else {
             metrics.countRetry(allowed: false)
             logger.debug("retry budget exhausted", metadata: ["cluster": "\(target.name)"])
@@ -189,6 +197,8 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         }
         return true
     }
+
+    private var holdsRetrySlot = false
 
     /// The listed condition a failure weft saw meets, if any.
     private func retryCondition(_ reason: ErrorReason) -> String? {
@@ -246,14 +256,15 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         startAttempt(on: lease)
     }
 
-    /// Another endpoint than those tried, when the cluster has one.
+    /// Another endpoint than those tried, when the cluster has one. A
+    /// retry takes a rate-limit token and a request slot like any request.
     private func leaseAvoidingTried() -> Lease? {
-        var lease = target.lease(header: { head.headers.first(name: $0) })
+        var lease = try? target.lease(header: { head.headers.first(name: $0) }).get()
         for _ in 0..<3 {
             guard let picked = lease, tried.contains(picked.endpoint), target.fixedEndpoint == nil,
                   tried.count < target.cluster.plan.endpoints.count else { break }
             picked.finish(.abandoned)
-            lease = target.lease(header: { head.headers.first(name: $0) })
+            lease = try? target.lease(header: { head.headers.first(name: $0) }).get()
         }
         return lease
     }
@@ -289,6 +300,10 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
     }
 
     private func flushRecord() {
+        if finished, holdsRetrySlot {
+            holdsRetrySlot = false
+            target.cluster.admission?.release(.retries)
+        }
         guard var record = lastRecord else { return }
         lastRecord = nil
         record.attempts = attempts + 1

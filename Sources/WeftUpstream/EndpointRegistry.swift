@@ -29,6 +29,8 @@ public final class EndpointRegistry: @unchecked Sendable {
     private var detection: OutlierDetection?
     private var ejectedNow = 0
     private let observe: Observer
+    /// The cluster's token bucket and circuit breakers on this node.
+    public let admission = ClusterAdmission()
     /// Ejections so far, and picks made with no usable endpoint (panic mode).
     public let ejections = ManagedAtomic<Int>(0)
     public let panics = ManagedAtomic<Int>(0)

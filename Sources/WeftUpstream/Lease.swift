@@ -8,6 +8,15 @@ public struct Lease {
     public let endpoint: IPEndpoint
     let load: EndpointLoad
     let startedAt: UInt64
+    /// The circuit-breaker slot the attempt holds, given back at its end.
+    public private(set) var slot: (admission: ClusterAdmission, limit: ClusterAdmission.Limit)?
+
+    /// The lease, holding `limit`'s slot of `admission` (already taken).
+    public func holding(_ limit: ClusterAdmission.Limit, of admission: ClusterAdmission) -> Lease {
+        var lease = self
+        lease.slot = (admission, limit)
+        return lease
+    }
 
     init(load: EndpointLoad) {
         self.endpoint = load.address
@@ -34,6 +43,7 @@ public struct Lease {
             load.latency.observe(max(now &- startedAt, UInt64(PeakEWMA.initial)), at: now)
         }
         load.health.record(outcome, now: now)
+        if let slot { slot.admission.release(slot.limit) }
     }
 }
 

@@ -11,6 +11,8 @@ public final class UpstreamCluster: Sendable {
     public let health: [EndpointHealth]
     /// Where those states live between snapshots.
     public let registry: EndpointRegistry
+    /// The token bucket and circuit breakers, when the cluster has either.
+    public let admission: ClusterAdmission?
     /// Endpoints whose `mesh` differs from the cluster's.
     private let meshOverrides: [IPEndpoint: Bool]
 
@@ -23,6 +25,8 @@ public final class UpstreamCluster: Sendable {
         let registry = registry ?? EndpointRegistry(name: config.name)
         self.registry = registry
         health = registry.update(endpoints: plan.endpoints.map(\.address), detection: config.outlierDetection)
+        registry.admission.configure(breakers: config.circuitBreakers, rateLimit: config.rateLimit)
+        admission = config.circuitBreakers == nil && config.rateLimit == nil ? nil : registry.admission
         var overrides: [IPEndpoint: Bool] = [:]
         for endpoint in config.endpoints {
             if let mesh = endpoint.mesh, mesh != config.mesh { overrides[endpoint.address] = mesh }

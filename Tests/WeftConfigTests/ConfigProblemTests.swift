@@ -140,9 +140,7 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.http_routing: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
-            "clusters[0].circuit_breakers: not supported yet",
             "clusters[0].timeouts.idle: not supported yet",
-            "clusters[0].rate_limit: not supported yet",
         ])
     }
 

@@ -69,7 +69,7 @@ final class OutboundRouterTests: XCTestCase {
             balancer = loop
             let route = MeshRoute(cluster: decision.cluster, balancer: loop, fixedEndpoint: decision.fixedEndpoint,
                                   meshPort: 15008)
-            let lease = try XCTUnwrap(route.lease())
+            let lease = try route.connectionLease().get()
             counts[lease.endpoint.description, default: 0] += 1
             lease.finish(.success)
         }
@@ -194,7 +194,7 @@ final class OutboundRouterMeshTests: XCTestCase {
             balancer = loop
             let route = MeshRoute(cluster: decision.cluster, balancer: loop, fixedEndpoint: decision.fixedEndpoint,
                                   meshPort: 15008)
-            picks.append(try XCTUnwrap(route.lease()).endpoint)
+            picks.append(try route.connectionLease().get().endpoint)
         }
         XCTAssertEqual(Set(picks).count, 3, "one request per connection must still reach every endpoint: \(picks)")
     }

@@ -16,6 +16,8 @@ endpoint states:
     198.19.0.72:9390    res-panic      the same health_check
     198.19.0.73:9390    res-none       none (the control: failures are simply passed on)
     198.19.0.76:9390    res-retry      retries: 2 more attempts on connect-failure, reset or 503
+    198.19.0.77:9390    res-breaker    circuit_breakers: max_requests 2
+    198.19.0.78:9390    res-ratelimit  rate_limit: 1 per second, burst 3
     198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
     198.19.0.75:9391    res-race-plain backend1 only, mesh: false (plain HTTP/1.1 pool)
 
@@ -38,6 +40,7 @@ import json
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -58,7 +61,9 @@ HEALTH = ("res-health", "198.19.0.71")
 PANIC = ("res-panic", "198.19.0.72")
 NONE = ("res-none", "198.19.0.73")
 RETRY = ("res-retry", "198.19.0.76")
-SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY)
+BREAKER = ("res-breaker", "198.19.0.77")
+RATE_LIMIT = ("res-ratelimit", "198.19.0.78")
+SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT)
 RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
 RACE_MESH = ("res-race-mesh", "198.19.0.74")
@@ -94,6 +99,10 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
                                       "base_ejection": f"{BASE_EJECTION}s", "max_ejection_percent": 50}
         if (name, vip) in (HEALTH, PANIC):
             c["health_check"] = CHECK
+        if (name, vip) == BREAKER:
+            c["circuit_breakers"] = {"max_requests": 2}
+        if (name, vip) == RATE_LIMIT:
+            c["rate_limit"] = {"per_second": 1, "burst": 3}
         if (name, vip) == RETRY:
             c["retries"] = {"attempts": 2, "on": ["connect-failure", "reset", "503"], "budget_percent": 100}
         clusters.append(c)
@@ -317,3 +326,48 @@ def test_an_endpoint_whose_app_dies_under_load_costs_no_request_with_retries(res
     finally:
         start_app(res, "backend2")
     assert by_backend(tally(res, RETRY, 30)) == {name: 10 for name in BACKENDS}
+
+
+# -- circuit breakers and rate limits ---------------------------------------------------
+
+
+def test_a_circuit_breaker_bounds_requests_in_flight_and_answers_overflow(res):
+    for name in BACKENDS:
+        tell(res, name, "/delay?seconds=0.3", "delay 0.3")
+    try:
+        overflows = res.client.metric("weft_overflows_total", cluster=BREAKER[0], limit="max_requests")
+        # Four clients at once, five requests each, every answer 0.3 s
+        # late: at most two are in flight, the others are refused at once.
+        with ThreadPoolExecutor(4) as pool:
+            runs = list(pool.map(lambda _: tally(res, BREAKER, 5), range(4)))
+        answers = [a for run in runs for a in run]
+        refused = [a for a in answers if a[0] != 200]
+        print(f"res-breaker, 4 clients at once, max_requests 2: {len(answers) - len(refused)} answered, "
+              f"{len(refused)} overflow")
+        assert refused and all(a == (503, "", "overflow") for a in refused), refused
+        assert len(answers) - len(refused) >= 2
+        assert res.client.metric("weft_overflows_total", cluster=BREAKER[0], limit="max_requests") - overflows \
+            == len(refused)
+    finally:
+        for name in BACKENDS:
+            tell(res, name, "/delay?seconds=0", "delay 0")
+    # One at a time, nothing is refused.
+    assert all(status == 200 for status, _, _ in tally(res, BREAKER, 10))
+    assert res.client.metric("weft_circuit_breaker_in_use", cluster=BREAKER[0], limit="max_requests") == 0
+
+
+def test_a_rate_limit_answers_429_with_retry_after_over_its_rate(res):
+    limited = res.client.metric("weft_rate_limited_total", cluster=RATE_LIMIT[0])
+    answers = tally(res, RATE_LIMIT, 10)
+    print(f"res-ratelimit, 10 at once: {[a[0] for a in answers]}")
+    assert [a[0] for a in answers[:3]] == [200] * 3, "the burst goes through"
+    refused = [a for a in answers if a[0] != 200]
+    assert len(refused) >= 5 and all(a == (429, "", "rate_limited") for a in refused), answers
+    assert res.client.metric("weft_rate_limited_total", cluster=RATE_LIMIT[0]) - limited == len(refused)
+    res_ = res.client.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "5",
+                           f"http://{RATE_LIMIT[0]}:{APP_PORT}/"], check=False, timeout=20)
+    headers = res_.stdout.lower()
+    assert "429" in headers.splitlines()[0] and "retry-after: 1" in headers, headers
+    # A second later there is a token again.
+    time.sleep(1.2)
+    assert tally(res, RATE_LIMIT, 1)[0][0] == 200
