@@ -24,6 +24,10 @@ extension ConfigValidator {
         let clusters = (list(fields["clusters"]) ?? []).map { cluster($0) }
         config.clusters = clusters.map(\.cluster)
         crossCheck(clusters, listeners: config.listeners)
+        let names = Set(config.clusters.map(\.name))
+        for (name, value) in egressClusters where !names.contains(name) {
+            report(value, "\(quoted(name)) is not a cluster defined in clusters")
+        }
         config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
         return config
     }
@@ -65,8 +69,8 @@ extension ConfigValidator {
         var result = Listeners()
         guard let fields = mapping(
             value,
-            keys: ["outbound", "inbound", "mesh", "admin", "health"],
-            notSupportedYet: ["dns", "egress", "http_routing"]
+            keys: ["outbound", "inbound", "mesh", "admin", "health", "egress", "http_routing"],
+            notSupportedYet: ["dns"]
         ) else { return result }
 
         if let outbound = mapping(fields["outbound"], keys: ["port"]) {
@@ -89,6 +93,18 @@ extension ConfigValidator {
         if let health = mapping(fields["health"], keys: ["port"]) {
             result.health.port = port(health["port"]) ?? result.health.port
         }
+        for item in list(fields["egress"]) ?? [] {
+            guard let entry = mapping(item, keys: ["port", "cluster"]),
+                  let portValue = required(entry, "port"), let port = port(portValue),
+                  let clusterValue = required(entry, "cluster"), let cluster = string(clusterValue) else { continue }
+            result.egress.append(EgressListener(port: port, cluster: cluster))
+            egressClusters.append((cluster, clusterValue))
+        }
+        if let routing = mapping(fields["http_routing"], keys: ["port"]) {
+            if let portValue = required(routing, "port"), let port = port(portValue) {
+                result.httpRouting = PortListener(port: port)
+            }
+        }
         checkListenerPorts(result, written: fields)
         return result
     }
@@ -98,12 +114,20 @@ extension ConfigValidator {
     private mutating func checkListenerPorts(_ listeners: Listeners, written fields: Fields) {
         let all = listeners.namedPorts
         func isWritten(_ name: String) -> Bool {
-            fields[name].flatMap { $0.node.mapping?["port"] } != nil
+            name.hasPrefix("egress[") || fields[name].flatMap { $0.node.mapping?["port"] } != nil
         }
         for (index, listener) in all.enumerated() {
             guard let earlier = all[..<index].first(where: { $0.port == listener.port }) else { continue }
             let (blamed, other) = isWritten(listener.name) ? (listener.name, earlier.name) : (earlier.name, listener.name)
-            report(fields.path.key(blamed).key("port"), near: fields[blamed]?.node.mapping?["port"] ?? fields.node,
+            var path = fields.path.key(blamed).key("port")
+            var near = fields[blamed]?.node.mapping?["port"] ?? fields.node
+            if blamed.hasPrefix("egress["), let index = Int(blamed.dropFirst(7).dropLast()) {
+                path = fields.path.key("egress").index(index).key("port")
+                if let items = fields["egress"]?.node.sequence.map(Array.init), index < items.count {
+                    near = items[index].mapping?["port"] ?? items[index]
+                }
+            }
+            report(path, near: near,
                    "\(listener.port) is already used by the \(other) listener")
         }
     }

@@ -9,6 +9,8 @@ import Yams
 /// listeners), `+Clusters.swift` and `+CrossChecks.swift`.
 struct ConfigValidator {
     private var found: [(problem: ConfigProblem, mark: Mark?)] = []
+    /// `listeners.egress[].cluster` values, checked once the clusters are known.
+    var egressClusters: [(name: String, value: ConfigValue)] = []
 
     /// Every problem, in document order (by line and column of the value).
     var problems: [ConfigProblem] {

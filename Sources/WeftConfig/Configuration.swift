@@ -79,24 +79,43 @@ public struct Listeners: Sendable, Equatable {
     public var mesh: PortListener
     public var admin: AddressListener
     public var health: PortListener
+    /// Explicit local ports, each carrying everything to one cluster.
+    public var egress: [EgressListener]
+    /// An explicit local port for HTTP, routed by Host.
+    public var httpRouting: PortListener?
 
     public init(
         outbound: PortListener = PortListener(port: 15001),
         inbound: InboundListener = InboundListener(),
         mesh: PortListener = PortListener(port: 15008),
         admin: AddressListener = AddressListener(address: .loopbackV4, port: 15000),
-        health: PortListener = PortListener(port: 15020)
+        health: PortListener = PortListener(port: 15020),
+        egress: [EgressListener] = [],
+        httpRouting: PortListener? = nil
     ) {
         self.outbound = outbound
         self.inbound = inbound
         self.mesh = mesh
         self.admin = admin
         self.health = health
+        self.egress = egress
+        self.httpRouting = httpRouting
     }
 
     /// Every port weft itself listens on: traffic to these is never proxied.
     public var ownPorts: Set<UInt16> {
-        [outbound.port, inbound.port, mesh.port, admin.port, health.port]
+        Set(namedPorts.map(\.port))
+    }
+}
+
+/// `listeners.egress[]` (SPEC §5): `127.0.0.1:port` carries everything to
+/// `cluster` (the seeds' explicit port per external service).
+public struct EgressListener: Sendable, Equatable {
+    public var port: UInt16
+    public var cluster: String
+    public init(port: UInt16, cluster: String) {
+        self.port = port
+        self.cluster = cluster
     }
 }
 

@@ -28,6 +28,8 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case rateLimited = "rate_limited"
     /// A circuit breaker of the cluster is at its bound (`circuit_breakers`).
     case overflow
+    /// An HTTP-routing listener's request matched no route and no hostname.
+    case noRoute = "no_route"
 
     /// The endpoint failed the attempt (unreachable, reset, silent, or
     /// speaking nonsense), as opposed to the request or weft itself: what
@@ -37,7 +39,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .connectFailure, .upstreamReset, .badResponse, .requestTimeout: true
         // A refused stream never reached the endpoint: the peer node said no.
         case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
-             .notLocalDestination, .rateLimited, .overflow: false
+             .notLocalDestination, .rateLimited, .overflow, .noRoute: false
         }
     }
 
@@ -50,6 +52,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .rateLimited: 429
         case .badRequestTarget, .badRequest, .badMeshRequest: 400
         case .notLocalDestination: 403
+        case .noRoute: 404
         }
     }
 }

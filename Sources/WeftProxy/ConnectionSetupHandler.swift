@@ -90,7 +90,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
             : loop?.balancer(for: decision.cluster) ?? LoopBalancer(plan: decision.cluster.plan)
         return MeshRoute(cluster: decision.cluster, balancer: balancer, fixedEndpoint: decision.fixedEndpoint,
                          meshPort: meshPort, source: channel.remoteAddress.flatMap(IPEndpoint.init)?.address,
-                         snapshot: decision.snapshot, services: loop, isPassthrough: decision.isPassthrough)
+                         snapshot: decision.snapshot, services: loop, isPassthrough: decision.isPassthrough,
+                         routingOnly: decision.routingOnly)
     }
 
     /// A cluster's connection: find out what the app speaks (or take the

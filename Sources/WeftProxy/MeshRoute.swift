@@ -28,6 +28,9 @@ struct MeshRoute {
     /// `cluster` stands for the original destination (it named no
     /// cluster): a request's Host may name one by its `hostnames`.
     var isPassthrough = false
+    /// An HTTP-routing listener's connection: requests that name no
+    /// cluster go nowhere (404 `no_route`).
+    var routingOnly = false
 
     /// A lease on the connection's cluster for a TCP connection (opaque
     /// TCP, CONNECT, an upgrade): rate limited and bounded by
@@ -48,7 +51,9 @@ struct MeshRoute {
                 return target(of: named, balancer: services?.balancer(for: named) ?? LoopBalancer(cluster: named),
                               timeout: nil)
             }
-            return target(of: cluster, balancer: balancer, timeout: nil)
+            var target = target(of: cluster, balancer: balancer, timeout: nil)
+            target.noRoute = routingOnly
+            return target
         }
         let index = rule.isSplit ? rule.cluster(draw: services?.drawRouteWeight(below: rule.totalWeight) ?? 0)
                                  : rule.cluster(draw: 0)
@@ -107,6 +112,8 @@ struct RequestTarget {
     let requestTimeout: Duration
     /// The index of the rule that matched, if one did.
     var rule: Int?
+    /// Nothing matched on an HTTP-routing listener.
+    var noRoute = false
 
     /// The admission and balance stages: the cluster's token bucket and
     /// circuit breaker (`limit`: what the lease holds, an HTTP request by
@@ -114,6 +121,7 @@ struct RequestTarget {
     /// finds a request header by lowercase name (for `hash_on`).
     func lease(as limit: ClusterAdmission.Limit = .requests,
                header: (String) -> String?) -> Result<Lease, ErrorReason> {
+        if noRoute { return .failure(.noRoute) }
         if let admission = cluster.admission {
             guard admission.takeToken(now: balancer.now) else { return .failure(.rateLimited) }
             guard admission.acquire(limit) else { return .failure(.overflow) }

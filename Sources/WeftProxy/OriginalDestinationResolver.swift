@@ -18,3 +18,16 @@ public struct KernelOriginalDestination: OriginalDestinationResolver {
         OriginalDestination.lookup(channel)
     }
 }
+
+/// For listeners apps call directly (egress, HTTP routing): the
+/// destination is the listener's own address.
+public struct LocalDestination: OriginalDestinationResolver {
+    public init() {}
+
+    public func originalDestination(of channel: Channel) -> EventLoopFuture<IPEndpoint> {
+        guard let local = channel.localAddress.flatMap(IPEndpoint.init) else {
+            return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
+        }
+        return channel.eventLoop.makeSucceededFuture(local)
+    }
+}

@@ -24,7 +24,8 @@ import WeftUpstream
 /// drain timeout passes.
 public final class ProxyServer: Sendable {
     public enum Listener: String, Sendable, CaseIterable {
-        case outbound, inbound, mesh, health
+        case outbound, inbound, mesh, health, egress
+        case httpRouting = "http_routing"
     }
 
     public let metrics = ProxyMetrics()
@@ -149,6 +150,22 @@ public final class ProxyServer: Sendable {
         }
         try bind(.mesh, port: listeners.mesh.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
             self.meshListenerBootstrap(address: address, services: services).bind(to: address)
+        }
+        // Explicit local ports (SPEC §5): loopback only, never redirected;
+        // the destination is the listener, so nothing asks the kernel.
+        for egress in listeners.egress {
+            let router = EgressRouter(cluster: egress.cluster, snapshot: snapshot)
+            try bind(.egress, port: egress.port, hosts: [.loopbackV4]) { address in
+                self.relayListenerBootstrap(router: router, address: address, services: services,
+                                            resolver: LocalDestination()).bind(to: address)
+            }
+        }
+        if let routing = listeners.httpRouting {
+            let router = HTTPRoutingRouter(snapshot: snapshot)
+            try bind(.httpRouting, port: routing.port, hosts: [.loopbackV4]) { address in
+                self.relayListenerBootstrap(router: router, address: address, services: services,
+                                            resolver: LocalDestination()).bind(to: address)
+            }
         }
         if let health {
             try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)], health)
@@ -357,8 +374,8 @@ public final class ProxyServer: Sendable {
     public func drain(timeout: Duration) -> EventLoopFuture<Void> {
         let (listeners, services): ([Channel], LoopServiceRegistry?) = state.withLock { state in
             state.draining = true
-            return ((state.channels[.outbound] ?? []) + (state.channels[.inbound] ?? []) + (state.channels[.mesh] ?? []),
-                    state.services)
+            let dataPath: [Listener] = [.outbound, .inbound, .mesh, .egress, .httpRouting]
+            return (dataPath.flatMap { state.channels[$0] ?? [] }, state.services)
         }
         // Peers move new streams elsewhere; open ones finish.
         services?.forEach { $0.drain() }
@@ -452,8 +469,9 @@ public final class ProxyServer: Sendable {
     }
 
     private func relayListenerBootstrap(router: any ConnectionRouter, address: SocketAddress,
-                                        services: LoopServiceRegistry?) -> ServerBootstrap {
-        let resolver = self.resolver
+                                        services: LoopServiceRegistry?,
+                                        resolver: (any OriginalDestinationResolver)? = nil) -> ServerBootstrap {
+        let resolver = resolver ?? self.resolver
         let metrics = self.metrics
         let logger = self.logger
         let meshPort = peerMeshPort
@@ -495,6 +513,6 @@ public final class ProxyServer: Sendable {
                 ])
             }
         }
-        state.withLock { $0.channels[listener] = channels }
+        state.withLock { $0.channels[listener, default: []] += channels }
     }
 }

@@ -26,6 +26,9 @@ struct ClusterDecision: Sendable {
     /// destination itself, and HTTP requests find a cluster by their Host
     /// (SPEC §4 step 2), else go where the app sent them.
     var isPassthrough = false
+    /// An HTTP-routing listener's connection: a request that names no
+    /// cluster is answered 404 `no_route`, not carried anywhere.
+    var routingOnly = false
     let fixedEndpoint: IPEndpoint?
     let connectTimeout: TimeAmount
     /// The cluster's declared protocol, which skips detection.

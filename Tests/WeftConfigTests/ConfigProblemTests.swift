@@ -122,8 +122,6 @@ final class ConfigProblemTests: XCTestCase {
             listeners:
               mesh: { port: 15008, tls: { cert: /etc/weft/tls/node.crt } }
               dns: { port: 15053 }
-              egress: [{ port: 9250, cluster: dynamodb }]
-              http_routing: { port: 9001 }
             clusters:
               - name: backend
                 discovery: kubernetes
@@ -136,8 +134,6 @@ final class ConfigProblemTests: XCTestCase {
             """, [
             "listeners.mesh.tls: not supported yet",
             "listeners.dns: not supported yet",
-            "listeners.egress: not supported yet",
-            "listeners.http_routing: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
             "clusters[0].timeouts.idle: not supported yet",

@@ -82,4 +82,31 @@ final class HealthConfigTests: XCTestCase {
             "clusters[0].retries.budget_percent: -1 is out of range (0-100)",
         ])
     }
+
+    func testEgressAndRoutingListeners() throws {
+        let configuration = try ConfigLoader.load(yaml: """
+            listeners:
+              egress: [{ port: 9250, cluster: dynamodb }]
+              http_routing: { port: 9001 }
+            clusters:
+              - name: dynamodb
+                endpoints: [{ address: "198.18.9.1:80" }]
+            """)
+        XCTAssertEqual(configuration.listeners.egress, [EgressListener(port: 9250, cluster: "dynamodb")])
+        XCTAssertEqual(configuration.listeners.httpRouting, PortListener(port: 9001))
+        XCTAssertTrue(configuration.listeners.ownPorts.isSuperset(of: [9250, 9001]), "never proxied, never delivered to")
+        assertProblems("""
+            listeners:
+              egress: [{ port: 9250, cluster: dynamo }, { port: 15001, cluster: dynamodb }, { cluster: dynamodb }]
+              http_routing: { port: 9250 }
+            clusters:
+              - name: dynamodb
+                endpoints: [{ address: "198.18.9.1:80" }]
+            """, [
+            #"listeners.egress[0].cluster: "dynamo" is not a cluster defined in clusters"#,
+            "listeners.egress[1].port: 15001 is already used by the outbound listener",
+            "listeners.egress[2].port: required key is missing",
+            "listeners.http_routing.port: 9250 is already used by the egress[0] listener",
+        ])
+    }
 }
