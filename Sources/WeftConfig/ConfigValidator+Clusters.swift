@@ -58,9 +58,10 @@ extension ConfigValidator {
         } else if !source.cluster.lb.isConsistentHash, let given = fields["hash_on"] {
             report(given, "hash_on applies only to lb ring_hash and maglev (this cluster uses \(source.cluster.lb.rawValue))")
         }
-        if let timeouts = mapping(fields["timeouts"], keys: ["connect", "request"], notSupportedYet: ["idle"]) {
+        if let timeouts = mapping(fields["timeouts"], keys: ["connect", "request", "idle"]) {
             source.cluster.timeouts.connect = duration(timeouts["connect"]) ?? source.cluster.timeouts.connect
             source.cluster.timeouts.request = duration(timeouts["request"]) ?? source.cluster.timeouts.request
+            source.cluster.timeouts.idle = duration(timeouts["idle"]) ?? source.cluster.timeouts.idle
         }
 
         source.cluster.healthCheck = healthCheck(fields["health_check"])

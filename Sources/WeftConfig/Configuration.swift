@@ -315,9 +315,13 @@ public struct ClusterTimeouts: Sendable, Equatable {
     /// HTTP/1 requests: how long to wait for the response head once the
     /// request has started (504 after it). Streaming bodies are not cut.
     public var request: Duration
-    public init(connect: Duration = .seconds(5), request: Duration = .seconds(15)) {
+    /// An app connection to the cluster with no byte either way this long
+    /// is closed (Envoy's TCP proxy and connection idle timeouts).
+    public var idle: Duration
+    public init(connect: Duration = .seconds(5), request: Duration = .seconds(15), idle: Duration = .seconds(3600)) {
         self.connect = connect
         self.request = request
+        self.idle = idle
     }
 }
 

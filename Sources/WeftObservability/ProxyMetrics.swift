@@ -102,6 +102,9 @@ public final class ProxyMetrics: Sendable {
         (connected ? connects.succeeded : connects.failed).wrappingIncrement(ordering: .relaxed)
     }
 
+    /// App connections closed after `timeouts.idle` without a byte.
+    public let idleTimeouts = ManagedAtomic<Int>(0)
+
     /// Requests sent again on a fresh connection because the reused
     /// keep-alive connection they went out on closed before any response.
     public let replays = ManagedAtomic<Int>(0)
@@ -276,6 +279,9 @@ public final class ProxyMetrics: Sendable {
                    ("result=\"success\"", connects.succeeded.load(ordering: .relaxed)),
                    ("result=\"failure\"", connects.failed.load(ordering: .relaxed)),
                ])
+        family("weft_idle_timeouts_total", "counter",
+               "App connections closed because no byte went either way for the cluster's timeouts.idle.",
+               [("", idleTimeouts.load(ordering: .relaxed))])
         family("weft_keepalive_replays_total", "counter",
                "Requests sent again on a fresh connection because the reused keep-alive connection they went out on "
                    + "closed before any response.", [("", replays.load(ordering: .relaxed))])

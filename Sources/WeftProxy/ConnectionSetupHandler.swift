@@ -101,6 +101,11 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     /// rides a CONNECT stream to a meshed endpoint, or a TCP relay to a
     /// plain one.
     private func carry(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
+        if !decision.isPassthrough {
+            let idle = IdleWatch(timeout: TimeAmount(decision.cluster.config.timeouts.idle), metrics: metrics,
+                                 logger: logger)
+            try? channel.pipeline.syncOperations.addHandler(idle, position: .first)
+        }
         let route = route(decision, channel)
         guard let services = services?.services(on: channel.eventLoop),
               decision.knownProtocol != .tcp || decision.cluster.hasMeshedEndpoints else {

@@ -136,7 +136,6 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.dns: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
             "clusters[0].endpoints[0].locality: not supported yet",
-            "clusters[0].timeouts.idle: not supported yet",
         ])
     }
 

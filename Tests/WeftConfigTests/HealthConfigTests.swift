@@ -109,4 +109,9 @@ final class HealthConfigTests: XCTestCase {
             "listeners.http_routing.port: 9250 is already used by the egress[0] listener",
         ])
     }
+
+    func testIdleTimeout() throws {
+        XCTAssertEqual(try cluster("").timeouts.idle, .seconds(3600), "Envoy's default: an hour")
+        XCTAssertEqual(try cluster("    timeouts: { idle: 90s }").timeouts.idle, .seconds(90))
+    }
 }

@@ -18,6 +18,7 @@ endpoint states:
     198.19.0.76:9390    res-retry      retries: 2 more attempts on connect-failure, reset or 503
     198.19.0.77:9390    res-breaker    circuit_breakers: max_requests 2
     198.19.0.78:9390    res-ratelimit  rate_limit: 1 per second, burst 3
+    198.19.0.79:7400    res-idle       backend1's banner_app.py (TCP), timeouts.idle 1s
     198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
     198.19.0.75:9391    res-race-plain backend1 only, mesh: false (plain HTTP/1.1 pool)
 
@@ -66,6 +67,8 @@ RATE_LIMIT = ("res-ratelimit", "198.19.0.78")
 SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT)
 RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
+IDLE = ("res-idle", "198.19.0.79")
+IDLE_PORT = 7400
 RACE_MESH = ("res-race-mesh", "198.19.0.74")
 RACE_PLAIN = ("res-race-plain", "198.19.0.75")
 CHECK = {"protocol": "http", "path": "/healthz", "interval": "300ms", "timeout": "250ms",
@@ -106,6 +109,9 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
         if (name, vip) == RETRY:
             c["retries"] = {"attempts": 2, "on": ["connect-failure", "reset", "503"], "budget_percent": 100}
         clusters.append(c)
+    clusters.append({"name": IDLE[0], "addresses": [f"{IDLE[1]}:{IDLE_PORT}"], "hostnames": [IDLE[0]],
+                     "protocol": "tcp", "timeouts": {"idle": "1s"},
+                     "endpoints": [{"address": f"{backends['backend1'].ip4}:{IDLE_PORT}"}]})
     for (name, vip), mesh in ((RACE_MESH, True), (RACE_PLAIN, False)):
         clusters.append({"name": name, "addresses": [f"{vip}:{RACE_PORT}"], "hostnames": [name], "mesh": mesh,
                          "protocol": "http1", "endpoints": [{"address": f"{backends['backend1'].ip4}:{RACE_PORT}"}]})
@@ -118,7 +124,7 @@ def res(root, weft_bin):
     if not shutil.which("curl"):
         pytest.skip("curl not installed (scripts/install-deps)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
-        client = lab.add_pod("client", hosts={name: vip for name, vip in (*SERVICES, RACE_MESH, RACE_PLAIN)})
+        client = lab.add_pod("client", hosts={name: vip for name, vip in (*SERVICES, RACE_MESH, RACE_PLAIN, IDLE)})
         backends = {name: lab.add_pod(name) for name in BACKENDS}
         apps = [(pod, pod.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", pod.name],
                                 name="mesh_app")) for pod in backends.values()]
@@ -128,6 +134,8 @@ def res(root, weft_bin):
         race = racer.spawn([PY, APPS / "mesh_app.py", "--port", RACE_PORT, "--name", "racer",
                             "--close-idle-after", IDLE_CLOSE], name="race_app")
         racer.wait_port(RACE_PORT, proc=race)
+        banner = racer.spawn([PY, APPS / "banner_app.py", "--port", IDLE_PORT], name="banner_app")
+        racer.wait_port(IDLE_PORT, proc=banner)
         for pod in (client, *backends.values()):
             pod.init()
         for n, pod in enumerate(backends.values(), start=1):
@@ -371,3 +379,32 @@ def test_a_rate_limit_answers_429_with_retry_after_over_its_rate(res):
     # A second later there is a token again.
     time.sleep(1.2)
     assert tally(res, RATE_LIMIT, 1)[0][0] == 200
+
+
+# -- idle timeout ----------------------------------------------------------------------
+
+IDLE_CLIENT = """
+import socket, sys, time
+quiet = socket.create_connection(("res-idle", 7400), timeout=10)
+talking = socket.create_connection(("res-idle", 7400), timeout=10)
+for s in (quiet, talking):
+    assert s.recv(100).startswith(b"220 "), "banner"
+# talking says something every 0.3 s for 3 s; quiet says nothing.
+for i in range(10):
+    talking.sendall(b"ping\\n")
+    assert talking.recv(100) == b"ping\\n", "echo"
+    time.sleep(0.3)
+quiet.settimeout(5)
+closed = quiet.recv(100) == b""
+talking.sendall(b"still\\n")
+alive = talking.recv(100) == b"still\\n"
+print(f"quiet closed: {closed}; talking alive: {alive}")
+sys.exit(0 if closed and alive else 1)
+"""
+
+
+def test_a_tcp_session_idle_past_the_clusters_idle_timeout_is_closed(res):
+    timeouts = res.client.metric("weft_idle_timeouts_total")
+    result = res.client.run([PY, "-c", IDLE_CLIENT], check=False, timeout=60)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert res.client.metric("weft_idle_timeouts_total") - timeouts == 1
