@@ -114,20 +114,22 @@ extension ConfigValidator {
 
     /// A `dns` cluster's endpoint: `host:port` (a DNS name, or an IP).
     private mutating func namedEndpoint(_ value: ConfigValue) -> NamedEndpoint? {
-        guard let fields = mapping(value, keys: ["address", "weight", "mesh"], notSupportedYet: ["locality"]),
+        guard let fields = mapping(value, keys: ["address", "weight", "mesh", "locality"]),
               let addressValue = required(fields, "address") else { return nil }
         let weight = integer(fields["weight"], in: 1...10_000) ?? 1
         let mesh = bool(fields["mesh"])
+        let locality = self.locality(fields["locality"])
         guard let text = string(addressValue) else { return nil }
         if let endpoint = IPEndpoint(text) {
-            return NamedEndpoint(host: endpoint.address.description, port: endpoint.port, weight: weight, mesh: mesh)
+            return NamedEndpoint(host: endpoint.address.description, port: endpoint.port, weight: weight, mesh: mesh,
+                                 locality: locality)
         }
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0,
               let host = ConfigNames.dnsName(String(text[..<colon])) else {
             report(addressValue, "\(quoted(text)) is not a valid host:port")
             return nil
         }
-        return NamedEndpoint(host: host, port: port, weight: weight, mesh: mesh)
+        return NamedEndpoint(host: host, port: port, weight: weight, mesh: mesh, locality: locality)
     }
 
     /// `hash_on`: exactly one of `header`, `cookie` or `source_ip: true`.
@@ -167,11 +169,18 @@ extension ConfigValidator {
     /// The endpoint and its `address` value. A bad weight has been reported
     /// and is taken as 1, so that the address still gets its cross checks.
     mutating func endpoint(_ value: ConfigValue) -> (Endpoint, ConfigValue)? {
-        guard let fields = mapping(value, keys: ["address", "weight", "mesh"], notSupportedYet: ["locality"]),
+        guard let fields = mapping(value, keys: ["address", "weight", "mesh", "locality"]),
               let addressValue = required(fields, "address") else { return nil }
         let weight = integer(fields["weight"], in: 1...10_000) ?? 1
         let mesh = bool(fields["mesh"])
+        let locality = self.locality(fields["locality"])
         guard let address = ipEndpoint(addressValue) else { return nil }
-        return (Endpoint(address: address, weight: weight, mesh: mesh), addressValue)
+        return (Endpoint(address: address, weight: weight, mesh: mesh, locality: locality), addressValue)
+    }
+
+    /// `{ region, zone }`, either optional (node and endpoints alike).
+    mutating func locality(_ value: ConfigValue?) -> Locality? {
+        guard let fields = mapping(value, keys: ["region", "zone"]) else { return nil }
+        return Locality(region: string(fields["region"]), zone: string(fields["zone"]))
     }
 }

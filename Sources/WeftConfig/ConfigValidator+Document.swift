@@ -42,9 +42,7 @@ extension ConfigValidator {
         // uid 0 would exempt every root process from interception; 2^32-1 is "no user".
         settings.proxyUID = integer(fields["proxy_uid"], in: 1...4_294_967_294).map { UInt32($0) }
             ?? settings.proxyUID
-        if let locality = mapping(fields["locality"], keys: ["region", "zone"]) {
-            settings.locality = Locality(region: string(locality["region"]), zone: string(locality["zone"]))
-        }
+        settings.locality = locality(fields["locality"]) ?? settings.locality
         return settings
     }
 

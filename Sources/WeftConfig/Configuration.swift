@@ -185,12 +185,14 @@ public struct NamedEndpoint: Sendable, Equatable {
     public var port: UInt16
     public var weight: Int
     public var mesh: Bool?
+    public var locality: Locality?
 
-    public init(host: String, port: UInt16, weight: Int = 1, mesh: Bool? = nil) {
+    public init(host: String, port: UInt16, weight: Int = 1, mesh: Bool? = nil, locality: Locality? = nil) {
         self.host = host
         self.port = port
         self.weight = weight
         self.mesh = mesh
+        self.locality = locality
     }
 }
 
@@ -301,11 +303,14 @@ public struct Endpoint: Sendable, Equatable {
     /// Overrides the cluster's `mesh` for this endpoint (a rollout mixing
     /// nodes with and without weft); nil follows the cluster.
     public var mesh: Bool?
+    /// Where the endpoint runs, for locality-aware balancing.
+    public var locality: Locality?
 
-    public init(address: IPEndpoint, weight: Int = 1, mesh: Bool? = nil) {
+    public init(address: IPEndpoint, weight: Int = 1, mesh: Bool? = nil, locality: Locality? = nil) {
         self.address = address
         self.weight = weight
         self.mesh = mesh
+        self.locality = locality
     }
 }
 

@@ -130,7 +130,7 @@ public final class DNSEndpointSource: EndpointSource {
                 for address in state.lastAnswers[name.host] ?? [] {
                     let endpoint = IPEndpoint(address: address, port: name.port)
                     if seen.insert(endpoint).inserted {
-                        endpoints.append(Endpoint(address: endpoint, weight: name.weight, mesh: name.mesh))
+                        endpoints.append(Endpoint(address: endpoint, weight: name.weight, mesh: name.mesh, locality: name.locality))
                     }
                 }
             }

@@ -27,7 +27,9 @@ final class RuntimeSnapshot: Sendable {
         self.configuration = configuration
         table = ClusterTable(configuration: configuration)
         routes = RouteTable(configuration: configuration)
-        upstreams = configuration.clusters.map { UpstreamCluster(config: $0, registry: runtime.registry(named: $0.name)) }
+        upstreams = configuration.clusters.map {
+            UpstreamCluster(config: $0, registry: runtime.registry(named: $0.name), locality: configuration.node.locality)
+        }
         runtime.retain(Set(configuration.clusters.map(\.name)))
         var byHostname: [String: UpstreamCluster] = [:]
         for upstream in upstreams {

@@ -30,6 +30,9 @@ public final class LoopBalancer {
     private let registry: EndpointRegistry?
     /// This loop's retry budget for the cluster.
     public var retryBudget = RetryBudget()
+    /// The locality tiers' balancers, nearest first, sharing this one's
+    /// loads; empty when locality does not apply.
+    private var tiers: [LoopBalancer] = []
 
     /// `health`, parallel to `plan.endpoints` (an `UpstreamCluster`'s): the
     /// node's states of the endpoints; without it, every endpoint is healthy.
@@ -48,9 +51,35 @@ public final class LoopBalancer {
 
     public var now: UInt64 { clock() }
 
-    /// The balancer of `cluster`'s plan and endpoint states.
-    public convenience init(cluster: UpstreamCluster) {
-        self.init(plan: cluster.plan, health: cluster.health)
+    /// The balancer of `cluster`'s plan and endpoint states (and its
+    /// locality tiers).
+    public convenience init(cluster: UpstreamCluster, random: SplitMix64 = SplitMix64(),
+                            clock: @escaping () -> UInt64 = LoopBalancer.monotonicNanoseconds) {
+        self.init(plan: cluster.plan, health: cluster.health, random: random, clock: clock)
+        makeTiers(cluster)
+    }
+
+    /// A tier's balancer: its own plan over loads its parent keeps.
+    private init(plan: BalancerPlan, loads: [EndpointLoad], random: SplitMix64, clock: @escaping () -> UInt64,
+                 registry: EndpointRegistry?) {
+        self.plan = plan
+        self.loads = loads
+        self.random = random
+        self.clock = clock
+        self.registry = registry
+        cursor = plan.schedule.isEmpty ? 0 : self.random.below(plan.schedule.count)
+    }
+
+    private func makeTiers(_ cluster: UpstreamCluster) {
+        var byAddress: [IPEndpoint: EndpointLoad] = [:]
+        for load in loads { byAddress[load.address] = load }
+        tiers = cluster.tiers.map { tier in
+            let loads = zip(tier.plan.endpoints, tier.health).map { endpoint, health in
+                byAddress[endpoint.address] ?? EndpointLoad(health: health, clock: clock)
+            }
+            return LoopBalancer(plan: tier.plan, loads: loads, random: SplitMix64(seed: random.next()), clock: clock,
+                                registry: registry)
+        }
     }
 
     /// Moves to a new plan, keeping the load of every endpoint that stays.
@@ -65,10 +94,13 @@ public final class LoopBalancer {
         }
         if !plan.schedule.isEmpty { cursor %= plan.schedule.count }
         self.plan = plan
+        tiers = []  // `update(_ cluster:)` makes the new plan's
     }
 
     public func update(_ cluster: UpstreamCluster) {
+        guard cluster.plan !== plan else { return }
         update(cluster.plan, health: cluster.health)
+        makeTiers(cluster)
     }
 
     private static func states(for plan: BalancerPlan, _ health: [EndpointHealth]) -> [EndpointHealth] {
@@ -80,12 +112,32 @@ public final class LoopBalancer {
     /// when the cluster has none. `hash` is the request's key for
     /// `ring_hash`/`maglev` (nil: random).
     public func pick(hash: UInt64? = nil) -> Lease? {
+        if !tiers.isEmpty { return tiers[chooseTier()].pick(hash: hash) }
         guard let first = pickIndex(hash: hash) else { return nil }
         if isUsable(first) { return Lease(load: loads[first]) }
         if let other = usableAlternative(to: first, hash: hash) { return Lease(load: loads[other]) }
         // Panic mode: nothing is usable, so everything is.
         registry?.panics.wrappingIncrement(ordering: .relaxed)
         return Lease(load: loads[first])
+    }
+
+    /// The locality tier for this pick, drawn by the tiers' shares; the
+    /// nearest when none is healthy (its balancer then panics).
+    private func chooseTier() -> Int {
+        var health = SIMD3<Double>(repeating: 0)
+        for index in 0..<min(tiers.count, 3) {
+            let tier = tiers[index]
+            var usable = 0
+            for load in tier.loads where load.health.isUsable { usable += 1 }
+            health[index] = LocalityTiers.health(usable: usable, total: tier.loads.count)
+        }
+        guard let shares = LocalityTiers.shares(health) else { return 0 }
+        var draw = Double(random.below(1 << 24)) / Double(1 << 24)
+        for index in 0..<min(tiers.count, 3) {
+            if draw < shares[index] { return index }
+            draw -= shares[index]
+        }
+        return min(tiers.count, 3) - 1
     }
 
     /// Whether the endpoint at `index` may get a request: healthy and not

@@ -13,13 +13,16 @@ public final class UpstreamCluster: Sendable {
     public let registry: EndpointRegistry
     /// The token bucket and circuit breakers, when the cluster has either.
     public let admission: ClusterAdmission?
+    /// Locality tiers, nearest first: each a plan of its endpoints and
+    /// their states; empty when locality does not apply.
+    public let tiers: [(plan: BalancerPlan, health: [EndpointHealth])]
     /// Endpoints whose `mesh` differs from the cluster's.
     private let meshOverrides: [IPEndpoint: Bool]
 
     /// `registry`: the node's registry of this cluster (a snapshot's
     /// clusters take theirs from the `UpstreamRuntime`); a cluster of its
     /// own without it.
-    public init(config: Cluster, registry: EndpointRegistry? = nil) {
+    public init(config: Cluster, registry: EndpointRegistry? = nil, locality: Locality = Locality()) {
         self.config = config
         plan = BalancerPlan(policy: config.lb, hashOn: config.hashOn, endpoints: config.endpoints)
         let registry = registry ?? EndpointRegistry(name: config.name)
@@ -27,6 +30,10 @@ public final class UpstreamCluster: Sendable {
         health = registry.update(endpoints: plan.endpoints.map(\.address), detection: config.outlierDetection)
         registry.admission.configure(breakers: config.circuitBreakers, rateLimit: config.rateLimit)
         admission = config.circuitBreakers == nil && config.rateLimit == nil ? nil : registry.admission
+        let plan = self.plan, health = self.health
+        tiers = (LocalityTiers.tiers(of: plan.endpoints, node: locality) ?? []).map { members in
+            (plan.with(endpoints: members.map { plan.endpoints[$0] }), members.map { health[$0] })
+        }
         var overrides: [IPEndpoint: Bool] = [:]
         for endpoint in config.endpoints {
             if let mesh = endpoint.mesh, mesh != config.mesh { overrides[endpoint.address] = mesh }

@@ -114,4 +114,20 @@ final class HealthConfigTests: XCTestCase {
         XCTAssertEqual(try cluster("").timeouts.idle, .seconds(3600), "Envoy's default: an hour")
         XCTAssertEqual(try cluster("    timeouts: { idle: 90s }").timeouts.idle, .seconds(90))
     }
+
+    func testLocality() throws {
+        let configuration = try ConfigLoader.load(yaml: """
+            node: { locality: { region: eu-west, zone: a } }
+            clusters:
+              - name: backend
+                endpoints: [{ address: "198.18.0.2:9090", locality: { region: eu-west, zone: b } }, { address: "198.18.0.3:9090" }]
+            """)
+        XCTAssertEqual(configuration.node.locality, Locality(region: "eu-west", zone: "a"))
+        XCTAssertEqual(configuration.clusters[0].endpoints.map(\.locality), [Locality(region: "eu-west", zone: "b"), nil])
+        assertProblems("""
+            clusters:
+              - name: backend
+                endpoints: [{ address: "198.18.0.2:9090", locality: { rack: 3 } }]
+            """, [#"clusters[0].endpoints[0].locality.rack: unknown key"#])
+    }
 }

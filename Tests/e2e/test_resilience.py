@@ -19,6 +19,8 @@ endpoint states:
     198.19.0.77:9390    res-breaker    circuit_breakers: max_requests 2
     198.19.0.78:9390    res-ratelimit  rate_limit: 1 per second, burst 3
     198.19.0.79:7400    res-idle       backend1's banner_app.py (TCP), timeouts.idle 1s
+    198.19.0.80:9390    res-locality   backend1 and backend2 in the client's zone a, backend3 in zone b
+                                       (same region), with the health check; the client node is in zone a
     198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
     198.19.0.75:9391    res-race-plain backend1 only, mesh: false (plain HTTP/1.1 pool)
 
@@ -62,9 +64,11 @@ HEALTH = ("res-health", "198.19.0.71")
 PANIC = ("res-panic", "198.19.0.72")
 NONE = ("res-none", "198.19.0.73")
 RETRY = ("res-retry", "198.19.0.76")
+LOCALITY = ("res-locality", "198.19.0.80")
+ZONES = {"backend1": "a", "backend2": "a", "backend3": "b"}
 BREAKER = ("res-breaker", "198.19.0.77")
 RATE_LIMIT = ("res-ratelimit", "198.19.0.78")
-SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT)
+SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT, LOCALITY)
 RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
 IDLE = ("res-idle", "198.19.0.79")
@@ -100,8 +104,11 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
         if (name, vip) == OUTLIER:
             c["outlier_detection"] = {"consecutive_gateway_errors": 3, "consecutive_5xx": 3, "interval": "1s",
                                       "base_ejection": f"{BASE_EJECTION}s", "max_ejection_percent": 50}
-        if (name, vip) in (HEALTH, PANIC):
+        if (name, vip) in (HEALTH, PANIC, LOCALITY):
             c["health_check"] = CHECK
+        if (name, vip) == LOCALITY:
+            c["endpoints"] = [{"address": f"{pod.ip4}:{APP_PORT}", "locality": {"region": "lab", "zone": ZONES[pod.name]}}
+                              for pod in backends.values()]
         if (name, vip) == BREAKER:
             c["circuit_breakers"] = {"max_requests": 2}
         if (name, vip) == RATE_LIMIT:
@@ -115,8 +122,8 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
     for (name, vip), mesh in ((RACE_MESH, True), (RACE_PLAIN, False)):
         clusters.append({"name": name, "addresses": [f"{vip}:{RACE_PORT}"], "hostnames": [name], "mesh": mesh,
                          "protocol": "http1", "endpoints": [{"address": f"{backends['backend1'].ip4}:{RACE_PORT}"}]})
-    return {"node": {"id": "client"}, "outbound_policy": "allow_any", "detect_timeout": "1s",
-            "clusters": clusters}
+    return {"node": {"id": "client", "locality": {"region": "lab", "zone": "a"}}, "outbound_policy": "allow_any",
+            "detect_timeout": "1s", "clusters": clusters}
 
 
 @pytest.fixture(scope="module")
@@ -408,3 +415,32 @@ def test_a_tcp_session_idle_past_the_clusters_idle_timeout_is_closed(res):
     result = res.client.run([PY, "-c", IDLE_CLIENT], check=False, timeout=60)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert res.client.metric("weft_idle_timeouts_total") - timeouts == 1
+
+
+# -- locality ----------------------------------------------------------------------------
+
+
+def test_traffic_stays_in_the_zone_and_spills_over_in_proportion_then_fails_over(res):
+    answers = by_backend(tally(res, LOCALITY, 60))
+    print(f"res-locality, all healthy: {dict(answers)}")
+    assert answers["backend3"] == 0 and answers["backend1"] + answers["backend2"] == 60, answers
+
+    # One of zone a's two endpoints fails its check: zone a keeps
+    # 1/2 x 1.4 = 70% (on backend2), 30% spills over to zone b.
+    set_apps(res, fail=0, healthy=False, only=("backend1",))
+    wait_for("backend1 unhealthy", lambda: gauge(res, "weft_endpoint_healthy", LOCALITY, "backend1") == 0)
+    answers = by_backend(tally(res, LOCALITY, 300))
+    print(f"res-locality, backend1 failing: {dict(answers)}")
+    assert answers["backend1"] == 0
+    assert 60 <= answers["backend3"] <= 120, answers  # 30% of 300 is 90
+
+    # Both fail: everything goes to zone b.
+    set_apps(res, fail=0, healthy=False, only=("backend2",))
+    wait_for("backend2 unhealthy", lambda: gauge(res, "weft_endpoint_healthy", LOCALITY, "backend2") == 0)
+    assert by_backend(tally(res, LOCALITY, 30)) == {"backend3": 30}
+
+    # Zone a recovers: the traffic comes back.
+    set_apps(res, fail=0, healthy=True, only=("backend1", "backend2"))
+    wait_for("zone a healthy", lambda: all(gauge(res, "weft_endpoint_healthy", LOCALITY, name) == 1
+                                           for name in ("backend1", "backend2")))
+    assert by_backend(tally(res, LOCALITY, 30))["backend3"] == 0
