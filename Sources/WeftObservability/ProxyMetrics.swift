@@ -113,13 +113,6 @@ public final class ProxyMetrics: Sendable {
         replays.wrappingIncrement(ordering: .relaxed)
     }
 
-    /// Retries made, and refused by the retry budget.
-    public let retries = (made: ManagedAtomic<Int>(0), overBudget: ManagedAtomic<Int>(0))
-
-    public func countRetry(allowed: Bool) {
-        (allowed ? retries.made : retries.overBudget).wrappingIncrement(ordering: .relaxed)
-    }
-
     /// Active health checks, by result.
     public let healthChecks = (passed: ManagedAtomic<Int>(0), failed: ManagedAtomic<Int>(0))
 
@@ -285,10 +278,6 @@ public final class ProxyMetrics: Sendable {
         family("weft_keepalive_replays_total", "counter",
                "Requests sent again on a fresh connection because the reused keep-alive connection they went out on "
                    + "closed before any response.", [("", replays.load(ordering: .relaxed))])
-        family("weft_retries_total", "counter", "HTTP request retries, by result (made, or refused by the budget).", [
-            ("result=\"retried\"", retries.made.load(ordering: .relaxed)),
-            ("result=\"over_budget\"", retries.overBudget.load(ordering: .relaxed)),
-        ])
         family("weft_health_checks_total", "counter", "Active health checks of endpoints, by result.", [
             ("result=\"passed\"", healthChecks.passed.load(ordering: .relaxed)),
             ("result=\"failed\"", healthChecks.failed.load(ordering: .relaxed)),

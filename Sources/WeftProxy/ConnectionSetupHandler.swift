@@ -205,7 +205,9 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                 let lease: Lease
                 switch target.lease(header: { name in request.first { $0.name == name }?.value }) {
                 case .success(let leased): lease = leased
-                case .failure(let reason): return done(nil, reason)
+                case .failure(let reason):
+                    logger.debug("stream refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
+                    return done(nil, reason)
                 }
                 let meshed = target.isMeshed(lease.endpoint)
                 let (pool, peer, headers) = meshed

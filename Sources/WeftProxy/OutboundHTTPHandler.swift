@@ -109,6 +109,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             switch target.lease(header: { head.headers.first(name: $0) }) {
             case .success(let leased): lease = leased
             case .failure(let reason):
+                logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
                 var record = RequestRecord(direction: .outbound, cluster: target.name)
                 record.status = reason.status
                 record.reason = reason

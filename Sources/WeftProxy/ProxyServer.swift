@@ -365,6 +365,13 @@ public final class ProxyServer: Sendable {
                perLimit { $0.overflows($1) })
         family("weft_circuit_breaker_in_use", "gauge", "What each circuit breaker counts now, by cluster and limit.",
                perLimit { $0.inUse($1) })
+        family("weft_retries_total", "counter",
+               "HTTP request retries, by cluster and result (made, or refused by the retry budget).",
+               registries.flatMap { registry in [
+                   ("cluster=\"\(registry.name)\",result=\"retried\"", registry.retries.load(ordering: .relaxed)),
+                   ("cluster=\"\(registry.name)\",result=\"over_budget\"",
+                    registry.retriesOverBudget.load(ordering: .relaxed)),
+               ] })
         family("weft_rate_limited_total", "counter", "Requests and connections refused by the token bucket, by cluster.",
                registries.map { ("cluster=\"\($0.name)\"", $0.admission.rateLimited) })
     }

@@ -191,8 +191,8 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
             holdsRetrySlot = true
         }
         guard target.balancer.retryBudget.allowRetry(now: target.balancer.now, percent: policy.budgetPercent) else {
-            metrics.countRetry(allowed: false)
-            logger.debug("retry budget exhausted", metadata: ["cluster": "\(target.name)"])
+            target.cluster.registry.retriesOverBudget.wrappingIncrement(ordering: .relaxed)
+            logger.debug("retry budget exhausted", metadata: ["cluster": "\(target.name)", "endpoint": "\(tried.last.map(String.init(describing:)) ?? "?")"])
             return false
         }
         return true
@@ -237,12 +237,13 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         attempts += 1
         pendingFailure = reason ?? .upstreamReset
         lastRecord = nil
-        metrics.countRetry(allowed: true)
+        target.cluster.registry.retries.wrappingIncrement(ordering: .relaxed)
         handler?.setReadsPaused(true)
         // Full jitter over an exponential step: 0..25 ms, 0..50 ms, ...
         let ceiling = min(Self.backoffBase.nanoseconds << min(attempts - 1, 8), Self.backoffCeiling.nanoseconds)
         let delay = TimeAmount.nanoseconds(Int64(services.drawRouteWeight(below: Int(max(ceiling, 1)))))
         logger.debug("retrying", metadata: ["cluster": "\(target.name)", "condition": "\(condition)",
+                                            "endpoint": "\(tried.last.map(String.init(describing:)) ?? "?")",
                                             "attempt": "\(attempts + 1)", "after_ms": "\(delay.nanoseconds / 1_000_000)"])
         let bound = NIOLoopBound(self, eventLoop: services.upstreamPool.eventLoop)
         backoff = services.upstreamPool.eventLoop.scheduleTask(in: delay) { bound.value.nextAttempt() }

@@ -31,6 +31,9 @@ public final class EndpointRegistry: @unchecked Sendable {
     private let observe: Observer
     /// The cluster's token bucket and circuit breakers on this node.
     public let admission = ClusterAdmission()
+    /// Retries made, and retries the budget refused.
+    public let retries = ManagedAtomic<Int>(0)
+    public let retriesOverBudget = ManagedAtomic<Int>(0)
     /// Ejections so far, and picks made with no usable endpoint (panic mode).
     public let ejections = ManagedAtomic<Int>(0)
     public let panics = ManagedAtomic<Int>(0)
