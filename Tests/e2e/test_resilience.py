@@ -19,6 +19,7 @@ endpoint states:
     198.19.0.77:9390    res-breaker    circuit_breakers: max_requests 2
     198.19.0.78:9390    res-ratelimit  rate_limit: 1 per second, burst 3
     198.19.0.79:7400    res-idle       backend1's banner_app.py (TCP), timeouts.idle 1s
+    198.19.0.81:9390    res-pertry     retries: 2 more attempts on gateway-error, per_try_timeout 300ms
     198.19.0.80:9390    res-locality   backend1 and backend2 in the client's zone a, backend3 in zone b
                                        (same region), with the health check; the client node is in zone a
     198.19.0.74:9391    res-race-mesh  backend1 only, mesh: true
@@ -65,10 +66,11 @@ PANIC = ("res-panic", "198.19.0.72")
 NONE = ("res-none", "198.19.0.73")
 RETRY = ("res-retry", "198.19.0.76")
 LOCALITY = ("res-locality", "198.19.0.80")
+PER_TRY = ("res-pertry", "198.19.0.81")
 ZONES = {"backend1": "a", "backend2": "a", "backend3": "b"}
 BREAKER = ("res-breaker", "198.19.0.77")
 RATE_LIMIT = ("res-ratelimit", "198.19.0.78")
-SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT, LOCALITY)
+SERVICES = (OUTLIER, HEALTH, PANIC, NONE, RETRY, BREAKER, RATE_LIMIT, LOCALITY, PER_TRY)
 RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
 IDLE = ("res-idle", "198.19.0.79")
@@ -109,6 +111,8 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
         if (name, vip) == LOCALITY:
             c["endpoints"] = [{"address": f"{pod.ip4}:{APP_PORT}", "locality": {"region": "lab", "zone": ZONES[pod.name]}}
                               for pod in backends.values()]
+        if (name, vip) == PER_TRY:
+            c["retries"] = {"attempts": 2, "on": ["gateway-error"], "per_try_timeout": "300ms", "budget_percent": 100}
         if (name, vip) == BREAKER:
             c["circuit_breakers"] = {"max_requests": 2}
         if (name, vip) == RATE_LIMIT:
@@ -341,6 +345,19 @@ def test_an_endpoint_whose_app_dies_under_load_costs_no_request_with_retries(res
     finally:
         start_app(res, "backend2")
     assert by_backend(tally(res, RETRY, 30)) == {name: 10 for name in BACKENDS}
+
+
+def test_a_try_that_runs_past_per_try_timeout_is_retried_elsewhere(res):
+    tell(res, "backend2", "/delay?seconds=1", "delay 1")
+    try:
+        retried = res.client.metric("weft_retries_total", cluster=PER_TRY[0], result="retried")
+        answers = tally(res, PER_TRY, 15)
+        print(f"res-pertry, backend2 answering after 1 s: {dict(by_backend(answers))}")
+        assert all(status == 200 for status, _, _ in answers), answers
+        assert by_backend(answers)["backend2"] == 0
+        assert res.client.metric("weft_retries_total", cluster=PER_TRY[0], result="retried") - retried >= 4
+    finally:
+        tell(res, "backend2", "/delay?seconds=0", "delay 0")
 
 
 # -- circuit breakers and rate limits ---------------------------------------------------
