@@ -96,7 +96,15 @@ extension ConfigValidator {
     private mutating func discoverySettings(_ fields: Fields, discovery: DiscoveryKind?, into cluster: inout Cluster) {
         if let refresh = fields["dns_refresh"] {
             if discovery == .dns {
-                cluster.dnsRefresh = duration(refresh) ?? cluster.dnsRefresh
+                if let every = duration(refresh) {
+                    // Resolving every few milliseconds would load the DNS
+                    // server and the node for nothing.
+                    if every < .milliseconds(100) {
+                        report(refresh, "dns_refresh must be at least 100ms")
+                    } else {
+                        cluster.dnsRefresh = every
+                    }
+                }
             } else {
                 report(refresh, "dns_refresh applies only to discovery: dns")
             }

@@ -130,4 +130,14 @@ final class HealthConfigTests: XCTestCase {
                 endpoints: [{ address: "198.18.0.2:9090", locality: { rack: 3 } }]
             """, [#"clusters[0].endpoints[0].locality.rack: unknown key"#])
     }
+
+    func testDNSRefreshHasAFloor() {
+        assertProblems("""
+            clusters:
+              - name: backend
+                discovery: dns
+                dns_refresh: 10ms
+                endpoints: [{ address: "backend.internal:9090" }]
+            """, ["clusters[0].dns_refresh: dns_refresh must be at least 100ms"])
+    }
 }
