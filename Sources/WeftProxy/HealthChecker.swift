@@ -71,7 +71,6 @@ final class HealthChecker {
         private var passes = 0
         private var failures = 0
         private var next: Scheduled<Void>?
-        private var inFlight: Channel?
         private var stopped = false
         private var random = SplitMix64()
 
@@ -91,8 +90,6 @@ final class HealthChecker {
             stopped = true
             next?.cancel()
             next = nil
-            inFlight?.close(promise: nil)
-            inFlight = nil
         }
 
         /// `interval` × a random factor in [1 - fraction, 1 + fraction),
@@ -132,8 +129,10 @@ final class HealthChecker {
                 switch result {
                 case .success(let channel):
                     if check.kind == .tcp { verdict.succeed(true) }
-                    bound.value.inFlight = channel
                     channel.closeFuture.whenComplete { _ in verdict.succeed(false) }
+                    // However the check ends (even past its deadline, when
+                    // the connect came late), its connection goes with it.
+                    verdict.futureResult.whenComplete { _ in channel.close(promise: nil) }
                 case .failure:
                     verdict.succeed(false)
                 }
@@ -141,8 +140,6 @@ final class HealthChecker {
             verdict.futureResult.whenSuccess { passed in
                 deadline.cancel()
                 let probe = bound.value
-                probe.inFlight?.close(promise: nil)
-                probe.inFlight = nil
                 probe.record(passed)
                 probe.schedule(after: probe.jittered(fraction: 0.1, base: true))
             }
