@@ -214,13 +214,20 @@ public final class ProxyMetrics: Sendable {
         counters(direction).refused[reason]?.load(ordering: .relaxed) ?? 0
     }
 
+    /// One metric family in Prometheus text exposition (version 0.0.4):
+    /// its HELP and TYPE lines, then a sample per label set ("" for none).
+    public static func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)],
+                              into text: inout String) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        for (labels, value) in samples {
+            text += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
+        }
+    }
+
     /// Prometheus text exposition (version 0.0.4).
     public func render(into text: inout String) {
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
-            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (labels, value) in samples {
-                text += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
-            }
+            Self.family(name, type, help, samples, into: &text)
         }
         func perDirection(_ value: (DirectionCounters) -> ManagedAtomic<Int>) -> [(String, Int)] {
             Direction.allCases.map { ("direction=\"\($0.rawValue)\"", value(counters($0)).load(ordering: .relaxed)) }

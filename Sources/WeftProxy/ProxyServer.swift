@@ -336,8 +336,7 @@ public final class ProxyServer: Sendable {
         let registries = upstreams.all
         let states = registries.map { ($0.name, $0.endpoints) }
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
-            text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (labels, value) in samples { text += "\(name){\(labels)} \(value)\n" }
+            ProxyMetrics.family(name, type, help, samples, into: &text)
         }
         func perEndpoint(_ value: (EndpointHealth) -> Bool) -> [(String, Int)] {
             states.flatMap { cluster, endpoints in
