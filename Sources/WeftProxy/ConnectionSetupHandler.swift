@@ -200,7 +200,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private static func installHTTP2(on channel: Channel, route: MeshRoute, services: LoopServices,
                                      metrics: ProxyMetrics, logger: Logger) throws {
         let app = MeshConnection(role: .server, metrics: metrics, logger: logger, countsAsMesh: false) { app, streamID, _ in
-            SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, _, done in
+            SplicedStream(connection: app, streamID: streamID, opener: { request, endStream, half, done in
                 let target = route.target(for: request)
                 let lease: Lease
                 switch target.lease(header: { name in request.first { $0.name == name }?.value }) {
@@ -209,16 +209,10 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     logger.debug("stream refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
                     return done(nil, reason)
                 }
-                let meshed = target.isMeshed(lease.endpoint)
-                let (pool, peer, headers) = meshed
-                    ? (services.meshPool, target.meshPeer(of: lease.endpoint),
-                       MeshTranslation.meshRequest(fromHTTP2: request, destination: lease.endpoint.description))
-                    : (services.appHTTP2Pool, lease.endpoint, MeshTranslation.withoutMeshHeaders(request, keepReason: false))
-                // A peer node's `weft-reason` is for the app; a plain
-                // endpoint cannot speak for weft.
-                HTTP2Dispatch.open(headers, endStream: endStream, to: peer, pool: pool, lease: lease, logger: logger,
-                                   rewriteResponse: { MeshTranslation.withoutMeshHeaders($0, keepReason: meshed) },
-                                   done: done)
+                let attempts = StreamAttempts(request: request, endStream: endStream, target: target,
+                                              services: services, logger: logger)
+                half.attempts = attempts
+                attempts.open(on: lease, done: done)
             }, rewriteResponse: { $0 }, logger: logger,
                record: RequestRecord(direction: .outbound, cluster: route.cluster.name))
         }

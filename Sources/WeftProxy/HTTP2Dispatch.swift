@@ -16,15 +16,24 @@ enum HTTP2Dispatch {
     /// reason it could not be opened. `lease`, when given, travels with the
     /// half and hears how the attempt went; a connect failure counts
     /// against the endpoint, a connection with no room for a stream does not.
+    /// While the stream waits for a connection it holds a `max_pending` slot
+    /// of the lease's cluster: none free, `overflow`.
     /// `rewriteResponse` rewrites what comes back before the caller sees it.
     static func open(_ headers: [HTTP2Header], endStream: Bool, to peer: IPEndpoint, pool: MeshConnectionPool,
                      lease: Lease?, logger: Logger,
                      rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header] = { $0 },
                      done: @escaping (SplicedStream?, ErrorReason?) -> Void) {
-        let bound = NIOLoopBound(lease, eventLoop: pool.eventLoop)
+        // A `max_pending` slot while the stream waits for a connection.
+        var pending = PendingSlot()
+        guard pending.take(for: lease) else {
+            lease?.finish(.abandoned)
+            return done(nil, .overflow)
+        }
+        let bound = NIOLoopBound((lease, pending), eventLoop: pool.eventLoop)
         let overloaded: ErrorReason = pool.countsAsMesh ? .meshOverloaded : .upstreamReset
         pool.connection(to: peer).whenComplete { result in
-            let lease = bound.value
+            var (lease, pending) = bound.value
+            pending.release()
             guard case .success(let upstream) = result else {
                 lease?.finish(.failure)
                 return done(nil, .connectFailure)

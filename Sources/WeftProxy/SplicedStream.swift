@@ -15,6 +15,12 @@ import WeftUpstream
 /// consumed (reopening its window) only while the partner's send queue is
 /// below its watermark, so nothing buffers without bound.
 ///
+/// On the sending node the half that received the request has
+/// `attempts`: its partner is then one attempt, which may time out or fail
+/// before answering and be replaced by another (`StreamAttempts`), the
+/// request replayed into it. Once an answer reaches the caller, the
+/// partner is final.
+///
 /// The halves point at each other; each lets go of its partner when its
 /// own stream ends (cleanly, reset, or with its connection), so the pair is
 /// freed once both streams are over.
@@ -46,6 +52,16 @@ final class SplicedStream: MeshStreamHandler {
     /// The half that received the request records what it came to, when
     /// its stream ends; its partner fills in the status.
     private var record: RequestRecord?
+    /// The request's attempts, on the half that received it on the
+    /// sending node (set by the opener).
+    var attempts: StreamAttempts?
+    /// The partner has answered this half's caller: it is final.
+    private var answered = false
+    /// Counts attempts, so that an attempt given up on while it was still
+    /// opening is dropped when it opens.
+    private var attempt = 0
+    private var timer: (task: Scheduled<Void>, deadline: NIODeadline)?
+    private var backoff: Scheduled<Void>?
 
     init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
          rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger,
@@ -63,6 +79,16 @@ final class SplicedStream: MeshStreamHandler {
         partner = other
         other.partner = self
         if let endpoint = other.lease?.endpoint { record?.endpoint = endpoint }
+        if let attempts, attempts.retries > 0 {
+            // Another attempt: it gets all the app sent so far, including
+            // what is pending (whose bytes still await consuming).
+            pending.removeAll()
+            pendingTrailers = nil
+            for (data, end) in attempts.replay ?? [] { other.send(data, endStream: end) }
+            if let trailers = attempts.replayTrailers { other.send(trailers: trailers) }
+            consumeIfPartnerWritable()
+            return
+        }
         let queued = pending
         pending.removeAll()
         for (data, end) in queued { forward(data, endStream: end) }
@@ -80,14 +106,8 @@ final class SplicedStream: MeshStreamHandler {
         switch kind {
         case .request:
             guard let opener else { return }
-            opener(headers, endStream, self) { [weak self] other, reason in
-                guard let self else { return }
-                if let other {
-                    self.join(other)
-                } else {
-                    self.failRequest(reason ?? .upstreamReset)
-                }
-            }
+            opener(headers, endStream, self, attemptOpened(attempt))
+            armTimer()
         case .response, .informational:
             if kind == .response {
                 lease?.responded()
@@ -95,6 +115,8 @@ final class SplicedStream: MeshStreamHandler {
                 outcome = MeshTranslation.isPeerReportedFailure(headers) ? .failure : LeaseOutcome(status: status)
             }
             guard let partner, let partnerStream = partner.streamID else { return }
+            if kind == .response, partner.retryInstead(ofAnswer: headers, from: self) { return }
+            partner.answeredByPartner()
             if kind == .response, let status = headers.first(where: { $0.name == ":status" }).flatMap({ Int($0.value) }) {
                 partner.record?.status = status
             }
@@ -109,17 +131,18 @@ final class SplicedStream: MeshStreamHandler {
                 abort(.internalError)
             }
         case .trailers:
+            attempts?.keep(trailers: headers)
             if let partner { partner.send(trailers: headers) } else { pendingTrailers = headers }
         }
     }
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
+        attempts?.keep(data, endStream: endStream)
+        unconsumed += data.readableBytes
         if partner == nil {
-            unconsumed += data.readableBytes
             pending.append((data, endStream))
             return
         }
-        unconsumed += data.readableBytes
         forward(data, endStream: endStream)
     }
 
@@ -128,8 +151,10 @@ final class SplicedStream: MeshStreamHandler {
         guard !finished else { return }
         end(errorCode == .noError || errorCode == .cancel ? .success : .failure)
         // A clean end needs nothing: each half ends its own stream. A reset
-        // crosses to the partner.
-        if errorCode != .noError, let partner, let partnerStream = partner.streamID, !partner.finished {
+        // crosses to the partner, unless the partner makes another attempt.
+        guard errorCode != .noError, let partner, !partner.finished else { return }
+        if partner.retryInstead(ofReset: errorCode) { return }
+        if let partnerStream = partner.streamID {
             partner.end(.success)
             partner.connection.reset(streamID: partnerStream, errorCode: errorCode == .connectError ? .cancel : errorCode)
         }
@@ -143,15 +168,16 @@ final class SplicedStream: MeshStreamHandler {
     // MARK: forwarding
 
     private func forward(_ data: ByteBuffer, endStream: Bool) {
-        guard let partner, let partnerStream = partner.streamID else { return }
+        guard let partner else { return }
         record?.bytesIn += data.readableBytes
         partner.record?.bytesOut += data.readableBytes
-        do {
-            try partner.connection.sendData(streamID: partnerStream, data, endStream: endStream)
-        } catch {
-            return abort(.internalError)
-        }
+        partner.send(data, endStream: endStream)
         consumeIfPartnerWritable()
+    }
+
+    private func send(_ data: ByteBuffer, endStream: Bool) {
+        guard let streamID else { return }
+        do { try connection.sendData(streamID: streamID, data, endStream: endStream) } catch { abort(.internalError) }
     }
 
     private func send(trailers: [HTTP2Header]) {
@@ -166,19 +192,28 @@ final class SplicedStream: MeshStreamHandler {
         unconsumed = 0
     }
 
-    /// The partner could not be opened: answer the request ourselves.
     /// This half's stream is over: it hears nothing more, and the lease (if
     /// it holds one) is finished with what is known of the outcome.
     private func end(_ result: LeaseOutcome) {
         finished = true
         lease?.finish(result == .failure ? .failure : outcome)
         lease = nil
+        timer?.task.cancel()
+        timer = nil
+        backoff?.cancel()
+        backoff = nil
+        if let attempts {
+            attempts.finish()
+            record?.attempts = attempts.retries + 1
+        }
         if let record {
             connection.metrics.record(record)
             self.record = nil
         }
     }
 
+    /// The partner could not be opened, or failed in time: answer the
+    /// request ourselves.
     private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
         logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])
@@ -200,6 +235,112 @@ final class SplicedStream: MeshStreamHandler {
         }
         partner?.partner = nil
         partner = nil
+    }
+
+    // MARK: attempts (the half that received the request, with `attempts`)
+
+    /// What becomes of attempt number `number` once it is opened, or not.
+    private func attemptOpened(_ number: Int) -> (SplicedStream?, ErrorReason?) -> Void {
+        { [weak self] other, reason in
+            guard let self, !self.finished, number == self.attempt else {
+                // Given up on while it opened: dropped unused.
+                other?.dropAttempt(.abandoned)
+                return
+            }
+            if let other { self.join(other) } else { self.attemptFailed(reason ?? .upstreamReset) }
+        }
+    }
+
+    /// The current attempt failed before answering: another attempt, when
+    /// the request's attempts allow one, or weft's answer.
+    private func attemptFailed(_ reason: ErrorReason) {
+        guard !finished else { return }
+        if !answered, let delay = attempts?.retryDelay(after: reason) { return retry(after: delay, reason) }
+        failRequest(reason)
+    }
+
+    /// The partner got an answer that the retry policy lists: it is
+    /// dropped, and another attempt follows. False: pass the answer on.
+    private func retryInstead(ofAnswer headers: [HTTP2Header], from other: SplicedStream) -> Bool {
+        guard !answered, let delay = attempts?.retryDelay(afterAnswer: headers) else { return false }
+        other.dropAttempt(.success)
+        retry(after: delay, .upstreamReset)
+        return true
+    }
+
+    /// The partner's stream was reset before it answered: another attempt
+    /// when the policy lists that. False: the reset crosses to the caller.
+    private func retryInstead(ofReset code: HTTP2ErrorCode) -> Bool {
+        let reason: ErrorReason = code == .refusedStream ? .refusedStream : .upstreamReset
+        guard !answered, let delay = attempts?.retryDelay(after: reason) else { return false }
+        partner = nil
+        retry(after: delay, reason)
+        return true
+    }
+
+    /// Ends an attempt that will not answer the caller: its stream is
+    /// cancelled and its lease finished with `result` (what it came to).
+    private func dropAttempt(_ result: LeaseOutcome) {
+        if let owner = partner, owner.partner === self { owner.partner = nil }
+        partner = nil
+        guard !finished else { return }
+        end(result)
+        if let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
+    }
+
+    private func answeredByPartner() {
+        guard !answered else { return }
+        answered = true
+        attempts?.answered()
+        timer?.task.cancel()
+        timer = nil
+    }
+
+    private func retry(after delay: TimeAmount, _ reason: ErrorReason) {
+        partner = nil
+        attempt += 1
+        armTimer()
+        guard let loop = connection.eventLoop else { return failRequest(reason) }
+        backoff = loop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+            self?.nextAttempt(after: reason)
+            return
+        }
+    }
+
+    private func nextAttempt(after reason: ErrorReason) {
+        backoff = nil
+        guard !finished, let attempts else { return }
+        guard let lease = attempts.nextLease() else { return failRequest(reason) }
+        attempts.open(on: lease, done: attemptOpened(attempt))
+        armTimer()
+    }
+
+    /// Makes sure the timer fires by the current attempt's deadline.
+    private func armTimer() {
+        guard !finished, !answered, let deadline = attempts?.deadline, let loop = connection.eventLoop else { return }
+        if let timer {
+            guard deadline < timer.deadline else { return }
+            timer.task.cancel()
+        }
+        let task = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.timerFired()
+            return
+        }
+        timer = (task, deadline)
+    }
+
+    /// The current attempt (or the wait for the next) is out of time.
+    private func timerFired() {
+        timer = nil
+        guard !finished, !answered, let attempts else { return }
+        guard attempts.deadline <= .now() else { return armTimer() }
+        attempt += 1
+        backoff?.cancel()
+        backoff = nil
+        partner?.dropAttempt(.failure)
+        partner = nil
+        attempts.timedOut()
+        attemptFailed(.requestTimeout)
     }
 }
 

@@ -4,7 +4,9 @@
   /weft.Echo/Unary  returns b"echo:" + request, with initial metadata
                     x-initial: yes and trailing metadata x-trailer: unary-ok,
                     x-bin-bin: 00 01 ff, and x-seen-client: <the request's
-                    x-client metadata>. A request starting with b"fail:" is
+                    x-client metadata>. With --name, the initial metadata
+                    also says x-served-by: <name>; with --delay S, every
+                    answer waits S seconds first. A request starting with b"fail:" is
                     aborted with FAILED_PRECONDITION, details
                     "refused: <rest>", trailing metadata x-trailer: failing.
   /weft.Echo/Bidi   answers each message at once with b"bidi:" + message;
@@ -14,13 +16,20 @@
 
 import argparse
 import sys
+import time
 from concurrent import futures
 
 import grpc
 
 
+NAME = ""
+DELAY = 0.0
+
+
 def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
-    context.send_initial_metadata((("x-initial", "yes"),))
+    if DELAY:
+        time.sleep(DELAY)
+    context.send_initial_metadata((("x-initial", "yes"),) + ((("x-served-by", NAME),) if NAME else ()))
     if request.startswith(b"fail:"):
         context.set_trailing_metadata((("x-trailer", "failing"),))
         context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -42,7 +51,11 @@ def bidi(requests, context: grpc.ServicerContext):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=50051)
+    ap.add_argument("--name", default="")
+    ap.add_argument("--delay", type=float, default=0.0)
     args = ap.parse_args()
+    global NAME, DELAY
+    NAME, DELAY = args.name, args.delay
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          options=[("grpc.max_receive_message_length", 16 << 20),
                                   ("grpc.max_send_message_length", 16 << 20)])

@@ -6,6 +6,10 @@
     fail       a request the server aborts; reports code, details, trailers
     bidi       50 messages, each sent only after the previous answer arrived
 Prints one JSON object with what it saw; exit 0 when every call returned.
+
+  grpc_client.py HOST:PORT --tally N   makes N small unary calls one after
+    another on one channel (one connection) and prints {"answers": [[code,
+    x-served-by], ...]}, a failed call's code in place of OK.
 """
 
 import argparse
@@ -28,7 +32,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target")
     ap.add_argument("--timeout", type=float, default=20)
+    ap.add_argument("--tally", type=int, default=0)
     args = ap.parse_args()
+    if args.tally:
+        return tally(args.target, args.tally, args.timeout)
     out: dict = {}
     opts = [("grpc.max_receive_message_length", 16 << 20),
             ("grpc.max_send_message_length", 16 << 20), ("grpc.enable_http_proxy", 0)]
@@ -69,6 +76,22 @@ def main() -> int:
         out["bidi"] = {"answers_ok": sum(answers), "extra": len(rest), "code": call.code().name,
                        "trailing": md(call.trailing_metadata())}
     print(json.dumps(out))
+    return 0
+
+
+def tally(target: str, count: int, timeout: float) -> int:
+    answers = []
+    with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as ch:
+        grpc.channel_ready_future(ch).result(timeout=timeout)
+        unary = ch.unary_unary("/weft.Echo/Unary", request_serializer=None, response_deserializer=None)
+        for i in range(count):
+            try:
+                resp, call = unary.with_call(b"tally %d" % i, timeout=timeout)
+                served = dict(call.initial_metadata() or ()).get("x-served-by", "")
+                answers.append(["OK" if resp == b"echo:tally %d" % i else "WRONG_ANSWER", served])
+            except grpc.RpcError as e:
+                answers.append([e.code().name, ""])
+    print(json.dumps({"answers": answers}))
     return 0
 
 
