@@ -85,7 +85,7 @@ let package = Package(
         // Endpoint sources that change while the node runs: file, dns.
         .target(name: "WeftDiscovery", dependencies: ["WeftConfig", "WeftCore"]),
         .target(name: "WeftAdmin", dependencies: [
-            "WeftTransport",
+            "WeftObservability", "WeftTransport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "WeftRoutingTests", dependencies: ["WeftRouting", "WeftConfig"]),
         .testTarget(name: "WeftUpstreamTests", dependencies: ["WeftUpstream", "WeftConfig", "WeftCore"]),
         .testTarget(name: "WeftAdminTests", dependencies: [
-            "WeftAdmin",
+            "WeftAdmin", "WeftObservability",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -29,7 +29,18 @@ final class AdminHTTPHandler: ChannelInboundHandler {
     }
 
     private func respond(context: ChannelHandlerContext, to head: HTTPRequestHead) {
-        let answer = router(head.method, head.uri)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        router(AdminRequest(method: head.method, uri: head.uri), context.eventLoop)
+            .hop(to: context.eventLoop)
+            .whenComplete { result in
+                let (handler, context) = bound.value
+                let answer = (try? result.get()) ?? AdminResponse(status: .internalServerError, body: "internal error\n")
+                handler.write(answer, to: head, context: context)
+            }
+    }
+
+    private func write(_ answer: AdminResponse, to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
         var buffer = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
         buffer.writeString(answer.body)
         var headers = HTTPHeaders()

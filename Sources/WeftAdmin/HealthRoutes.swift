@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// What the health and admin listeners read from the node. WeftAdmin sees
@@ -14,20 +15,21 @@ public protocol NodeView: Sendable {
 /// `/healthz` and `/metrics`, GET or HEAD.
 public enum HealthRoutes {
     public static func router(for node: some NodeView) -> AdminRouter {
-        { method, uri in
-            guard method == .GET || method == .HEAD else { return .methodNotAllowed }
-            let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
-            switch path {
-            case "/ready":
-                return node.isReady ? AdminResponse(body: "ready\n")
-                    : AdminResponse(status: .serviceUnavailable, body: "not ready\n")
-            case "/healthz":
-                return AdminResponse(body: "ok\n")
-            case "/metrics":
-                return AdminResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: node.metricsText())
-            default:
-                return .notFound
-            }
+        { request, loop in loop.makeSucceededFuture(answer(request, node: node) ?? .notFound) }
+    }
+
+    /// The answer of a health route, or nil when `request` is for none.
+    static func answer(_ request: AdminRequest, node: some NodeView) -> AdminResponse? {
+        guard ["/ready", "/healthz", "/metrics"].contains(request.path) else { return nil }
+        guard request.method == .GET || request.method == .HEAD else { return .methodNotAllowed }
+        switch request.path {
+        case "/ready":
+            return node.isReady ? AdminResponse(body: "ready\n")
+                : AdminResponse(status: .serviceUnavailable, body: "not ready\n")
+        case "/healthz":
+            return AdminResponse(body: "ok\n")
+        default:
+            return AdminResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: node.metricsText())
         }
     }
 }

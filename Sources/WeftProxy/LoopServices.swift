@@ -1,4 +1,5 @@
 import NIOCore
+import WeftCore
 import WeftMesh
 import WeftTransport
 import WeftUpstream
@@ -42,6 +43,14 @@ final class LoopServices {
         let balancer = LoopBalancer(cluster: snapshot.upstream(named: cluster.name) ?? cluster)
         balancers[cluster.name] = balancer
         return balancer
+    }
+
+    /// This loop's counts of each endpoint it balanced to, by cluster
+    /// name and endpoint.
+    func endpointCounts() -> [String: [IPEndpoint: EndpointCounts]] {
+        balancers.mapValues { balancer in
+            Dictionary(balancer.loads.map { ($0.address, $0.counts) }, uniquingKeysWith: { first, _ in first })
+        }
     }
 
     /// Draws for weighted route splits.
@@ -116,6 +125,14 @@ struct LoopServiceRegistry: Sendable {
     /// The services of `loop`; call on that loop.
     func services(on loop: EventLoop) -> LoopServices? {
         byLoop[ObjectIdentifier(loop)]?.value
+    }
+
+    /// Runs `body` on every loop with its services and gathers what each
+    /// returned.
+    func gather<T: Sendable>(on loop: EventLoop, _ body: @escaping @Sendable (LoopServices) -> T)
+        -> EventLoopFuture<[T]> {
+        let futures = byLoop.values.map { bound in bound.eventLoop.submit { body(bound.value) } }
+        return EventLoopFuture.whenAllSucceed(futures, on: loop)
     }
 
     /// Runs `body` on every loop with its services.

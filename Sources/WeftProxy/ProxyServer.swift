@@ -24,7 +24,7 @@ import WeftUpstream
 /// drain timeout passes.
 public final class ProxyServer: Sendable {
     public enum Listener: String, Sendable, CaseIterable {
-        case outbound, inbound, mesh, health, egress
+        case outbound, inbound, mesh, health, admin, egress
         case httpRouting = "http_routing"
     }
 
@@ -36,12 +36,12 @@ public final class ProxyServer: Sendable {
     private let configuration: Configuration
     private let identity: NodeIdentity
     private let resolver: any OriginalDestinationResolver
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     private let logger: Logger
     /// The configuration as loaded, the endpoints discovery found for its
     /// dynamic clusters, their sources, and the snapshot built from them
     /// that every loop was last given (loops switch on their own turn).
-    private struct Runtime {
+    struct Runtime {
         var configured: Configuration
         var discovered: [String: [Endpoint]] = [:]
         var sources: [String: any EndpointSource] = [:]
@@ -56,7 +56,7 @@ public final class ProxyServer: Sendable {
             return configuration
         }
     }
-    private let runtime: Mutex<Runtime>
+    let runtime: Mutex<Runtime>
     /// Each cluster's endpoint states (health, ejections), which outlive
     /// snapshots.
     let upstreams: UpstreamRuntime
@@ -69,7 +69,7 @@ public final class ProxyServer: Sendable {
     /// host set it apart.
     private let peerMeshPort: UInt16
 
-    private struct State {
+    struct State {
         var ready = false
         var draining = false
         var channels: [Listener: [Channel]] = [:]
@@ -77,7 +77,7 @@ public final class ProxyServer: Sendable {
         /// Active health checks, on one loop; made at start.
         var checker: NIOLoopBound<HealthChecker>?
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     public init(
         configuration: Configuration,
@@ -120,10 +120,10 @@ public final class ProxyServer: Sendable {
     /// server, which lives outside this module).
     public typealias ListenerBinder = @Sendable (SocketAddress) -> EventLoopFuture<Channel>
 
-    /// Binds every listener (the health one with `health`, when given),
-    /// then reports ready. Throws if an IPv4 listener cannot bind; an IPv6
+    /// Binds every listener (the health and admin ones with `health` and
+    /// `admin`, when given), then reports ready. Throws if an IPv4 listener cannot bind; an IPv6
     /// one that cannot (IPv6 off) is logged and skipped.
-    public func start(health: ListenerBinder? = nil) throws {
+    public func start(health: ListenerBinder? = nil, admin: ListenerBinder? = nil) throws {
         let listeners = configuration.listeners
         let services = try makeServices()
         let checkerLoop = group.next()
@@ -169,6 +169,9 @@ public final class ProxyServer: Sendable {
         }
         if let health {
             try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)], health)
+        }
+        if let admin {
+            try bind(.admin, port: listeners.admin.port, hosts: [listeners.admin.address], admin)
         }
         state.withLock { $0.ready = true }
         reconcileSources()

@@ -35,6 +35,32 @@ public final class EndpointLoad {
     }
 }
 
+/// One endpoint's counts as one loop has them, to be added up across
+/// loops (the admin API's `/clusters`).
+public struct EndpointCounts: Sendable, Equatable {
+    public var inFlight = 0
+    public var finished = 0
+    public var failures = 0
+
+    public init() {}
+
+    public static func += (total: inout EndpointCounts, more: EndpointCounts) {
+        total.inFlight += more.inFlight
+        total.finished += more.finished
+        total.failures += more.failures
+    }
+}
+
+extension EndpointLoad {
+    public var counts: EndpointCounts {
+        var counts = EndpointCounts()
+        counts.inFlight = inFlight
+        counts.finished = finished
+        counts.failures = failures
+        return counts
+    }
+}
+
 /// A latency estimate that jumps up to a slow observation at once and
 /// decays back towards fast ones with time constant `decay` (linkerd's and
 /// Finagle's peak EWMA): a slowing endpoint is avoided immediately and

@@ -2,19 +2,25 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 
 /// One log line per event in logfmt, on stderr:
 /// `ts=2026-11-22T19:30:00.123Z level=info logger=weft msg="node ready" node=a`.
 ///
 /// Each line is a single `write(2)`, so lines from event loops never interleave.
 struct LogfmtLogHandler: LogHandler {
-    var logLevel: Logger.Level
+    /// The node's level (`LogLevelControl`), unless this logger was given
+    /// its own.
+    var logLevel: Logger.Level {
+        get { ownLevel ?? LogLevelControl.shared.level }
+        set { ownLevel = newValue }
+    }
+    private var ownLevel: Logger.Level?
     var metadata: Logger.Metadata = [:]
     private let label: String
 
-    init(label: String, level: Logger.Level) {
+    init(label: String) {
         self.label = label
-        self.logLevel = level
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -69,5 +75,17 @@ private extension String {
             if character == target { result += replacement } else { result.append(character) }
         }
         return result
+    }
+}
+
+/// The level every node logger follows, changeable while the node runs
+/// (`--log-level`, then `POST /logging?level=` on the admin API).
+final class LogLevelControl: Sendable {
+    static let shared = LogLevelControl()
+    private let index = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info) ?? 2)
+
+    var level: Logger.Level {
+        get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
+        set { index.store(Logger.Level.allCases.firstIndex(of: newValue) ?? 2, ordering: .relaxed) }
     }
 }

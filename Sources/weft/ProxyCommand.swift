@@ -18,7 +18,7 @@ import WeftProxy
 struct ProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
-        abstract: "Run the mesh node: outbound (15001), inbound (15006), mesh (15008) and health (15020) listeners.",
+        abstract: "Run the mesh node: outbound (15001), inbound (15006), mesh (15008), health (15020) and admin (127.0.0.1:15000) listeners.",
         discussion: """
             Runs as the proxy user (uid 1337) so that its own connections are not
             intercepted again. SIGHUP, or a change of the config file, reloads it:
@@ -26,6 +26,8 @@ struct ProxyCommand: ParsableCommand {
             one is logged and the running configuration stays. SIGTERM or SIGINT
             stops accepting, fails /ready and exits once relayed connections are
             gone or drain_timeout has passed; a second signal exits at once.
+            POST /drain and POST /quitquitquit on the admin API do the same
+            (the first without exiting).
             """
     )
 
@@ -36,8 +38,8 @@ struct ProxyCommand: ParsableCommand {
     var logLevel: LogLevel = .info
 
     func run() throws {
-        let level = logLevel.level
-        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level) }
+        LogLevelControl.shared.level = logLevel.level
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label) }
         let logger = Logger(label: "weft")
 
         let configuration: Configuration
@@ -52,14 +54,20 @@ struct ProxyCommand: ParsableCommand {
         logger.info("HTTP/2 protections", metadata: ["nghttp2": "\(HTTP2Protections.detected)"])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger)
-        do {
-            try server.start(health: { address in
-                AdminServer.bind(group: group, addresses: [address], router: HealthRoutes.router(for: server))
+        let lifecycle = NodeLifecycle(server: server, drainTimeout: configuration.drainTimeout)
+        let admin = NodeAdmin(server: server, lifecycle: lifecycle, logger: logger)
+        @Sendable func serve(_ router: @escaping AdminRouter) -> ProxyServer.ListenerBinder {
+            { address in
+                AdminServer.bind(group: group, addresses: [address], router: router)
                     .flatMapThrowing { channels in
                         guard let channel = channels.first else { throw ChannelError.ioOnClosedChannel }
                         return channel
                     }
-            })
+            }
+        }
+        do {
+            try server.start(health: serve(HealthRoutes.router(for: server)),
+                             admin: serve(AdminRoutes.router(for: admin)))
         } catch {
             logger.critical("cannot start listeners", metadata: ["error": "\(error)"])
             try? group.syncShutdownGracefully()
@@ -69,13 +77,8 @@ struct ProxyCommand: ParsableCommand {
         let reloader = ConfigReloader(path: config, server: server, logger: logger)
         reloader.start()
 
-        let stopped = DispatchSemaphore(value: 0)
-        let signals = Self.onTermination(logger: logger) {
-            server.drain(timeout: configuration.drainTimeout)
-                .flatMap { server.close() }
-                .whenComplete { _ in stopped.signal() }
-        }
-        stopped.wait()
+        let signals = Self.onTermination(logger: logger) { lifecycle.stop() }
+        lifecycle.stopped.wait()
         signals.forEach { $0.cancel() }
         reloader.stop()
         logger.info("stopped")

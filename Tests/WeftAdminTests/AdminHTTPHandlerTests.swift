@@ -12,8 +12,10 @@ final class AdminHTTPHandlerTests: XCTestCase {
     final class Router: Sendable {
         let calls = NIOLockedValueBox<[String]>([])
 
-        func route(_ method: HTTPMethod, _ uri: String) -> AdminResponse {
-            calls.withLockedValue { $0.append("\(method.rawValue) \(uri)") }
+        func route(_ request: AdminRequest) -> AdminResponse {
+            let query = request.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+            let uri = request.path + (query.isEmpty ? "" : "?" + query)
+            calls.withLockedValue { $0.append("\(request.method.rawValue) \(uri)") }
             switch uri {
             case "/ready": return AdminResponse(body: "ready\n")
             case "/stats?format=json": return AdminResponse(contentType: "application/json", body: "{\"ok\":true}")
@@ -29,7 +31,7 @@ final class AdminHTTPHandlerTests: XCTestCase {
         try sync.configureHTTPServerPipeline(withErrorHandling: true)
         try sync.addHandler(IdleStateHandler(allTimeout: AdminServer.idleTimeout))
         try sync.addHandler(IdleCloseHandler())
-        try sync.addHandler(AdminHTTPHandler(router: { router.route($0, $1) }))
+        try sync.addHandler(AdminHTTPHandler(router: { $1.makeSucceededFuture(router.route($0)) }))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 15000)).wait()
         return channel
     }
@@ -150,15 +152,19 @@ final class HealthRoutesTests: XCTestCase {
         func metricsText() -> String { "weft_up 1\n" }
     }
 
-    func testReadyFollowsTheNodeAndMetricsComeFromIt() {
+    func testReadyFollowsTheNodeAndMetricsComeFromIt() throws {
         let node = FakeNode()
         let router = HealthRoutes.router(for: node)
-        XCTAssertEqual(router(.GET, "/ready").status, .ok)
+        let loop = EmbeddedEventLoop()
+        func ask(_ method: HTTPMethod, _ uri: String) throws -> AdminResponse {
+            try router(AdminRequest(method: method, uri: uri), loop).wait()
+        }
+        XCTAssertEqual(try ask(.GET, "/ready").status, .ok)
         node.isReady = false
-        XCTAssertEqual(router(.GET, "/ready").status, .serviceUnavailable)
-        XCTAssertEqual(router(.GET, "/healthz").body, "ok\n")
-        XCTAssertEqual(router(.GET, "/metrics?x=1").body, "weft_up 1\n")
-        XCTAssertEqual(router(.POST, "/ready").status, .methodNotAllowed)
-        XCTAssertEqual(router(.GET, "/config_dump").status, .notFound)
+        XCTAssertEqual(try ask(.GET, "/ready").status, .serviceUnavailable)
+        XCTAssertEqual(try ask(.GET, "/healthz").body, "ok\n")
+        XCTAssertEqual(try ask(.GET, "/metrics?x=1").body, "weft_up 1\n")
+        XCTAssertEqual(try ask(.POST, "/ready").status, .methodNotAllowed)
+        XCTAssertEqual(try ask(.GET, "/config_dump").status, .notFound, "the health port has no admin routes")
     }
 }
