@@ -102,10 +102,11 @@ let package = Package(
         ]),
         .executableTarget(name: "weft", dependencies: [
             "WeftAdmin", "WeftConfig", "WeftCore", "WeftDiscovery", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
-            "WeftProxy", "WeftTLS",
+            "WeftObservability", "WeftProxy", "WeftTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 

@@ -12,6 +12,10 @@ public protocol AdminNode: NodeView {
     /// The configuration in force with its version, as JSON.
     func configDump() -> String
     func listeners() -> [ListenerStatus]
+    /// How a connection to `destination` (`IP:PORT`), and an HTTP request
+    /// for `host` and `path` on it, would be handled now; nil when
+    /// `destination` is not an address.
+    func explain(destination: String, host: String?, path: String?) -> Explanation?
     /// Starts draining, as the first SIGTERM does: `/ready` fails, the
     /// data-path listeners close, requests in flight finish. The process
     /// stays up.
@@ -24,7 +28,7 @@ public protocol AdminNode: NodeView {
 }
 
 /// The routes of the admin listener (SPEC §6): the health routes, then
-/// `/clusters`, `/config_dump`, `/listeners` (GET), `POST /drain`,
+/// `/clusters`, `/config_dump`, `/listeners`, `/explain` (GET), `POST /drain`,
 /// `POST /quitquitquit` and `POST /logging?level=` (GET: the level now).
 /// `/` lists them.
 public enum AdminRoutes {
@@ -41,6 +45,7 @@ public enum AdminRoutes {
           GET  /clusters        each cluster's endpoints: health, ejection, in flight, requests, errors
           GET  /config_dump     the configuration in force, with its version
           GET  /listeners       what each listener is bound to
+          GET  /explain?dst=IP:PORT[&host=H&path=P]   how a connection (and request) there is handled now
           POST /drain           fail /ready, stop accepting, let requests in flight finish
           POST /quitquitquit    drain, then exit
           POST /logging?level=  trace, debug, info, notice, warning, error or critical (GET: the level now)
@@ -61,6 +66,15 @@ public enum AdminRoutes {
             return now(reading ? .json(node.configDump()) : .methodNotAllowed)
         case "/listeners":
             return now(reading ? .json(encode(["listeners": node.listeners()])) : .methodNotAllowed)
+        case "/explain":
+            guard reading else { return now(.methodNotAllowed) }
+            guard let destination = request.query["dst"],
+                  let answer = node.explain(destination: destination, host: request.query["host"],
+                                            path: request.query["path"]) else {
+                return now(.json(encode(["error": "dst must be IP:PORT, as in /explain?dst=198.19.0.1:80"]),
+                                 status: .badRequest))
+            }
+            return now(.json(encode(answer)))
         case "/drain":
             guard request.method == .POST else { return now(.methodNotAllowed) }
             node.drain()

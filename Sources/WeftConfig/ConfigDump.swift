@@ -76,7 +76,7 @@ public enum ConfigDump {
     }
 
     /// As the file writes durations: `250ms`, `15s`, `5m`, `1h`.
-    static func format(_ duration: Duration) -> String {
+    public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         guard milliseconds % 1000 == 0, seconds > 0 else { return "\(milliseconds)ms" }

@@ -89,7 +89,7 @@ struct MeshRoute {
     /// to this connection's requests.
     private var hasRules: Bool { fixedEndpoint == nil && (isPassthrough || snapshot?.routes.isEmpty == false) }
 
-    private func target(of cluster: UpstreamCluster, balancer: LoopBalancer, timeout: Duration?) -> RequestTarget {
+    func target(of cluster: UpstreamCluster, balancer: LoopBalancer, timeout: Duration?) -> RequestTarget {
         RequestTarget(cluster: cluster, balancer: balancer, fixedEndpoint: fixedEndpoint, meshPort: meshPort,
                       source: source, requestTimeout: timeout ?? cluster.config.timeouts.request)
     }

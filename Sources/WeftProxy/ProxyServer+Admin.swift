@@ -65,4 +65,12 @@ extension ProxyServer {
             return ListenerStatus(name: listener.rawValue, addresses: addresses.map { "\($0)" })
         }
     }
+
+    /// How an app's connection to `destination` (and an HTTP request for
+    /// `host` and `path` on it) would be handled now (`/explain`).
+    public func explain(destination: IPEndpoint, host: String?, path: String?) -> Explanation {
+        let snapshot = runtime.withLock { $0.snapshot }
+        return Explainer.explain(destination: destination, host: host, path: path, snapshot: snapshot,
+                                 identity: identity)
+    }
 }

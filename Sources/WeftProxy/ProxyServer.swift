@@ -34,7 +34,7 @@ public final class ProxyServer: Sendable {
     public static let maxConnectionsPerListener = 50_000
     private let maxConnections: Int
     private let configuration: Configuration
-    private let identity: NodeIdentity
+    let identity: NodeIdentity
     private let resolver: any OriginalDestinationResolver
     let group: any EventLoopGroup
     private let logger: Logger

@@ -57,13 +57,32 @@ public final class RouteTable: Sendable {
     }
 
     static func matches(_ match: RouteMatch, host: Substring?, path: Substring, header: (String) -> String?) -> Bool {
+        mismatch(match, host: host, path: path, header: header) == nil
+    }
+
+    /// What of a rule's match a request fails.
+    public enum Mismatch: Equatable, Sendable {
+        case host, path, pathPrefix
+        case header(String)
+    }
+
+    /// The first condition of `match` the request fails; nil when it
+    /// matches. Arguments as for `match(authority:path:header:)`.
+    public static func mismatch(_ match: RouteMatch, authority: String?, path: String,
+                                header: (String) -> String?) -> Mismatch? {
+        let pathOnly = path.firstIndex(of: "?").map { path[..<$0] } ?? Substring(path)
+        return mismatch(match, host: authority.map(hostPart), path: pathOnly, header: header)
+    }
+
+    static func mismatch(_ match: RouteMatch, host: Substring?, path: Substring,
+                         header: (String) -> String?) -> Mismatch? {
         if let expected = match.host {
-            guard let host, host.count == expected.count, host.lowercased() == expected else { return false }
+            guard let host, host.count == expected.count, host.lowercased() == expected else { return .host }
         }
-        if let exact = match.path, path != exact { return false }
-        if let prefix = match.pathPrefix, !path.hasPrefix(prefix) { return false }
-        for (name, value) in match.headers where header(name) != value { return false }
-        return true
+        if let exact = match.path, path != exact { return .path }
+        if let prefix = match.pathPrefix, !path.hasPrefix(prefix) { return .pathPrefix }
+        for (name, value) in match.headers where header(name) != value { return .header(name) }
+        return nil
     }
 
     /// `backend:9090` → `backend`, `[2001:2::1]:80` → `[2001:2::1]`, and a

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import Synchronization
 import WeftAdmin
+import WeftCore
 import WeftObservability
 import WeftProxy
 
@@ -62,6 +63,12 @@ final class NodeAdmin: AdminNode {
     func clusters(on loop: EventLoop) -> EventLoopFuture<[ClusterStatus]> { server.clusterStatuses(on: loop) }
     func configDump() -> String { server.configDump() }
     func listeners() -> [ListenerStatus] { server.listenerStatuses() }
+
+    func explain(destination: String, host: String?, path: String?) -> Explanation? {
+        guard let endpoint = IPEndpoint(destination) else { return nil }
+        return server.explain(destination: endpoint, host: host.flatMap { $0.isEmpty ? nil : $0 },
+                              path: path.flatMap { $0.isEmpty ? nil : $0 })
+    }
 
     func drain() {
         logger.info("drain asked on the admin API")

@@ -27,6 +27,13 @@ final class AdminRoutesTests: XCTestCase {
         }
         func configDump() -> String { "{\"version\": 4}\n" }
         func listeners() -> [ListenerStatus] { [ListenerStatus(name: "admin", addresses: ["127.0.0.1:15000"])] }
+        func explain(destination: String, host: String?, path: String?) -> Explanation? {
+            guard destination.contains(":") else { return nil }
+            var answer = Explanation(destination: destination, host: host, path: path, configVersion: 4,
+                                     listener: "outbound (127.0.0.1:15001)")
+            answer.summary = ["asked about \(destination)"]
+            return answer
+        }
         func drain() {
             asked.withLockedValue { $0.append("drain") }
             ready.withLockedValue { $0 = false }
@@ -86,6 +93,22 @@ final class AdminRoutesTests: XCTestCase {
         XCTAssertEqual(try ask(node, .POST, "/logging?level=chatty").status, .badRequest)
         XCTAssertEqual(try ask(node, .POST, "/logging").status, .badRequest)
         XCTAssertEqual(node.logLevel, "debug")
+    }
+
+    func testExplainPassesTheQueryAndRefusesAMissingOrBadDestination() throws {
+        let node = FakeNode()
+        let answer = try ask(node, .GET, "/explain?dst=198.19.0.1%3A80&host=backend&path=/v2")
+        XCTAssertEqual(answer.status, .ok)
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let explanation = try decoder.decode(Explanation.self, from: Data(answer.body.utf8))
+        XCTAssertEqual(explanation.destination, "198.19.0.1:80")
+        XCTAssertEqual(explanation.host, "backend")
+        XCTAssertEqual(explanation.path, "/v2")
+        XCTAssertEqual(explanation.configVersion, 4)
+        XCTAssertEqual(try ask(node, .GET, "/explain").status, .badRequest)
+        XCTAssertEqual(try ask(node, .GET, "/explain?dst=nowhere").status, .badRequest)
+        XCTAssertEqual(try ask(node, .POST, "/explain?dst=198.19.0.1:80").status, .methodNotAllowed)
     }
 
     func testQueryParametersArePercentDecoded() {
