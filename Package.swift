@@ -72,6 +72,7 @@ let package = Package(
         .target(name: "WeftObservability", dependencies: [
             "WeftCore",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         // The mesh protocol: HTTP/1.1 <-> HTTP/2 translation, the HTTP/2
@@ -111,6 +112,11 @@ let package = Package(
         ]),
 
         .testTarget(name: "WeftCoreTests", dependencies: ["WeftCore"]),
+        .testTarget(name: "WeftObservabilityTests", dependencies: [
+            "WeftObservability", "WeftCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "WeftHTTP2Tests", dependencies: [
             "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),

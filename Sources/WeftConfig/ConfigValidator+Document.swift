@@ -10,7 +10,7 @@ extension ConfigValidator {
         guard let fields = mapping(
             ConfigValue(node: root, path: .root),
             keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
-                   "opaque_ports", "clusters", "routes"]
+                   "opaque_ports", "clusters", "routes", "access_log"]
         ) else { return config }
 
         config.node = nodeSettings(fields["node"])
@@ -18,6 +18,7 @@ extension ConfigValidator {
         config.outboundPolicy = choice(fields["outbound_policy"], as: OutboundPolicy.self) ?? config.outboundPolicy
         config.detectTimeout = duration(fields["detect_timeout"]) ?? config.detectTimeout
         config.drainTimeout = duration(fields["drain_timeout"]) ?? config.drainTimeout
+        config.accessLog = accessLog(fields["access_log"])
         if let ports = list(fields["opaque_ports"]) {
             config.opaquePorts = Set(ports.compactMap { port($0) })
         }
@@ -30,6 +31,21 @@ extension ConfigValidator {
         }
         config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
         return config
+    }
+
+    /// `access_log: { format: text|json, path: FILE|stdout }`.
+    private mutating func accessLog(_ value: ConfigValue?) -> AccessLogSettings? {
+        guard let fields = mapping(value, keys: ["format", "path"]) else { return nil }
+        var settings = AccessLogSettings()
+        settings.format = choice(fields["format"], as: AccessLogSettings.Format.self) ?? settings.format
+        if let pathValue = fields["path"], let path = string(pathValue) {
+            if path.isEmpty || (path != "stdout" && !path.hasPrefix("/")) {
+                report(pathValue, "expected stdout or an absolute file path, got \(quoted(path))")
+            } else {
+                settings.path = path
+            }
+        }
+        return settings
     }
 
     private mutating func nodeSettings(_ value: ConfigValue?) -> NodeSettings {

@@ -15,6 +15,8 @@ public struct Configuration: Sendable, Equatable {
     public var routes: [Route]
     /// How long a SIGTERM drain waits for in-flight connections.
     public var drainTimeout: Duration
+    /// One line per request or TCP session (SPEC §6); nil: none.
+    public var accessLog: AccessLogSettings?
 
     public init(
         node: NodeSettings = NodeSettings(),
@@ -24,7 +26,8 @@ public struct Configuration: Sendable, Equatable {
         opaquePorts: Set<UInt16> = Configuration.defaultOpaquePorts,
         clusters: [Cluster] = [],
         routes: [Route] = [],
-        drainTimeout: Duration = .seconds(20)
+        drainTimeout: Duration = .seconds(20),
+        accessLog: AccessLogSettings? = nil
     ) {
         self.node = node
         self.listeners = listeners
@@ -34,6 +37,7 @@ public struct Configuration: Sendable, Equatable {
         self.clusters = clusters
         self.routes = routes
         self.drainTimeout = drainTimeout
+        self.accessLog = accessLog
     }
 
     public static let defaultOpaquePorts: Set<UInt16> = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]
@@ -370,5 +374,21 @@ public struct WeightedCluster: Sendable, Equatable {
     public init(name: String, weight: Int = 1) {
         self.name = name
         self.weight = weight
+    }
+}
+
+/// `access_log` (SPEC §6): where the lines go and how they read.
+public struct AccessLogSettings: Sendable, Equatable {
+    public enum Format: String, Sendable, CaseIterable {
+        case text, json
+    }
+
+    public var format: Format
+    /// A file (appended to, created 0644 if missing) or `stdout`.
+    public var path: String
+
+    public init(format: Format = .text, path: String = "stdout") {
+        self.format = format
+        self.path = path
     }
 }

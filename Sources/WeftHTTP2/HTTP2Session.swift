@@ -608,11 +608,21 @@ public final class HTTP2Session {
                     let (value, valueCount) = place(header.value)
                     nva.initializeElement(at: index, to: nghttp2_nv(
                         name: name, value: value, namelen: nameCount, valuelen: valueCount,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                        flags: Self.isUniquePerRequest(header.name) ? UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue)
+                            : UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
                 }
                 return body(UnsafePointer(nva.baseAddress), headers.count)
             }
         }
+    }
+
+    /// Fields whose value is new on every request (`x-request-id`,
+    /// `traceparent`): sent as never-indexed literals, since an HPACK table
+    /// entry for them would never be reused and would only cost both
+    /// peers an insertion (and an eviction) per request.
+    static func isUniquePerRequest(_ name: String) -> Bool {
+        let count = name.utf8.count
+        return (count == 12 && name == "x-request-id") || (count == 11 && name == "traceparent")
     }
 
     private static func check(_ rv: Int32) throws {

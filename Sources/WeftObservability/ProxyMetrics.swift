@@ -169,7 +169,13 @@ public final class ProxyMetrics: Sendable {
         (role == .client ? meshStreams.client : meshStreams.server).wrappingIncrement(ordering: .relaxed)
     }
 
-    public init() {}
+    /// Where finished requests and sessions are also written, when the
+    /// configuration has `access_log`.
+    public let accessLog: AccessLog?
+
+    public init(accessLog: AccessLog? = nil) {
+        self.accessLog = accessLog
+    }
 
     public func counters(_ direction: Direction) -> DirectionCounters {
         direction == .outbound ? outbound : inbound
@@ -234,6 +240,11 @@ public final class ProxyMetrics: Sendable {
         }
         family("weft_tcp_connections_total", "counter", "TCP connections accepted and relayed.",
                perDirection { $0.opened })
+        if let accessLog {
+            family("weft_access_log_lines_total", "counter",
+                   "Access log lines written, and dropped because the writer fell behind.",
+                   [("result=\"written\"", accessLog.writtenLines), ("result=\"dropped\"", accessLog.droppedLines)])
+        }
         family("weft_tcp_connections_active", "gauge", "TCP connections currently relayed.",
                perDirection { $0.active })
         family("weft_tcp_received_bytes_total", "counter", "Bytes received from downstream peers.",

@@ -1,11 +1,23 @@
 import NIOCore
 import WeftCore
 
-/// What one HTTP request came to, written once when it ends, whoever
-/// answered (the app, or weft itself): the one record metrics read (and
-/// the access log will).
+/// What one HTTP request (or TCP session) came to, written once when it
+/// ends, whoever answered (the app, or weft itself): the one record metrics
+/// and the access log read.
 public struct RequestRecord: Sendable {
     public var direction: Direction
+    /// A TCP session (a relayed connection or a CONNECT tunnel), not an
+    /// HTTP request: no method, path or status.
+    public var isSession = false
+    /// The request as the app sent it (nil for a session, or a request
+    /// that could not be read).
+    public var method: String?
+    public var authority: String?
+    public var path: String?
+    /// `x-request-id` as carried (weft makes one when the app sent none).
+    public var requestID: String?
+    /// W3C `traceparent` as received, passed on unchanged.
+    public var traceparent: String?
     public var cluster: String?
     public var endpoint: IPEndpoint?
     /// The status the client got; 0 when the exchange broke before a
@@ -27,11 +39,46 @@ public struct RequestRecord: Sendable {
     }
 }
 
+extension RequestRecord {
+    /// A finished TCP session: bytes from the client (`received`) and back
+    /// to it (`sent`); `reason` when weft could not carry it.
+    public static func session(_ direction: Direction, cluster: String?, endpoint: IPEndpoint?,
+                               startedAt: NIODeadline, received: Int, sent: Int,
+                               reason: ErrorReason? = nil) -> RequestRecord {
+        var record = RequestRecord(direction: direction, cluster: cluster, endpoint: endpoint, startedAt: startedAt)
+        record.isSession = true
+        record.bytesIn = received
+        record.bytesOut = sent
+        record.reason = reason
+        return record
+    }
+
+    /// Fills in what the access log tells of the request, from its header
+    /// fields as the app sent them (`field` by lowercase name).
+    public mutating func describe(method: String, authority: String?, path: String, field: (String) -> String?) {
+        self.method = method
+        self.authority = authority
+        self.path = path
+        requestID = field("x-request-id")
+        traceparent = field("traceparent")
+    }
+
+    /// The trace id of `traceparent` (`00-<trace id>-<parent id>-<flags>`),
+    /// when it has the W3C shape.
+    public var traceID: Substring? {
+        guard let traceparent else { return nil }
+        let parts = traceparent.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[1].count == 32, parts[1].allSatisfy(\.isHexDigit) else { return nil }
+        return parts[1]
+    }
+}
+
 extension ProxyMetrics {
     /// Counts a finished request: its status class and, for a response
     /// weft made, its reason.
     public func record(_ request: RequestRecord) {
-        if request.status > 0 { countResponse(request.direction, status: request.status) }
+        if request.status > 0 && !request.isSession { countResponse(request.direction, status: request.status) }
         if let reason = request.reason { countErrorResponse(reason) }
+        accessLog?.log(request)
     }
 }

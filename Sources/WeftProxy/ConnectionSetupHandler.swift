@@ -159,7 +159,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     }
                     if route.cluster.isMeshed(lease.endpoint) {
                         MeshTunnel.open(on: channel, pool: services.meshPool, peer: route.meshPeer(of: lease.endpoint),
-                                        lease: lease, initialBytes: bytes, logger: sessionLogger)
+                                        lease: lease, initialBytes: bytes, logger: sessionLogger, metrics: metrics,
+                                        cluster: route.cluster.name)
                     } else {
                         connectPlain.value(channel, lease, bytes)
                     }
@@ -214,7 +215,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                 half.attempts = attempts
                 attempts.open(on: lease, done: done)
             }, rewriteResponse: { $0 }, logger: logger,
-               record: RequestRecord(direction: .outbound, cluster: route.cluster.name))
+               record: RequestRecord(direction: .outbound, cluster: route.cluster.name),
+               makeRequestID: services.makeRequestID)
         }
         try channel.pipeline.syncOperations.addHandler(app)
     }
@@ -259,8 +261,13 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
 
         if counted { metrics.opened(direction) }
         let held = lease.map { NIOLoopBound(HeldLease($0), eventLoop: downstream.eventLoop) }
+        let startedAt = NIODeadline.now()
+        let connectFailed = NIOLoopBound(Box(false), eventLoop: downstream.eventLoop)
         let (downstreamRelay, upstreamRelay) = RelayHandler.pair(downstreamClosed: { received, sent, reset in
             held?.value.finish(.success)
+            metrics.record(.session(direction, cluster: cluster, endpoint: target, startedAt: startedAt,
+                                    received: received, sent: sent,
+                                    reason: connectFailed.value.value ? .connectFailure : nil))
             if counted {
                 metrics.closed(direction, received: received, sent: sent)
             } else {
@@ -296,6 +303,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     }
                 case .failure(let error):
                     held?.value.finish(.failure)
+                    connectFailed.value.value = true
                     metrics.counters(direction).connectFailures.wrappingIncrement(ordering: .relaxed)
                     sessionLogger.warning("upstream connect failed", metadata: ["error": "\(error)"])
                     RelayHandler.reset(downstream)
@@ -313,4 +321,10 @@ extension RefusalReason {
         default: self = .noEndpoint
         }
     }
+}
+
+/// A value one closure sets and another reads, on one loop.
+final class Box<Value> {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }

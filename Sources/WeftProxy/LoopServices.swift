@@ -54,7 +54,7 @@ final class LoopServices {
     }
 
     /// Draws for weighted route splits.
-    private var random = SplitMix64()
+    var random = SplitMix64()
 
     /// A uniform draw in `0..<bound` (bound > 0).
     func drawRouteWeight(below bound: Int) -> Int { random.below(bound) }

@@ -46,7 +46,15 @@ final class MeshConnectStream: MeshStreamHandler {
             .whenComplete { result in
                 let stream = bound.value
                 switch result {
-                case .success:
+                case .success(let appChannel):
+                    let startedAt = NIODeadline.now()
+                    let metrics = stream.context.metrics
+                    let counted = NIOLoopBound(boundBridge.value, eventLoop: appChannel.eventLoop)
+                    appChannel.closeFuture.whenComplete { _ in
+                        let bridge = counted.value
+                        metrics.record(.session(.inbound, cluster: nil, endpoint: target, startedAt: startedAt,
+                                                received: bridge.bytesToSocket, sent: bridge.bytesFromSocket))
+                    }
                     do {
                         try stream.connection.respond(streamID: stream.streamID,
                                                       headers: [HTTP2Header(":status", "200")], endStream: false)

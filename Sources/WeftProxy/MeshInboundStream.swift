@@ -73,6 +73,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     private func startRequest(_ headers: [HTTP2Header], endStream: Bool) {
         if endStream { requestEnded = true }
+        record.describe(headers)
         let request: DowngradedRequest
         do {
             request = try MeshTranslation.downgradeRequest(headers)

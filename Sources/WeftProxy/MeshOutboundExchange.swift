@@ -52,6 +52,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.destination = lease.endpoint
         self.lease = lease
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
+        record.describe(head)
         self.metrics = handler.metrics
         self.cluster = cluster
         self.logger = logger

@@ -3,6 +3,7 @@ import NIOCore
 import WeftCore
 import WeftHTTP2
 import WeftMesh
+import WeftObservability
 import WeftUpstream
 
 /// Opens a CONNECT stream for an app connection that is not (or is no
@@ -13,12 +14,14 @@ enum MeshTunnel {
     /// the stream to `lease`'s endpoint, which the tunnel holds until the
     /// app connection closes. `initialBytes` (already read from the app) go
     /// first. If the peer cannot be reached the app connection is reset.
+    /// When the app connection closes, its session is recorded for
+    /// `cluster` (`metrics`, and the access log).
     static func open(on channel: Channel, pool: MeshConnectionPool, peer: IPEndpoint,
-                     lease: Lease, initialBytes: ByteBuffer?, logger: Logger,
+                     lease: Lease, initialBytes: ByteBuffer?, logger: Logger, metrics: ProxyMetrics, cluster: String,
                      installed: ((Channel) -> Void)? = nil) {
         let destination = lease.endpoint
         let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
-        channel.closeFuture.whenComplete { _ in held.value.finish(.success) }
+        let startedAt = NIODeadline.now()
         let headers = [
             HTTP2Header(":method", "CONNECT"),
             HTTP2Header(":authority", destination.description),
@@ -28,6 +31,13 @@ enum MeshTunnel {
         // it buffers and holds reads until the stream is ready.
         let bridge = MeshTunnelBridge(connection: nil, logger: logger)
         if let initialBytes { bridge.prepend(initialBytes) }
+        let counted = NIOLoopBound(bridge, eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in
+            held.value.finish(.success)
+            let bridge = counted.value
+            metrics.record(.session(.outbound, cluster: cluster, endpoint: destination, startedAt: startedAt,
+                                    received: bridge.bytesFromSocket, sent: bridge.bytesToSocket))
+        }
         do {
             try channel.pipeline.syncOperations.addHandler(bridge)
         } catch {

@@ -38,6 +38,9 @@ final class MeshTunnelBridge: ChannelDuplexHandler, MeshStreamHandler {
     /// socket's output). With both, the socket closing is the clean end.
     private var sentEnd = false
     private var receivedEnd = false
+    /// Bytes read from the socket, and bytes the stream brought for it.
+    private(set) var bytesFromSocket = 0
+    private(set) var bytesToSocket = 0
 
     init(connection: MeshConnection?, logger: Logger) {
         self.connection = connection
@@ -99,6 +102,7 @@ final class MeshTunnelBridge: ChannelDuplexHandler, MeshStreamHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        bytesFromSocket += buffer.readableBytes
         if streamOpen { sendToStream(buffer) } else { pendingFromSocket.append(buffer) }
     }
 
@@ -204,6 +208,7 @@ final class MeshTunnelBridge: ChannelDuplexHandler, MeshStreamHandler {
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
         unconsumed += data.readableBytes
+        bytesToSocket += data.readableBytes
         if endStream { receivedEnd = true }
         if let context, context.channel.isActive {
             if data.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(data), promise: nil) }

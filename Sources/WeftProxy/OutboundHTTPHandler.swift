@@ -103,7 +103,12 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
-        case .head(let head):
+        case .head(var head):
+            // The edge of the mesh: a request without an id gets one, which
+            // every hop and the app then see (SPEC §6).
+            if !head.headers.contains(name: "x-request-id") {
+                head.headers.add(name: "x-request-id", value: services.makeRequestID())
+            }
             let target = route.target(for: head)
             let lease: Lease
             switch target.lease(header: { head.headers.first(name: $0) }) {
@@ -113,6 +118,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 var record = RequestRecord(direction: .outbound, cluster: target.name)
                 record.status = reason.status
                 record.reason = reason
+                record.describe(head)
                 metrics.record(record)
                 respondWithError(reason, keepAlive: head.isKeepAlive, version: head.version)
                 return
@@ -179,16 +185,19 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         if target.isMeshed(lease.endpoint) {
             MeshTunnel.open(on: channel, pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), lease: lease,
-                            initialBytes: ByteBuffer(string: text), logger: logger, installed: removeHTTPHandlers)
+                            initialBytes: ByteBuffer(string: text), logger: logger, metrics: metrics,
+                            cluster: target.name, installed: removeHTTPHandlers)
         } else {
             PlainTunnel.open(on: channel, connector: services.connector, lease: lease, head: ByteBuffer(string: text),
                              timeout: TimeAmount(target.cluster.config.timeouts.connect), logger: logger,
+                             metrics: metrics, cluster: target.name,
                              removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
                 guard let self else { return }
                 var record = RequestRecord(direction: .outbound, cluster: target.name,
                                            endpoint: lease.endpoint)
                 record.status = ErrorReason.connectFailure.status
                 record.reason = .connectFailure
+                record.describe(head)
                 self.metrics.record(record)
                 self.respondWithError(.connectFailure, keepAlive: false, version: head.version)
             }

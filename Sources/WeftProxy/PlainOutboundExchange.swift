@@ -44,6 +44,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         self.metrics = handler.metrics
         self.keepAlive = head.isKeepAlive
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
+        record.describe(head)
     }
 
     /// Sends the request on an idle pooled connection, or a new one.

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import WeftCore
+import WeftObservability
 import WeftTransport
 import WeftUpstream
 
@@ -15,11 +16,17 @@ import WeftUpstream
 /// reach the relay, whose partner is connected by that time).
 enum PlainTunnel {
     static func open(on channel: Channel, connector: any Connector, lease: Lease, head: ByteBuffer,
-                     timeout: TimeAmount, logger: Logger,
+                     timeout: TimeAmount, logger: Logger, metrics: ProxyMetrics, cluster: String,
                      removeHTTPHandlers: @escaping (Channel) -> Void,
                      failed: @escaping () -> Void) {
         let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
-        let (downstream, upstream) = RelayHandler.pair(downstreamClosed: { _, _, _ in held.value.finish(.success) })
+        let startedAt = NIODeadline.now()
+        let endpoint = lease.endpoint
+        let (downstream, upstream) = RelayHandler.pair(downstreamClosed: { received, sent, _ in
+            held.value.finish(.success)
+            metrics.record(.session(.outbound, cluster: cluster, endpoint: endpoint, startedAt: startedAt,
+                                    received: received, sent: sent))
+        })
         let relays = NIOLoopBound((downstream, upstream), eventLoop: channel.eventLoop)
         let remove = NIOLoopBound(removeHTTPHandlers, eventLoop: channel.eventLoop)
         let fail = NIOLoopBound(failed, eventLoop: channel.eventLoop)

@@ -28,7 +28,7 @@ public final class ProxyServer: Sendable {
         case httpRouting = "http_routing"
     }
 
-    public let metrics = ProxyMetrics()
+    public let metrics: ProxyMetrics
     /// Relayed connections one listener (outbound or inbound) carries at
     /// once by default; past it, new ones are reset and counted (`overload`).
     public static let maxConnectionsPerListener = 50_000
@@ -87,8 +87,10 @@ public final class ProxyServer: Sendable {
         logger: Logger,
         peerMeshPort: UInt16? = nil,
         maxConnectionsPerListener: Int = ProxyServer.maxConnectionsPerListener,
-        hostResolver: any HostResolver = SystemResolver()
+        hostResolver: any HostResolver = SystemResolver(),
+        accessLog: AccessLog? = nil
     ) {
+        self.metrics = ProxyMetrics(accessLog: accessLog)
         self.maxConnections = maxConnectionsPerListener
         self.peerMeshPort = peerMeshPort ?? configuration.listeners.mesh.port
         self.configuration = configuration
@@ -204,9 +206,11 @@ public final class ProxyServer: Sendable {
             if next.listeners != runtime.configured.listeners { kept.append("listeners") }
             if next.node != runtime.configured.node { kept.append("node") }
             if next.drainTimeout != runtime.configured.drainTimeout { kept.append("drain_timeout") }
+            if next.accessLog != runtime.configured.accessLog { kept.append("access_log") }
             next.listeners = runtime.configured.listeners
             next.node = runtime.configured.node
             next.drainTimeout = runtime.configured.drainTimeout
+            next.accessLog = runtime.configured.accessLog
             guard next != runtime.configured else { return (.unchanged(version: runtime.snapshot.version), nil, kept) }
             runtime.configured = next
             let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version + 1,

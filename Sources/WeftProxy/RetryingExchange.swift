@@ -213,6 +213,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
                                        endpoint: attempts.tried.last)
             record.status = reason.status
             record.reason = reason
+            record.describe(head)
             lastRecord = record
         }
         flushRecord()

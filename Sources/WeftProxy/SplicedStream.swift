@@ -63,10 +63,15 @@ final class SplicedStream: MeshStreamHandler {
     private var timer: (task: Scheduled<Void>, deadline: NIODeadline)?
     private var backoff: Scheduled<Void>?
 
+    /// At the edge of the mesh (an app's request), makes the request's
+    /// `x-request-id` when it has none (SPEC §6).
+    private let makeRequestID: (() -> String)?
+
     init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
          rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger,
-         record: RequestRecord? = nil) {
+         record: RequestRecord? = nil, makeRequestID: (() -> String)? = nil) {
         self.record = record
+        self.makeRequestID = makeRequestID
         self.connection = connection
         self.streamID = streamID
         self.opener = opener
@@ -106,6 +111,11 @@ final class SplicedStream: MeshStreamHandler {
         switch kind {
         case .request:
             guard let opener else { return }
+            var headers = headers
+            if let makeRequestID, !headers.contains(where: { $0.name == "x-request-id" }) {
+                headers.append(HTTP2Header("x-request-id", makeRequestID()))
+            }
+            record?.describe(headers)
             opener(headers, endStream, self, attemptOpened(attempt))
             armTimer()
         case .response, .informational:

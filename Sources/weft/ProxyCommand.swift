@@ -12,6 +12,7 @@ import WeftCore
 import WeftHTTP2
 import WeftNetfilter
 import WeftAdmin
+import WeftObservability
 import WeftProxy
 
 /// `weft proxy`: runs the node until SIGTERM (or SIGINT), then drains.
@@ -38,6 +39,9 @@ struct ProxyCommand: ParsableCommand {
     var logLevel: LogLevel = .info
 
     func run() throws {
+        // A closed pipe (stdout, an access log FIFO) is an error to handle,
+        // not a reason to die.
+        signal(SIGPIPE, SIG_IGN)
         LogLevelControl.shared.level = logLevel.level
         LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label) }
         let logger = Logger(label: "weft")
@@ -53,7 +57,18 @@ struct ProxyCommand: ParsableCommand {
         let identity = try Self.identity(for: configuration, logger: logger)
         logger.info("HTTP/2 protections", metadata: ["nghttp2": "\(HTTP2Protections.detected)"])
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger)
+        let accessLog: AccessLog?
+        do {
+            accessLog = try configuration.accessLog.map { settings in
+                try AccessLog(format: settings.format == .json ? .json : .text, path: settings.path, group: group)
+            }
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            try? group.syncShutdownGracefully()
+            throw ExitCode(1)
+        }
+        let server = ProxyServer(configuration: configuration, identity: identity, group: group, logger: logger,
+                                 accessLog: accessLog)
         let lifecycle = NodeLifecycle(server: server, drainTimeout: configuration.drainTimeout)
         let admin = NodeAdmin(server: server, lifecycle: lifecycle, logger: logger)
         @Sendable func serve(_ router: @escaping AdminRouter) -> ProxyServer.ListenerBinder {
@@ -81,6 +96,7 @@ struct ProxyCommand: ParsableCommand {
         lifecycle.stopped.wait()
         signals.forEach { $0.cancel() }
         reloader.stop()
+        accessLog?.close()
         logger.info("stopped")
         try group.syncShutdownGracefully()
     }

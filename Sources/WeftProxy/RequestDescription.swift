@@ -1,0 +1,53 @@
+import NIOHTTP1
+import WeftHTTP2
+import WeftMesh
+import WeftObservability
+
+/// The request as the access log tells it (method, authority, path,
+/// `x-request-id`, `traceparent`), from either protocol's head.
+extension RequestRecord {
+    mutating func describe(_ head: HTTPRequestHead) {
+        if !head.uri.hasPrefix("/"), let (authority, path) = MeshTranslation.splitAbsoluteURI(head.uri) {
+            describe(method: head.method.rawValue, authority: authority, path: path,
+                     field: { head.headers.first(name: $0) })
+        } else {
+            describe(method: head.method.rawValue, authority: head.headers.first(name: "host"), path: head.uri,
+                     field: { head.headers.first(name: $0) })
+        }
+    }
+
+    mutating func describe(_ headers: [HTTP2Header]) {
+        var method = "", authority: String?, path = "", requestID: String?, traceparent: String?
+        for header in headers {
+            switch header.name {
+            case ":method": method = header.value
+            case ":authority": authority = header.value
+            case ":path": path = header.value
+            case "x-request-id": requestID = requestID ?? header.value
+            case "traceparent": traceparent = traceparent ?? header.value
+            case "host": authority = authority ?? header.value
+            default: break
+            }
+        }
+        describe(method: method, authority: authority, path: path, field: { name in
+            name == "x-request-id" ? requestID : name == "traceparent" ? traceparent : nil
+        })
+    }
+}
+
+extension LoopServices {
+    /// A new `x-request-id`: 15 characters of [0-9A-Za-z] (89 random bits)
+    /// from this loop's generator. Fifteen UTF-8 bytes is the most a Swift
+    /// string holds inline, so the id costs no heap allocation where it is
+    /// made, nor where a peer node reads it back; a UUID (36 characters)
+    /// cost several per request.
+    func makeRequestID() -> String {
+        String(unsafeUninitializedCapacity: Self.requestIDLength) { out in
+            for index in 0..<Self.requestIDLength { out[index] = Self.requestIDAlphabet[random.below(62)] }
+            return Self.requestIDLength
+        }
+    }
+
+    static let requestIDLength = 15
+    private static let requestIDAlphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+}
