@@ -71,6 +71,7 @@ let package = Package(
         // Counters and the "request finished" record every request ends in.
         .target(name: "WeftObservability", dependencies: [
             "WeftCore",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Atomics", package: "swift-atomics"),

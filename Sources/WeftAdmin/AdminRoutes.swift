@@ -34,7 +34,7 @@ public protocol AdminNode: NodeView {
 public enum AdminRoutes {
     public static func router(for node: some AdminNode) -> AdminRouter {
         { request, loop in
-            if let health = HealthRoutes.answer(request, node: node) { return loop.makeSucceededFuture(health) }
+            if let health = HealthRoutes.answer(request, node: node, loop: loop) { return health }
             return answer(request, node: node, loop: loop)
         }
     }

@@ -59,7 +59,7 @@ public final class AccessLog: Sendable {
 
     /// Logs a finished request or session; called on the event loop that
     /// carried it (elsewhere the line is dropped and counted).
-    public func log(_ record: RequestRecord) {
+    public func log(_ record: RequestRecord, duration: TimeAmount) {
         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop,
               let bound = buffers[ObjectIdentifier(loop)] else {
             dropped.wrappingIncrement(ordering: .relaxed)
@@ -67,7 +67,7 @@ public final class AccessLog: Sendable {
         }
         let batch = bound.value
         AccessLogLine.write(record, as: format, at: Date().timeIntervalSince1970,
-                            duration: NIODeadline.now() - record.startedAt, into: &batch.buffer)
+                            duration: duration, into: &batch.buffer)
         batch.lines += 1
         if batch.buffer.readableBytes >= Self.batchBytes {
             hand(batch)

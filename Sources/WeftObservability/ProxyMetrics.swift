@@ -1,4 +1,5 @@
 import Atomics
+import NIOCore
 
 /// Why the node refused a connection. Each reason is a label value of
 /// `weft_outbound_refused_total` / `weft_inbound_refused_total`.
@@ -76,17 +77,6 @@ public final class ProxyMetrics: Sendable {
     /// opened it; server: a peer opened it to our mesh listener).
     public let meshConnections = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
     public let meshStreams = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
-
-    /// HTTP requests answered, by direction and status class (index 0 = 1xx
-    /// ... 4 = 5xx); weft's own error responses included.
-    public let responses: [Direction: [ManagedAtomic<Int>]] = Dictionary(uniqueKeysWithValues: Direction.allCases.map {
-        ($0, (0..<5).map { _ in ManagedAtomic<Int>(0) })
-    })
-
-    public func countResponse(_ direction: Direction, status: Int) {
-        let index = min(max(status / 100, 1), 5) - 1
-        responses[direction]?[index].wrappingIncrement(ordering: .relaxed)
-    }
 
     public let limitHits: [LimitKind: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
@@ -172,9 +162,20 @@ public final class ProxyMetrics: Sendable {
     /// Where finished requests and sessions are also written, when the
     /// configuration has `access_log`.
     public let accessLog: AccessLog?
+    /// Finished requests and sessions by direction, cluster, status class
+    /// and reason, counted per event loop of the node's group.
+    let stats: RequestStats
 
-    public init(accessLog: AccessLog? = nil) {
+    /// `group`: the node's event loops, each of which counts on its own
+    /// (nil: every record is counted under one lock, as in tests).
+    public init(accessLog: AccessLog? = nil, group: EventLoopGroup? = nil) {
         self.accessLog = accessLog
+        stats = RequestStats(group: group)
+    }
+
+    /// Every loop's request and session counts, added up.
+    public func requestTotals(on loop: EventLoop) -> EventLoopFuture<[StatsKey: Tally]> {
+        stats.totals(on: loop)
     }
 
     public func counters(_ direction: Direction) -> DirectionCounters {
@@ -230,6 +231,52 @@ public final class ProxyMetrics: Sendable {
         }
     }
 
+    /// The per-cluster request and session families from `totals`
+    /// (`requestTotals`): counts, the latency histogram, session bytes.
+    public static func render(_ totals: [StatsKey: Tally], into text: inout String) {
+        let requests = totals.filter { !$0.key.isSession }.sorted { $0.key.sortText < $1.key.sortText }
+        let sessions = totals.filter { $0.key.isSession }.sorted { $0.key.sortText < $1.key.sortText }
+        func labels(_ key: StatsKey) -> String {
+            "direction=\"\(key.direction.rawValue)\",cluster=\"\(escape(key.cluster))\""
+                + (key.isSession ? "" : ",status_class=\"\(key.statusClassLabel)\",reason=\"\(key.reason?.rawValue ?? "none")\"")
+        }
+        family("weft_requests_total", "counter",
+               "HTTP requests finished, by direction, cluster, status class and reason (none: the app answered).",
+               requests.map { (labels($0.key), $0.value.count) }, into: &text)
+        let name = "weft_request_duration_seconds"
+        text += "# HELP \(name) HTTP request durations, from the request head to the end of the response.\n"
+        text += "# TYPE \(name) histogram\n"
+        for (key, tally) in requests {
+            let base = labels(key)
+            var cumulative = 0
+            for (index, bound) in Tally.bounds.enumerated() {
+                cumulative += tally.buckets[index]
+                text += "\(name)_bucket{\(base),le=\"\(bound)\"} \(cumulative)\n"
+            }
+            text += "\(name)_bucket{\(base),le=\"+Inf\"} \(tally.count)\n"
+            text += "\(name)_sum{\(base)} \(tally.seconds)\n"
+            text += "\(name)_count{\(base)} \(tally.count)\n"
+        }
+        family("weft_request_bytes_total", "counter",
+               "HTTP body bytes, by direction, cluster, status class, reason and flow (in: from the client, out: to it).",
+               requests.flatMap { [("\(labels($0.key)),flow=\"in\"", $0.value.bytesIn),
+                                   ("\(labels($0.key)),flow=\"out\"", $0.value.bytesOut)] }, into: &text)
+        family("weft_tcp_sessions_total", "counter",
+               "TCP sessions finished (relayed connections and tunnels), by direction and cluster.",
+               sessions.map { (labels($0.key), $0.value.count) }, into: &text)
+        family("weft_tcp_session_bytes_total", "counter",
+               "Bytes of finished TCP sessions, by direction, cluster and flow (in: from the client, out: to it).",
+               sessions.flatMap { [("\(labels($0.key)),flow=\"in\"", $0.value.bytesIn),
+                                   ("\(labels($0.key)),flow=\"out\"", $0.value.bytesOut)] }, into: &text)
+    }
+
+    /// A label value as the text format wants it: `\`, `"` and newlines escaped.
+    public static func escape(_ value: String) -> String {
+        guard value.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }
+        return value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+
     /// Prometheus text exposition (version 0.0.4).
     public func render(into text: inout String) {
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
@@ -266,13 +313,6 @@ public final class ProxyMetrics: Sendable {
             ("role=\"client\"", meshStreams.client.load(ordering: .relaxed)),
             ("role=\"server\"", meshStreams.server.load(ordering: .relaxed)),
         ])
-        family("weft_requests_total", "counter", "HTTP requests answered, by direction and status class.",
-               Direction.allCases.flatMap { direction in
-                   (0..<5).map { index in
-                       ("direction=\"\(direction.rawValue)\",status_class=\"\(index + 1)xx\"",
-                        responses[direction]?[index].load(ordering: .relaxed) ?? 0)
-                   }
-               })
         family("weft_limit_hits_total", "counter", "Protective limits that were hit, by limit.",
                LimitKind.allCases.map { ("limit=\"\($0.rawValue)\"", limitHits[$0]?.load(ordering: .relaxed) ?? 0) })
         family("weft_mesh_keepalive_timeouts_total", "counter",
@@ -311,5 +351,12 @@ public final class ProxyMetrics: Sendable {
                        ("reason=\"\($0.rawValue)\"", counters(direction).refused[$0]?.load(ordering: .relaxed) ?? 0)
                    })
         }
+    }
+}
+
+extension StatsKey {
+    /// A stable order for the exposition.
+    var sortText: String {
+        "\(direction.rawValue) \(cluster) \(statusClass) \(reason?.rawValue ?? "") \(isSession)"
     }
 }

@@ -77,8 +77,9 @@ extension ProxyMetrics {
     /// Counts a finished request: its status class and, for a response
     /// weft made, its reason.
     public func record(_ request: RequestRecord) {
-        if request.status > 0 && !request.isSession { countResponse(request.direction, status: request.status) }
+        let duration = NIODeadline.now() - request.startedAt
+        stats.add(request, seconds: Double(max(duration.nanoseconds, 0)) / 1e9)
         if let reason = request.reason { countErrorResponse(reason) }
-        accessLog?.log(request)
+        accessLog?.log(request, duration: duration)
     }
 }

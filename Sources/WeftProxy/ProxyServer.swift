@@ -90,7 +90,7 @@ public final class ProxyServer: Sendable {
         hostResolver: any HostResolver = SystemResolver(),
         accessLog: AccessLog? = nil
     ) {
-        self.metrics = ProxyMetrics(accessLog: accessLog)
+        self.metrics = ProxyMetrics(accessLog: accessLog, group: group)
         self.maxConnections = maxConnectionsPerListener
         self.peerMeshPort = peerMeshPort ?? configuration.listeners.mesh.port
         self.configuration = configuration
@@ -328,12 +328,16 @@ public final class ProxyServer: Sendable {
 
     public var isReady: Bool { state.withLock { $0.ready && !$0.draining } }
 
-    /// The node's metrics as Prometheus text.
-    public func metricsText() -> String {
-        var text = ""
-        metrics.render(into: &text)
-        renderEndpointStates(into: &text)
-        return text
+    /// The node's metrics as Prometheus text; the request counts are
+    /// gathered from every event loop (hence the future, on `loop`).
+    public func metricsText(on loop: EventLoop) -> EventLoopFuture<String> {
+        metrics.requestTotals(on: loop).map { totals in
+            var text = ""
+            self.metrics.render(into: &text)
+            ProxyMetrics.render(totals, into: &text)
+            self.renderEndpointStates(into: &text)
+            return text
+        }
     }
 
     /// Endpoint health and ejections, the outlier and panic counts, circuit

@@ -59,7 +59,7 @@ final class NodeAdmin: AdminNode {
     }
 
     var isReady: Bool { server.isReady }
-    func metricsText() -> String { server.metricsText() }
+    func metricsText(on loop: EventLoop) -> EventLoopFuture<String> { server.metricsText(on: loop) }
     func clusters(on loop: EventLoop) -> EventLoopFuture<[ClusterStatus]> { server.clusterStatuses(on: loop) }
     func configDump() -> String { server.configDump() }
     func listeners() -> [ListenerStatus] { server.listenerStatuses() }

@@ -149,7 +149,7 @@ final class AdminHTTPHandlerTests: XCTestCase {
 final class HealthRoutesTests: XCTestCase {
     final class FakeNode: NodeView, @unchecked Sendable {
         var isReady = true
-        func metricsText() -> String { "weft_up 1\n" }
+        func metricsText(on loop: EventLoop) -> EventLoopFuture<String> { loop.makeSucceededFuture("weft_up 1\n") }
     }
 
     func testReadyFollowsTheNodeAndMetricsComeFromIt() throws {

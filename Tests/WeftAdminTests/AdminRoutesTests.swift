@@ -16,7 +16,7 @@ final class AdminRoutesTests: XCTestCase {
         let ready = NIOLockedValueBox(true)
 
         var isReady: Bool { ready.withLockedValue { $0 } }
-        func metricsText() -> String { "weft_up 1\n" }
+        func metricsText(on loop: EventLoop) -> EventLoopFuture<String> { loop.makeSucceededFuture("weft_up 1\n") }
         func clusters(on loop: EventLoop) -> EventLoopFuture<[ClusterStatus]> {
             let endpoint = EndpointStatus(address: "198.18.0.10:9390", weight: 2, mesh: true, region: "lab", zone: "a",
                                           healthy: true, ejected: false, ejections: 1, inFlight: 3, requests: 40,

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import WeftObservability
 import XCTest
 import WeftHTTP2
@@ -31,7 +32,7 @@ final class ErrorResponderTests: XCTestCase {
         XCTAssertEqual(head.headers.first(name: "connection"), "close")
     }
 
-    func testRecordCountsStatusAndReason() {
+    func testRecordCountsStatusAndReason() throws {
         let metrics = ProxyMetrics()
         var record = RequestRecord(direction: .outbound, cluster: "backend")
         record.status = 503
@@ -42,8 +43,14 @@ final class ErrorResponderTests: XCTestCase {
         metrics.record(answered)
         metrics.record(RequestRecord(direction: .inbound))  // broke before a response: no status class
         XCTAssertEqual(metrics.errorResponseCount(status: 503), 1)
-        XCTAssertEqual(metrics.responses[.outbound]?[4].load(ordering: .relaxed), 1)
-        XCTAssertEqual(metrics.responses[.inbound]?[1].load(ordering: .relaxed), 1)
-        XCTAssertEqual(metrics.responses[.inbound]?.map { $0.load(ordering: .relaxed) }.reduce(0, +), 1)
+        XCTAssertEqual(try metrics.requests(.outbound, statusClass: 5, cluster: "backend"), 1)
+        XCTAssertEqual(try metrics.requests(.inbound, statusClass: 2), 1)
+        XCTAssertEqual(try metrics.requests(.inbound, statusClass: 0), 1, "broke before a response: no status class")
+        var text = ""
+        ProxyMetrics.render(try metrics.requestTotals(on: MultiThreadedEventLoopGroup.singleton.next()).wait(), into: &text)
+        XCTAssertTrue(text.contains(
+            "weft_requests_total{direction=\"outbound\",cluster=\"backend\",status_class=\"5xx\",reason=\"no_endpoint\"} 1\n"), text)
+        XCTAssertTrue(text.contains(
+            "weft_requests_total{direction=\"inbound\",cluster=\"none\",status_class=\"2xx\",reason=\"none\"} 1\n"), text)
     }
 }

@@ -78,12 +78,14 @@ final class MeshPathTests: XCTestCase {
         XCTAssertFalse(response.contains("weft-"), "a mesh header reached the app: \(response)")
         XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 1)
         XCTAssertEqual(b.server.metrics.meshStreams.server.load(ordering: .relaxed), 1)
-        var text = ""
-        a.server.metrics.render(into: &text)
-        XCTAssertTrue(text.contains("weft_requests_total{direction=\"outbound\",status_class=\"2xx\"} 1"), text)
-        text = ""
-        b.server.metrics.render(into: &text)
-        XCTAssertTrue(text.contains("weft_requests_total{direction=\"inbound\",status_class=\"2xx\"} 1"), text)
+        var text = try a.server.metricsText(on: group.next()).wait()
+        XCTAssertTrue(text.contains("weft_requests_total{direction=\"outbound\",cluster=\"backend\",status_class=\"2xx\","
+                                    + "reason=\"none\"} 1\n"), text)
+        XCTAssertTrue(text.contains("weft_request_duration_seconds_count{direction=\"outbound\",cluster=\"backend\","
+                                    + "status_class=\"2xx\",reason=\"none\"} 1\n"), text)
+        text = try b.server.metricsText(on: group.next()).wait()
+        XCTAssertTrue(text.contains("weft_requests_total{direction=\"inbound\",cluster=\"none\",status_class=\"2xx\","
+                                    + "reason=\"none\"} 1\n"), text)
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())
     }
@@ -163,7 +165,7 @@ final class MeshPathTests: XCTestCase {
         let response = send("GET / HTTP/1.1\r\nHost: down\r\n\r\n", to: try a.port(.outbound))
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), response)
         XCTAssertTrue(response.lowercased().contains("weft-reason: connect_failure"), response)
-        XCTAssertEqual(a.server.metrics.responses[.outbound]?[4].load(ordering: .relaxed), 1, "counted as 5xx")
+        XCTAssertEqual(try a.server.metrics.requests(.outbound, statusClass: 5), 1, "counted as 5xx")
         XCTAssertEqual(b.server.metrics.errorResponses[.connectFailure]?.load(ordering: .relaxed), 1)
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())

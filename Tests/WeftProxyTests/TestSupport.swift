@@ -10,6 +10,7 @@ import WeftConfig
 import WeftDiscovery
 import WeftCore
 import WeftNetfilter
+import WeftObservability
 @testable import WeftProxy
 
 /// Answers every lookup with the destination the test set last.
@@ -251,4 +252,17 @@ func rawConnect(port: Int) -> Result<Int32, SocketFailure> {
         return .failure(SocketFailure(code: code))
     }
     return .success(fd)
+}
+
+extension ProxyMetrics {
+    /// Requests finished in `direction` with status class `statusClass`
+    /// (1...5; 0: none), over every event loop (waits for their counts).
+    func requests(_ direction: Direction, statusClass: Int, cluster: String? = nil) throws -> Int {
+        try requestTotals(on: MultiThreadedEventLoopGroup.singleton.next()).wait()
+            .filter { key, _ in
+                !key.isSession && key.direction == direction && key.statusClass == statusClass
+                    && (cluster == nil || key.cluster == cluster)
+            }
+            .reduce(0) { $0 + $1.value.count }
+    }
 }

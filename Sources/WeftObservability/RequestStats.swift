@@ -1,0 +1,113 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Finished requests and TCP sessions counted by direction, cluster, status
+/// class and reason, with a latency histogram (SPEC §6): the figures behind
+/// `weft_requests_total`, `weft_request_duration_seconds` and the per-cluster
+/// TCP session metrics.
+///
+/// Each event loop counts into a table of its own, without a lock or an
+/// atomic; a scrape asks every loop for a copy of its table and adds them
+/// up. (swift-prometheus's instruments take a lock per observation, and its
+/// histograms cannot be handed counts folded elsewhere, so the node renders
+/// the text itself with `ProxyMetrics.family`.) Label values come from the
+/// configuration (cluster names) and from weft's own enums, never from
+/// request data, so the number of series stays bounded.
+final class RequestStats: Sendable {
+    private let tables: [ObjectIdentifier: NIOLoopBound<StatsTable>]
+    /// Records made off those loops (tests, embedded loops).
+    private let fallback = NIOLockedValueBox(StatsTable())
+
+    /// One table per loop of `group` (made on each loop; call off them).
+    init(group: EventLoopGroup?) {
+        var tables: [ObjectIdentifier: NIOLoopBound<StatsTable>] = [:]
+        for loop in group?.makeIterator() ?? EventLoopIterator([]) {
+            if let table = try? loop.submit({ NIOLoopBound(StatsTable(), eventLoop: loop) }).wait() {
+                tables[ObjectIdentifier(loop)] = table
+            }
+        }
+        self.tables = tables
+    }
+
+    func add(_ record: RequestRecord, seconds: Double) {
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let table = tables[ObjectIdentifier(loop)] {
+            table.value.add(record, seconds: seconds)  // a class: counted in place
+        } else {
+            fallback.withLockedValue { $0.add(record, seconds: seconds) }
+        }
+    }
+
+    /// Every loop's counts added up.
+    func totals(on loop: EventLoop) -> EventLoopFuture<[StatsKey: Tally]> {
+        let copies = tables.values.map { bound in bound.eventLoop.submit { bound.value.tallies } }
+        let fallback = self.fallback
+        return EventLoopFuture.whenAllSucceed(copies, on: loop).map { perLoop in
+            var total = fallback.withLockedValue { $0.tallies }
+            for tallies in perLoop {
+                for (key, tally) in tallies { total[key, default: Tally()] += tally }
+            }
+            return total
+        }
+    }
+}
+
+/// What a request or session is counted under.
+public struct StatsKey: Hashable, Sendable {
+    public var direction: Direction
+    /// The cluster's name; `none` for passthrough and inbound delivery.
+    public var cluster: String
+    /// 1 to 5 for 1xx to 5xx; 0 when no response head reached the client.
+    public var statusClass: Int
+    public var reason: ErrorReason?
+    public var isSession: Bool
+
+    public var statusClassLabel: String { statusClass == 0 ? "none" : "\(statusClass)xx" }
+}
+
+/// The counts under one key.
+public struct Tally: Sendable, Equatable {
+    /// Upper bounds (seconds) of the latency buckets; one more counts the rest.
+    public static let bounds: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                          5, 10, 30]
+    public var count = 0
+    /// Per bucket, not cumulative: index i counts durations ≤ bounds[i] and
+    /// > bounds[i-1]; index 15 the ones above the last bound.
+    public var buckets = SIMD16<Int>()
+    public var seconds = 0.0
+    public var bytesIn = 0
+    public var bytesOut = 0
+
+    public init() {}
+
+    public static func += (total: inout Tally, more: Tally) {
+        total.count += more.count
+        total.buckets &+= more.buckets
+        total.seconds += more.seconds
+        total.bytesIn += more.bytesIn
+        total.bytesOut += more.bytesOut
+    }
+
+    mutating func observe(seconds value: Double, bytesIn: Int, bytesOut: Int) {
+        count += 1
+        var index = 0
+        while index < Self.bounds.count && value > Self.bounds[index] { index += 1 }
+        buckets[index] += 1
+        seconds += value
+        self.bytesIn += bytesIn
+        self.bytesOut += bytesOut
+    }
+}
+
+/// One loop's counts (a class, so a loop counts in place). Touched only on
+/// its loop, or under the fallback's lock.
+final class StatsTable: @unchecked Sendable {
+    var tallies: [StatsKey: Tally] = [:]
+
+    func add(_ record: RequestRecord, seconds: Double) {
+        let key = StatsKey(direction: record.direction, cluster: record.cluster ?? "none",
+                           statusClass: record.isSession || record.status <= 0 ? 0 : min(max(record.status / 100, 1), 5),
+                           reason: record.reason, isSession: record.isSession)
+        tallies[key, default: Tally()].observe(seconds: seconds, bytesIn: record.bytesIn, bytesOut: record.bytesOut)
+    }
+}
