@@ -449,6 +449,16 @@ class Bench:
 
     # -- setup -------------------------------------------------------------
 
+    def access_log(self, node: str) -> dict:
+        """`access_log` for a weft node's config when --access-log asks for
+        one: a file in the lab's work directory (writable by uid 1337)."""
+        if not self.args.access_log:
+            return {}
+        path = self.lab.workdir / f"{node}-access.log"
+        path.touch()
+        path.chmod(0o666)
+        return {"access_log": {"format": self.args.access_log, "path": str(path)}}
+
     def setup(self, lab: weftlab.Lab) -> None:
         a = self.args
         self.lab = lab
@@ -493,18 +503,20 @@ class Bench:
         location / {{ proxy_pass http://peer; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     }}""", a.proxy_threads, NGINX_CLIENT_PORT)
 
-        log("weft init in both pods; weft proxy in both pods (log level warning)")
+        log("weft init in both pods; weft proxy in both pods (log level warning"
+            + (f", access log {a.access_log} to a file)" if a.access_log else ")"))
         client.init("--exclude-outbound-cidrs", f"{weftlab.POD_NET4}.0.0/16")
         server.init("--exclude-inbound-ports",
                     ",".join(str(p) for p in (BACKEND_PORT, HAPROXY_SERVER_PORT, NGINX_SERVER_PORT,
                                               REDIS_PORT, GRPC_PORT)))
-        self.weft_s = server.start_weft({"node": {"id": "server"}}, log_level="warning")
+        self.weft_s = server.start_weft({"node": {"id": "server"}, **self.access_log("server")}, log_level="warning")
         self.weft_c = client.start_weft({
             "node": {"id": "client"},
             "outbound_policy": "allow_any",
             "clusters": [cluster("web", WEB_VIP, BACKEND_PORT, sip),
                          cluster("redis", REDIS_VIP, REDIS_PORT, sip, "tcp"),
                          cluster("grpc", GRPC_VIP, GRPC_PORT, sip)],
+            **self.access_log("client"),
         }, log_level="warning")
 
         self.urls = {
@@ -1416,7 +1428,8 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
     a("| **direct** | client → nginx at the server pod's IP (the limit on this machine) |")
     a("| **weft** | client → VIP 198.19.0.10:8080, iptables REDIRECT → weft outbound (client pod) → "
       "HTTP/2 mesh (h2c, :15008) → weft (server pod) → HTTP/1.1 keep-alive → nginx on 127.0.0.1. "
-      "Cluster `mesh: true`, protocol detected; weft init in both pods; weft at log level warning |")
+      "Cluster `mesh: true`, protocol detected; weft init in both pods; weft at log level warning"
+      + (f"; **access log on** ({args.access_log}, to a file, both nodes)" if args.access_log else "") + " |")
     a(f"| **haproxy** | client → HAProxy on 127.0.0.1 (client pod, nbthread {args.proxy_threads}) → "
       "HTTP/2 (`proto h2`, h2c) → HAProxy (server pod) → HTTP/1.1 (`http-reuse always`) → nginx |")
     a(f"| **nginx** | client → nginx on 127.0.0.1 (client pod, {args.proxy_threads} workers) → "
@@ -1691,6 +1704,8 @@ def main() -> int:
     ap.add_argument("--redis-clients", type=int, default=16)
     ap.add_argument("--grpc-requests", type=int, default=3000)
     ap.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md and benchmarks/ go")
+    ap.add_argument("--access-log", choices=["text", "json"], default=None,
+                    help="both weft nodes write an access log in this format to a file")
     ap.add_argument("--skip", default="", help="comma list of: latency,idle,redis,grpc,profile,syscalls,micro")
     ap.add_argument("--soak", action="store_true",
                     help="soak mode instead of the comparison: rounds of each kind of traffic through "
