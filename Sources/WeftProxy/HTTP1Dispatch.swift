@@ -26,6 +26,9 @@ protocol HTTP1DispatchOwner: HTTP1ResponseReceiver {
 /// A value inside its exchange, so a request costs no extra object.
 struct HTTP1Dispatch {
     private(set) var connection: HTTP1UpstreamConnection?
+    /// The request's place in the pool's queue while a connection is
+    /// opened for it.
+    var waiting: HTTP1UpstreamPool.Waiter?
     /// The head, until a connection takes it.
     private var head: HTTPRequestHead?
     private var held: [HTTPClientRequestPart] = []
@@ -51,11 +54,16 @@ struct HTTP1Dispatch {
     /// loop, perhaps before returning) `dispatchConnected` or
     /// `dispatchFailed`. Static, so that the owner's dispatch is free to
     /// change when it is told.
+    /// Returns the request's place in the pool's queue (nil when the owner
+    /// was already told): keep it in `waiting`, so that `abandon` leaves
+    /// the queue. `fresh`: a replay, which must not go out on a reused
+    /// connection again.
+    @discardableResult
     static func connect<Owner: HTTP1DispatchOwner>(to target: TargetKey, pool: HTTP1UpstreamPool,
                                                    connectTimeout: TimeAmount, metrics: ProxyMetrics, logger: Logger,
-                                                   owner: Owner) {
+                                                   fresh: Bool = false, owner: Owner) -> HTTP1UpstreamPool.Waiter? {
         let bound = NIOLoopBound(owner, eventLoop: pool.eventLoop)
-        pool.acquire(target, connectTimeout: connectTimeout).whenComplete { result in
+        return pool.acquire(target, connectTimeout: connectTimeout, fresh: fresh) { result in
             switch result {
             case .success(let connection):
                 bound.value.dispatchConnected(connection)
@@ -73,6 +81,7 @@ struct HTTP1Dispatch {
 
     /// Starts the request on `connection` and sends what was held.
     mutating func attach(_ connection: HTTP1UpstreamConnection, receiver: HTTP1ResponseReceiver) {
+        waiting = nil
         guard let head else { return connection.abandon() }
         self.head = nil
         self.connection = connection
@@ -129,6 +138,8 @@ struct HTTP1Dispatch {
     /// The exchange broke off: the connection may be mid-exchange, so it
     /// is closed rather than reused. Nothing held is sent.
     mutating func abandon() {
+        waiting?.cancel()
+        waiting = nil
         connection?.abandon()
         connection = nil
         head = nil

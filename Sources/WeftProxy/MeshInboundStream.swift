@@ -91,8 +91,8 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         let attached = dispatch.start(request.head, to: key, pool: context.pool, receiver: self)
         if endStream { deliver(.end(nil)) }
         if !attached {
-            HTTP1Dispatch.connect(to: key, pool: context.pool, connectTimeout: context.connectTimeout,
-                                  metrics: context.metrics, logger: context.logger, owner: self)
+            dispatch.waiting = HTTP1Dispatch.connect(to: key, pool: context.pool, connectTimeout: context.connectTimeout,
+                                                     metrics: context.metrics, logger: context.logger, owner: self)
         }
     }
 
@@ -159,9 +159,10 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
             context.metrics.countReplay()
             context.logger.debug("keep-alive connection closed under the request: sending it again",
                                  metadata: ["target": "\(target)"])
-            return HTTP1Dispatch.connect(to: TargetKey(endpoint: target), pool: context.pool,
-                                         connectTimeout: context.connectTimeout, metrics: context.metrics,
-                                         logger: context.logger, owner: self)
+            dispatch.waiting = HTTP1Dispatch.connect(to: TargetKey(endpoint: target), pool: context.pool,
+                                                     connectTimeout: context.connectTimeout, metrics: context.metrics,
+                                                     logger: context.logger, fresh: true, owner: self)
+            return
         }
         dispatch.finished()
         if responseStarted {

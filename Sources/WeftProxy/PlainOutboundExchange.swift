@@ -56,8 +56,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
             guard pending.take(for: lease) else { return fail(.overflow) }
             handler?.setReadsPaused(true)
-            HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout, metrics: metrics, logger: logger,
-                                  owner: self)
+            dispatch.waiting = HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout,
+                                                     metrics: metrics, logger: logger, owner: self)
         } else {
             handler?.setReadsPaused(!dispatch.isWritable)
         }
@@ -138,8 +138,9 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
             metrics.countReplay()
             logger.debug("keep-alive connection closed under the request: sending it again",
                          metadata: ["dst": "\(target.endpoint)"])
-            return HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout, metrics: metrics,
-                                         logger: logger, owner: self)
+            dispatch.waiting = HTTP1Dispatch.connect(to: target, pool: pool, connectTimeout: connectTimeout,
+                                                     metrics: metrics, logger: logger, fresh: true, owner: self)
+            return
         }
         dispatch.finished()
         guard !done else { return }

@@ -74,8 +74,15 @@ public final class LocalPairConnector: Connector, @unchecked Sendable {
         lock.withLock { connects[endpoint] ?? 0 }
     }
 
+    /// Completes on a later turn of `loop`, never inside the call, as a
+    /// TCP connect does.
     public func connect(to target: IPEndpoint, on loop: EventLoop, timeout: TimeAmount, halfClosure: Bool,
                         initialize: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
+        loop.flatSubmit { self.pair(to: target, on: loop, halfClosure: halfClosure, initialize: initialize) }
+    }
+
+    private func pair(to target: IPEndpoint, on loop: EventLoop, halfClosure: Bool,
+                      initialize: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
         let server: Server? = lock.withLock {
             let server = servers[target]
             if server != nil { connects[target, default: 0] += 1 }

@@ -65,11 +65,12 @@ final class HTTP1DispatchTests: XCTestCase {
         XCTAssertNoThrow(try group.syncShutdownGracefully())
     }
 
-    private func makePool(maxConnections: Int = 1024) throws -> HTTP1UpstreamPool {
+    private func makePool(maxConnections: Int = 1024, connectsInFlight: Int = 16) throws -> HTTP1UpstreamPool {
         let (loop, connector) = (self.loop!, self.connector)
         return try loop.submit {
             var limits = HTTP1UpstreamPool.Limits()
             limits.maxConnectionsPerTarget = maxConnections
+            limits.maxConnectsInFlightPerTarget = connectsInFlight
             return HTTP1UpstreamPool(eventLoop: loop, limits: limits, connector: connector)
         }.wait()
     }
@@ -89,11 +90,47 @@ final class HTTP1DispatchTests: XCTestCase {
             if !body.isEmpty { exchange.dispatch.send(.body(.byteBuffer(ByteBuffer(string: body)))) }
             if end { exchange.dispatch.send(.end(nil)) }
             if !attached {
-                HTTP1Dispatch.connect(to: target, pool: box.value, connectTimeout: .seconds(2), metrics: metrics,
-                                      logger: logger, owner: exchange)
+                exchange.dispatch.waiting = HTTP1Dispatch.connect(to: target, pool: box.value, connectTimeout: .seconds(2),
+                                                                  metrics: metrics, logger: logger, owner: exchange)
             }
             return exchange
         }.wait()
+    }
+
+    func testRequestsCancelledWhileWaitingForAConnectionCostTheAppOneConnectionNotOneEach() throws {
+        let pool = try makePool()
+        let (metrics, logger, key, box) = (self.metrics, self.logger, TargetKey(endpoint: app), UncheckedBox(pool))
+        // A rapid-reset flood, as a peer sends it: each request starts, then
+        // is cancelled at once, before any connection could open.
+        try loop.submit {
+            for _ in 0..<500 {
+                let exchange = Exchange(loop: box.value.eventLoop)
+                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "app"])
+                XCTAssertFalse(exchange.dispatch.start(head, to: key, pool: box.value, receiver: exchange))
+                exchange.dispatch.waiting = HTTP1Dispatch.connect(to: key, pool: box.value, connectTimeout: .seconds(2),
+                                                                  metrics: metrics, logger: logger, owner: exchange)
+                exchange.dispatch.abandon()
+                exchange.answer.succeed("cancelled")
+            }
+        }.wait()
+        // The one connect in flight finishes into the idle list; a later
+        // request uses it.
+        XCTAssertEqual(try start(pool, body: "after").answer.futureResult.wait(), "conn=1 got=5")
+        XCTAssertEqual(connector.connectCount(app), 1)
+        XCTAssertEqual(metrics.limitHits[.upstreamPool]?.load(ordering: .relaxed) ?? 0, 0)
+    }
+
+    func testWaitersShareTheConnectsInFlightAndAFreedConnection() throws {
+        // One connect at a time: three requests at once are all answered,
+        // over at most three connections, in the order they came.
+        let pool = try makePool(connectsInFlight: 1)
+        let exchanges = try (0..<3).map { try start(pool, body: "n\($0)") }
+        let answers = try exchanges.map { try $0.answer.futureResult.wait() }
+        XCTAssertEqual(answers.map { $0.hasSuffix("got=2") }, [true, true, true], "\(answers)")
+        XCTAssertLessThanOrEqual(connector.connectCount(app), 3)
+        let (key, box) = (TargetKey(endpoint: app), UncheckedBox(pool))
+        XCTAssertEqual(try loop.submit { box.value.openCount(key) }.wait(), connector.connectCount(app),
+                       "every connection opened is accounted for")
     }
 
     func testPartsSentBeforeTheConnectionOpensArriveAndTheConnectionIsReused() throws {

@@ -107,14 +107,22 @@ final class HTTP1UpstreamPoolTests: XCTestCase {
         let target = self.target
         let receiver = RecordingReceiver(eventLoop: loop)
         try loop.flatSubmit {
-            boundPool.value.acquire(target, connectTimeout: .seconds(2)).map { connection in
-                var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri,
-                                           headers: HTTPHeaders([("host", "app")] + headers))
-                if let body { head.headers.add(name: "content-length", value: String(body.utf8.count)) }
-                connection.start(head, receiver: receiver)
-                if let body { connection.sendBody(ByteBuffer(string: body)) }
-                connection.sendEnd(nil)
+            let promise = loop.makePromise(of: Void.self)
+            boundPool.value.acquire(target, connectTimeout: .seconds(2)) { result in
+                switch result {
+                case .success(let connection):
+                    var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri,
+                                               headers: HTTPHeaders([("host", "app")] + headers))
+                    if let body { head.headers.add(name: "content-length", value: String(body.utf8.count)) }
+                    connection.start(head, receiver: receiver)
+                    if let body { connection.sendBody(ByteBuffer(string: body)) }
+                    connection.sendEnd(nil)
+                    promise.succeed(())
+                case .failure(let error):
+                    promise.fail(error)
+                }
             }
+            return promise.futureResult
         }.wait()
         return (try receiver.done.futureResult.wait(), receiver)
     }
