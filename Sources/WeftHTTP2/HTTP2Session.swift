@@ -118,6 +118,7 @@ public final class HTTP2Session {
         defer { nghttp2_session_callbacks_del(callbacks) }
         nghttp2_session_callbacks_set_send_callback(callbacks, sendCallback)
         nghttp2_session_callbacks_set_send_data_callback(callbacks, sendDataCallback)
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, beginFrameCallback)
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, beginHeadersCallback)
         nghttp2_session_callbacks_set_on_header_callback(callbacks, headerCallback)
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameRecvCallback)
@@ -718,6 +719,34 @@ public final class HTTP2Session {
         return count
     }
 
+    /// The highest stream id the peer opened (server side).
+    private var highestPeerStream: Int32 = 0
+    /// Streams this side reset lately: the peer may still have frames for
+    /// them in flight, which RFC 9113 §5.1 says to ignore.
+    private var recentlyReset = [Int32](repeating: 0, count: 64)
+    private var recentlyResetNext = 0
+
+    /// A server must treat HEADERS that would open a stream with an id not
+    /// above every id the peer used as a connection error (RFC 9113
+    /// §5.1.1); libnghttp2 drops such a frame, and the request would hang.
+    fileprivate func onBeginFrame(_ header: UnsafePointer<nghttp2_frame_hd>) -> Int32 {
+        guard role == .server, header.pointee.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+        let streamID = header.pointee.stream_id
+        guard streamID & 1 == 1 else { return 0 }
+        if streamID > highestPeerStream {
+            highestPeerStream = streamID
+            return 0
+        }
+        guard nghttp2_session_find_stream(session, streamID) == nil, !recentlyReset.contains(streamID) else { return 0 }
+        protocolViolations += 1
+        let rv = nghttp2_session_terminate_session2(session, highestPeerStream, HTTP2ErrorCode.protocolError.rawValue)
+        return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
+    }
+
+    /// Connections this session ended for a peer's protocol violation that
+    /// the wrapper itself caught (a HEADERS on a used stream id).
+    public private(set) var protocolViolations = 0
+
     fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         guard frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
         let streamID = frame.pointee.hd.stream_id
@@ -867,6 +896,10 @@ public final class HTTP2Session {
 
     fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let type = frame.pointee.hd.type
+        if type == UInt8(NGHTTP2_RST_STREAM.rawValue) {
+            recentlyReset[recentlyResetNext] = frame.pointee.hd.stream_id
+            recentlyResetNext = (recentlyResetNext + 1) % recentlyReset.count
+        }
         if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue),
            frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
            let state = streams[frame.pointee.hd.stream_id], state.resetAfterEnd, !state.closed,
@@ -943,6 +976,11 @@ private func dataSourceReadCallback(_ session: OpaquePointer?, _ streamID: Int32
                                     _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                                     _ userData: UnsafeMutableRawPointer?) -> Int {
     owner(userData).onReadData(streamID, length, flags!)
+}
+
+private func beginFrameCallback(_ session: OpaquePointer?, _ header: UnsafePointer<nghttp2_frame_hd>?,
+                                _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onBeginFrame(header!)
 }
 
 private func beginHeadersCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,

@@ -570,6 +570,44 @@ final class HTTP2SessionTests: XCTestCase {
         }
     }
 
+    func testHeadersOnAStreamIDBelowOneAlreadyUsedIsAConnectionError() throws {
+        // RFC 9113 §5.1.1: stream 5 opened, then HEADERS on 3 (never used).
+        // libnghttp2 drops that frame silently; the wrapper ends the
+        // connection with PROTOCOL_ERROR instead of letting the request hang.
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        var wire = RawFrame.preface + RawFrame.emptySettings
+        wire += RawFrame.frame(type: 1, flags: 0x5, stream: 5, payload: block)
+        wire += RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: block)
+        try server.receive(ByteBuffer(bytes: wire))
+        XCTAssertEqual(recorder.headerBlocks(5).count, 1)
+        XCTAssertEqual(recorder.headerBlocks(3).count, 0, "the request on stream 3 was delivered")
+        let goaway = RawFrame.parse(try server.produceOutput()).first { $0.type == 7 }
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.protocolError.rawValue)
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload) }, 5, "GOAWAY names stream 5 as the last")
+        XCTAssertEqual(server.protocolViolations, 1)
+    }
+
+    func testTrailersOnAStreamThisSideResetAreIgnoredNotAViolation() throws {
+        // The peer may still have frames in flight for a stream we reset.
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        var wire = RawFrame.preface + RawFrame.emptySettings
+        wire += RawFrame.frame(type: 1, flags: 0x4, stream: 1, payload: block)  // END_HEADERS, body to follow
+        wire += RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: block)
+        try server.receive(ByteBuffer(bytes: wire))
+        try server.resetStream(streamID: 1, errorCode: .cancel)
+        _ = try server.produceOutput()
+        // Trailers for stream 1 (a literal `x-t: 1`), sent before the peer saw the reset.
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        let out = RawFrame.parse(try server.produceOutput())
+        XCTAssertFalse(out.contains { $0.type == 7 }, "GOAWAY for frames on a stream we reset: \(out.map(\.type))")
+        XCTAssertEqual(server.protocolViolations, 0)
+    }
+
     func testContentLengthMismatchIsCaughtByNghttp2() throws {
         let pair = try Pair()
         let id = try pair.client.submitRequest(headers: request("POST", extra: [h("content-length", "3")]),
