@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""A hostile (or merely odd) HTTP/2 peer of a weft mesh port, built on the
+`h2` package's frame encoder with its own checks off, so that it can send
+what a well-behaved client never would. Every wait is bounded.
+
+  h2_peer.py rapid-reset HOST PORT --dst IP:PORT --streams N
+        On ONE connection: HEADERS of a valid mesh request for IP:PORT, then
+        RST_STREAM(CANCEL) at once, N times, in batches. Prints what came
+        back: responses, resets, the GOAWAY (and its error code) if any.
+  h2_peer.py request HOST PORT --dst IP:PORT [--count N]
+        N ordinary mesh requests one after another on one connection;
+        prints each answer's status and weft-reason.
+  h2_peer.py lower-stream HOST PORT --dst IP:PORT
+        A request on stream 5, then HEADERS on stream 3 (lower than one
+        already used: RFC 9113 §5.1.1 says connection error PROTOCOL_ERROR).
+        Prints the GOAWAY's error code, or what happened instead.
+Prints one JSON object; exit 0 when it ran to the end.
+"""
+
+import argparse
+import json
+import socket
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import HeadersFrame
+
+PREFACE_TIMEOUT = 5
+
+
+def mesh_request(dst: str, path: str = "/") -> list[tuple[str, str]]:
+    return [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "app"),
+            ("weft-dst", dst), ("weft-orig-proto", "HTTP/1.1")]
+
+
+class Peer:
+    def __init__(self, host: str, port: int, timeout: float):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False,
+                                           validate_inbound_headers=False, normalize_outbound_headers=False)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.conn.initiate_connection()
+        self.flush()
+        self.responses: dict[int, dict] = {}
+        self.resets: dict[int, int] = {}
+        self.goaway = None
+        self.closed = False
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def pump(self, until=lambda: False, timeout: float = 5.0) -> None:
+        """Reads and handles frames until `until()` or the time is up or EOF."""
+        deadline = time.monotonic() + timeout
+        while not until() and not self.closed and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                self.closed = True
+                break
+            if not data:
+                self.closed = True
+                break
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                self.goaway = self.goaway or {"error": f"local protocol error: {e}"}
+                self.closed = True
+                break
+            for event in events:
+                self.handle(event)
+            try:
+                self.flush()
+            except OSError:
+                self.closed = True
+
+    def handle(self, event) -> None:
+        if isinstance(event, h2.events.ResponseReceived):
+            headers = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                       for k, v in event.headers}
+            self.responses.setdefault(event.stream_id, {})["status"] = int(headers.get(":status", "0"))
+            self.responses[event.stream_id]["reason"] = headers.get("weft-reason", "")
+        elif isinstance(event, h2.events.DataReceived):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            entry = self.responses.setdefault(event.stream_id, {})
+            entry["body"] = entry.get("body", 0) + len(event.data)
+        elif isinstance(event, h2.events.StreamEnded):
+            self.responses.setdefault(event.stream_id, {})["ended"] = True
+        elif isinstance(event, h2.events.StreamReset):
+            self.resets[event.stream_id] = int(event.error_code)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = {"error": int(event.error_code), "last_stream_id": event.last_stream_id}
+            self.closed = True
+
+
+def rapid_reset(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    peer.pump(timeout=0.5)  # the server's SETTINGS
+    sent = 0
+    stream_id = 1
+    for _ in range(args.streams):
+        if peer.closed:
+            break
+        try:
+            peer.conn.send_headers(stream_id, mesh_request(args.dst), end_stream=True)
+            peer.conn.reset_stream(stream_id, error_code=8)  # CANCEL
+            peer.flush()
+        except (OSError, h2.exceptions.ProtocolError):
+            peer.closed = True
+            break
+        sent += 1
+        stream_id += 2
+        if sent % 50 == 0:
+            peer.pump(timeout=0.01)
+    peer.pump(timeout=1.0)
+    return {"sent": sent, "responses": len(peer.responses), "goaway": peer.goaway, "closed": peer.closed}
+
+
+def request(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    answers = []
+    stream_id = 1
+    for _ in range(args.count):
+        peer.conn.send_headers(stream_id, mesh_request(args.dst), end_stream=True)
+        peer.flush()
+        peer.pump(until=lambda: peer.responses.get(stream_id, {}).get("ended") or stream_id in peer.resets,
+                  timeout=args.timeout)
+        got = peer.responses.get(stream_id, {})
+        answers.append({"status": got.get("status", 0), "reason": got.get("reason", ""),
+                        "reset": peer.resets.get(stream_id)})
+        stream_id += 2
+        if peer.closed:
+            break
+    return {"answers": answers, "goaway": peer.goaway}
+
+
+def lower_stream(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    peer.conn.send_headers(5, mesh_request(args.dst), end_stream=True)
+    peer.flush()
+    peer.pump(until=lambda: peer.responses.get(5, {}).get("ended"), timeout=args.timeout)
+    # HEADERS on stream 3, framed by hand: h2 itself refuses to send it.
+    block = peer.conn.encoder.encode(mesh_request(args.dst))
+    frame = HeadersFrame(3)
+    frame.data = block
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    peer.sock.sendall(frame.serialize())
+    peer.pump(until=lambda: peer.closed, timeout=args.timeout)
+    return {"first": peer.responses.get(5, {}).get("status", 0), "goaway": peer.goaway,
+            "stream3": peer.responses.get(3), "closed": peer.closed}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream"])
+    ap.add_argument("host")
+    ap.add_argument("port", type=int)
+    ap.add_argument("--dst", required=True)
+    ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=10)
+    args = ap.parse_args()
+    run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream}[args.mode]
+    print(json.dumps(run(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""A hostile HTTP/2 peer at the mesh port (issue 14), end to end.
+
+A `node` pod runs weft and mesh_app.py on :9390; an `attacker` pod, with no
+weft of its own, speaks HTTP/2 straight to the node's mesh port with
+h2_peer.py (the `h2` package's frames, its own checks off). One misbehaving
+peer must not degrade the node for anyone else.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from topology import APPS, PY
+import weftlab  # noqa: E402 - on sys.path via topology
+
+pytestmark = pytest.mark.root
+
+APP_PORT, MESH_PORT = 9390, 15008
+
+
+@pytest.fixture(scope="module")
+def lab(root, weft_bin):
+    try:
+        __import__("h2")
+    except ImportError:
+        pytest.skip("python package h2 not installed (Tests/e2e/requirements.txt)")
+    with weftlab.Lab(weft_bin=weft_bin) as lab:
+        node = lab.add_pod("node")
+        attacker = lab.add_pod("attacker")
+        app = node.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", "node"], name="mesh_app")
+        node.wait_port(APP_PORT, proc=app)
+        node.init()
+        node.start_weft({"node": {"id": "node"}})
+        lab.node, lab.attacker = node, attacker
+        yield lab
+
+
+def peer(lab, mode: str, *args: str, dst: str | None = None) -> dict:
+    dst = dst or f"{lab.node.ip4}:{APP_PORT}"
+    res = lab.attacker.run([PY, APPS / "h2_peer.py", mode, lab.node.ip4, str(MESH_PORT), "--dst", dst, *args],
+                           check=False, timeout=120)
+    assert res.returncode == 0, (res.stdout, res.stderr[-2000:])
+    return json.loads(res.stdout)
+
+
+def test_a_rapid_reset_flood_neither_floods_the_app_nor_hurts_later_requests(lab):
+    node = lab.node
+    connects = node.metric("weft_upstream_connects_total")
+    pool_full = node.metric("weft_limit_hits_total", limit="upstream_pool")
+    flood = peer(lab, "rapid-reset", "--streams", "2000")
+    print(f"rapid reset: {flood}")
+    assert flood["sent"] >= 100
+    opened = node.metric("weft_upstream_connects_total") - connects
+    print(f"connections weft opened to the app during the flood: {opened:.0f}")
+    # Cancelled streams give back what they started: a stream cancelled
+    # while it waited for a connection leaves the queue, so the app sees a
+    # fraction of the flood (one connection per cancelled stream before).
+    # Those whose connection came first had their request sent: that
+    # connection is closed, as the app is mid-answer.
+    assert opened < flood["sent"] / 4, (opened, flood["sent"])
+    assert node.metric("weft_limit_hits_total", limit="upstream_pool") == pool_full
+    # Every later request is answered by the app.
+    after = peer(lab, "request", "--count", "50")
+    assert [a["status"] for a in after["answers"]] == [200] * 50, after
+
+
+def test_headers_on_a_lower_stream_id_is_a_connection_error(lab):
+    result = peer(lab, "lower-stream")
+    print(f"lower stream id: {result}")
+    assert result["first"] == 200
+    assert result["stream3"] is None, "the request on stream 3 was served"
+    assert result["goaway"] is not None and result["goaway"]["error"] == 1, result  # PROTOCOL_ERROR
+
+
+def test_a_request_for_another_address_gets_403_with_its_reason_not_a_bare_reset(lab):
+    result = peer(lab, "request", dst="198.18.0.250:80")
+    assert result["answers"] == [{"status": 403, "reason": "not_local_destination", "reset": None}], result
+    # Nor for one of weft's own ports, whatever address names it.
+    own = peer(lab, "request", dst=f"{lab.node.ip4}:15000")
+    assert own["answers"][0]["status"] == 403, own
