@@ -5,15 +5,15 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     /// The peer node or the local app could not be connected to.
     case connectFailure = "connect_failure"
     /// The stream or connection broke before a response arrived.
-    case upstreamReset = "upstream_reset"
+    case upstreamReset = "reset"
     /// The peer refused the stream (GOAWAY): it never processed it.
     case refusedStream = "refused_stream"
     /// The peer's response could not be understood.
     case badResponse = "bad_response"
     /// No response head within the cluster's `timeouts.request`.
-    case requestTimeout = "request_timeout"
+    case requestTimeout = "timeout"
     /// The cluster has no endpoint to send to.
-    case noEndpoint = "no_endpoint"
+    case noEndpoint = "no_healthy_endpoint"
     /// The mesh connection could take no more streams, even after a retry.
     case meshOverloaded = "mesh_overloaded"
     /// The app's request line named something weft cannot carry.
@@ -23,7 +23,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     /// A mesh request without usable `weft-dst` or pseudo-headers.
     case badMeshRequest = "bad_mesh_request"
     /// `weft-dst` names an address that is not this node's (no open relay).
-    case notLocalDestination = "not_local_destination"
+    case notLocalDestination = "not_local"
     /// The cluster's token bucket is empty (`rate_limit`).
     case rateLimited = "rate_limited"
     /// A circuit breaker of the cluster is at its bound (`circuit_breakers`).

@@ -210,7 +210,7 @@ enum Explainer {
         let total = answer.endpoints.count
         let serving = answer.endpoints.filter(\.getsTraffic)
         var text = "Cluster \(name) (\(answer.cluster?.matchedBy ?? "")): "
-        if total == 0 { return text + "it has no endpoint: HTTP requests get 503 no_endpoint, TCP is reset." }
+        if total == 0 { return text + "it has no endpoint: HTTP requests get 503 no_healthy_endpoint, TCP is reset." }
         if answer.endpoints.allSatisfy({ !$0.usable }) {
             return text + "none of its \(total) endpoints is usable: panic mode balances over all of them."
         }

@@ -66,7 +66,7 @@ struct RetryAttempts {
 
     /// The listed condition an answer meets, if any. A peer node's own 502
     /// or 503 for its app (`weft-reason: connect_failure` or
-    /// `upstream_reset`) counts as that failure (SPEC §5).
+    /// `reset`) counts as that failure (SPEC §5).
     func condition(status: Int, peerReason: String?) -> String? {
         guard status >= 400 else { return nil }
         if (502...503).contains(status), let peerReason, let reason = ErrorReason(rawValue: peerReason),

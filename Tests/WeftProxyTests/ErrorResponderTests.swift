@@ -49,7 +49,7 @@ final class ErrorResponderTests: XCTestCase {
         var text = ""
         ProxyMetrics.render(try metrics.requestTotals(on: MultiThreadedEventLoopGroup.singleton.next()).wait(), into: &text)
         XCTAssertTrue(text.contains(
-            "weft_requests_total{direction=\"outbound\",cluster=\"backend\",status_class=\"5xx\",reason=\"no_endpoint\"} 1\n"), text)
+            "weft_requests_total{direction=\"outbound\",cluster=\"backend\",status_class=\"5xx\",reason=\"no_healthy_endpoint\"} 1\n"), text)
         XCTAssertTrue(text.contains(
             "weft_requests_total{direction=\"inbound\",cluster=\"none\",status_class=\"2xx\",reason=\"none\"} 1\n"), text)
     }

@@ -36,7 +36,7 @@ final class MeshLocalRuleTests: XCTestCase {
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         var collected: [UInt8] = []
-        while !String(decoding: collected, as: UTF8.self).contains("not_local_destination\n") {
+        while !String(decoding: collected, as: UTF8.self).contains("not_local\n") {
             let count = recv(fd, &buffer, buffer.count, 0)
             if count <= 0 { break }
             collected += buffer[..<count]
@@ -48,7 +48,7 @@ final class MeshLocalRuleTests: XCTestCase {
         let (a, b) = try nodes(endpoint: "127.0.0.2:9090")  // loopback, but not B's address
         let response = ask(try a.port(.outbound))
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 403 Forbidden"), response)
-        XCTAssertTrue(response.contains("weft-reason: not_local_destination"), response)
+        XCTAssertTrue(response.contains("weft-reason: not_local"), response)
         XCTAssertEqual(b.server.metrics.meshRefused.load(ordering: .relaxed), 1)
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())

@@ -367,7 +367,7 @@ extension MeshPathTests {
         a.resolver.set(IPEndpoint("198.19.0.14:80"))
         let response = send("GET / HTTP/1.1\r\nHost: slow\r\n\r\n", to: try a.port(.outbound))
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"), response)
-        XCTAssertTrue(response.lowercased().contains("weft-reason: request_timeout"), response)
+        XCTAssertTrue(response.lowercased().contains("weft-reason: timeout"), response)
         XCTAssertEqual(a.server.metrics.errorResponses[.requestTimeout]?.load(ordering: .relaxed), 1)
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())

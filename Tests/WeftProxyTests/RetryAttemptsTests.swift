@@ -39,7 +39,7 @@ final class RetryAttemptsTests: XCTestCase {
         XCTAssertNil(listed.condition(status: 200, peerReason: nil))
         // A peer node's 502 for its app's connect failure is that failure.
         XCTAssertEqual(listed.condition(status: 502, peerReason: "connect_failure"), "connect-failure")
-        XCTAssertNil(listed.condition(status: 502, peerReason: "upstream_reset"))
+        XCTAssertNil(listed.condition(status: 502, peerReason: "reset"))
 
         let (gateway, _) = attempts(RetryPolicy(conditions: [.gatewayError]))
         XCTAssertEqual(gateway.condition(for: .requestTimeout), "per-try-timeout")

@@ -104,7 +104,7 @@ final class OutboundRouterTests: XCTestCase {
     }
 
     /// TCP to a cluster with no endpoint is refused at once; HTTP is taken,
-    /// so that each request can be answered (503, no_endpoint).
+    /// so that each request can be answered (503, no_healthy_endpoint).
     func testClusterWithoutEndpoints() throws {
         XCTAssertEqual(router().decide(originalDestination: IPEndpoint("198.19.0.11:81")!, localAddress: listener),
                        .refuse(.noEndpoint))

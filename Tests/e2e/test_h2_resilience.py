@@ -137,9 +137,9 @@ def test_a_grpc_try_past_per_try_timeout_is_retried_elsewhere(h2):
 
 
 def test_a_grpc_call_unanswered_within_the_request_timeout_gets_504(h2):
-    timeouts = h2.client.metric("weft_error_responses_total", reason="request_timeout")
+    timeouts = h2.client.metric("weft_error_responses_total", reason="timeout")
     answers = Counter(tally(h2, TIMEOUT, 15))
     print(f"h2-timeout, {SLOW_BACKEND} answering after {DELAY} s: {dict(answers)}")
     # gRPC reports weft's 504 as UNAVAILABLE; the others answer.
     assert answers == {("OK", "backend1"): 5, ("OK", "backend3"): 5, ("UNAVAILABLE", ""): 5}
-    assert h2.client.metric("weft_error_responses_total", reason="request_timeout") - timeouts == 5
+    assert h2.client.metric("weft_error_responses_total", reason="timeout") - timeouts == 5

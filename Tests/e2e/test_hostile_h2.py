@@ -76,7 +76,7 @@ def test_headers_on_a_lower_stream_id_is_a_connection_error(lab):
 
 def test_a_request_for_another_address_gets_403_with_its_reason_not_a_bare_reset(lab):
     result = peer(lab, "request", dst="198.18.0.250:80")
-    assert result["answers"] == [{"status": 403, "reason": "not_local_destination", "reset": None}], result
+    assert result["answers"] == [{"status": 403, "reason": "not_local", "reset": None}], result
     # Nor for one of weft's own ports, whatever address names it.
     own = peer(lab, "request", dst=f"{lab.node.ip4}:15000")
     assert own["answers"][0]["status"] == 403, own

@@ -7,7 +7,7 @@ The client's clusters, each its own VIP:
 
     198.19.0.120:9390    m-http    mesh: true, HTTP/1.1 app
     198.19.0.121:9390    m-plain   mesh: false (plain HTTP/1.1 pool)
-    198.19.0.122:9390    m-empty   discovery: file, an empty list: weft answers 503 no_endpoint
+    198.19.0.122:9390    m-empty   discovery: file, an empty list: weft answers 503 no_healthy_endpoint
     198.19.0.123:7400    m-tcp     protocol: tcp, mesh: true
     198.19.0.124:50051   m-grpc    mesh: true, gRPC (HTTP/2 app)
 
@@ -71,7 +71,7 @@ def parsed(root, weft_bin):
 
         assert [a[0] for a in tally("m-http", COUNTS["m-http"])] == [200] * COUNTS["m-http"]
         assert [a[0] for a in tally("m-plain", COUNTS["m-plain"])] == [200] * COUNTS["m-plain"]
-        assert [a[:3:2] for a in tally("m-empty", COUNTS["m-empty"])] == [[503, "no_endpoint"]] * COUNTS["m-empty"]
+        assert [a[:3:2] for a in tally("m-empty", COUNTS["m-empty"])] == [[503, "no_healthy_endpoint"]] * COUNTS["m-empty"]
         client.run([PY, APPS / "balance_client.py", "tcp-new", "m-tcp", str(TCP), "--count", str(COUNTS["m-tcp"])],
                    check=True, timeout=60)
         res = client.run([PY, APPS / "grpc_client.py", f"m-grpc:{GRPC}", "--tally", str(COUNTS["m-grpc"])],
@@ -109,7 +109,7 @@ def test_requests_are_counted_per_cluster_status_class_and_reason(parsed):
         assert value(client, "weft_requests_total", direction="outbound", cluster=name,
                      status_class="2xx", reason="none") == COUNTS[name], name
     assert value(client, "weft_requests_total", direction="outbound", cluster="m-empty", status_class="5xx",
-                 reason="no_endpoint") == COUNTS["m-empty"]
+                 reason="no_healthy_endpoint") == COUNTS["m-empty"]
     assert value(client, "weft_requests_total", direction="outbound") == \
         sum(COUNTS[n] for n in ("m-http", "m-plain", "m-grpc", "m-empty"))
     # On the backend node the meshed requests arrive inbound for the local app.
