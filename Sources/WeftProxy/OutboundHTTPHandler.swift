@@ -104,6 +104,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(var head):
+            if let violation = HTTP1RequestRules.violation(of: head) {
+                logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
+                var record = RequestRecord(direction: .outbound, cluster: route.cluster.name)
+                record.status = ErrorReason.badRequest.status
+                record.reason = .badRequest
+                record.describe(head)
+                metrics.record(record)
+                respondWithError(.badRequest, keepAlive: false, version: head.version)
+                return
+            }
             // The edge of the mesh: a request without an id gets one, which
             // every hop and the app then see (SPEC §6).
             if !head.headers.contains(name: "x-request-id") {

@@ -152,6 +152,34 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    func testRequestsWhoseFramingOrHostBreaksRFC9112AreRefusedAtTheFirstHop() throws {
+        let (a, b) = try nodes()
+        let port = try a.port(.outbound)
+        let refused = [
+            "GET / HTTP/1.1\r\nX-A: b\r\n\r\n",                                   // no Host
+            "GET / HTTP/1.1\r\nHost: backend\r\nHost: other\r\n\r\n",              // two Hosts
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",  // TE in 1.0
+            "POST / HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ]
+        for raw in refused {
+            let response = send(raw, to: port)
+            XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n") || response.hasPrefix("HTTP/1.0 400 Bad Request\r\n"),
+                          "\(raw.debugDescription) -> \(response)")
+            XCTAssertTrue(response.lowercased().contains("connection: close"), response)
+        }
+        XCTAssertEqual(try b.server.metrics.requests(.inbound, statusClass: 2), 0, "a refused request reached the app")
+        // (Two Transfer-Encoding fields are already refused by the parser, before the route stage.)
+        XCTAssertEqual(try a.server.metrics.requests(.outbound, statusClass: 4), refused.count)
+        // HTTP/1.0 without Host is fine, as is one chunked coding.
+        XCTAssertTrue(send("GET / HTTP/1.0\r\n\r\n", to: port).hasPrefix("HTTP/1.0 200 OK\r\n"))
+        XCTAssertTrue(send("POST / HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                           to: port).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        XCTAssertEqual(try b.server.metrics.requests(.inbound, statusClass: 2), 2)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testClosedAppPortAnswers502WithAReason() throws {
         let closed = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
         let deadPort = UInt16(try XCTUnwrap(closed.localAddress?.port))

@@ -1,0 +1,67 @@
+import NIOHTTP1
+
+/// RFC 9112 rules an app's HTTP/1.x request must meet before weft carries
+/// it, beyond what the parser (llhttp) already refuses (invalid field
+/// names and values, obs-fold, Transfer-Encoding with Content-Length,
+/// conflicting or malformed Content-Length, bad chunk sizes, a bad request
+/// target). A request that breaks one is answered 400 at the first hop,
+/// and the connection is closed: its framing cannot be trusted.
+enum HTTP1RequestRules {
+    enum Violation: String, Equatable {
+        /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
+        case missingHost = "no Host"
+        case duplicateHost = "more than one Host"
+        /// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request makes its
+        /// framing faulty.
+        case transferEncodingInHTTP10 = "Transfer-Encoding in an HTTP/1.0 request"
+        /// A transfer coding other than a single `chunked`: weft decodes none
+        /// (RFC 9112 §6.1 lets a server refuse what it does not implement),
+        /// and passing one on would hand the app a body it cannot read.
+        case unsupportedTransferCoding = "a transfer coding other than chunked"
+    }
+
+    static func violation(of head: HTTPRequestHead) -> Violation? {
+        var hosts = 0
+        var transferEncodings = 0
+        var onlyChunked = true
+        for (name, value) in head.headers {
+            if name.isASCIICaseInsensitiveEqual(to: "host") {
+                hosts += 1
+            } else if name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
+                transferEncodings += 1
+                if !String(value.trimmingASCIISpaces).isASCIICaseInsensitiveEqual(to: "chunked") { onlyChunked = false }
+            }
+        }
+        if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {
+            if hosts == 0 { return .missingHost }
+        }
+        if hosts > 1 { return .duplicateHost }
+        if transferEncodings > 0 {
+            if head.version == .http1_0 { return .transferEncodingInHTTP10 }
+            if transferEncodings > 1 || !onlyChunked { return .unsupportedTransferCoding }
+        }
+        return nil
+    }
+}
+
+extension String {
+    /// Equal to `lowercase` (lowercase ASCII) ignoring ASCII case, without
+    /// making a lowercased copy.
+    func isASCIICaseInsensitiveEqual(to lowercase: StaticString) -> Bool {
+        guard utf8.count == lowercase.utf8CodeUnitCount else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            zip(utf8, expected).allSatisfy { byte, wanted in
+                (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte) == wanted
+            }
+        }
+    }
+
+    /// Without leading and trailing spaces and tabs.
+    var trimmingASCIISpaces: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return self[first...last]
+    }
+}

@@ -1,0 +1,29 @@
+import NIOHTTP1
+import XCTest
+@testable import WeftProxy
+
+/// RFC 9112's Host and Transfer-Encoding rules, as a pure check.
+final class HTTP1RequestRulesTests: XCTestCase {
+    private func check(_ version: HTTPVersion, _ headers: [(String, String)]) -> HTTP1RequestRules.Violation? {
+        HTTP1RequestRules.violation(of: HTTPRequestHead(version: version, method: .POST, uri: "/",
+                                                        headers: HTTPHeaders(headers)))
+    }
+
+    func testExactlyOneHostOnHTTP11() {
+        XCTAssertNil(check(.http1_1, [("Host", "a")]))
+        XCTAssertNil(check(.http1_1, [("hOsT", "a")]))
+        XCTAssertEqual(check(.http1_1, []), .missingHost)
+        XCTAssertEqual(check(.http1_1, [("Host", "a"), ("host", "a")]), .duplicateHost, "even when equal")
+        XCTAssertNil(check(.http1_0, []), "HTTP/1.0 may leave Host out")
+        XCTAssertEqual(check(.http1_0, [("Host", "a"), ("Host", "b")]), .duplicateHost)
+    }
+
+    func testOnlyASingleChunkedCodingAndNeverOnHTTP10() {
+        XCTAssertNil(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", " Chunked\t")]))
+        XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]), .unsupportedTransferCoding)
+        XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", "chunked"), ("transfer-encoding", "chunked")]),
+                       .unsupportedTransferCoding)
+        XCTAssertEqual(check(.http1_0, [("Transfer-Encoding", "chunked")]), .transferEncodingInHTTP10)
+        XCTAssertNil(check(.http1_1, [("Host", "a"), ("If-Modified-Since", "x")]), "a 17-byte name that is not TE")
+    }
+}
