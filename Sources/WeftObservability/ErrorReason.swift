@@ -30,6 +30,11 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case overflow
     /// An HTTP-routing listener's request matched no route and no hostname.
     case noRoute = "no_route"
+    /// The app's request has more header fields, or more header bytes, than
+    /// the mesh carries: refused at the first hop, not downstream.
+    case headersTooLarge = "headers_too_large"
+    /// The app's request target is longer than weft carries.
+    case uriTooLong = "uri_too_long"
 
     /// The endpoint failed the attempt (unreachable, reset, silent, or
     /// speaking nonsense), as opposed to the request or weft itself: what
@@ -39,7 +44,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .connectFailure, .upstreamReset, .badResponse, .requestTimeout: true
         // A refused stream never reached the endpoint: the peer node said no.
         case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
-             .notLocalDestination, .rateLimited, .overflow, .noRoute: false
+             .notLocalDestination, .rateLimited, .overflow, .noRoute, .headersTooLarge, .uriTooLong: false
         }
     }
 
@@ -53,6 +58,8 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .badRequestTarget, .badRequest, .badMeshRequest: 400
         case .notLocalDestination: 403
         case .noRoute: 404
+        case .headersTooLarge: 431
+        case .uriTooLong: 414
         }
     }
 }

@@ -1,12 +1,21 @@
 import NIOHTTP1
+import WeftHTTP2
+import WeftObservability
 
 /// RFC 9112 rules an app's HTTP/1.x request must meet before weft carries
 /// it, beyond what the parser (llhttp) already refuses (invalid field
 /// names and values, obs-fold, Transfer-Encoding with Content-Length,
 /// conflicting or malformed Content-Length, bad chunk sizes, a bad request
-/// target). A request that breaks one is answered 400 at the first hop,
-/// and the connection is closed: its framing cannot be trusted.
+/// target). A request that breaks one is answered at the first hop (400,
+/// or 431/414 for what the mesh would not carry), and the connection is
+/// closed: its framing cannot be trusted.
 enum HTTP1RequestRules {
+    /// What the next hop takes (`HTTP2Limits`), less room for the
+    /// pseudo-headers and mesh headers weft adds.
+    static let maxHeaderCount = HTTP2Limits.default.maxHeaderCount - 8
+    static let maxHeaderBytes = HTTP2Limits.default.maxHeaderListBytes - 1024
+    static let maxURIBytes = 8 * 1024
+
     enum Violation: String, Equatable {
         /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
         case missingHost = "no Host"
@@ -18,13 +27,30 @@ enum HTTP1RequestRules {
         /// (RFC 9112 §6.1 lets a server refuse what it does not implement),
         /// and passing one on would hand the app a body it cannot read.
         case unsupportedTransferCoding = "a transfer coding other than chunked"
+        case tooManyHeaders = "more header fields than the mesh carries"
+        case headersTooLarge = "more header bytes than the mesh carries"
+        case uriTooLong = "a request target longer than 8 KiB"
+
+        /// How weft answers it.
+        var reason: ErrorReason {
+            switch self {
+            case .missingHost, .duplicateHost, .transferEncodingInHTTP10, .unsupportedTransferCoding: .badRequest
+            case .tooManyHeaders, .headersTooLarge: .headersTooLarge
+            case .uriTooLong: .uriTooLong
+            }
+        }
     }
 
     static func violation(of head: HTTPRequestHead) -> Violation? {
+        if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
+        if head.headers.count > maxHeaderCount { return .tooManyHeaders }
         var hosts = 0
         var transferEncodings = 0
         var onlyChunked = true
+        // HPACK's accounting: name + value + 32 per field.
+        var bytes = head.uri.utf8.count
         for (name, value) in head.headers {
+            bytes += name.utf8.count + value.utf8.count + 32
             if name.isASCIICaseInsensitiveEqual(to: "host") {
                 hosts += 1
             } else if name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
@@ -36,6 +62,7 @@ enum HTTP1RequestRules {
             if hosts == 0 { return .missingHost }
         }
         if hosts > 1 { return .duplicateHost }
+        if bytes > maxHeaderBytes { return .headersTooLarge }
         if transferEncodings > 0 {
             if head.version == .http1_0 { return .transferEncodingInHTTP10 }
             if transferEncodings > 1 || !onlyChunked { return .unsupportedTransferCoding }

@@ -3,8 +3,8 @@ import NIOCore
 import NIOHTTP1
 import WeftObservability
 
-/// Answers an app request that NIOHTTP1 cannot parse (malformed, or past
-/// the decoder's header size limit) with `400` and closes, counting and
+/// Answers an app request that NIOHTTP1 cannot parse with `400` (`431`
+/// past the decoder's header size limit) and closes, counting and
 /// logging it. Sits between the decoder and the handler that serves
 /// requests, so that one never sees a broken request. The `400` comes in
 /// order: after the responses to the requests parsed before it.
@@ -32,9 +32,11 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         metrics.limitHit(.httpRequest)
+        // Past the decoder's header size limit: 431, as the first hop should.
+        reason = (error as? HTTPParserError) == .headerOverflow ? .headersTooLarge : .badRequest
         var record = RequestRecord(direction: .outbound)
-        record.status = ErrorReason.badRequest.status
-        record.reason = .badRequest
+        record.status = reason.status
+        record.reason = reason
         metrics.record(record)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
         if unanswered > 0 {
@@ -44,15 +46,17 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    private var reason = ErrorReason.badRequest
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head = unwrapInboundIn(data) { unanswered += 1 }
         context.fireChannelRead(data)
     }
 
     private func answerBadRequest(context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(ErrorResponder.head(.badRequest, version: .http1_1, keepAlive: false))),
+        context.write(wrapOutboundOut(.head(ErrorResponder.head(reason, version: .http1_1, keepAlive: false))),
                       promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ErrorResponder.body(.badRequest)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ErrorResponder.body(reason)))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -107,11 +107,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             if let violation = HTTP1RequestRules.violation(of: head) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
                 var record = RequestRecord(direction: .outbound, cluster: route.cluster.name)
-                record.status = ErrorReason.badRequest.status
-                record.reason = .badRequest
+                record.status = violation.reason.status
+                record.reason = violation.reason
                 record.describe(head)
                 metrics.record(record)
-                respondWithError(.badRequest, keepAlive: false, version: head.version)
+                respondWithError(violation.reason, keepAlive: false, version: head.version)
                 return
             }
             // The edge of the mesh: a request without an id gets one, which

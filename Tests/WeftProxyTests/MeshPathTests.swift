@@ -180,6 +180,33 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    func testRequestsTheMeshWouldNotCarryGet431Or414AtTheFirstHop() throws {
+        let (a, b) = try nodes()
+        let port = try a.port(.outbound)
+        let manyFields = (0..<HTTP1RequestRules.maxHeaderCount + 1).map { "X-F\($0): v\r\n" }.joined()
+        let bigField = "X-Big: " + String(repeating: "b", count: HTTP1RequestRules.maxHeaderBytes) + "\r\n"
+        let longTarget = "/" + String(repeating: "u", count: HTTP1RequestRules.maxURIBytes)
+        for (raw, expected) in [
+            ("GET / HTTP/1.1\r\nHost: backend\r\n\(manyFields)\r\n", "431 Request Header Fields Too Large"),
+            ("GET / HTTP/1.1\r\nHost: backend\r\n\(bigField)\r\n", "431 Request Header Fields Too Large"),
+            ("GET \(longTarget) HTTP/1.1\r\nHost: backend\r\n\r\n", "414 URI Too Long"),
+            // Past the parser's own limit (80 KiB): 431 too, not 400.
+            ("GET / HTTP/1.1\r\nHost: backend\r\nX-Huge: \(String(repeating: "h", count: 90 * 1024))\r\n\r\n",
+             "431 Request Header Fields Too Large"),
+        ] {
+            let response = send(raw, to: port)
+            XCTAssertTrue(response.hasPrefix("HTTP/1.1 \(expected)\r\n"), String(response.prefix(200)))
+        }
+        XCTAssertEqual(try b.server.metrics.requests(.inbound, statusClass: 2), 0, "a refused request reached the app")
+        XCTAssertEqual(a.server.metrics.errorResponses[.headersTooLarge]?.load(ordering: .relaxed), 3)
+        XCTAssertEqual(a.server.metrics.errorResponses[.uriTooLong]?.load(ordering: .relaxed), 1)
+        // Just under the bounds, the request crosses the mesh.
+        let fitting = (0..<HTTP1RequestRules.maxHeaderCount - 2).map { "X-F\($0): v\r\n" }.joined()
+        XCTAssertTrue(send("GET / HTTP/1.1\r\nHost: backend\r\n\(fitting)\r\n", to: port).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testClosedAppPortAnswers502WithAReason() throws {
         let closed = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
         let deadPort = UInt16(try XCTUnwrap(closed.localAddress?.port))
