@@ -33,7 +33,7 @@ def lab(root, weft_bin):
         node.wait_port(APP_PORT, proc=app)
         node.init()
         node.start_weft({"node": {"id": "node"}})
-        lab.node, lab.attacker = node, attacker
+        lab.node, lab.attacker, lab.app = node, attacker, app
         yield lab
 
 
@@ -80,3 +80,17 @@ def test_a_request_for_another_address_gets_403_with_its_reason_not_a_bare_reset
     # Nor for one of weft's own ports, whatever address names it.
     own = peer(lab, "request", dst=f"{lab.node.ip4}:15000")
     assert own["answers"][0]["status"] == 403, own
+
+
+def test_malformed_requests_are_reset_and_never_reach_the_app_as_http1(lab):
+    result = peer(lab, "malformed")
+    print(f"malformed: {result}")
+    for case, outcome in result["cases"].items():
+        # RST_STREAM PROTOCOL_ERROR (1), never an answer from the app.
+        assert outcome["status"] is None and outcome["reset"] == 1, (case, outcome)
+    assert len(result["cases"]) == 7
+    assert result["good"] == 200, "a malformed request spoiled the connection for the next one"
+    seen = lab.app.log()
+    for case in result["cases"]:
+        assert f"/{case}" not in seen, f"{case} reached the app:\n{seen[-2000:]}"
+    assert "/good" in seen

@@ -10,6 +10,12 @@ what a well-behaved client never would. Every wait is bounded.
   h2_peer.py request HOST PORT --dst IP:PORT [--count N]
         N ordinary mesh requests one after another on one connection;
         prints each answer's status and weft-reason.
+  h2_peer.py malformed HOST PORT --dst IP:PORT
+        One mesh request per RFC 9113 §8.2 violation (an uppercase name, CR
+        LF or NUL in a value, a connection-specific field, a content-length
+        the DATA disagrees with, an unknown pseudo-header), each on its own
+        stream, then one good request. Prints per case the status, or the
+        RST_STREAM code.
   h2_peer.py lower-stream HOST PORT --dst IP:PORT
         A request on stream 5, then HEADERS on stream 3 (lower than one
         already used: RFC 9113 §5.1.1 says connection error PROTOCOL_ERROR).
@@ -144,6 +150,54 @@ def request(args) -> dict:
     return {"answers": answers, "goaway": peer.goaway}
 
 
+MALFORMED = {
+    "uppercase-name": [("X-Upper", "1")],
+    "crlf-in-value": [("x-a", "b\r\nx-smuggled: 1")],
+    "nul-in-value": [("x-a", "b\x00c")],
+    "connection-header": [("connection", "keep-alive")],
+    "transfer-encoding": [("transfer-encoding", "chunked")],
+    "unknown-pseudo": [(":smuggled", "1")],
+}
+
+
+def malformed(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    results = {}
+    stream_id = 1
+    for name, extra in MALFORMED.items():
+        headers = mesh_request(args.dst, f"/{name}")
+        if name == "unknown-pseudo":
+            headers = extra + headers
+        else:
+            headers = headers + extra
+        peer.conn.send_headers(stream_id, headers, end_stream=True)
+        peer.flush()
+        sid = stream_id
+        peer.pump(until=lambda: sid in peer.resets or peer.responses.get(sid, {}).get("ended"), timeout=args.timeout)
+        results[name] = {"status": peer.responses.get(sid, {}).get("status"), "reset": peer.resets.get(sid)}
+        stream_id += 2
+        if peer.closed:
+            break
+    # content-length that DATA contradicts
+    if not peer.closed:
+        peer.conn.send_headers(stream_id, mesh_request(args.dst, "/cl-mismatch") + [("content-length", "3")])
+        peer.conn.send_data(stream_id, b"longer than three", end_stream=True)
+        peer.flush()
+        sid = stream_id
+        peer.pump(until=lambda: sid in peer.resets or peer.responses.get(sid, {}).get("ended"), timeout=args.timeout)
+        results["content-length-mismatch"] = {"status": peer.responses.get(sid, {}).get("status"),
+                                               "reset": peer.resets.get(sid)}
+        stream_id += 2
+    good = None
+    if not peer.closed:
+        peer.conn.send_headers(stream_id, mesh_request(args.dst, "/good"), end_stream=True)
+        peer.flush()
+        sid = stream_id
+        peer.pump(until=lambda: peer.responses.get(sid, {}).get("ended"), timeout=args.timeout)
+        good = peer.responses.get(sid, {}).get("status")
+    return {"cases": results, "good": good, "goaway": peer.goaway}
+
+
 def lower_stream(args) -> dict:
     peer = Peer(args.host, args.port, args.timeout)
     peer.conn.send_headers(5, mesh_request(args.dst), end_stream=True)
@@ -163,7 +217,7 @@ def lower_stream(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream"])
+    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--dst", required=True)
@@ -171,7 +225,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=10)
     args = ap.parse_args()
-    run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream}[args.mode]
+    run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
+           "malformed": malformed}[args.mode]
     print(json.dumps(run(args)))
     return 0
 
