@@ -156,7 +156,8 @@ final class HTTP1UpstreamPool {
     }
 
     /// A connect ended: its connection goes to the first waiter, or
-    /// becomes idle when nobody waits; a failure is the first waiter's.
+    /// becomes idle when nobody waits; a failure is every waiter's that the
+    /// connects still in flight cannot serve.
     private func connected(_ result: Result<HTTP1UpstreamConnection, Error>, target: TargetKey, timeout: TimeAmount) {
         guard let entry = targets[target] else {
             if case .success(let connection) = result { connection.channel?.close(promise: nil) }
@@ -172,9 +173,14 @@ final class HTTP1UpstreamPool {
             }
             connectIfNeeded(target, entry, timeout: timeout)
         case .failure(let error):
+            // The target is unreachable now: every waiter that no connect
+            // still in flight can serve fails with it, rather than queueing
+            // for connects of its own one after another, each as slow as
+            // this one (a hang, behind an unanswering target).
             entry.open -= 1
-            entry.waiters.popFirst()?.tell(.failure(error))
-            connectIfNeeded(target, entry, timeout: timeout)
+            while entry.waiters.count > entry.connecting, let waiter = entry.waiters.popFirst() {
+                waiter.tell(.failure(error))
+            }
             forgetIfUnused(target, entry)
         }
     }

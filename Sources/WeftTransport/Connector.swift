@@ -55,6 +55,7 @@ public final class LocalPairConnector: Connector, @unchecked Sendable {
     private let lock = NIOLock()
     private var servers: [IPEndpoint: Server] = [:]
     private var connects: [IPEndpoint: Int] = [:]
+    private var attempts: [IPEndpoint: Int] = [:]
 
     public init() {}
 
@@ -74,6 +75,11 @@ public final class LocalPairConnector: Connector, @unchecked Sendable {
         lock.withLock { connects[endpoint] ?? 0 }
     }
 
+    /// Connects tried to `endpoint` so far, refused ones included.
+    public func attemptCount(_ endpoint: IPEndpoint) -> Int {
+        lock.withLock { attempts[endpoint] ?? 0 }
+    }
+
     /// Completes on a later turn of `loop`, never inside the call, as a
     /// TCP connect does.
     public func connect(to target: IPEndpoint, on loop: EventLoop, timeout: TimeAmount, halfClosure: Bool,
@@ -84,6 +90,7 @@ public final class LocalPairConnector: Connector, @unchecked Sendable {
     private func pair(to target: IPEndpoint, on loop: EventLoop, halfClosure: Bool,
                       initialize: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
         let server: Server? = lock.withLock {
+            attempts[target, default: 0] += 1
             let server = servers[target]
             if server != nil { connects[target, default: 0] += 1 }
             return server

@@ -187,6 +187,26 @@ final class HTTP1DispatchTests: XCTestCase {
         XCTAssertEqual(try start(pool, body: "x").answer.futureResult.wait(), "conn=1 got=1", "other targets unaffected")
     }
 
+    func testRequestsWaitingOnAnUnreachableTargetFailWithTheConnectTheyWaitedFor() throws {
+        // One connect at a time: the three requests queued behind the one
+        // connect fail when it fails, instead of trying again one by one.
+        let pool = try makePool(connectsInFlight: 1)
+        let nobody = IPEndpoint("198.18.0.9:8080")!
+        let (metrics, logger, key, box) = (self.metrics, self.logger, TargetKey(endpoint: nobody), UncheckedBox(pool))
+        let exchanges = try loop.submit {
+            (0..<3).map { _ in
+                let exchange = Exchange(loop: box.value.eventLoop)
+                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "app"])
+                _ = exchange.dispatch.start(head, to: key, pool: box.value, receiver: exchange)
+                exchange.dispatch.waiting = HTTP1Dispatch.connect(to: key, pool: box.value, connectTimeout: .seconds(2),
+                                                                  metrics: metrics, logger: logger, owner: exchange)
+                return exchange
+            }
+        }.wait()
+        XCTAssertEqual(try exchanges.map { try $0.answer.futureResult.wait() }, Array(repeating: "failed: connect_failure", count: 3))
+        XCTAssertEqual(connector.attemptCount(nobody), 1)
+    }
+
     func testAFullPoolIsCountedAndAnsweredUntilAConnectionIsFree() throws {
         let pool = try makePool(maxConnections: 1)
         let first = try start(pool, body: "slow", end: false, length: 10)
