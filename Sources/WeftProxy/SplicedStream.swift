@@ -119,17 +119,16 @@ final class SplicedStream: MeshStreamHandler {
             opener(headers, endStream, self, attemptOpened(attempt))
             armTimer()
         case .response, .informational:
+            // The final answer's status, read once.
+            let status = kind == .response ? headers.first(where: { $0.name == ":status" }).flatMap { Int($0.value) } : nil
             if kind == .response {
                 lease?.responded()
-                let status = headers.first(where: { $0.name == ":status" }).flatMap { Int($0.value) } ?? 0
-                outcome = MeshTranslation.isPeerReportedFailure(headers) ? .failure : LeaseOutcome(status: status)
+                outcome = MeshTranslation.isPeerReportedFailure(headers) ? .failure : LeaseOutcome(status: status ?? 0)
             }
             guard let partner, let partnerStream = partner.streamID else { return }
-            if kind == .response, partner.retryInstead(ofAnswer: headers, from: self) { return }
+            if let status, partner.retryInstead(ofAnswer: headers, status: status, from: self) { return }
             partner.answeredByPartner()
-            if kind == .response, let status = headers.first(where: { $0.name == ":status" }).flatMap({ Int($0.value) }) {
-                partner.record?.status = status
-            }
+            if let status { partner.record?.status = status }
             let fields = rewriteResponse(headers)
             do {
                 if kind == .informational {
@@ -227,8 +226,7 @@ final class SplicedStream: MeshStreamHandler {
     private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
         logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])
-        record?.status = reason.status
-        record?.reason = reason
+        record?.answered(by: reason)
         ErrorResponder.respond(reason, on: connection, streamID: streamID)
         connection.stopAfterResponse(streamID: streamID)
         end(.success)
@@ -271,8 +269,8 @@ final class SplicedStream: MeshStreamHandler {
 
     /// The partner got an answer that the retry policy lists: it is
     /// dropped, and another attempt follows. False: pass the answer on.
-    private func retryInstead(ofAnswer headers: [HTTP2Header], from other: SplicedStream) -> Bool {
-        guard !answered, let delay = attempts?.retryDelay(afterAnswer: headers) else { return false }
+    private func retryInstead(ofAnswer headers: [HTTP2Header], status: Int, from other: SplicedStream) -> Bool {
+        guard !answered, let delay = attempts?.retryDelay(afterAnswer: headers, status: status) else { return false }
         other.dropAttempt(.success)
         retry(after: delay, .upstreamReset)
         return true

@@ -99,10 +99,9 @@ final class StreamAttempts {
 
     /// The backoff before another attempt instead of passing on this
     /// answer, or nil when it is to be passed on.
-    func retryDelay(afterAnswer headers: [HTTP2Header]) -> TimeAmount? {
-        guard let retry, let status = headers.first(where: { $0.name == ":status" }).flatMap({ Int($0.value) }),
-              let condition = retry.condition(
-                status: status, peerReason: headers.first { $0.name == MeshTranslation.reasonHeader }?.value)
+    func retryDelay(afterAnswer headers: [HTTP2Header], status: Int) -> TimeAmount? {
+        guard let retry, let condition = retry.condition(
+            status: status, peerReason: headers.first { $0.name == MeshTranslation.reasonHeader }?.value)
         else { return nil }
         return retryDelay(condition)
     }
