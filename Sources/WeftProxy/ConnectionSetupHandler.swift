@@ -262,12 +262,12 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         if counted { metrics.opened(direction) }
         let held = lease.map { NIOLoopBound(HeldLease($0), eventLoop: downstream.eventLoop) }
         let startedAt = NIODeadline.now()
-        let connectFailed = NIOLoopBound(Box(false), eventLoop: downstream.eventLoop)
+        let connectFailed = NIOLoopBoundBox(false, eventLoop: downstream.eventLoop)
         let (downstreamRelay, upstreamRelay) = RelayHandler.pair(downstreamClosed: { received, sent, reset in
             held?.value.finish(.success)
             metrics.record(.session(direction, cluster: cluster, endpoint: target, startedAt: startedAt,
                                     received: received, sent: sent,
-                                    reason: connectFailed.value.value ? .connectFailure : nil))
+                                    reason: connectFailed.value ? .connectFailure : nil))
             if counted {
                 metrics.closed(direction, received: received, sent: sent)
             } else {
@@ -303,7 +303,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                     }
                 case .failure(let error):
                     held?.value.finish(.failure)
-                    connectFailed.value.value = true
+                    connectFailed.value = true
                     metrics.counters(direction).connectFailures.wrappingIncrement(ordering: .relaxed)
                     sessionLogger.warning("upstream connect failed", metadata: ["error": "\(error)"])
                     RelayHandler.reset(downstream)
@@ -321,10 +321,4 @@ extension RefusalReason {
         default: self = .noEndpoint
         }
     }
-}
-
-/// A value one closure sets and another reads, on one loop.
-final class Box<Value> {
-    var value: Value
-    init(_ value: Value) { self.value = value }
 }
