@@ -53,6 +53,12 @@ extension RequestRecord {
         return record
     }
 
+    /// Weft answered the request itself, for `reason`.
+    public mutating func answered(by reason: ErrorReason) {
+        status = reason.status
+        self.reason = reason
+    }
+
     /// Fills in what the access log tells of the request, from its header
     /// fields as the app sent them (`field` by lowercase name).
     public mutating func describe(method: String, authority: String?, path: String, field: (String) -> String?) {

@@ -35,8 +35,7 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
         // Past the decoder's header size limit: 431, as the first hop should.
         reason = (error as? HTTPParserError) == .headerOverflow ? .headersTooLarge : .badRequest
         var record = RequestRecord(direction: .outbound)
-        record.status = reason.status
-        record.reason = reason
+        record.answered(by: reason)
         metrics.record(record)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
         if unanswered > 0 {

@@ -106,13 +106,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         case .head(var head):
             if let violation = HTTP1RequestRules.violation(of: head) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
-                var record = RequestRecord(direction: .outbound, cluster: route.cluster.name)
-                record.status = violation.reason.status
-                record.reason = violation.reason
-                record.describe(head)
-                metrics.record(record)
-                respondWithError(violation.reason, keepAlive: false, version: head.version)
-                return
+                return refuse(head, violation.reason, cluster: route.cluster.name, keepAlive: false)
             }
             // The edge of the mesh: a request without an id gets one, which
             // every hop and the app then see (SPEC §6).
@@ -125,13 +119,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             case .success(let leased): lease = leased
             case .failure(let reason):
                 logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
-                var record = RequestRecord(direction: .outbound, cluster: target.name)
-                record.status = reason.status
-                record.reason = reason
-                record.describe(head)
-                metrics.record(record)
-                respondWithError(reason, keepAlive: head.isKeepAlive, version: head.version)
-                return
+                return refuse(head, reason, cluster: target.name, keepAlive: head.isKeepAlive)
             }
             if Self.isUpgradeRequest(head) {
                 upgrade = (head, target, lease)
@@ -202,14 +190,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                              timeout: TimeAmount(target.cluster.config.timeouts.connect), logger: logger,
                              metrics: metrics, cluster: target.name,
                              removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
-                guard let self else { return }
-                var record = RequestRecord(direction: .outbound, cluster: target.name,
-                                           endpoint: lease.endpoint)
-                record.status = ErrorReason.connectFailure.status
-                record.reason = .connectFailure
-                record.describe(head)
-                self.metrics.record(record)
-                self.respondWithError(.connectFailure, keepAlive: false, version: head.version)
+                self?.refuse(head, .connectFailure, cluster: target.name, endpoint: lease.endpoint, keepAlive: false)
             }
         }
     }
@@ -337,6 +318,17 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// with `weft-reason` saying why. The caller records the request.
     func record(_ record: RequestRecord) {
         metrics.record(record)
+    }
+
+    /// Answers `head` with weft's error for `reason`, recorded as the
+    /// request's outcome.
+    private func refuse(_ head: HTTPRequestHead, _ reason: ErrorReason, cluster: String, endpoint: IPEndpoint? = nil,
+                        keepAlive: Bool) {
+        var record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: endpoint)
+        record.answered(by: reason)
+        record.describe(head)
+        metrics.record(record)
+        respondWithError(reason, keepAlive: keepAlive, version: head.version)
     }
 
     func respondWithError(_ reason: ErrorReason, keepAlive: Bool,

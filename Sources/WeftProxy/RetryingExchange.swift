@@ -211,8 +211,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         if lastRecord == nil {
             var record = RequestRecord(direction: .outbound, cluster: attempts.target.name,
                                        endpoint: attempts.tried.last)
-            record.status = reason.status
-            record.reason = reason
+            record.answered(by: reason)
             record.describe(head)
             lastRecord = record
         }
