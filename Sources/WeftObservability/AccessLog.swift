@@ -244,8 +244,7 @@ enum AccessLogLine {
             for byte in bytes {
                 if needsEscape(byte) {
                     buffer.writeStaticString("\\x")
-                    buffer.writeInteger(hexDigit(byte >> 4))
-                    buffer.writeInteger(hexDigit(byte & 0xf))
+                    writeHex(byte, into: &buffer)
                 } else {
                     buffer.writeInteger(byte)
                 }
@@ -274,8 +273,7 @@ enum AccessLogLine {
                 case 0x09: buffer.writeStaticString("\\t")
                 case ..<0x20, 0x7f:
                     buffer.writeStaticString("\\u00")
-                    buffer.writeInteger(hexDigit(byte >> 4))
-                    buffer.writeInteger(hexDigit(byte & 0xf))
+                    writeHex(byte, into: &buffer)
                 default: buffer.writeInteger(byte)
                 }
             }
@@ -283,8 +281,11 @@ enum AccessLogLine {
         buffer.writeStaticString("\"")
     }
 
-    private static func hexDigit(_ value: UInt8) -> UInt8 {
-        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    /// A byte as two lowercase hex digits.
+    private static func writeHex(_ byte: UInt8, into buffer: inout ByteBuffer) {
+        func digit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
+        buffer.writeInteger(digit(byte >> 4))
+        buffer.writeInteger(digit(byte & 0xf))
     }
 
     /// Milliseconds with three decimals: `1.234`.
