@@ -9,14 +9,14 @@ import WeftObservability
 /// target). A request that breaks one is answered at the first hop (400,
 /// or 431/414 for what the mesh would not carry), and the connection is
 /// closed: its framing cannot be trusted.
-enum HTTP1RequestRules {
+public enum HTTP1RequestRules {
     /// What the next hop takes (`HTTP2Limits`), less room for the
     /// pseudo-headers and mesh headers weft adds.
     static let maxHeaderCount = HTTP2Limits.default.maxHeaderCount - 8
     static let maxHeaderBytes = HTTP2Limits.default.maxHeaderListBytes - 1024
     static let maxURIBytes = 8 * 1024
 
-    enum Violation: String, Equatable {
+    public enum Violation: String, Equatable, Sendable {
         /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
         case missingHost = "no Host"
         case duplicateHost = "more than one Host"
@@ -41,7 +41,7 @@ enum HTTP1RequestRules {
         }
     }
 
-    static func violation(of head: HTTPRequestHead) -> Violation? {
+    public static func violation(of head: HTTPRequestHead) -> Violation? {
         if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
         if head.headers.count > maxHeaderCount { return .tooManyHeaders }
         var hosts = 0

@@ -20,8 +20,13 @@ public enum DetectedProtocol: String, Sendable, Equatable {
 /// wait no longer than they must.
 public enum ProtocolDetector {
     static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-    /// The longest request line prefix we wait for before calling it TCP.
-    static let maximumRequestLineProbe = 8192
+    /// The longest request line prefix we wait for before calling it TCP:
+    /// well past the 8 KiB URI limit (`HTTP1RequestRules`), so a request
+    /// with a long target still reads as HTTP and is answered 414, not
+    /// relayed as opaque bytes.
+    static let maximumRequestLineProbe = 64 * 1024
+    /// The longest method taken for HTTP (the registered ones are far shorter).
+    static let maximumMethodLength = 20
 
     public static func detect(_ buffer: ByteBuffer) -> DetectedProtocol? {
         buffer.withUnsafeReadableBytes { detect(bytes: $0) }
@@ -61,14 +66,18 @@ public enum ProtocolDetector {
     private static func requestLine(_ bytes: UnsafeRawBufferPointer) -> DetectedProtocol? {
         var index = 0
         // Method: a token of upper-case letters (RFC 9110 methods in use are).
+        // Each limit is checked before "need more bytes", so the answer does
+        // not depend on how the bytes were cut into reads.
         while index < bytes.count, isMethodCharacter(bytes[index]) { index += 1 }
-        if index == bytes.count { return index <= 20 ? nil : .tcp }
+        if index > maximumMethodLength { return .tcp }
+        if index == bytes.count { return nil }
         guard index > 0, bytes[index] == UInt8(ascii: " ") else { return .tcp }
         index += 1
         // Target: visible ASCII up to the next space.
         let targetStart = index
         while index < bytes.count, bytes[index] > 0x20, bytes[index] < 0x7f { index += 1 }
-        if index == bytes.count { return index < maximumRequestLineProbe ? nil : .tcp }
+        if index >= maximumRequestLineProbe { return .tcp }
+        if index == bytes.count { return nil }
         guard index > targetStart, bytes[index] == UInt8(ascii: " ") else { return .tcp }
         index += 1
         let version = Array("HTTP/1.".utf8)

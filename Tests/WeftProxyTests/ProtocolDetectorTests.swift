@@ -43,4 +43,20 @@ final class ProtocolDetectorTests: XCTestCase {
         XCTAssertEqual(detect([0x00, 0x01]), .tcp)
         XCTAssertEqual(detect(String(repeating: "A", count: 21)), .tcp)
     }
+
+    /// Found by FuzzProtocolDetection: a method or target over its limit
+    /// said TCP when read in pieces but waited for more when read at once.
+    func testTheAnswerDoesNotDependOnHowTheBytesWereCut() {
+        let longMethod = String(repeating: "J", count: 89) + " "
+        XCTAssertEqual(detect(String(longMethod.prefix(21))), .tcp)
+        XCTAssertEqual(detect(longMethod), .tcp)
+        let probe = ProtocolDetector.maximumRequestLineProbe
+        let longTarget = "GET /" + String(repeating: "a", count: probe) + " HTTP/1.1\r\n"
+        XCTAssertEqual(detect(String(longTarget.prefix(probe))), .tcp)
+        XCTAssertEqual(detect(longTarget), .tcp)
+        let method20 = String(repeating: "M", count: 20) + " / HTTP/1.1\r\n"
+        XCTAssertEqual(detect(method20), .http1, "20 characters is still a method")
+        let target9K = "GET /" + String(repeating: "a", count: 9 * 1024) + " HTTP/1.1\r\n"
+        XCTAssertEqual(detect(target9K), .http1, "over the URI limit is still HTTP (answered 414)")
+    }
 }
