@@ -27,6 +27,8 @@ public struct HTTP2Limits: Hashable, Sendable {
     public var streamSendHighWatermark: Int = 256 * 1024
     /// ... and at or below which it reports itself writable again.
     public var streamSendLowWatermark: Int = 64 * 1024
+    /// Frames that cost work and carry nothing (``HTTP2FrameBudget``).
+    public var frameBudget = HTTP2FrameBudget.Limits()
 
     public init() {}
 

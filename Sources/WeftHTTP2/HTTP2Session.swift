@@ -147,6 +147,7 @@ public final class HTTP2Session {
         self.role = role
         self.settings = settings
         self.limits = limits
+        self.frameBudget = HTTP2FrameBudget(limits: limits.frameBudget)
         self.protections = protections
         self.delegate = delegate
         // Only now is `self` whole; callbacks cannot run before this (nothing
@@ -214,7 +215,9 @@ public final class HTTP2Session {
             }
         }
         if rv < 0 {
-            let error = Self.error(Int32(clamping: rv))
+            // A flood stopped the input from a callback: name it, not the
+            // callback failure nghttp2 reports.
+            let error = terminationError ?? Self.error(Int32(clamping: rv))
             if error.isFatal { terminationError = error }
             deliverEvents()
             throw error
@@ -293,6 +296,7 @@ public final class HTTP2Session {
         try Self.check(id)
         streams[id] = HTTP2StreamState(local: endStream ? .ended : .open)
         openStreamCount += 1
+        frameBudget.streamOpened()
         deliverEvents()
         return id
     }
@@ -730,6 +734,10 @@ public final class HTTP2Session {
     /// above every id the peer used as a connection error (RFC 9113
     /// §5.1.1); libnghttp2 drops such a frame, and the request would hang.
     fileprivate func onBeginFrame(_ header: UnsafePointer<nghttp2_frame_hd>) -> Int32 {
+        if let flood = frameBudget.received(type: header.pointee.type, flags: header.pointee.flags,
+                                            length: header.pointee.length) {
+            return stop(for: flood)
+        }
         guard role == .server, header.pointee.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
         let streamID = header.pointee.stream_id
         guard streamID & 1 == 1 else { return 0 }
@@ -743,6 +751,21 @@ public final class HTTP2Session {
         return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
     }
 
+    /// What the peer may send that costs work and carries nothing.
+    private var frameBudget: HTTP2FrameBudget
+
+    /// Ends the session for a flood: GOAWAY ENHANCE_YOUR_CALM is queued (and
+    /// sent by the next `produceOutput`), and `receive` stops at this frame
+    /// and throws ``HTTP2SessionError/frameFlood(_:)``.
+    private func stop(for flood: HTTP2FrameBudget.Flood) -> Int32 {
+        terminationError = .frameFlood(flood)
+        if nghttp2_session_terminate_session2(session, highestPeerStream,
+                                              HTTP2ErrorCode.enhanceYourCalm.rawValue) == 0 {
+            localGoAwaysPending += 1
+        }
+        return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+    }
+
     /// Connections this session ended for a peer's protocol violation that
     /// the wrapper itself caught (a HEADERS on a used stream id).
     public private(set) var protocolViolations = 0
@@ -753,6 +776,7 @@ public final class HTTP2Session {
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST && streams[streamID] == nil {
             streams[streamID] = HTTP2StreamState(local: .idle)
             openStreamCount += 1
+            frameBudget.streamOpened()
         }
         if let state = streams[streamID] {
             state.headerBlock.removeAll(keepingCapacity: true)
@@ -857,6 +881,12 @@ public final class HTTP2Session {
                     events.append(.pingAck(payload))
                 }
             }
+        case NGHTTP2_RST_STREAM.rawValue:
+            // A stream the peer opened and dropped before any answer.
+            if role == .server, let state = streams[streamID], state.local == .idle,
+               let flood = frameBudget.prematureReset() {
+                return stop(for: flood)
+            }
         case NGHTTP2_GOAWAY.rawValue:
             let goaway = frame.pointee.goaway
             events.append(.goAway(goaway.last_stream_id, HTTP2ErrorCode(goaway.error_code),
@@ -896,6 +926,7 @@ public final class HTTP2Session {
 
     fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let type = frame.pointee.hd.type
+        if type == UInt8(NGHTTP2_DATA.rawValue) { frameBudget.sentData() }
         if type == UInt8(NGHTTP2_RST_STREAM.rawValue) {
             recentlyReset[recentlyResetNext] = frame.pointee.hd.stream_id
             recentlyResetNext = (recentlyResetNext + 1) % recentlyReset.count

@@ -8,6 +8,9 @@ public enum HTTP2SessionError: Error, Hashable, Sendable, CustomStringConvertibl
     case flooded
     /// The peer sent more CONTINUATION frames than allowed (CVE-2024-28182 fix).
     case tooManyContinuations
+    /// The peer broke the session's ``HTTP2FrameBudget``; GOAWAY
+    /// ENHANCE_YOUR_CALM is queued.
+    case frameFlood(HTTP2FrameBudget.Flood)
     /// A callback failed fatally (an internal invariant of the wrapper broke).
     case callbackFailure
     case outOfMemory
@@ -34,7 +37,7 @@ public enum HTTP2SessionError: Error, Hashable, Sendable, CustomStringConvertibl
     /// Whether the connection cannot go on after this error.
     public var isFatal: Bool {
         switch self {
-        case .badClientMagic, .flooded, .tooManyContinuations, .callbackFailure, .outOfMemory,
+        case .badClientMagic, .flooded, .tooManyContinuations, .frameFlood, .callbackFailure, .outOfMemory,
              .connectionTerminated:
             true
         case .library(let code, _):
@@ -44,11 +47,20 @@ public enum HTTP2SessionError: Error, Hashable, Sendable, CustomStringConvertibl
         }
     }
 
+    /// A flood limit ended the connection (counted as `http2_flood`).
+    public var isFlood: Bool {
+        switch self {
+        case .flooded, .tooManyContinuations, .frameFlood: true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .badClientMagic: "bad HTTP/2 client preface"
         case .flooded: "peer flooded the outbound queue"
         case .tooManyContinuations: "too many CONTINUATION frames"
+        case .frameFlood(let flood): "peer flooded with \(flood.rawValue)"
         case .callbackFailure: "nghttp2 callback failure"
         case .outOfMemory: "out of memory"
         case .connectionTerminated(let code, let reason):

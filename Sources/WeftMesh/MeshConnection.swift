@@ -287,7 +287,8 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         do {
             try session.receive(unwrapInboundIn(data))
         } catch {
-            logger.warning("mesh connection protocol error", metadata: ["error": "\(error)"])
+            if let error = error as? HTTP2SessionError, error.isFlood { metrics.limitHit(.http2Flood) }
+            logger.warning("HTTP/2 connection closed: peer broke the protocol", metadata: ["error": "\(error)"])
             markUnusable()
             flushNow()
             context.close(promise: nil)

@@ -42,6 +42,10 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case meshQueue = "mesh_queue"
     /// Connections to one peer (`MeshConnectionPool.maxConnectionsPerPeer`).
     case meshConnections = "mesh_connections"
+    /// An HTTP/2 connection (mesh or app) ended for flooding: frames that
+    /// carry nothing, too many CONTINUATIONs, replies it would not read, or
+    /// streams reset before their answer (`HTTP2FrameBudget`, nghttp2's caps).
+    case http2Flood = "http2_flood"
 }
 
 /// Which end opened a connection between nodes (or with an HTTP/2 app):

@@ -49,9 +49,14 @@ def test_a_rapid_reset_flood_neither_floods_the_app_nor_hurts_later_requests(lab
     node = lab.node
     connects = node.metric("weft_upstream_connects_total")
     pool_full = node.metric("weft_limit_hits_total", limit="upstream_pool")
+    floods = node.metric("weft_limit_hits_total", limit="http2_flood")
     flood = peer(lab, "rapid-reset", "--streams", "2000")
     print(f"rapid reset: {flood}")
     assert flood["sent"] >= 100
+    # Once 500 streams are open and most were reset before an answer, the
+    # node ends the connection itself, and counts it.
+    assert flood["goaway"] is not None and flood["goaway"]["error"] == 11, flood  # ENHANCE_YOUR_CALM
+    assert node.metric("weft_limit_hits_total", limit="http2_flood") == floods + 1
     opened = node.metric("weft_upstream_connects_total") - connects
     print(f"connections weft opened to the app during the flood: {opened:.0f}")
     # Cancelled streams give back what they started: a stream cancelled
@@ -94,3 +99,43 @@ def test_malformed_requests_are_reset_and_never_reach_the_app_as_http1(lab):
     for case in result["cases"]:
         assert f"/{case}" not in seen, f"{case} reached the app:\n{seen[-2000:]}"
     assert "/good" in seen
+
+
+# kind, frames sent, whether the node says why with GOAWAY ENHANCE_YOUR_CALM
+# (the other two end in nghttp2's own checks: the connection is just closed).
+FLOODS = [
+    ("empty-data", 100, True),
+    ("priority", 2000, True),
+    ("window-update", 100, True),
+    ("continuation", 200, False),
+    ("ping", 50_000, False),
+    ("settings", 50_000, False),
+]
+
+
+@pytest.mark.parametrize("kind,count,calm", FLOODS, ids=[f[0] for f in FLOODS])
+def test_a_frame_flood_ends_that_connection_is_counted_and_spares_everyone_else(lab, kind, count, calm):
+    node = lab.node
+    floods = node.metric("weft_limit_hits_total", limit="http2_flood")
+    result = peer(lab, "flood", "--kind", kind, "--count", str(count))
+    print(f"{kind} flood: {result}")
+    assert result["closed"], f"the node put up with {result['sent']} {kind} frames"
+    if calm:
+        assert result["goaway"] is not None and result["goaway"]["error"] == 11, result
+    assert node.metric("weft_limit_hits_total", limit="http2_flood") == floods + 1
+    after = peer(lab, "request", "--count", "5")
+    assert [a["status"] for a in after["answers"]] == [200] * 5, after
+
+
+def test_an_hpack_bomb_is_refused_without_losing_the_connection(lab):
+    node = lab.node
+    header_limits = node.metric("weft_limit_hits_total", limit="header_list")
+    result = peer(lab, "hpack-bomb")
+    print(f"hpack bomb: {result}")
+    # 100 bytes that decode to 400 KB: over the 64 KiB header-list cap, so
+    # the stream is reset (REFUSED_STREAM or PROTOCOL_ERROR), never served...
+    assert result["bomb"]["status"] is None and result["bomb"]["reset"] is not None, result
+    assert node.metric("weft_limit_hits_total", limit="header_list") == header_limits + 1
+    assert "/bomb" not in lab.app.log()
+    # ...and the connection's HPACK state is intact: the next request is served.
+    assert result["after"] == {"status": 200, "reset": None}, result

@@ -20,6 +20,17 @@ what a well-behaved client never would. Every wait is bounded.
         A request on stream 5, then HEADERS on stream 3 (lower than one
         already used: RFC 9113 §5.1.1 says connection error PROTOCOL_ERROR).
         Prints the GOAWAY's error code, or what happened instead.
+  h2_peer.py flood HOST PORT --dst IP:PORT --kind KIND [--count N]
+        On one connection, N frames of one kind that cost the node work and
+        carry nothing: empty-data (empty DATA on an open stream),
+        continuation (one header block cut into 1-byte CONTINUATIONs),
+        priority, window-update, ping and settings (both sent without ever
+        reading the node's ACKs). Prints how many went out, the GOAWAY, and
+        whether the node closed the connection.
+  h2_peer.py hpack-bomb HOST PORT --dst IP:PORT
+        A 4000-byte header value put in the HPACK table once, then a request
+        naming it 100 times (about 400 KB decoded from 100 bytes), then a
+        good request on the same connection. Prints both outcomes.
 Prints one JSON object; exit 0 when it ran to the end.
 """
 
@@ -34,7 +45,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import HeadersFrame
+from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFrame, PriorityFrame,
+                              SettingsFrame, WindowUpdateFrame)
 
 PREFACE_TIMEOUT = 5
 
@@ -45,8 +57,15 @@ def mesh_request(dst: str, path: str = "/") -> list[tuple[str, str]]:
 
 
 class Peer:
-    def __init__(self, host: str, port: int, timeout: float):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float, receive_buffer: int | None = None):
+        if receive_buffer is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # Set before connecting, so the window the node sees stays small.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False,
                                            validate_inbound_headers=False, normalize_outbound_headers=False)
         self.conn = h2.connection.H2Connection(config=config)
@@ -215,18 +234,123 @@ def lower_stream(args) -> dict:
             "stream3": peer.responses.get(3), "closed": peer.closed}
 
 
+def flood(args) -> dict:
+    silent = args.kind in ("ping", "settings")
+    peer = Peer(args.host, args.port, args.timeout, receive_buffer=4096 if silent else None)
+    if not silent:
+        peer.pump(timeout=0.5)
+    frames = []
+    if args.kind == "empty-data":
+        peer.conn.send_headers(1, mesh_request(args.dst, "/flood"), end_stream=False)
+        peer.flush()
+        frames = [DataFrame(1).serialize() for _ in range(args.count)]
+    elif args.kind == "continuation":
+        block = peer.conn.encoder.encode(mesh_request(args.dst, "/flood")
+                                         + [(f"x-h{i}", "v" * 8) for i in range(args.count // 12 + 1)])
+        first = HeadersFrame(1)
+        first.data = block[:1]
+        first.flags.add("END_STREAM")
+        frames = [first.serialize()]
+        for i in range(1, min(len(block), args.count)):
+            piece = ContinuationFrame(1)
+            piece.data = block[i:i + 1]
+            frames.append(piece.serialize())
+    elif args.kind == "priority":
+        frames = [PriorityFrame(3, depends_on=0, stream_weight=16).serialize() for _ in range(args.count)]
+    elif args.kind == "window-update":
+        frames = [WindowUpdateFrame(0, window_increment=1).serialize() for _ in range(args.count)]
+    elif args.kind == "ping":
+        frames = [PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(args.count)]
+    elif args.kind == "settings":
+        frames = [SettingsFrame(0, settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100}).serialize()
+                  for _ in range(args.count)]
+    sent = 0
+    deadline = time.monotonic() + args.timeout
+    for start in range(0, len(frames), 100):
+        if time.monotonic() > deadline:
+            break
+        try:
+            peer.sock.sendall(b"".join(frames[start:start + 100]))
+        except OSError:
+            peer.closed = True
+            break
+        sent += len(frames[start:start + 100])
+    if silent:
+        # Now read: what is left of the ACKs, then the GOAWAY or the close.
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    peer.pump(until=lambda: peer.closed, timeout=args.timeout)
+    return {"sent": sent, "goaway": peer.goaway, "closed": peer.closed}
+
+
+def hpack_string(b: bytes) -> bytes:
+    """An HPACK string literal, not Huffman-coded (RFC 7541 §5.2)."""
+    if len(b) < 127:
+        return bytes([len(b)]) + b
+    rest, out = len(b) - 127, bytearray([127])
+    while rest >= 128:
+        out.append(rest % 128 + 128)
+        rest //= 128
+    out.append(rest)
+    return bytes(out) + b
+
+
+def hpack_literal(name: bytes, value: bytes, indexed: bool) -> bytes:
+    """A literal field with a new name, added to the table or not (RFC 7541 §6.2)."""
+    return (b"\x40" if indexed else b"\x00") + hpack_string(name) + hpack_string(value)
+
+
+def opened(peer: Peer, stream_id: int, dst: str) -> None:
+    """Lets the h2 connection open `stream_id` (so it takes the answer)
+    without sending its HEADERS: a hand-made frame goes instead."""
+    peer.conn.send_headers(stream_id, mesh_request(dst), end_stream=True)
+    peer.conn.data_to_send()
+
+
+def hpack_bomb(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    peer.pump(timeout=0.5)
+    # Hand-made blocks only: the h2 encoder's table would drift from the node's.
+    request = b"".join(hpack_literal(n.encode(), v.encode(), indexed=False)
+                       for n, v in mesh_request(args.dst, "/bomb"))
+    # "x-bomb: b×4000" enters the node's dynamic table as entry 62; then the
+    # indexed field 62 (0x80 | 62 = 0xbe) a hundred times.
+    block = request + hpack_literal(b"x-bomb", b"b" * 4000, indexed=True) + b"\xbe" * 100
+    opened(peer, 1, args.dst)
+    frame = HeadersFrame(1)
+    frame.data = block
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    peer.sock.sendall(frame.serialize())
+    peer.pump(until=lambda: 1 in peer.resets or peer.responses.get(1, {}).get("ended"), timeout=args.timeout)
+    bomb = {"status": peer.responses.get(1, {}).get("status"), "reset": peer.resets.get(1)}
+    after = None
+    if not peer.closed:
+        opened(peer, 3, args.dst)
+        frame = HeadersFrame(3)
+        frame.data = b"".join(hpack_literal(n.encode(), v.encode(), indexed=False)
+                              for n, v in mesh_request(args.dst, "/after-bomb"))
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        peer.sock.sendall(frame.serialize())
+        peer.pump(until=lambda: 3 in peer.resets or peer.responses.get(3, {}).get("ended"), timeout=args.timeout)
+        after = {"status": peer.responses.get(3, {}).get("status"), "reset": peer.resets.get(3)}
+    return {"bomb": bomb, "after": after, "goaway": peer.goaway, "closed": peer.closed}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed"])
+    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed", "flood", "hpack-bomb"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--dst", required=True)
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--kind", choices=["empty-data", "continuation", "priority", "window-update", "ping", "settings"],
+                    default="empty-data")
     ap.add_argument("--timeout", type=float, default=10)
     args = ap.parse_args()
     run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
-           "malformed": malformed}[args.mode]
+           "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb}[args.mode]
     print(json.dumps(run(args)))
     return 0
 
