@@ -25,6 +25,14 @@ enum HTTP1UpstreamError: Error, Equatable {
     case closedEarly
     /// The pool refused another connection to this target.
     case poolExhausted
+
+    /// Whether `error` says the upstream's bytes broke HTTP/1.1 (RFC 9112
+    /// framing or field rules, or a response nobody asked for), rather than
+    /// merely stopping: answered `502 bad_response`, never replayed.
+    static func isMalformedResponse(_ error: Error) -> Bool {
+        if let parser = error as? HTTPParserError { return parser != .invalidEOFState }
+        return error is NIOHTTPDecoderError
+    }
 }
 
 /// One keep-alive HTTP/1.1 connection to an upstream (a local app, or a
@@ -209,6 +217,13 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if HTTP1UpstreamError.isMalformedResponse(error) {
+            // A response that breaks RFC 9112, or one nobody asked for (bytes
+            // past the last response's framing, which would otherwise answer
+            // the next request): the connection's framing is lost.
+            pool?.logger.warning("app response refused, connection closed",
+                                 metadata: ["target": "\(target.endpoint)", "error": "\(error)"])
+        }
         reusable = false
         if let receiver, !responseEnded {
             self.receiver = nil

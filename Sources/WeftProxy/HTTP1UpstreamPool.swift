@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -86,10 +87,15 @@ final class HTTP1UpstreamPool {
     private var targets: [TargetKey: Target] = [:]
     private var sweepTask: Scheduled<Void>?
 
-    init(eventLoop: EventLoop, limits: Limits = Limits(), connector: any Connector = TCPConnector()) {
+    /// For what the pool's connections see go wrong with an upstream.
+    let logger: Logger
+
+    init(eventLoop: EventLoop, limits: Limits = Limits(), connector: any Connector = TCPConnector(),
+         logger: Logger = Logger(label: "weft")) {
         self.eventLoop = eventLoop
         self.connector = connector
         self.limits = limits
+        self.logger = logger
     }
 
     /// An idle connection to `target`, if one is still open: the common

@@ -8,6 +8,11 @@ import WeftObservability
 /// logging it. Sits between the decoder and the handler that serves
 /// requests, so that one never sees a broken request. The `400` comes in
 /// order: after the responses to the requests parsed before it.
+///
+/// A request whose head was already passed on can still break in its body
+/// (a bad chunk size, a chunk longer than it said): then the handler
+/// serving it gets ``RequestBroken`` and answers or closes, since only it
+/// knows whether a response has started.
 final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -20,6 +25,13 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var unanswered = 0
     /// A request failed to parse while others were unanswered.
     private var badRequestPending = false
+    /// A head was passed on and its end has not been.
+    private var midRequest = false
+
+    /// The request being received broke after its head was passed on: the
+    /// serving handler must drop whatever carries it and answer 400 (or
+    /// close, if its response had started).
+    struct RequestBroken {}
 
     init(metrics: ProxyMetrics, logger: Logger) {
         self.metrics = metrics
@@ -38,7 +50,10 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
         record.answered(by: reason)
         metrics.record(record)
         logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
-        if unanswered > 0 {
+        if midRequest {
+            midRequest = false
+            context.fireUserInboundEventTriggered(RequestBroken())
+        } else if unanswered > 0 {
             badRequestPending = true
         } else {
             answerBadRequest(context: context)
@@ -48,7 +63,15 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var reason = ErrorReason.badRequest
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { unanswered += 1 }
+        switch unwrapInboundIn(data) {
+        case .head:
+            unanswered += 1
+            midRequest = true
+        case .end:
+            midRequest = false
+        case .body:
+            break
+        }
         context.fireChannelRead(data)
     }
 

@@ -155,7 +155,8 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     func receiveFailure(_ error: Error) {
         guard !finished else { return }
-        if !responseStarted, let target = record.endpoint, dispatch.prepareReplay() {
+        let malformed = HTTP1UpstreamError.isMalformedResponse(error)
+        if !responseStarted, !malformed, let target = record.endpoint, dispatch.prepareReplay() {
             context.metrics.countReplay()
             context.logger.debug("keep-alive connection closed under the request: sending it again",
                                  metadata: ["target": "\(target)"])
@@ -168,7 +169,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         if responseStarted {
             abort()
         } else {
-            fail(.upstreamReset, detail: "\(error)")
+            fail(malformed ? .badResponse : .upstreamReset, detail: "\(error)")
         }
     }
 

@@ -97,6 +97,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             waiting.removeFirst()
             serve(part, context: context)
         }
+        if waiting.isEmpty && exchange == nil && brokenRequestQueued {
+            brokenRequestQueued = false
+            return respondWithError(.badRequest, keepAlive: false)
+        }
         if waiting.isEmpty && appDoneSending && !draining { drain() }
         resumeReadsIfAllowed()
     }
@@ -104,6 +108,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head(var head):
+            responseStarted = false
             if let violation = HTTP1RequestRules.violation(of: head) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
                 return refuse(head, violation.reason, cluster: route.cluster.name, keepAlive: false)
@@ -231,12 +236,47 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// The app finished sending: answer what is in flight and what waits,
     /// then close, instead of leaving the socket in CLOSE-WAIT.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is HTTPRequestErrorHandler.RequestBroken {
+            requestBroken(context: context)
+            return
+        }
         if let event = event as? ChannelEvent, case .inputClosed = event {
             appDoneSending = true
             if waiting.isEmpty { drain() }  // else `serveWaiting` does, after the last one
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A final response (not a 1xx) for the current exchange was written.
+    private var responseStarted = false
+    /// A pipelined request broke while queued: answered 400 after the
+    /// responses before it.
+    private var brokenRequestQueued = false
+
+    /// The request being received broke after its head was passed on (its
+    /// framing is lost, so no request can follow it on this connection).
+    private func requestBroken(context: ChannelHandlerContext) {
+        if let head = waiting.lastIndex(where: { if case .head = $0 { true } else { false } }) {
+            // Still queued behind the response in flight.
+            waiting.removeSubrange(head..<waiting.endIndex)
+            brokenRequestQueued = true
+            return
+        }
+        if let exchange {
+            // Whatever carries it stops: the upstream must not take a
+            // request cut short for a whole one.
+            exchange.appClosed()
+            self.exchange = nil
+            if responseStarted { return abortResponse() }
+            return respondWithError(.badRequest, keepAlive: false)
+        }
+        if upgrade != nil {
+            upgrade = nil
+            return respondWithError(.badRequest, keepAlive: false)
+        }
+        // Already answered (refused, or answered before its body ended).
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -278,6 +318,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Head and body parts are written unflushed; the exchange flushes once
     /// per mesh read (`flush()`), and the end flushes.
     func writeHead(_ head: HTTPResponseHead) {
+        if head.status.code >= 200 { responseStarted = true }
         context?.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
@@ -291,6 +332,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: any OutboundExchange) {
         guard let context else { return }
+        responseStarted = false
         if exchange === finished {
             exchange = nil
             if !waiting.isEmpty && !close {

@@ -134,7 +134,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     }
 
     func receiveFailure(_ error: Error) {
-        if !done, !responseStarted, let pool, dispatch.prepareReplay() {
+        let malformed = HTTP1UpstreamError.isMalformedResponse(error)
+        if !done, !responseStarted, !malformed, let pool, dispatch.prepareReplay() {
             metrics.countReplay()
             logger.debug("keep-alive connection closed under the request: sending it again",
                          metadata: ["dst": "\(target.endpoint)"])
@@ -151,7 +152,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
             end()
             handler?.abortResponse()
         } else {
-            fail(.upstreamReset)
+            fail(malformed ? .badResponse : .upstreamReset)
         }
     }
 

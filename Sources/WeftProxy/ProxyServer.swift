@@ -441,7 +441,7 @@ public final class ProxyServer: Sendable {
         let snapshot = runtime.withLock { $0.snapshot }
         let connector = self.connector
         return try LoopServiceRegistry(group: group) { loop in
-            let upstream = HTTP1UpstreamPool(eventLoop: loop, connector: connector)
+            let upstream = HTTP1UpstreamPool(eventLoop: loop, connector: connector, logger: logger)
             let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
                                               connectTimeout: connectTimeout, countsAsMesh: false, connector: connector)
             return LoopServices(

@@ -50,6 +50,25 @@ final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
                 return
             }
+            if head.uri == "/twice" || head.uri == "/late" {
+                // The framing says `body`; a second response follows it, at
+                // once or a little later (the encoder does not police lengths).
+                let smuggled = ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled")
+                if head.uri == "/twice" {
+                    var both = ByteBuffer(string: body)
+                    both.writeImmutableBuffer(smuggled)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(both))), promise: nil)
+                } else {
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+                    // Raw bytes below the encoder, after the response ended.
+                    let wire = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+                    context.eventLoop.scheduleTask(in: .milliseconds(100)) {
+                        wire?.writeAndFlush(NIOAny(smuggled), promise: nil)
+                    }
+                }
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                return
+            }
             if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
             let closing = head.uri == "/close"
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
@@ -168,6 +187,20 @@ final class HTTP1UpstreamPoolTests: XCTestCase {
         let (result, receiver) = try run(pool, "/continue", method: .POST, body: "xyz", headers: [("expect", "100-continue")])
         XCTAssertEqual(try result.get(), "conn=1 got=3")
         XCTAssertEqual(receiver.heads.map(\.status), [.continue, .ok])
+    }
+
+    /// Bytes past a response's framing would answer the next request sent
+    /// on the connection (a desync). NIO's decoder refuses a response with
+    /// no request out, and the connection is closed.
+    func testBytesAfterTheResponseCloseTheConnectionAndNeverAnswerTheNextRequest() throws {
+        let pool = try makePool()
+        XCTAssertEqual(try run(pool, "/twice").0.get(), "conn=1 got=0")
+        XCTAssertEqual(try run(pool, "/next").0.get(), "conn=2 got=0", "the second response in the same read")
+        XCTAssertEqual(try run(pool, "/late").0.get(), "conn=2 got=0")
+        Thread.sleep(forTimeInterval: 0.4)
+        XCTAssertEqual(try run(pool, "/after").0.get(), "conn=3 got=0", "a response sent to an idle connection")
+        let open = try pool.eventLoop.submit { [target] in pool.openCount(target) }.wait()
+        XCTAssertEqual(open, 1)
     }
 
     func testEarlyCloseIsAFailureAndTheConnectionIsGone() throws {

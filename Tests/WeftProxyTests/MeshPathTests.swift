@@ -152,6 +152,25 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    /// The head went on before the body broke: the stream is reset (the app
+    /// behind B never answers a request cut short), the app gets 400 at
+    /// once, not a timeout, and the connection closes.
+    func testARequestWhoseBodyBreaksAfterItsHeadWentOnIsAnswered400AndNeverCompleted() throws {
+        let (a, b) = try nodes()
+        let port = try a.port(.outbound)
+        for badChunk in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello!!\r\n0\r\n\r\n"] {
+            let response = send("POST /cut HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n\(badChunk)",
+                                to: port)
+            XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), response)
+            XCTAssertTrue(response.lowercased().contains("connection: close"), response)
+        }
+        XCTAssertEqual(try b.server.metrics.requests(.inbound, statusClass: 2), 0, "the app answered a broken request")
+        XCTAssertEqual(a.server.metrics.limitHits[.httpRequest]?.load(ordering: .relaxed), 2)
+        XCTAssertTrue(send("GET /after HTTP/1.1\r\nHost: backend\r\n\r\n", to: port).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testRequestsWhoseFramingOrHostBreaksRFC9112AreRefusedAtTheFirstHop() throws {
         let (a, b) = try nodes()
         let port = try a.port(.outbound)
