@@ -97,6 +97,17 @@ public enum MeshTranslation {
 
     // MARK: requests
 
+    /// Whether the request turns the connection into a tunnel once answered,
+    /// so it is carried as bytes on a CONNECT stream, never translated: a
+    /// CONNECT (RFC 9110 §9.3.6), or an Upgrade that names `upgrade` in
+    /// `Connection` and says what to upgrade to (RFC 9110 §7.8; a lone
+    /// `Upgrade` header is just a hop-by-hop header to strip).
+    public static func opensTunnel(_ head: HTTPRequestHead) -> Bool {
+        if head.method == .CONNECT { return true }
+        guard head.headers.contains(name: "upgrade") else { return false }
+        return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+
     /// The sending node's half: request head → HTTP/2 header list.
     public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint) throws(TranslationError) -> [HTTP2Header] {
         let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11

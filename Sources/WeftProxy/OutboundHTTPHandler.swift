@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import WeftCore
 import WeftHTTP2
+import WeftMesh
 import WeftObservability
 import WeftUpstream
 
@@ -56,8 +57,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if exchange == nil, upgrade == nil { context?.close(promise: nil) }
     }
 
-    /// An HTTP/1.1 Upgrade request (WebSocket) waiting for its end, after
-    /// which the connection becomes a CONNECT tunnel (holding the lease).
+    /// An HTTP/1.1 Upgrade (WebSocket) or CONNECT request waiting for its
+    /// end, after which the connection becomes a CONNECT tunnel (holding
+    /// the lease).
     private var upgrade: (head: HTTPRequestHead, target: RequestTarget, lease: Lease)?
 
     init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger) {
@@ -126,7 +128,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
                 return refuse(head, reason, cluster: target.name, keepAlive: head.isKeepAlive)
             }
-            if Self.isUpgradeRequest(head) {
+            if MeshTranslation.opensTunnel(head) {
                 upgrade = (head, target, lease)
                 return
             }
@@ -153,15 +155,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
     }
 
-    /// An upgrade request names `upgrade` in `Connection` and says what to
-    /// upgrade to in `Upgrade` (RFC 9110 §7.8); a lone `Upgrade` header is
-    /// just a hop-by-hop header to strip.
-    static func isUpgradeRequest(_ head: HTTPRequestHead) -> Bool {
-        guard head.method != .CONNECT, head.headers.contains(name: "upgrade") else { return false }
-        return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
-    }
 
-    /// Carries an Upgrade request, and whatever the connection becomes: on a
+    /// Carries an Upgrade or CONNECT request, and whatever the connection becomes: on a
     /// CONNECT stream to a meshed endpoint's node, or as a TCP relay to a
     /// plain endpoint. The request head goes first as raw bytes, the app's
     /// `101` comes back the same way. Once the tunnel is in place the HTTP

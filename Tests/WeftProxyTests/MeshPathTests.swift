@@ -171,6 +171,19 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    /// Found by FuzzTranslation: a CONNECT was translated as a request, with
+    /// `:scheme` and `:path`, which RFC 9113 §8.5 forbids, so the peer
+    /// refused it. Like an Upgrade, it is carried as a tunnel: the app
+    /// behind B (an HTTP proxy, say) reads the request as it was sent.
+    func testAnAppsCONNECTIsCarriedAsATunnelToTheAppBehindThePeer() throws {
+        let (a, b) = try nodes()
+        let response = send("CONNECT backend:443 HTTP/1.1\r\nHost: backend:443\r\n\r\n", to: try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 200 OK\r\n"), response)
+        XCTAssertTrue(response.lowercased().contains("x-connect: backend:443"), response)
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testRequestsWhoseFramingOrHostBreaksRFC9112AreRefusedAtTheFirstHop() throws {
         let (a, b) = try nodes()
         let port = try a.port(.outbound)
@@ -364,6 +377,15 @@ private final class EchoHTTPApp: ChannelInboundHandler, @unchecked Sendable {
             body += String(buffer: buffer)
         case .end:
             guard let head else { return }
+            if head.method == .CONNECT {
+                // A 2xx to CONNECT has no body (RFC 9110 §9.3.6): say what
+                // was asked in a header, then end the tunnel.
+                let headers = HTTPHeaders([("x-connect", head.uri)])
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                              promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+                return
+            }
             var text = "method=\(head.method.rawValue) uri=\(head.uri) body=\(body)\n"
             for (name, value) in head.headers { text += "\(name.lowercased())=\(value)\n" }
             text += "END\n"

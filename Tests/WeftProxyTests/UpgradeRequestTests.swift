@@ -1,19 +1,24 @@
 import NIOHTTP1
 import XCTest
-@testable import WeftProxy
+import WeftMesh
 
-/// Which app requests the outbound handler treats as an Upgrade (carried
-/// as a tunnel rather than a request).
+/// Which app requests open a tunnel (carried as bytes on a CONNECT stream,
+/// never translated): an Upgrade named in Connection, and CONNECT.
 final class UpgradeRequestTests: XCTestCase {
     private func head(_ headers: [(String, String)], method: HTTPMethod = .GET) -> HTTPRequestHead {
         HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(headers))
     }
 
     func testOnlyAnUpgradeNamedInConnectionIsAnUpgrade() {
-        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "Upgrade"), ("Upgrade", "websocket")])))
-        XCTAssertTrue(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive, upgrade"), ("Upgrade", "h2c")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Upgrade", "foo/1")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "keep-alive"), ("Upgrade", "foo/1")])))
-        XCTAssertFalse(OutboundHTTPHandler.isUpgradeRequest(head([("Connection", "upgrade")])))
+        XCTAssertTrue(MeshTranslation.opensTunnel(head([("Connection", "Upgrade"), ("Upgrade", "websocket")])))
+        XCTAssertTrue(MeshTranslation.opensTunnel(head([("Connection", "keep-alive, upgrade"), ("Upgrade", "h2c")])))
+        XCTAssertFalse(MeshTranslation.opensTunnel(head([("Upgrade", "foo/1")])))
+        XCTAssertFalse(MeshTranslation.opensTunnel(head([("Connection", "keep-alive"), ("Upgrade", "foo/1")])))
+        XCTAssertFalse(MeshTranslation.opensTunnel(head([("Connection", "upgrade")])))
+    }
+
+    func testCONNECTOpensATunnel() {
+        XCTAssertTrue(MeshTranslation.opensTunnel(head([("Host", "backend:443")], method: .CONNECT)))
+        XCTAssertFalse(MeshTranslation.opensTunnel(head([("Host", "backend")], method: .POST)))
     }
 }

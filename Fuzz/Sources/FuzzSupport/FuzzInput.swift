@@ -29,7 +29,9 @@ public struct FuzzInput {
 /// the crash and its input.
 public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
     if !condition() {
-        print("invariant broken: \(message())")
+        // stderr is unbuffered: the line is out before the abort.
+        let line = "invariant broken: \(message())\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
         abort()
     }
 }

@@ -10,7 +10,8 @@ public enum HeaderRelay {
         let clientSink = Sink(), serverSink = Sink()
         guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
               let server = try? HTTP2Session(role: .server, delegate: serverSink),
-              (try? client.submitRequest(headers: fields, endStream: true)) != nil else { return nil }
+              let streamID = try? client.submitRequest(headers: fields, endStream: false) else { return nil }
+        sendBody(declaredBy: fields, on: client, streamID: streamID)
         pump(client, server)
         return serverSink.headerBlocks.first
     }
@@ -25,9 +26,19 @@ public enum HeaderRelay {
                    HTTP2Header(":authority", "app"), HTTP2Header(":path", "/")]
         guard let streamID = try? client.submitRequest(headers: get, endStream: true) else { return nil }
         pump(client, server)
-        guard (try? server.submitResponse(streamID: streamID, headers: fields, endStream: true)) != nil else { return nil }
+        guard (try? server.submitResponse(streamID: streamID, headers: fields, endStream: false)) != nil else { return nil }
+        sendBody(declaredBy: fields, on: server, streamID: streamID)
         pump(client, server)
         return clientSink.headerBlocks.isEmpty ? nil : clientSink.headerBlocks
+    }
+
+    /// The body a node would stream after these headers: as many bytes as
+    /// `content-length` says (nghttp2 checks the two agree), else none.
+    private static func sendBody(declaredBy fields: [HTTP2Header], on session: HTTP2Session, streamID: Int32) {
+        let declared = fields.first { $0.name == "content-length" }.flatMap { Int($0.value) } ?? 0
+        var body = ByteBuffer()
+        body.writeRepeatingByte(0x62, count: min(max(declared, 0), 1 << 20))
+        try? session.sendData(streamID: streamID, body, endStream: true)
     }
 
     private static func pump(_ client: HTTP2Session, _ server: HTTP2Session) {

@@ -36,7 +36,10 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     defer { _ = try? channel.finish() }
     _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
     while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+        // What the outbound handler translates: a valid request that does
+        // not open a tunnel (those cross as bytes).
         guard case .head(let head) = part, HTTP1RequestRules.violation(of: head) == nil,
+              !MeshTranslation.opensTunnel(head),
               let fields = try? MeshTranslation.upgradeRequest(head, destination: destination) else { continue }
         let received = HeaderRelay.request(fields)
         require(received == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
