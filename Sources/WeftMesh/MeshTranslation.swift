@@ -7,18 +7,22 @@ import WeftObservability
 ///
 /// The value is the version, optionally followed by `;`-separated flags
 /// that keep the downgrade faithful: `absolute-form` (the request line
-/// carried a full URI) and `no-host` (an HTTP/1.0 request without Host;
-/// HTTP/2 needs an authority, so the destination stands in for it).
+/// carried a full URI), `no-host` (an HTTP/1.0 request without Host;
+/// HTTP/2 needs an authority, so the destination stands in for it) and
+/// `empty-host` (a `Host` with an empty value, which RFC 9112 §3.2 allows
+/// for a target without an authority; the destination stands in too).
 public struct OrigProto: Equatable, Sendable {
     public enum Version: String, Sendable { case http10 = "HTTP/1.0", http11 = "HTTP/1.1", http2 = "HTTP/2" }
     public var version: Version
     public var absoluteForm = false
     public var noHost = false
+    public var emptyHost = false
 
-    public init(version: Version, absoluteForm: Bool = false, noHost: Bool = false) {
+    public init(version: Version, absoluteForm: Bool = false, noHost: Bool = false, emptyHost: Bool = false) {
         self.version = version
         self.absoluteForm = absoluteForm
         self.noHost = noHost
+        self.emptyHost = emptyHost
     }
 
     init?(headerValue: String) {
@@ -35,16 +39,18 @@ public struct OrigProto: Equatable, Sendable {
             switch flag {
             case "absolute-form": absoluteForm = true
             case "no-host": noHost = true
+            case "empty-host": emptyHost = true
             default: continue  // unknown flags from newer nodes are ignored
             }
         }
     }
 
     public var headerValue: String {
-        guard absoluteForm || noHost else { return version.rawValue }
+        guard absoluteForm || noHost || emptyHost else { return version.rawValue }
         var value = version.rawValue
         if absoluteForm { value += "; absolute-form" }
         if noHost { value += "; no-host" }
+        if emptyHost { value += "; empty-host" }
         return value
     }
 }
@@ -125,6 +131,10 @@ public enum MeshTranslation {
         }
         let destinationText = destination.description
         if authority == nil { origProto.noHost = true }
+        if authority == "" {
+            origProto.emptyHost = true
+            authority = nil
+        }
         var fields: [HTTP2Header] = []
         fields.reserveCapacity(head.headers.count + 6)
         fields.append(HTTP2Header(":method", head.method.rawValue))
@@ -167,7 +177,11 @@ public enum MeshTranslation {
         let version: HTTPVersion = origProto.version == .http10 ? .http1_0 : .http1_1
         var uri = path
         if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
-        if let authority, !origProto.noHost { headers.replaceOrAdd(name: "host", value: authority) }
+        if origProto.emptyHost {
+            headers.replaceOrAdd(name: "host", value: "")
+        } else if let authority, !origProto.noHost {
+            headers.replaceOrAdd(name: "host", value: authority)
+        }
         let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri, headers: headers)
         return DowngradedRequest(head: head, destination: destination, origProto: origProto)
     }
@@ -179,7 +193,10 @@ public enum MeshTranslation {
         var fields: [HTTP2Header] = []
         fields.reserveCapacity(head.headers.count + 1)
         fields.append(HTTP2Header(":status", String(head.status.code)))
-        appendEndToEnd(head.headers, to: &fields, dropping: nil)
+        // A 1xx or 204 has no body whatever it says, and must not say
+        // Content-Length (RFC 9110 §8.6); HTTP/2 refuses one that does.
+        let bodyless = head.status.code < 200 || head.status.code == 204
+        appendEndToEnd(head.headers, to: &fields, dropping: bodyless ? "content-length" : nil)
         return fields
     }
 
@@ -254,8 +271,20 @@ public enum MeshTranslation {
                 continue
             }
             if hopByHop.contains(lower) { continue }
-            body(lower, value)
+            body(lower, withoutOuterWhitespace(value))
         }
+    }
+
+    /// A field value without the whitespace around it, which is not part of
+    /// the value (RFC 9110 §5.5) and which HTTP/2 refuses in one (RFC 9113
+    /// §8.2.1); the parser leaves trailing whitespace in. Copies only when
+    /// there is some.
+    static func withoutOuterWhitespace(_ value: String) -> String {
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = value.utf8.first, let last = value.utf8.last, isSpace(first) || isSpace(last) else {
+            return value
+        }
+        return String(value.trimmingSpaces)
     }
 
     // MARK: plain HTTP/1.1 endpoints (no weft there)

@@ -20,6 +20,8 @@ public enum HTTP1RequestRules {
         /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
         case missingHost = "no Host"
         case duplicateHost = "more than one Host"
+        /// RFC 9112 §3.2: a Host that is not `uri-host [ ":" port ]` is a 400.
+        case invalidHost = "an invalid Host"
         /// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request makes its
         /// framing faulty.
         case transferEncodingInHTTP10 = "Transfer-Encoding in an HTTP/1.0 request"
@@ -34,7 +36,8 @@ public enum HTTP1RequestRules {
         /// How weft answers it.
         var reason: ErrorReason {
             switch self {
-            case .missingHost, .duplicateHost, .transferEncodingInHTTP10, .unsupportedTransferCoding: .badRequest
+            case .missingHost, .duplicateHost, .invalidHost, .transferEncodingInHTTP10, .unsupportedTransferCoding:
+                .badRequest
             case .tooManyHeaders, .headersTooLarge: .headersTooLarge
             case .uriTooLong: .uriTooLong
             }
@@ -53,6 +56,7 @@ public enum HTTP1RequestRules {
             bytes += name.utf8.count + value.utf8.count + 32
             if name.isASCIICaseInsensitiveEqual(to: "host") {
                 hosts += 1
+                if !isValidHost(value) { return .invalidHost }
             } else if name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
                 transferEncodings += 1
                 if !String(value.trimmingASCIISpaces).isASCIICaseInsensitiveEqual(to: "chunked") { onlyChunked = false }
@@ -68,6 +72,23 @@ public enum HTTP1RequestRules {
             if transferEncodings > 1 || !onlyChunked { return .unsupportedTransferCoding }
         }
         return nil
+    }
+
+    /// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): the characters of a
+    /// reg-name, an IP literal or an IPv4 address, and a port; empty is
+    /// allowed (a target without an authority). The set is the one an
+    /// HTTP/2 `:authority` may hold, so a Host weft passes, the peer takes.
+    static func isValidHost(_ value: String) -> Bool {
+        value.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"):
+                true
+            default:
+                // unreserved, pct-encoded, sub-delims, and ":" "[" "]"
+                "-._~%!$&'()*+,;=:[]".utf8.contains(byte)
+            }
+        }
     }
 }
 

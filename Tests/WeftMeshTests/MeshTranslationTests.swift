@@ -24,6 +24,44 @@ final class MeshTranslationTests: XCTestCase {
         ])
     }
 
+    /// Found by FuzzTranslation: a value with trailing whitespace (which the
+    /// HTTP/1 parser keeps) went on as is, and the peer's HTTP/2 checks
+    /// refused the whole message.
+    func testWhitespaceAroundAValueIsNotPartOfIt() throws {
+        let head = HTTPResponseHead(version: .http1_1, status: .found,
+                                    headers: HTTPHeaders([("Location", "/x "), ("X-A", "\ta b\t"), ("X-B", "c")]))
+        XCTAssertEqual(MeshTranslation.upgradeResponse(head), [
+            HTTP2Header(":status", "302"), HTTP2Header("location", "/x"), HTTP2Header("x-a", "a b"),
+            HTTP2Header("x-b", "c"),
+        ])
+        let fields = try MeshTranslation.upgradeRequest(request(headers: [("Host", "b"), ("X-C", "d  ")]),
+                                                        destination: destination)
+        XCTAssertTrue(fields.contains(HTTP2Header("x-c", "d")), "\(fields)")
+    }
+
+    /// Found by FuzzTranslation: an empty Host became an empty `:authority`,
+    /// which HTTP/2 refuses.
+    func testAnEmptyHostCrossesAsTheDestinationAndComesBackEmpty() throws {
+        let fields = try MeshTranslation.upgradeRequest(request(headers: [("Host", "")]), destination: destination)
+        XCTAssertTrue(fields.contains(HTTP2Header(":authority", "198.18.0.3:9090")), "\(fields)")
+        XCTAssertTrue(fields.contains(HTTP2Header("weft-orig-proto", "HTTP/1.1; empty-host")), "\(fields)")
+        let back = try MeshTranslation.downgradeRequest(fields).head
+        XCTAssertEqual(back.headers["host"], [""])
+        XCTAssertEqual(back.headers.count, 1)
+    }
+
+    /// Found by FuzzTranslation: an app's 204 with Content-Length crossed
+    /// as is, and the peer's HTTP/2 checks refused it.
+    func testA204SaysNoContentLength() {
+        let head = HTTPResponseHead(version: .http1_1, status: .noContent, headers: HTTPHeaders([("Content-Length", "4")]))
+        XCTAssertEqual(MeshTranslation.upgradeResponse(head), [HTTP2Header(":status", "204")])
+        let notModified = HTTPResponseHead(version: .http1_1, status: .notModified,
+                                           headers: HTTPHeaders([("Content-Length", "4")]))
+        XCTAssertEqual(MeshTranslation.upgradeResponse(notModified),
+                       [HTTP2Header(":status", "304"), HTTP2Header("content-length", "4")],
+                       "a 304's length is the representation's, and allowed")
+    }
+
     func testHopByHopHeadersNeverCross() throws {
         let fields = try MeshTranslation.upgradeRequest(request(headers: [
             ("Host", "backend"), ("Connection", "keep-alive, X-Private"), ("X-Private", "secret"),

@@ -18,6 +18,17 @@ final class HTTP1RequestRulesTests: XCTestCase {
         XCTAssertEqual(check(.http1_0, [("Host", "a"), ("Host", "b")]), .duplicateHost)
     }
 
+    /// Found by FuzzTranslation: a Host with spaces went on as `:authority`,
+    /// which the peer's HTTP/2 checks refuse (502 instead of 400 here).
+    func testHostMustBeAHostAndPort() {
+        for good in ["backend", "backend:9090", "198.19.0.10:80", "[2001:2::1]:8080", "a-b.c_d~e", "", "x%41y"] {
+            XCTAssertNil(check(.http1_1, [("Host", good)]), good)
+        }
+        for bad in ["Expect: 100-continuebackend", "a b", "a\tb", "a/b", "a@b", "a\"b", "a{b}", "ä.example"] {
+            XCTAssertEqual(check(.http1_1, [("Host", bad)]), .invalidHost, bad)
+        }
+    }
+
     func testOnlyASingleChunkedCodingAndNeverOnHTTP10() {
         XCTAssertNil(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", " Chunked\t")]))
         XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]), .unsupportedTransferCoding)

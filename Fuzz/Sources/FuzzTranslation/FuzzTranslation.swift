@@ -54,6 +54,9 @@ private func downgradeRequest(_ input: inout FuzzInput) {
     guard let accepted = HeaderRelay.request(fields),
           let downgraded = try? MeshTranslation.downgradeRequest(accepted) else { return }
     let head = downgraded.head
+    // llhttp, the oracle below, knows a fixed list of methods; any other
+    // token (nghttp2 checked it is one) is valid HTTP it cannot read back.
+    if case .RAW = head.method { return }
 
     let encoder = EmbeddedChannel(handler: HTTPRequestEncoder())
     defer { _ = try? encoder.finish() }
