@@ -1195,6 +1195,185 @@ def soak_report(env: dict, args: argparse.Namespace, res: dict, runtime: float) 
     return "\n".join(L)
 
 
+def mixed_soak_main(args: argparse.Namespace) -> int:
+    """`scripts/soak`: every kind of traffic at once, back to back, through
+    one weft pair for --soak-minutes; both nodes' RSS and open descriptors
+    every --soak-interval seconds. Exits 1 when a request failed or a node
+    grew (mixed_soak_verdicts)."""
+    kinds = [k for k in args.soak_kinds.split(",") if k]
+    if args.soak_minutes <= 0 or args.soak_interval <= 0 or not kinds or any(k not in SOAK_KINDS for k in kinds):
+        print(f"soak: --minutes and --interval take positive numbers; kinds: {','.join(SOAK_KINDS)}",
+              file=sys.stderr)
+        return 2
+    for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
+        if not shutil.which(tool):
+            print(f"soak: {tool} is missing (scripts/install-deps installs it)", file=sys.stderr)
+            return 1
+    t0 = time.monotonic()
+    env = machine_info()
+    log(f"soak: {args.soak_minutes:g} min of {', '.join(kinds)} at once, a reading every "
+        f"{args.soak_interval:g} s; {env['cpu']} x{env['nproc']}; weft {env['tools']['weft']} ({env['revision']})")
+    weftlab.cleanup_stale()
+    soak = Soak(args)
+    samples: list[dict] = []
+    totals = {k: {"rounds": 0, "requests": 0, "failed": 0} for k in kinds}
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[str] = []
+    failed = None
+
+    def traffic(kind: str) -> None:
+        while not stop.is_set():
+            try:
+                load = soak.load(kind)
+            except Exception as e:  # noqa: BLE001 - recorded, the soak goes on
+                with lock:
+                    errors.append(f"{kind}: {str(e).splitlines()[0][:300]}")
+                    totals[kind]["failed"] += args.soak_requests
+                stop.wait(2.0)
+                continue
+            with lock:
+                totals[kind]["rounds"] += 1
+                totals[kind]["requests"] += load["requests"]
+                totals[kind]["failed"] += load["failed_total"]
+            stop.wait(args.soak_gap)
+
+    with weftlab.Lab() as lab:
+        try:
+            soak.setup(lab)
+            soak.start_nodes()
+            time.sleep(args.soak_pause)
+            deadline = time.monotonic() + args.soak_minutes * 60
+            threads = [threading.Thread(target=traffic, args=(k,), daemon=True) for k in kinds]
+            for t in threads:
+                t.start()
+            start = time.monotonic()
+            while True:
+                now = time.monotonic()
+                stop.wait(min(args.soak_interval, max(0.0, deadline - now)))
+                soak.check_alive()
+                r = soak.reading()
+                with lock:
+                    r["minute"] = round((time.monotonic() - start) / 60, 2)
+                    r["totals"] = json.loads(json.dumps(totals))
+                samples.append(r)
+                done = sum(v["requests"] for v in r["totals"].values())
+                bad = sum(v["failed"] for v in r["totals"].values())
+                log(f"soak {r['minute']:6.2f} min: client {r['client_rss_kib']:,} kB {r['client_fds']} fds, "
+                    f"backend {r['backend_rss_kib']:,} kB {r['backend_fds']} fds; {done:,} requests, {bad} failed")
+                if time.monotonic() >= deadline:
+                    break
+            stop.set()
+            for t in threads:
+                t.join(args.soak_round_timeout + 30)
+            time.sleep(args.soak_pause)
+            idle = soak.reading()
+            idle["minute"] = "idle"
+            idle["totals"] = totals
+            samples.append(idle)
+            log(f"soak after the load: client {idle['client_rss_kib']:,} kB {idle['client_fds']} fds, "
+                f"backend {idle['backend_rss_kib']:,} kB {idle['backend_fds']} fds")
+        except Exception as e:  # noqa: BLE001 - report, tear down, exit 1
+            stop.set()
+            failed = f"{type(e).__name__}: {e}" if not isinstance(e, weftlab.LabError) else str(e)
+            log(f"FAILED: {failed}")
+    runtime = time.monotonic() - t0
+    findings = mixed_soak_verdicts(samples, totals, errors)
+    if failed:
+        findings.insert(0, "soak aborted: " + failed.splitlines()[0])
+    out = Path(args.out) / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    raw = {"machine": env, "args": vars(args), "runtime_s": round(runtime, 1), "samples": samples,
+           "totals": totals, "errors": errors[:50], "findings": findings}
+    (out / "soak-mixed.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    md = mixed_soak_report(env, args, samples, totals, errors, findings, runtime)
+    (out / "soak-mixed.md").write_text(md)
+    print()
+    print(md)
+    log(f"wrote {out / 'soak-mixed.md'}, {out / 'soak-mixed.json'} in {runtime:.0f} s")
+    return 1 if findings else 0
+
+
+def mixed_soak_verdicts(samples: list[dict], totals: dict, errors: list[str]) -> list[str]:
+    """What fails the soak: any failed request; on either node, a median of
+    the last third of the readings under load above the median of the first
+    third (the first reading is warm-up and left out) by more than 8 MiB and
+    10 % of RSS, or by more than 16 descriptors (connections in flight come
+    and go); and, once the load stopped, more descriptors than at the first
+    reading under load."""
+    findings = []
+    failed = sum(v["failed"] for v in totals.values())
+    if failed:
+        findings.append(f"{failed} requests failed ({'; '.join(errors[:3]) or 'see the totals'})")
+    loaded = [s for s in samples if s["minute"] != "idle"][1:]
+    idle = next((s for s in samples if s["minute"] == "idle"), None)
+    if len(loaded) < 3:
+        return findings
+    third = max(1, len(loaded) // 3)
+    for role in ("client", "backend"):
+        first = statistics.median(s[f"{role}_rss_kib"] for s in loaded[:third])
+        last = statistics.median(s[f"{role}_rss_kib"] for s in loaded[-third:])
+        if last - first > max(8 * 1024, first * 0.10):
+            findings.append(f"{role} node's RSS grew from {first:,.0f} kB to {last:,.0f} kB "
+                            "(median of the first and last third of the readings)")
+        ffirst = statistics.median(s[f"{role}_fds"] for s in loaded[:third])
+        flast = statistics.median(s[f"{role}_fds"] for s in loaded[-third:])
+        if flast - ffirst > 16:
+            findings.append(f"{role} node's open descriptors grew from {ffirst:.0f} to {flast:.0f}")
+        if idle and idle[f"{role}_fds"] > loaded[0][f"{role}_fds"]:
+            findings.append(f"{role} node holds {idle[f'{role}_fds']} descriptors after the load, more than "
+                            f"the {loaded[0][f'{role}_fds']} of the first reading under load")
+    return findings
+
+
+def mixed_soak_report(env: dict, args: argparse.Namespace, samples: list[dict], totals: dict,
+                      errors: list[str], findings: list[str], runtime: float) -> str:
+    L = []
+    a = L.append
+    a("# Soak, mixed traffic")
+    a("")
+    a("Written by `scripts/soak` — do not edit by hand; rerun it. Every kind of traffic at once, back to "
+      f"back, through one pair of weft nodes for {args.soak_minutes:g} minutes; every "
+      f"{args.soak_interval:g} s the RSS (`VmRSS`, kB) and the open file descriptors of both nodes. "
+      "The last row is read after the load stopped (and a pause). The kinds are those of "
+      "[soak.md](soak.md): " + "; ".join(f"`{k}`: {SOAK_KINDS[k]}" for k in totals) + ". Each kind "
+      f"runs rounds of {args.soak_requests:,} requests with {args.soak_gap:g} s between them.")
+    a("")
+    a("| minute | client RSS kB | client fds | backend RSS kB | backend fds | requests so far | failed |")
+    a("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in samples:
+        done = sum(v["requests"] for v in s["totals"].values())
+        bad = sum(v["failed"] for v in s["totals"].values())
+        a(f"| {s['minute']} | {s['client_rss_kib']:,} | {s['client_fds']} | {s['backend_rss_kib']:,} | "
+          f"{s['backend_fds']} | {done:,} | {bad} |")
+    a("")
+    a("| kind | rounds | requests | failed |")
+    a("| --- | ---: | ---: | ---: |")
+    for k, v in totals.items():
+        a(f"| {k} | {v['rounds']} | {v['requests']:,} | {v['failed']} |")
+    a("")
+    a("## Verdict")
+    a("")
+    a("Fails on any failed request; on a node whose RSS (median of the last third of the readings under "
+      "load, against the first third, the first reading left out as warm-up) rose by more than 8 MiB and "
+      "10 %, or whose descriptors rose by more than 16; and on a node holding more descriptors after the "
+      "load than at its first reading under load.")
+    a("")
+    if findings:
+        for f in findings:
+            a(f"- **{f}**")
+    else:
+        a("- Passed: no failed request, no growth of RSS or descriptors on either node.")
+    if errors:
+        a("")
+        a("Errors seen: " + "; ".join(errors[:5]))
+    a("")
+    a(f"weft {env.get('revision', '?')} (release build), {env['cpu']} × {env['nproc']}, "
+      f"kernel {env['kernel']}, {env['date']}; runtime {runtime:.0f} s.")
+    a("")
+    return "\n".join(L)
+
+
 def soak_main(args: argparse.Namespace) -> int:
     for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
         if not shutil.which(tool):
@@ -1722,9 +1901,17 @@ def main() -> int:
                     help="round trips per connection before it is closed (connect, tcp)")
     ap.add_argument("--soak-pause", type=float, default=1.0, help="seconds between a round and its reading")
     ap.add_argument("--soak-round-timeout", type=int, default=180, help="seconds a round may take at most")
+    ap.add_argument("--soak-minutes", type=float, default=None,
+                    help="mixed soak (scripts/soak): every kind at once for this long, instead of rounds")
+    ap.add_argument("--soak-interval", type=float, default=60.0,
+                    help="mixed soak: seconds between readings of both nodes")
+    ap.add_argument("--soak-gap", type=float, default=0.5,
+                    help="mixed soak: seconds each kind rests between its rounds")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()
+    if args.soak and args.soak_minutes is not None:
+        return mixed_soak_main(args)
     if args.soak:
         return soak_main(args)
     if args.from_json:
