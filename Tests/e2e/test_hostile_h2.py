@@ -18,6 +18,7 @@ import weftlab  # noqa: E402 - on sys.path via topology
 pytestmark = pytest.mark.root
 
 APP_PORT, MESH_PORT = 9390, 15008
+H2_APP_PORT = 9392  # nghttpd --no-tls: an HTTP/2 (h2c) app behind the node
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,12 @@ def lab(root, weft_bin):
         attacker = lab.add_pod("attacker")
         app = node.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", "node"], name="mesh_app")
         node.wait_port(APP_PORT, proc=app)
+        htdocs = lab.workdir / "htdocs"
+        htdocs.mkdir(exist_ok=True)
+        (htdocs / "index.html").write_text("h2c app\n")
+        htdocs.chmod(0o755)
+        h2app = node.spawn(["nghttpd", "--no-tls", "-d", htdocs, H2_APP_PORT], name="nghttpd")
+        node.wait_port(H2_APP_PORT, proc=h2app)
         node.init()
         node.start_weft({"node": {"id": "node"}})
         lab.node, lab.attacker, lab.app = node, attacker, app
@@ -69,6 +76,25 @@ def test_a_rapid_reset_flood_neither_floods_the_app_nor_hurts_later_requests(lab
     # Every later request is answered by the app.
     after = peer(lab, "request", "--count", "50")
     assert [a["status"] for a in after["answers"]] == [200] * 50, after
+
+
+def test_a_rapid_reset_flood_towards_an_http2_app_leaves_its_connection_usable(lab):
+    # Streams for an h2c app ride one multiplexed connection from the node
+    # to the app: each cancelled mesh stream must cancel its app stream and
+    # give back its slot, or the app connection fills up for good.
+    node = lab.node
+    dst = f"{node.ip4}:{H2_APP_PORT}"
+    # Three floods, each on its own connection (the node ends each one
+    # after 500 streams reset before their answer).
+    for _ in range(3):
+        flood = peer(lab, "rapid-reset", "--streams", "2000", "--orig-proto", "HTTP/2", dst=dst)
+        print(f"rapid reset towards the h2c app: {flood}")
+        assert flood["sent"] >= 100
+    after = peer(lab, "request", "--count", "50", "--orig-proto", "HTTP/2", dst=dst)
+    assert [a["status"] for a in after["answers"]] == [200] * 50, after
+    # And the HTTP/1 app is served as before.
+    plain = peer(lab, "request", "--count", "5")
+    assert [a["status"] for a in plain["answers"]] == [200] * 5, plain
 
 
 def test_headers_on_a_lower_stream_id_is_a_connection_error(lab):

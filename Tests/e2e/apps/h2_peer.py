@@ -51,9 +51,12 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFr
 PREFACE_TIMEOUT = 5
 
 
+ORIG_PROTO = "HTTP/1.1"  # --orig-proto: HTTP/2 makes the node deliver over h2c
+
+
 def mesh_request(dst: str, path: str = "/") -> list[tuple[str, str]]:
     return [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "app"),
-            ("weft-dst", dst), ("weft-orig-proto", "HTTP/1.1")]
+            ("weft-dst", dst), ("weft-orig-proto", ORIG_PROTO)]
 
 
 class Peer:
@@ -348,7 +351,11 @@ def main() -> int:
     ap.add_argument("--kind", choices=["empty-data", "continuation", "priority", "window-update", "ping", "settings"],
                     default="empty-data")
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--orig-proto", default="HTTP/1.1", choices=["HTTP/1.1", "HTTP/2"],
+                    help="what the app behind the node speaks (weft-orig-proto)")
     args = ap.parse_args()
+    global ORIG_PROTO
+    ORIG_PROTO = args.orig_proto
     run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
            "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb}[args.mode]
     print(json.dumps(run(args)))
