@@ -269,15 +269,18 @@ def flood(args) -> dict:
                   for _ in range(args.count)]
     sent = 0
     deadline = time.monotonic() + args.timeout
-    for start in range(0, len(frames), 100):
+    # Batches of 200 frames: a flood the node stops within one batch is read
+    # whole, so the node closes with nothing unread and its GOAWAY is not
+    # lost to a reset.
+    for start in range(0, len(frames), 200):
         if time.monotonic() > deadline:
             break
         try:
-            peer.sock.sendall(b"".join(frames[start:start + 100]))
+            peer.sock.sendall(b"".join(frames[start:start + 200]))
         except OSError:
             peer.closed = True
             break
-        sent += len(frames[start:start + 100])
+        sent += len(frames[start:start + 200])
     if silent:
         # Now read: what is left of the ACKs, then the GOAWAY or the close.
         peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
