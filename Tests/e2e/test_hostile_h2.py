@@ -9,6 +9,7 @@ peer must not degrade the node for anyone else.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -165,3 +166,35 @@ def test_an_hpack_bomb_is_refused_without_losing_the_connection(lab):
     assert "/bomb" not in lab.app.log()
     # ...and the connection's HPACK state is intact: the next request is served.
     assert result["after"] == {"status": 200, "reset": None}, result
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_peer_that_never_opens_its_window_costs_the_node_bounded_memory(lab):
+    # 8 streams of 32 MiB each towards a peer whose stream windows stay 0:
+    # the node holds back (a stream's queue stops at its watermark and the
+    # app's socket is read no further), so its memory stays flat instead of
+    # taking the 256 MiB the app is ready to send.
+    node = lab.node
+    before = rss_kib(node.weft.pid)
+    holder = lab.attacker.spawn([PY, APPS / "h2_peer.py", "zero-window", lab.node.ip4, str(MESH_PORT),
+                                 "--dst", f"{node.ip4}:{APP_PORT}", "--count", "8",
+                                 "--path", f"/bytes?n={32 << 20}", "--hold", "6"], name="zero-window")
+    time.sleep(4)  # a bound for the app to push what it can, not a measurement
+    during = rss_kib(node.weft.pid)
+    deadline = time.monotonic() + 30
+    while holder.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert holder.stop() == 0, holder.log()[-2000:]
+    result = json.loads(holder.log().strip().splitlines()[-1])
+    print(f"zero window: RSS {before} kB before, {during} kB while held; {result}")
+    assert result["statuses"] == [200] * 8, result
+    assert result["body_bytes"] == 0, "DATA arrived through a closed window"
+    assert during - before < 32 * 1024, f"the node buffered {during - before} kB for a peer that reads nothing"
+    after = peer(lab, "request", "--count", "5")
+    assert [a["status"] for a in after["answers"]] == [200] * 5, after

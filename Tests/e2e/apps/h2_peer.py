@@ -31,6 +31,10 @@ what a well-behaved client never would. Every wait is bounded.
         A 4000-byte header value put in the HPACK table once, then a request
         naming it 100 times (about 400 KB decoded from 100 bytes), then a
         good request on the same connection. Prints both outcomes.
+  h2_peer.py zero-window HOST PORT --dst IP:PORT --count N --path P --hold S
+        Announces a stream window of 0, opens N streams for P (a large
+        download) and never opens the window: the node must hold back, not
+        buffer. Holds the connection S seconds, then prints what arrived.
 Prints one JSON object; exit 0 when it ran to the end.
 """
 
@@ -305,6 +309,22 @@ def hpack_literal(name: bytes, value: bytes, indexed: bool) -> bytes:
     return (b"\x40" if indexed else b"\x00") + hpack_string(name) + hpack_string(value)
 
 
+def zero_window(args) -> dict:
+    peer = Peer(args.host, args.port, args.timeout)
+    peer.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    peer.flush()
+    peer.pump(timeout=0.5)
+    for i in range(args.count):
+        peer.conn.send_headers(1 + 2 * i, mesh_request(args.dst, args.path), end_stream=True)
+    peer.flush()
+    # Read (frames, not window): headers and pings are answered, DATA cannot come.
+    peer.pump(until=lambda: False, timeout=args.hold)
+    statuses = sorted(r.get("status", 0) for r in peer.responses.values())
+    body = sum(r.get("body", 0) for r in peer.responses.values())
+    return {"statuses": statuses, "body_bytes": body, "resets": peer.resets, "goaway": peer.goaway,
+            "closed": peer.closed}
+
+
 def opened(peer: Peer, stream_id: int, dst: str) -> None:
     """Lets the h2 connection open `stream_id` (so it takes the answer)
     without sending its HEADERS: a hand-made frame goes instead."""
@@ -345,7 +365,8 @@ def hpack_bomb(args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed", "flood", "hpack-bomb"])
+    ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed", "flood", "hpack-bomb",
+                                     "zero-window"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--dst", required=True)
@@ -354,13 +375,15 @@ def main() -> int:
     ap.add_argument("--kind", choices=["empty-data", "continuation", "priority", "window-update", "ping", "settings"],
                     default="empty-data")
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--hold", type=float, default=5.0, help="zero-window: seconds to hold the streams")
     ap.add_argument("--orig-proto", default="HTTP/1.1", choices=["HTTP/1.1", "HTTP/2"],
                     help="what the app behind the node speaks (weft-orig-proto)")
     args = ap.parse_args()
     global ORIG_PROTO
     ORIG_PROTO = args.orig_proto
     run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
-           "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb}[args.mode]
+           "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb, "zero-window": zero_window}[args.mode]
     print(json.dumps(run(args)))
     return 0
 
