@@ -27,7 +27,7 @@ pytestmark = pytest.mark.root
 BACKENDS = ("backend1", "backend2", "backend3")
 APP_PORT = 9390
 VIP = "198.19.0.90"
-REQUESTS = 4000
+REQUESTS = 2500
 DEADLINE = 120  # seconds for the whole load, a bound, not a measure
 
 
