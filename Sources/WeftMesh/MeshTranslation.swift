@@ -168,6 +168,10 @@ public enum MeshTranslation {
         }
         guard let method else { throw .missingPseudoHeader(":method") }
         guard let path else { throw .missingPseudoHeader(":path") }
+        // HTTP/2 lets more bytes into :path than an HTTP/1.1 request line
+        // holds (RFC 9112 §3.2: visible ASCII); an app would refuse or
+        // misread the rest.
+        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw .badRequestTarget(path) }
         guard let destinationValue, let destination = IPEndpoint(destinationValue) else {
             throw .badDestination(destinationValue)
         }

@@ -62,6 +62,22 @@ final class MeshTranslationTests: XCTestCase {
                        "a 304's length is the representation's, and allowed")
     }
 
+    /// Found by FuzzTranslation: a peer's `:path` with a byte outside
+    /// visible ASCII (which nghttp2 lets through) became a request line the
+    /// app cannot parse.
+    func testAPathThatIsNoHTTP1RequestTargetIsRefused() {
+        func fields(_ path: String) -> [HTTP2Header] {
+            [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":authority", "b"),
+             HTTP2Header(":path", path), HTTP2Header("weft-dst", "198.18.0.3:9090")]
+        }
+        for bad in ["/a?\u{96}", "/a b", "/a\u{7f}"] {
+            XCTAssertThrowsError(try MeshTranslation.downgradeRequest(fields(bad)), bad.debugDescription) {
+                XCTAssertEqual($0 as? TranslationError, .badRequestTarget(bad))
+            }
+        }
+        XCTAssertNoThrow(try MeshTranslation.downgradeRequest(fields("/a?b=%C3%A9&c=~!*")))
+    }
+
     func testHopByHopHeadersNeverCross() throws {
         let fields = try MeshTranslation.upgradeRequest(request(headers: [
             ("Host", "backend"), ("Connection", "keep-alive, X-Private"), ("X-Private", "secret"),
