@@ -190,6 +190,21 @@ public enum MeshTranslation {
         return DowngradedRequest(head: head, destination: destination, origProto: origProto)
     }
 
+    /// Whether a Content-Length value fits the 63 bits HTTP/2 peers read it
+    /// into. HTTP/1 parsers take up to 2^64 − 1 (RFC 9110 §8.6 warns of the
+    /// overflow); a larger length would make the peer refuse the message.
+    public static func isCarriableLength(_ value: String) -> Bool {
+        Int64(value.trimmingSpaces) != nil
+    }
+
+    /// `isCarriableLength` for every Content-Length of `headers`.
+    public static func hasCarriableLengths(_ headers: HTTPHeaders) -> Bool {
+        for (name, value) in headers where name.utf8.count == 14 && name.lowercased() == "content-length" {
+            if !isCarriableLength(value) { return false }
+        }
+        return true
+    }
+
     // MARK: responses
 
     /// The receiving node's half: the app's response head → HTTP/2 headers.

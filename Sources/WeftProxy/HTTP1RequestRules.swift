@@ -1,5 +1,6 @@
 import NIOHTTP1
 import WeftHTTP2
+import WeftMesh
 import WeftObservability
 
 /// RFC 9112 rules an app's HTTP/1.x request must meet before weft carries
@@ -22,6 +23,8 @@ public enum HTTP1RequestRules {
         case duplicateHost = "more than one Host"
         /// RFC 9112 §3.2: a Host that is not `uri-host [ ":" port ]` is a 400.
         case invalidHost = "an invalid Host"
+        /// A Content-Length past 2^63 − 1: no peer could carry it.
+        case contentLengthOutOfRange = "a Content-Length past 2^63 - 1"
         /// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request makes its
         /// framing faulty.
         case transferEncodingInHTTP10 = "Transfer-Encoding in an HTTP/1.0 request"
@@ -36,7 +39,8 @@ public enum HTTP1RequestRules {
         /// How weft answers it.
         var reason: ErrorReason {
             switch self {
-            case .missingHost, .duplicateHost, .invalidHost, .transferEncodingInHTTP10, .unsupportedTransferCoding:
+            case .missingHost, .duplicateHost, .invalidHost, .contentLengthOutOfRange, .transferEncodingInHTTP10,
+                 .unsupportedTransferCoding:
                 .badRequest
             case .tooManyHeaders, .headersTooLarge: .headersTooLarge
             case .uriTooLong: .uriTooLong
@@ -57,6 +61,8 @@ public enum HTTP1RequestRules {
             if name.isASCIICaseInsensitiveEqual(to: "host") {
                 hosts += 1
                 if !isValidHost(value) { return .invalidHost }
+            } else if name.isASCIICaseInsensitiveEqual(to: "content-length") {
+                if !MeshTranslation.isCarriableLength(value) { return .contentLengthOutOfRange }
             } else if name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
                 transferEncodings += 1
                 if !String(value.trimmingASCIISpaces).isASCIICaseInsensitiveEqual(to: "chunked") { onlyChunked = false }

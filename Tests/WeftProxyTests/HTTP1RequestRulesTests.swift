@@ -29,6 +29,17 @@ final class HTTP1RequestRulesTests: XCTestCase {
         }
     }
 
+    /// Found by FuzzTranslation: HTTP/1 parsers take lengths up to 2^64 − 1,
+    /// HTTP/2 peers only to 2^63 − 1, so such a request was refused far away.
+    func testContentLengthMustFitSixtyThreeBits() {
+        XCTAssertNil(check(.http1_1, [("Host", "a"), ("Content-Length", "9223372036854775807")]))
+        XCTAssertNil(check(.http1_1, [("Host", "a"), ("Content-Length", "000123")]))
+        XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Content-Length", "9223372036854775808")]),
+                       .contentLengthOutOfRange)
+        XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Content-Length", "00000000000000000000000011068937977120715208")]),
+                       .contentLengthOutOfRange)
+    }
+
     func testOnlyASingleChunkedCodingAndNeverOnHTTP10() {
         XCTAssertNil(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", " Chunked\t")]))
         XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]), .unsupportedTransferCoding)

@@ -27,6 +27,8 @@ RESPONSES = {
     "/resp/bad-status": b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
     "/resp/bad-version": b"HTTP/9.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "/resp/bare-cr": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\rb\r\n\r\nok",
+    # Valid HTTP/1.1, but past the 2^63 - 1 an HTTP/2 peer can carry.
+    "/resp/huge-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 11068937977120715208\r\n\r\nok",
     # The framing says 2 bytes; a whole second response follows at once.
     "/resp/smuggle": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
     # The head is fine; the first chunk size is not.
