@@ -25,6 +25,8 @@ public enum HTTP1RequestRules {
         case invalidHost = "an invalid Host"
         /// A Content-Length past 2^63 − 1: no peer could carry it.
         case contentLengthOutOfRange = "a Content-Length past 2^63 - 1"
+        /// RFC 9112 §3.2.4: the asterisk form is for OPTIONS only.
+        case asteriskFormNotOptions = "a * target on a method other than OPTIONS"
         /// RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request makes its
         /// framing faulty.
         case transferEncodingInHTTP10 = "Transfer-Encoding in an HTTP/1.0 request"
@@ -39,8 +41,8 @@ public enum HTTP1RequestRules {
         /// How weft answers it.
         var reason: ErrorReason {
             switch self {
-            case .missingHost, .duplicateHost, .invalidHost, .contentLengthOutOfRange, .transferEncodingInHTTP10,
-                 .unsupportedTransferCoding:
+            case .missingHost, .duplicateHost, .invalidHost, .contentLengthOutOfRange, .asteriskFormNotOptions,
+                 .transferEncodingInHTTP10, .unsupportedTransferCoding:
                 .badRequest
             case .tooManyHeaders, .headersTooLarge: .headersTooLarge
             case .uriTooLong: .uriTooLong
@@ -50,6 +52,7 @@ public enum HTTP1RequestRules {
 
     public static func violation(of head: HTTPRequestHead) -> Violation? {
         if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
+        if head.uri == "*" && head.method != .OPTIONS { return .asteriskFormNotOptions }
         if head.headers.count > maxHeaderCount { return .tooManyHeaders }
         var hosts = 0
         var transferEncodings = 0

@@ -40,6 +40,19 @@ final class HTTP1RequestRulesTests: XCTestCase {
                        .contentLengthOutOfRange)
     }
 
+    /// Found by FuzzTranslation: `GET * HTTP/1.1` went on as `:path *`,
+    /// which HTTP/2 allows for OPTIONS only.
+    func testTheAsteriskFormIsForOPTIONSOnly() {
+        func target(_ method: HTTPMethod, _ uri: String) -> HTTP1RequestRules.Violation? {
+            HTTP1RequestRules.violation(of: HTTPRequestHead(version: .http1_1, method: method, uri: uri,
+                                                            headers: HTTPHeaders([("Host", "a")])))
+        }
+        XCTAssertNil(target(.OPTIONS, "*"))
+        XCTAssertEqual(target(.GET, "*"), .asteriskFormNotOptions)
+        XCTAssertEqual(target(.POST, "*"), .asteriskFormNotOptions)
+        XCTAssertNil(target(.GET, "/*"))
+    }
+
     func testOnlyASingleChunkedCodingAndNeverOnHTTP10() {
         XCTAssertNil(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", " Chunked\t")]))
         XCTAssertEqual(check(.http1_1, [("Host", "a"), ("Transfer-Encoding", "gzip, chunked")]), .unsupportedTransferCoding)

@@ -71,6 +71,7 @@ REQUESTS = {
     "no-host": ("GET /case/no-host HTTP/1.1\r\n\r\n", {400}),
     "two-hosts": ("GET /case/two-hosts HTTP/1.1\r\nHost: raw\r\nHost: other\r\n\r\n", {400}),
     "target-not-origin-form": (get("target", target="case/target-not-origin-form"), {400}),
+    "asterisk-form-not-options": ("GET * HTTP/1.1\r\nHost: raw\r\nX-Case: /case/asterisk\r\n\r\n", {400}),
     "too-many-fields": (get("too-many-fields", "".join(f"X-F{i}: v\r\n" for i in range(100))), {431}),
     "field-too-large": (get("field-too-large", "X-Big: " + "b" * (70 * 1024) + "\r\n"), {431}),
     "uri-too-long": (get("uri-too-long", target="/case/uri-too-long?" + "u" * (9 * 1024)), {414}),
@@ -142,6 +143,7 @@ def test_hostile_requests_are_answered_at_the_first_hop_and_never_reach_the_app(
     assert not [line for line in whole if "/case/" in line or "/smuggled" in line], whole
     assert "GET /ok HTTP/1.1" in whole
     heads = app_request_lines(lab, "REQUEST")
+    assert "GET * HTTP/1.1" not in heads, heads
     assert not [line for line in heads if "/smuggled" in line or
                 ("/case/" in line and line.split("/case/")[1].split(" ")[0] not in BODY_BROKEN)], heads
 
