@@ -131,6 +131,10 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
             return fail(.badResponse, detail: "Content-Length past 2^63 - 1")
         }
         let fields = MeshTranslation.upgradeResponse(head)
+        guard MeshTranslation.fitsPeerLimits(fields) else {
+            dispatch.abandon()
+            return fail(.badResponse, detail: "response header block over the mesh's limits (\(fields.count) fields)")
+        }
         if head.status.code < 200 {
             try? connection.sendInformational(streamID: streamID, headers: fields)
             return

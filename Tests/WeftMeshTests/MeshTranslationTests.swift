@@ -78,6 +78,18 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertNoThrow(try MeshTranslation.downgradeRequest(fields("/a?b=%C3%A9&c=~!*")))
     }
 
+    /// Found by FuzzTranslation: an app response with more fields than a
+    /// node takes was sent on, and the peer reset it.
+    func testWhatFitsAPeersHeaderLimits() {
+        let status = [HTTP2Header(":status", "200")]
+        let many = status + (0..<99).map { HTTP2Header("x-f\($0)", "v") }
+        XCTAssertTrue(MeshTranslation.fitsPeerLimits(many), "100 fields")
+        XCTAssertFalse(MeshTranslation.fitsPeerLimits(many + [HTTP2Header("x-more", "v")]), "101 fields")
+        let big = status + [HTTP2Header("x-big", String(repeating: "b", count: 64 * 1024 - 32 - 5 - 32 - 7 - 3))]
+        XCTAssertTrue(MeshTranslation.fitsPeerLimits(big), "exactly 64 KiB")
+        XCTAssertFalse(MeshTranslation.fitsPeerLimits(status + [HTTP2Header("x-big", String(repeating: "b", count: 64 * 1024))]))
+    }
+
     func testHopByHopHeadersNeverCross() throws {
         let fields = try MeshTranslation.upgradeRequest(request(headers: [
             ("Host", "backend"), ("Connection", "keep-alive, X-Private"), ("X-Private", "secret"),

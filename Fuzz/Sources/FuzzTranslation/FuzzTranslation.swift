@@ -101,6 +101,7 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
         guard case .head(let head) = part, head.status.code >= 200,
               MeshTranslation.hasCarriableLengths(head.headers) else { continue }
         let fields = MeshTranslation.upgradeResponse(head)
+        guard MeshTranslation.fitsPeerLimits(fields) else { continue }  // answered 502 there
         let received = HeaderRelay.response(fields)
         require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
     }

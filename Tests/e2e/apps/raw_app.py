@@ -29,6 +29,9 @@ RESPONSES = {
     "/resp/bare-cr": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\rb\r\n\r\nok",
     # Valid HTTP/1.1, but past the 2^63 - 1 an HTTP/2 peer can carry.
     "/resp/huge-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 11068937977120715208\r\n\r\nok",
+    # Valid HTTP/1.1, but more fields than a node takes in one HTTP/2 block.
+    "/resp/many-fields": b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(120))
+                         + b"Content-Length: 2\r\n\r\nok",
     # The framing says 2 bytes; a whole second response follows at once.
     "/resp/smuggle": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
     # The head is fine; the first chunk size is not.
