@@ -199,20 +199,17 @@ public enum MeshTranslation {
 
     /// Whether a peer node takes `fields` as one header block: within the
     /// field count and HPACK size (name + value + 32 each) every node
-    /// announces (`HTTP2Limits`). A block over them is reset by the peer.
+    /// announces (`HTTP2Limits`), with a carriable `content-length`. A
+    /// block that is not is reset by the peer.
     public static func fitsPeerLimits(_ fields: [HTTP2Header], limits: HTTP2Limits = .default) -> Bool {
         guard fields.count <= limits.maxHeaderCount else { return false }
         var bytes = 0
-        for field in fields { bytes += field.name.utf8.count + field.value.utf8.count + 32 }
-        return bytes <= limits.maxHeaderListBytes
-    }
-
-    /// `isCarriableLength` for every Content-Length of `headers`.
-    public static func hasCarriableLengths(_ headers: HTTPHeaders) -> Bool {
-        for (name, value) in headers where name.utf8.count == 14 && name.lowercased() == "content-length" {
-            if !isCarriableLength(value) { return false }
+        for field in fields {
+            bytes += field.name.utf8.count + field.value.utf8.count + 32
+            // Names are lower-case already (the translation made them so).
+            if field.name == "content-length" && !isCarriableLength(field.value) { return false }
         }
-        return true
+        return bytes <= limits.maxHeaderListBytes
     }
 
     // MARK: responses

@@ -125,15 +125,11 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     func receiveHead(_ head: HTTPResponseHead) {
         guard !finished else { return }
         dispatch.responded()
-        guard MeshTranslation.hasCarriableLengths(head.headers) else {
-            // The peer would refuse it; the rest of it is not read either.
-            dispatch.abandon()
-            return fail(.badResponse, detail: "Content-Length past 2^63 - 1")
-        }
         let fields = MeshTranslation.upgradeResponse(head)
         guard MeshTranslation.fitsPeerLimits(fields) else {
+            // The peer would refuse it; the rest of it is not read either.
             dispatch.abandon()
-            return fail(.badResponse, detail: "response header block over the mesh's limits (\(fields.count) fields)")
+            return fail(.badResponse, detail: "a response head no peer takes (\(fields.count) fields, or a length past 2^63 - 1)")
         }
         if head.status.code < 200 {
             try? connection.sendInformational(streamID: streamID, headers: fields)

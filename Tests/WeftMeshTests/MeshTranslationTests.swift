@@ -88,6 +88,9 @@ final class MeshTranslationTests: XCTestCase {
         let big = status + [HTTP2Header("x-big", String(repeating: "b", count: 64 * 1024 - 32 - 5 - 32 - 7 - 3))]
         XCTAssertTrue(MeshTranslation.fitsPeerLimits(big), "exactly 64 KiB")
         XCTAssertFalse(MeshTranslation.fitsPeerLimits(status + [HTTP2Header("x-big", String(repeating: "b", count: 64 * 1024))]))
+        XCTAssertTrue(MeshTranslation.fitsPeerLimits(status + [HTTP2Header("content-length", "9223372036854775807")]))
+        XCTAssertFalse(MeshTranslation.fitsPeerLimits(status + [HTTP2Header("content-length", "9223372036854775808")]),
+                       "a length past 2^63 - 1")
     }
 
     func testHopByHopHeadersNeverCross() throws {

@@ -96,12 +96,10 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     _ = try? channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
     _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
     while let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
-        // What the receiving node upgrades (a length no peer could carry is
-        // answered 502 there instead).
-        guard case .head(let head) = part, head.status.code >= 200,
-              MeshTranslation.hasCarriableLengths(head.headers) else { continue }
+        guard case .head(let head) = part, head.status.code >= 200 else { continue }
         let fields = MeshTranslation.upgradeResponse(head)
-        guard MeshTranslation.fitsPeerLimits(fields) else { continue }  // answered 502 there
+        // What the receiving node sends on (it answers 502 for the rest).
+        guard MeshTranslation.fitsPeerLimits(fields) else { continue }
         let received = HeaderRelay.response(fields)
         require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
     }
