@@ -1195,6 +1195,15 @@ def soak_report(env: dict, args: argparse.Namespace, res: dict, runtime: float) 
     return "\n".join(L)
 
 
+def soak_tools_present(who: str) -> bool:
+    """The soak lab's servers and load generator are installed (else says which is not)."""
+    for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
+        if not shutil.which(tool):
+            print(f"{who}: {tool} is missing (scripts/install-deps installs it)", file=sys.stderr)
+            return False
+    return True
+
+
 def mixed_soak_main(args: argparse.Namespace) -> int:
     """`scripts/soak`: every kind of traffic at once, back to back, through
     one weft pair for --soak-minutes; both nodes' RSS and open descriptors
@@ -1205,10 +1214,8 @@ def mixed_soak_main(args: argparse.Namespace) -> int:
         print(f"soak: --minutes and --interval take positive numbers; kinds: {','.join(SOAK_KINDS)}",
               file=sys.stderr)
         return 2
-    for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
-        if not shutil.which(tool):
-            print(f"soak: {tool} is missing (scripts/install-deps installs it)", file=sys.stderr)
-            return 1
+    if not soak_tools_present("soak"):
+        return 1
     t0 = time.monotonic()
     env = machine_info()
     log(f"soak: {args.soak_minutes:g} min of {', '.join(kinds)} at once, a reading every "
@@ -1375,10 +1382,8 @@ def mixed_soak_report(env: dict, args: argparse.Namespace, samples: list[dict], 
 
 
 def soak_main(args: argparse.Namespace) -> int:
-    for tool in ("nginx", "nghttpd", "h2load", "redis-server"):
-        if not shutil.which(tool):
-            print(f"bench: {tool} is missing (scripts/install-deps installs it)", file=sys.stderr)
-            return 1
+    if not soak_tools_present("bench"):
+        return 1
     kinds = [k for k in args.soak_kinds.split(",") if k]
     unknown = [k for k in kinds if k not in SOAK_KINDS]
     if unknown or not kinds or args.soak_rounds < 1 or args.soak_requests < 1 or args.soak_per_conn < 1:
