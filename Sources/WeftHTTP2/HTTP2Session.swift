@@ -127,6 +127,7 @@ public final class HTTP2Session {
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, frameSendCallback)
         nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, frameNotSendCallback)
         nghttp2_session_callbacks_set_error_callback2(callbacks, errorCallback)
+        nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, invalidFrameRecvCallback)
 
         var option: OpaquePointer?
         try Self.check(nghttp2_option_new(&option))
@@ -966,6 +967,24 @@ public final class HTTP2Session {
         return 0
     }
 
+    /// nghttp2 found a received frame invalid and is about to reset its
+    /// stream or end the connection; only a stream over the concurrency
+    /// limit is worth telling the delegate (the rest surface as closes).
+    fileprivate func onInvalidFrameRecv(_ frame: UnsafePointer<nghttp2_frame>, _ libraryError: Int32) -> Int32 {
+        let streamID = frame.pointee.hd.stream_id
+        guard role == .server, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+              streamID % 2 == 1, streams[streamID] == nil else { return 0 }
+        // REFUSED_STREAM is nghttp2's answer only to a stream over the limit
+        // announced but not yet acknowledged; PROTOCOL_ERROR is its answer to
+        // many things, the limit among them when every slot is taken.
+        let overLimit = libraryError == NGHTTP2_ERR_REFUSED_STREAM.rawValue
+            || (libraryError == NGHTTP2_ERR_PROTO.rawValue && openStreamCount >= Int(settings.maxConcurrentStreams))
+        if overLimit {
+            events.append(.rejected(streamID, .tooManyStreams(limit: settings.maxConcurrentStreams)))
+        }
+        return 0
+    }
+
     fileprivate func onError(_ code: Int32, _ message: UnsafeRawBufferPointer) -> Int32 {
         lastLibraryMessage = String(decoding: message, as: UTF8.self)
         return 0
@@ -1051,6 +1070,11 @@ private func frameSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer
 private func frameNotSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                   _ libraryError: Int32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     owner(userData).onFrameNotSend(frame!, libraryError)
+}
+
+private func invalidFrameRecvCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                                      _ libraryError: Int32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).onInvalidFrameRecv(frame!, libraryError)
 }
 
 private func errorCallback(_ session: OpaquePointer?, _ code: Int32, _ message: UnsafePointer<CChar>?,

@@ -463,8 +463,11 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     }
 
     public func session(_ session: HTTP2Session, didRejectStream streamID: Int32, reason: HTTP2StreamRejection) {
-        metrics.limitHit(.headerList)
-        logger.warning("HTTP/2 stream refused: header limit", metadata: ["reason": "\(reason)", "stream": "\(streamID)"])
+        switch reason {
+        case .tooManyHeaders, .headerListTooLarge: metrics.limitHit(.headerList)
+        case .tooManyStreams: metrics.limitHit(.http2Streams)
+        }
+        logger.warning("HTTP/2 stream refused", metadata: ["reason": "\(reason)", "stream": "\(streamID)"])
     }
 
     public func session(_ session: HTTP2Session, connectionError error: HTTP2SessionError) {

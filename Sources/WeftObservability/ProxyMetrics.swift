@@ -46,6 +46,10 @@ public enum LimitKind: String, Sendable, CaseIterable {
     /// carry nothing, too many CONTINUATIONs, replies it would not read, or
     /// streams reset before their answer (`HTTP2FrameBudget`, nghttp2's caps).
     case http2Flood = "http2_flood"
+    /// A peer opened more HTTP/2 streams at once than the node's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (1024): the stream is refused, or the
+    /// connection ended if the peer had acknowledged the limit.
+    case http2Streams = "http2_streams"
 }
 
 /// Which end opened a connection between nodes (or with an HTTP/2 app):

@@ -9,6 +9,7 @@ peer must not degrade the node for anyone else.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -166,6 +167,52 @@ def test_an_hpack_bomb_is_refused_without_losing_the_connection(lab):
     assert "/bomb" not in lab.app.log()
     # ...and the connection's HPACK state is intact: the next request is served.
     assert result["after"] == {"status": 200, "reset": None}, result
+
+
+SILENT_PORT = 9394  # accepts connections (the kernel does) and never answers
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_peer_opening_more_streams_than_announced_loses_its_connection_and_is_counted(lab):
+    # Requests for an app that never answers keep their streams open, so
+    # the node really holds 1024 of them when the 1025th arrives.
+    node = lab.node
+    silent = node.spawn([PY, "-c", "import socket, time\n"
+                         "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                         f"s.bind(('0.0.0.0', {SILENT_PORT})); s.listen(4096); time.sleep(300)"],
+                        name="silent_app")
+    try:
+        node.wait_port(SILENT_PORT, proc=silent)
+        fds = open_fds(node.weft.pid)
+        over = node.metric("weft_limit_hits_total", limit="http2_streams")
+        connects = node.metric("weft_upstream_connects_total", result="success")
+        result = peer(lab, "many-streams", "--streams", "1100", dst=f"{node.ip4}:{SILENT_PORT}")
+        opened = node.metric("weft_upstream_connects_total", result="success") - connects
+        print(f"too many streams: {result}; the node opened {opened:.0f} connections to the app")
+        assert result["announced"] == 1024, result
+        # The peer had acknowledged the limit, so going over it ends the
+        # connection (RFC 9113 §5.1.2 allows a stream or connection error;
+        # nghttp2 takes the latter); streams 1..2047 were the ones processed.
+        assert result["goaway"] is not None and result["goaway"]["error"] == 1, result  # PROTOCOL_ERROR
+        assert result["goaway"]["last_stream_id"] == 2 * 1024 - 1, result
+        assert node.metric("weft_limit_hits_total", limit="http2_streams") == over + 1
+        # The streams the node had started on (a connection each to the
+        # app, opened 16 at a time) give back what they took once the
+        # peer's connection is gone. Connects still in flight then (16 at
+        # most) may stay as idle keep-alive connections of the pool.
+        assert opened > 16, f"only {opened} connections: the check below would prove nothing"
+        deadline = time.monotonic() + 20
+        while open_fds(node.weft.pid) > fds + 16 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print(f"node descriptors: {fds} before, {open_fds(node.weft.pid)} after")
+        assert open_fds(node.weft.pid) <= fds + 16, (fds, open_fds(node.weft.pid))
+    finally:
+        silent.stop()
+    after = peer(lab, "request", "--count", "5")
+    assert [a["status"] for a in after["answers"]] == [200] * 5, after
 
 
 def rss_kib(pid: int) -> int:

@@ -35,6 +35,10 @@ what a well-behaved client never would. Every wait is bounded.
         Announces a stream window of 0, opens N streams for P (a large
         download) and never opens the window: the node must hold back, not
         buffer. Holds the connection S seconds, then prints what arrived.
+  h2_peer.py many-streams HOST PORT --dst IP:PORT --streams N
+        Acknowledges the node's SETTINGS, then opens N requests at once
+        regardless of its MAX_CONCURRENT_STREAMS. Prints the limit the node
+        announced, the resets by code and the GOAWAY.
 Prints one JSON object; exit 0 when it ran to the end.
 """
 
@@ -156,6 +160,39 @@ def rapid_reset(args) -> dict:
             peer.pump(timeout=0.01)
     peer.pump(timeout=1.0)
     return {"sent": sent, "responses": len(peer.responses), "goaway": peer.goaway, "closed": peer.closed}
+
+
+def many_streams(args) -> dict:
+    """Opens `--streams` requests at once, ignoring the node's
+    MAX_CONCURRENT_STREAMS after acknowledging it."""
+    peer = Peer(args.host, args.port, args.timeout)
+    peer.pump(timeout=0.5)  # the node's SETTINGS, acknowledged by h2
+    announced = peer.conn.remote_settings.max_concurrent_streams
+    # The h2 package keeps to the peer's limit; make it believe there is none.
+    peer.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2**31 - 1
+    peer.conn.remote_settings.acknowledge()
+    sent = 0
+    for i in range(args.streams):
+        if peer.closed:
+            break
+        try:
+            peer.conn.send_headers(1 + 2 * i, mesh_request(args.dst), end_stream=True)
+            if i % 100 == 99:
+                peer.flush()
+        except (OSError, h2.exceptions.ProtocolError):
+            peer.closed = True
+            break
+        sent += 1
+    try:
+        peer.flush()
+    except OSError:
+        peer.closed = True
+    peer.pump(until=lambda: peer.goaway is not None, timeout=args.timeout)
+    codes: dict[int, int] = {}
+    for code in peer.resets.values():
+        codes[code] = codes.get(code, 0) + 1
+    return {"announced": announced, "sent": sent, "responses": len(peer.responses), "resets": codes,
+            "goaway": peer.goaway, "closed": peer.closed}
 
 
 def request(args) -> dict:
@@ -366,7 +403,7 @@ def hpack_bomb(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed", "flood", "hpack-bomb",
-                                     "zero-window"])
+                                     "zero-window", "many-streams"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--dst", required=True)
@@ -383,7 +420,8 @@ def main() -> int:
     global ORIG_PROTO
     ORIG_PROTO = args.orig_proto
     run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
-           "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb, "zero-window": zero_window}[args.mode]
+           "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb, "zero-window": zero_window,
+           "many-streams": many_streams}[args.mode]
     print(json.dumps(run(args)))
     return 0
 
