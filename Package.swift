@@ -48,7 +48,12 @@ let package = Package(
             "CNghttp2",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .target(name: "WeftTLS", dependencies: ["COpenSSL"]),
+        // TLS 1.3 on OpenSSL for the mesh hop, SPIFFE identities, `weft certs`.
+        .target(name: "WeftTLS", dependencies: [
+            "COpenSSL",
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
         .target(name: "WeftConfig", dependencies: [
             "WeftCore",
@@ -63,7 +68,7 @@ let package = Package(
         ]),
         // The one door for upstream connections (plain TCP now; TLS later).
         .target(name: "WeftTransport", dependencies: [
-            "WeftCore", "WeftNetfilter",
+            "WeftCore", "WeftNetfilter", "WeftTLS",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -121,6 +126,11 @@ let package = Package(
         .testTarget(name: "WeftHTTP2Tests", dependencies: [
             "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "WeftTLSTests", dependencies: [
+            "WeftTLS",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "WeftNetfilterTests", dependencies: [
             "WeftNetfilter", "WeftHTTP2", "WeftTLS",
