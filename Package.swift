@@ -75,7 +75,7 @@ let package = Package(
         ]),
         // Counters and the "request finished" record every request ends in.
         .target(name: "WeftObservability", dependencies: [
-            "WeftCore",
+            "WeftCore", "WeftTLS",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -84,7 +84,7 @@ let package = Package(
         // The mesh protocol: HTTP/1.1 <-> HTTP/2 translation, the HTTP/2
         // connection between nodes with its upkeep, per-loop connection pools.
         .target(name: "WeftMesh", dependencies: [
-            "WeftCore", "WeftHTTP2", "WeftObservability", "WeftTransport",
+            "WeftCore", "WeftHTTP2", "WeftObservability", "WeftTransport", "WeftTLS",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

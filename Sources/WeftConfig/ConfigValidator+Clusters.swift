@@ -110,9 +110,9 @@ extension ConfigValidator {
             }
         }
         if let file = fields["file"] {
-            if discovery == .file, let path = string(file) {
-                if path.hasPrefix("/") { cluster.file = path } else { report(file, "\(quoted(path)) must be an absolute path") }
-            } else if discovery != .file {
+            if discovery == .file {
+                cluster.file = absolutePath(file) ?? cluster.file
+            } else {
                 report(file, "file applies only to discovery: file")
             }
         } else if discovery == .file {

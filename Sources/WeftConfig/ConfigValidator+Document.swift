@@ -97,8 +97,14 @@ extension ConfigValidator {
             result.inbound.plaintext = choice(inbound["plaintext"], as: PlaintextPolicy.self)
                 ?? result.inbound.plaintext
         }
-        if let mesh = mapping(fields["mesh"], keys: ["port"], notSupportedYet: ["tls"]) {
+        if let mesh = mapping(fields["mesh"], keys: ["port", "tls"]) {
             result.mesh.port = port(mesh["port"]) ?? result.mesh.port
+            if let tls = mapping(mesh["tls"], keys: ["cert", "key", "ca"]) {
+                let files = ["cert", "key", "ca"].map { key in required(tls, key).flatMap { absolutePath($0) } }
+                if let certificate = files[0], let key = files[1], let ca = files[2] {
+                    result.mesh.tls = MeshTLSFiles(certificate: certificate, key: key, ca: ca)
+                }
+            }
         }
         if let admin = mapping(fields["admin"], keys: ["address", "port"]) {
             result.admin.address = ipAddress(admin["address"]) ?? result.admin.address

@@ -92,6 +92,16 @@ struct ConfigValidator {
         return text
     }
 
+    /// A non-empty string that is an absolute file path.
+    mutating func absolutePath(_ value: ConfigValue?) -> String? {
+        guard let value, let path = string(value) else { return nil }
+        guard path.hasPrefix("/") else {
+            report(value, "\(quoted(path)) must be an absolute path")
+            return nil
+        }
+        return path
+    }
+
     mutating func integer(_ value: ConfigValue?, in range: ClosedRange<Int>) -> Int? {
         guard let value else { return nil }
         guard let number = value.node.decimalInteger else {

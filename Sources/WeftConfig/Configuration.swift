@@ -80,7 +80,7 @@ public enum NodeAddresses: Sendable, Equatable {
 public struct Listeners: Sendable, Equatable {
     public var outbound: PortListener
     public var inbound: InboundListener
-    public var mesh: PortListener
+    public var mesh: MeshListener
     public var admin: AddressListener
     public var health: PortListener
     /// Explicit local ports, each carrying everything to one cluster.
@@ -91,7 +91,7 @@ public struct Listeners: Sendable, Equatable {
     public init(
         outbound: PortListener = PortListener(port: 15001),
         inbound: InboundListener = InboundListener(),
-        mesh: PortListener = PortListener(port: 15008),
+        mesh: MeshListener = MeshListener(port: 15008),
         admin: AddressListener = AddressListener(address: .loopbackV4, port: 15000),
         health: PortListener = PortListener(port: 15020),
         egress: [EgressListener] = [],
@@ -126,6 +126,30 @@ public struct EgressListener: Sendable, Equatable {
 public struct PortListener: Sendable, Equatable {
     public var port: UInt16
     public init(port: UInt16) { self.port = port }
+}
+
+/// `listeners.mesh`: the port peer nodes connect to, and mTLS when `tls`
+/// is set (SPEC §8).
+public struct MeshListener: Sendable, Equatable {
+    public var port: UInt16
+    public var tls: MeshTLSFiles?
+    public init(port: UInt16, tls: MeshTLSFiles? = nil) {
+        self.port = port
+        self.tls = tls
+    }
+}
+
+/// `listeners.mesh.tls`: PEM files of the node certificate, its key and
+/// the mesh CA. They are re-read when they change (rotation).
+public struct MeshTLSFiles: Sendable, Equatable {
+    public var certificate: String
+    public var key: String
+    public var ca: String
+    public init(certificate: String, key: String, ca: String) {
+        self.certificate = certificate
+        self.key = key
+        self.ca = ca
+    }
 }
 
 public struct AddressListener: Sendable, Equatable {

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import WeftHTTP2
 import WeftObservability
+import WeftTLS
 
 /// What one mesh stream hears from its connection. Calls arrive on the
 /// connection's event loop.
@@ -60,6 +61,9 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var outputScratch: [ByteBuffer] = []
     public private(set) var goingAway = false
     public private(set) var isClosed = false
+    /// The peer's verified SPIFFE ID when the connection runs over mTLS
+    /// (known before its first stream); nil on plaintext h2c.
+    public private(set) var peerIdentity: SPIFFEID?
 
     /// Timings of the connection's upkeep.
     public struct Upkeep {
@@ -311,6 +315,9 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var closeWhenIdle = false
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let established = event as? TLSHandler.Established {
+            peerIdentity = established.peer.identity
+        }
         if let event = event as? ChannelEvent, case .inputClosed = event {
             markUnusable()
             closeWhenIdle = true

@@ -1,5 +1,6 @@
 import Atomics
 import NIOCore
+import WeftTLS
 
 /// Why the node refused a connection. Each reason is a label value of
 /// `weft_outbound_refused_total` / `weft_inbound_refused_total`.
@@ -85,6 +86,22 @@ public final class ProxyMetrics: Sendable {
     /// opened it; server: a peer opened it to our mesh listener).
     public let meshConnections = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
     public let meshStreams = (client: ManagedAtomic<Int>(0), server: ManagedAtomic<Int>(0))
+
+    /// Mesh TLS handshakes completed, by side (client: this node connected)
+    /// and whether the session was resumed.
+    public let tlsHandshakes = (client: (full: ManagedAtomic<Int>(0), resumed: ManagedAtomic<Int>(0)),
+                                server: (full: ManagedAtomic<Int>(0), resumed: ManagedAtomic<Int>(0)))
+    /// Mesh TLS peers refused, by side and reason.
+    public let tlsRefused = (client: TLSFailure.Reason.counters(), server: TLSFailure.Reason.counters())
+
+    public func tlsHandshake(asServer: Bool, resumed: Bool) {
+        let side = asServer ? tlsHandshakes.server : tlsHandshakes.client
+        (resumed ? side.resumed : side.full).wrappingIncrement(ordering: .relaxed)
+    }
+
+    public func tlsRefusal(asServer: Bool, _ reason: TLSFailure.Reason) {
+        (asServer ? tlsRefused.server : tlsRefused.client)[reason]?.wrappingIncrement(ordering: .relaxed)
+    }
 
     public let limitHits: [LimitKind: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
@@ -323,6 +340,20 @@ public final class ProxyMetrics: Sendable {
         ])
         family("weft_limit_hits_total", "counter", "Protective limits that were hit, by limit.",
                LimitKind.allCases.map { ("limit=\"\($0.rawValue)\"", limitHits[$0]?.load(ordering: .relaxed) ?? 0) })
+        family("weft_tls_handshakes_total", "counter",
+               "Mesh TLS handshakes completed, by side (client: this node connected) and session (full or resumed).", [
+                   ("side=\"client\",session=\"full\"", tlsHandshakes.client.full.load(ordering: .relaxed)),
+                   ("side=\"client\",session=\"resumed\"", tlsHandshakes.client.resumed.load(ordering: .relaxed)),
+                   ("side=\"server\",session=\"full\"", tlsHandshakes.server.full.load(ordering: .relaxed)),
+                   ("side=\"server\",session=\"resumed\"", tlsHandshakes.server.resumed.load(ordering: .relaxed)),
+               ])
+        family("weft_tls_refused_total", "counter",
+               "Mesh TLS peers refused (or that refused this node), by side and reason.",
+               [("client", tlsRefused.client), ("server", tlsRefused.server)].flatMap { side, counters in
+                   TLSFailure.Reason.allCases.map {
+                       ("side=\"\(side)\",reason=\"\($0.rawValue)\"", counters[$0]?.load(ordering: .relaxed) ?? 0)
+                   }
+               })
         family("weft_mesh_keepalive_timeouts_total", "counter",
                "Mesh connections closed because the peer did not answer a PING.",
                [("", meshKeepaliveTimeouts.load(ordering: .relaxed))])
@@ -366,5 +397,12 @@ extension StatsKey {
     /// A stable order for the exposition.
     var sortText: String {
         "\(direction.rawValue) \(cluster) \(statusClass) \(reason?.rawValue ?? "") \(isSession)"
+    }
+}
+
+extension TLSFailure.Reason {
+    /// One zeroed counter per reason.
+    static func counters() -> [TLSFailure.Reason: ManagedAtomic<Int>] {
+        Dictionary(uniqueKeysWithValues: allCases.map { ($0, ManagedAtomic<Int>(0)) })
     }
 }

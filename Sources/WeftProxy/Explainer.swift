@@ -101,7 +101,8 @@ enum Explainer {
         answer.cluster = .init(name: config.name, matchedBy: matchedBy, protocol: config.protocol.rawValue,
                                mesh: config.mesh, lb: config.lb.rawValue)
         answer.endpoints = verdicts(cluster, fixed: decision.fixedEndpoint)
-        answer.policies = policies(cluster, requestTimeout: target.requestTimeout, meshPort: route.meshPort)
+        answer.policies = policies(cluster, requestTimeout: target.requestTimeout, meshPort: route.meshPort,
+                                   meshTLS: snapshot.configuration.listeners.mesh.tls != nil)
         answer.summary.append(clusterSummary(answer, cluster: cluster))
     }
 
@@ -150,14 +151,16 @@ enum Explainer {
     }
 
     private static func policies(_ cluster: UpstreamCluster, requestTimeout: Duration,
-                                 meshPort: UInt16) -> [Explanation.Policy] {
+                                 meshPort: UInt16, meshTLS: Bool) -> [Explanation.Policy] {
         let config = cluster.config
         let format = ConfigDump.format
         var list: [Explanation.Policy] = []
         list.append(.init(name: "protocol", value: config.protocol == .auto
             ? "detected per connection (HTTP/1.x, HTTP/2 or TCP)" : config.protocol.rawValue))
         list.append(.init(name: "mesh", value: cluster.hasMeshedEndpoints
-            ? "HTTP rides HTTP/2 streams to each endpoint's node on port \(meshPort) (plaintext h2c: mTLS is not built yet)"
+            ? "HTTP rides HTTP/2 streams to each endpoint's node on port \(meshPort) "
+                + (meshTLS ? "(mTLS: TLS 1.3, both nodes verified against the mesh CA)"
+                           : "(plaintext h2c; listeners.mesh.tls turns on mTLS)")
             : "endpoints are reached directly (HTTP/1.1 pool, h2c or TCP)"))
         list.append(.init(name: "lb", value: config.lb.rawValue))
         list.append(.init(name: "timeouts", value: "connect \(format(config.timeouts.connect)), request "

@@ -12,6 +12,7 @@ import WeftMesh
 import WeftNetfilter
 import WeftObservability
 import WeftRouting
+import WeftTLS
 import WeftTransport
 import WeftUpstream
 
@@ -76,6 +77,10 @@ public final class ProxyServer: Sendable {
         var services: LoopServiceRegistry?
         /// Active health checks, on one loop; made at start.
         var checker: NIOLoopBound<HealthChecker>?
+        /// Mesh TLS credentials (mTLS on), loaded at start.
+        var meshTLS: TLSCredentialFiles?
+        /// Checks the mesh TLS files for rotation.
+        var rotationCheck: RepeatedTask?
     }
     let state = Mutex(State())
 
@@ -127,7 +132,18 @@ public final class ProxyServer: Sendable {
     /// one that cannot (IPv6 off) is logged and skipped.
     public func start(health: ListenerBinder? = nil, admin: ListenerBinder? = nil) throws {
         let listeners = configuration.listeners
-        let services = try makeServices()
+        let meshTLS = try listeners.mesh.tls.map {
+            try TLSCredentialFiles(certificate: $0.certificate, key: $0.key, ca: $0.ca)
+        }
+        if let meshTLS {
+            state.withLock { $0.meshTLS = meshTLS }
+            watchForRotation(meshTLS)
+            logger.info("mesh mTLS on", metadata: [
+                "identity": "\(meshTLS.context.identity)",
+                "certificate_expires_in_s": "\(meshTLS.context.secondsLeftAtLoad)",
+            ])
+        }
+        let services = try makeServices(meshTLS: meshTLS)
         let checkerLoop = group.next()
         let (connector, metrics, logger) = (self.connector, self.metrics, self.logger)
         let checker = try checkerLoop.submit {
@@ -151,7 +167,7 @@ public final class ProxyServer: Sendable {
             self.relayListenerBootstrap(router: inbound, address: address, services: nil).bind(to: address)
         }
         try bind(.mesh, port: listeners.mesh.port, hosts: [.v4(0), .v6(high: 0, low: 0)]) { address in
-            self.meshListenerBootstrap(address: address, services: services).bind(to: address)
+            self.meshListenerBootstrap(address: address, services: services, tls: meshTLS).bind(to: address)
         }
         // Explicit local ports (SPEC §5): loopback only, never redirected;
         // the destination is the listener, so nothing asks the kernel.
@@ -422,6 +438,7 @@ public final class ProxyServer: Sendable {
         }
         sources.forEach { $0.stop() }
         if let checker = state.withLock({ $0.checker }) { checker.eventLoop.execute { checker.value.stop() } }
+        state.withLock { $0.rotationCheck?.cancel() }
         let all = state.withLock { state in
             state.ready = false
             return state.channels.values.flatMap { $0 }
@@ -432,7 +449,7 @@ public final class ProxyServer: Sendable {
     // MARK: - Listeners
 
     /// One pool of upstream and mesh connections per event loop.
-    private func makeServices() throws -> LoopServiceRegistry {
+    private func makeServices(meshTLS: TLSCredentialFiles?) throws -> LoopServiceRegistry {
         let metrics = self.metrics
         let logger = self.logger
         let identity = self.identity
@@ -440,6 +457,11 @@ public final class ProxyServer: Sendable {
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
         let snapshot = runtime.withLock { $0.snapshot }
         let connector = self.connector
+        let meshConnector: any Connector = meshTLS.map { credentials in
+            TLSConnector(over: connector, credentials: credentials) { peer, event in
+                Self.observe(event, asServer: false, peer: "\(peer)", metrics: metrics, logger: logger)
+            }
+        } ?? connector
         return try LoopServiceRegistry(group: group) { loop in
             let upstream = HTTP1UpstreamPool(eventLoop: loop, connector: connector, logger: logger)
             let appHTTP2 = MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
@@ -448,15 +470,54 @@ public final class ProxyServer: Sendable {
                 snapshot: snapshot,
                 upstreamPool: upstream,
                 meshPool: MeshConnectionPool(eventLoop: loop, metrics: metrics, logger: logger,
-                                             connectTimeout: connectTimeout, connector: connector),
+                                             connectTimeout: connectTimeout, connector: meshConnector),
                 meshListener: MeshListenerContext(identity: identity, delivery: delivery, pool: upstream,
                                                   http2Pool: appHTTP2, metrics: metrics, logger: logger,
                                                   connectTimeout: connectTimeout, connector: connector))
         }
     }
 
-    /// The mesh listener: HTTP/2 with prior knowledge from peer nodes.
-    private func meshListenerBootstrap(address: SocketAddress, services: LoopServiceRegistry) -> ServerBootstrap {
+    /// Counts and logs what a mesh TLS connection went through.
+    static func observe(_ event: TLSHandler.Event, asServer: Bool, peer: String, metrics: ProxyMetrics, logger: Logger) {
+        switch event {
+        case .established(let tlsPeer):
+            metrics.tlsHandshake(asServer: asServer, resumed: tlsPeer.resumed)
+        case .refused(let failure):
+            metrics.tlsRefusal(asServer: asServer, failure.reason)
+            logger.warning(asServer ? "mesh TLS peer refused" : "mesh TLS connect refused", metadata: [
+                "peer": "\(peer)", "reason": "\(failure.reason.rawValue)", "detail": "\(failure.detail)",
+            ])
+        case .broken(let failure):
+            logger.info("mesh TLS connection broke", metadata: [
+                "peer": "\(peer)", "reason": "\(failure.reason.rawValue)", "detail": "\(failure.detail)",
+            ])
+        }
+    }
+
+    /// Re-reads the mesh TLS files every 2 s; new connections take a new
+    /// context, open ones keep theirs.
+    private func watchForRotation(_ files: TLSCredentialFiles) {
+        let logger = self.logger
+        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+            switch files.reloadIfChanged() {
+            case .unchanged:
+                break
+            case .reloaded(let context):
+                logger.info("mesh TLS files reloaded", metadata: [
+                    "identity": "\(context.identity)", "certificate_expires_in_s": "\(context.secondsLeftAtLoad)",
+                ])
+            case .refused(let message):
+                logger.error("mesh TLS files changed but do not load; the previous ones stay in force",
+                             metadata: ["error": "\(message)"])
+            }
+        }
+        state.withLock { $0.rotationCheck = task }
+    }
+
+    /// The mesh listener: HTTP/2 with prior knowledge from peer nodes,
+    /// inside TLS when `tls` is set.
+    private func meshListenerBootstrap(address: SocketAddress, services: LoopServiceRegistry,
+                                       tls: TLSCredentialFiles?) -> ServerBootstrap {
         let metrics = self.metrics
         let logger = self.logger
         return ServerBootstrap(group: group)
@@ -478,6 +539,13 @@ public final class ProxyServer: Sendable {
                             return listener.http2Stream(on: connection, streamID: streamID)
                         }
                         return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
+                    }
+                    if let tls {
+                        let peer = channel.remoteAddress.flatMap(IPEndpoint.init).map { "\($0)" } ?? "?"
+                        let session = try TLSConnection(context: tls.context, role: .server, allocator: channel.allocator)
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(connection: session) { event in
+                            Self.observe(event, asServer: true, peer: peer, metrics: metrics, logger: logger)
+                        })
                     }
                     try channel.pipeline.syncOperations.addHandler(connection)
                     loopServices.track(connection)

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import WeftCore
 import WeftNetfilter
+import WeftTLS
 
 /// Opens every upstream connection weft makes: to a peer node's mesh port,
 /// to a plain endpoint, to the local app. One door, so that TLS (later) and
@@ -125,4 +126,43 @@ public enum LocalPairError: Error, Equatable {
     /// Nobody serves the endpoint.
     case refused(IPEndpoint)
     case socketPair(CInt)
+}
+
+/// TLS on top of another connector: the mesh hop with mTLS on. The
+/// connection counts as made once the peer is verified; a refused
+/// handshake fails the connect (with the ``TLSFailure``), so the pool backs
+/// off as from a refused TCP connect. Each connect takes the context in
+/// force at that moment (rotation).
+public struct TLSConnector: Connector {
+    public typealias Observer = @Sendable (_ target: IPEndpoint, _ event: TLSHandler.Event) -> Void
+    private let base: any Connector
+    private let credentials: TLSCredentialFiles
+    private let observe: Observer
+
+    public init(over base: any Connector, credentials: TLSCredentialFiles, observe: @escaping Observer = { _, _ in }) {
+        self.base = base
+        self.credentials = credentials
+        self.observe = observe
+    }
+
+    public func connect(to target: IPEndpoint, on loop: EventLoop, timeout: TimeAmount, halfClosure: Bool,
+                        initialize: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
+        let context = credentials.context
+        let observe = self.observe
+        return base.connect(to: target, on: loop, timeout: timeout, halfClosure: halfClosure) { channel in
+            let connection = try TLSConnection(context: context, role: .client, peerKey: "\(target)",
+                                               allocator: channel.allocator)
+            let handler = TLSHandler(connection: connection, handshakeTimeout: timeout) { observe(target, $0) }
+            try channel.pipeline.syncOperations.addHandler(handler)
+            try initialize(channel)
+        }.flatMap { channel in
+            let handshake = channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.handler(type: TLSHandler.self).handshakeResult
+            }
+            return handshake.flatMap { result in
+                guard let result else { return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState) }
+                return result.map { _ in channel }
+            }
+        }
+    }
 }

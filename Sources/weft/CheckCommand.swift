@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WeftConfig
+import WeftTLS
 
 /// `weft check`: validates a config file and prints every problem with its path.
 struct CheckCommand: ParsableCommand {
@@ -10,7 +11,8 @@ struct CheckCommand: ParsableCommand {
         discussion: """
             Reads the YAML config that `weft proxy --config` would use and checks \
             everything weft checks at startup: types, ranges, unknown keys, \
-            durations, duplicate cluster names, VIPs and hostnames, listener ports.
+            durations, duplicate cluster names, VIPs and hostnames, listener ports, \
+            and that the mesh TLS files (if set) load and name a SPIFFE identity.
 
             On success prints one line to stdout, such as \
             `weft.yaml: ok (2 clusters, 3 endpoints)`, and exits 0.
@@ -26,9 +28,9 @@ struct CheckCommand: ParsableCommand {
     var config: String
 
     func run() throws {
+        let loaded: Configuration
         do {
-            let loaded = try ConfigLoader.load(path: config)
-            print("\(config): ok (\(Self.summary(of: loaded)))")
+            loaded = try ConfigLoader.load(path: config)
         } catch {
             var lines = error.problems.map(\.description)
             let count = error.problems.count
@@ -36,6 +38,18 @@ struct CheckCommand: ParsableCommand {
             FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             throw ExitCode(1)
         }
+        var mTLS = ""
+        if let tls = loaded.listeners.mesh.tls {
+            // The files are loaded as the node would at startup.
+            do {
+                let files = try TLSCredentialFiles(certificate: tls.certificate, key: tls.key, ca: tls.ca)
+                mTLS = ", mesh mTLS as \(files.context.identity)"
+            } catch {
+                FileHandle.standardError.write(Data("listeners.mesh.tls: \(error)\n\(config): 1 problem\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        print("\(config): ok (\(Self.summary(of: loaded))\(mTLS))")
     }
 
     /// `2 clusters, 3 endpoints`.

@@ -6,6 +6,7 @@ struct Weft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weft",
         abstract: "A transparent service-mesh node.",
-        subcommands: [InitCommand.self, ProxyCommand.self, CheckCommand.self, ExplainCommand.self, VersionCommand.self]
+        subcommands: [InitCommand.self, ProxyCommand.self, CheckCommand.self, ExplainCommand.self, CertsCommand.self,
+                      VersionCommand.self]
     )
 }

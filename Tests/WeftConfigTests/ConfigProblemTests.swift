@@ -120,7 +120,6 @@ final class ConfigProblemTests: XCTestCase {
     func testSpecKeysNotBuiltYetAreRefusedNotIgnored() {
         assertProblems("""
             listeners:
-              mesh: { port: 15008, tls: { cert: /etc/weft/tls/node.crt } }
               dns: { port: 15053 }
             clusters:
               - name: backend
@@ -132,9 +131,26 @@ final class ConfigProblemTests: XCTestCase {
                 retries: { attempts: 2 }
                 rate_limit: { per_second: 10 }
             """, [
-            "listeners.mesh.tls: not supported yet",
             "listeners.dns: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
+        ])
+    }
+
+    func testMeshTLSTakesThreeAbsoluteFilePaths() throws {
+        let config = try ConfigLoader.load(yaml: """
+            listeners:
+              mesh: { port: 15008, tls: { cert: /etc/weft/tls/node.crt, key: /etc/weft/tls/node.key, ca: /etc/weft/tls/ca.crt } }
+            """)
+        XCTAssertEqual(config.listeners.mesh.tls,
+                       MeshTLSFiles(certificate: "/etc/weft/tls/node.crt", key: "/etc/weft/tls/node.key", ca: "/etc/weft/tls/ca.crt"))
+        XCTAssertNil(try ConfigLoader.load(yaml: "listeners: { mesh: { port: 15008 } }").listeners.mesh.tls)
+        assertProblems("""
+            listeners:
+              mesh: { tls: { cert: tls/node.crt, key: /etc/weft/tls/node.key, certs: /x } }
+            """, [
+            "listeners.mesh.tls.ca: required key is missing",
+            #"listeners.mesh.tls.cert: "tls/node.crt" must be an absolute path"#,
+            "listeners.mesh.tls.certs: unknown key (did you mean \"cert\"?)",
         ])
     }
 

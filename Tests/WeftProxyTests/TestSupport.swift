@@ -92,7 +92,7 @@ struct ProxyFixture {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
-                                  mesh: PortListener(port: 0),
+                                  mesh: MeshListener(port: 0),
                                   admin: AddressListener(address: .loopbackV4, port: 15000),
                                   health: PortListener(port: 0))
         let configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,

@@ -152,7 +152,7 @@ final class LoopbackBenchmark {
     private static func startNode(name: String, group: EventLoopGroup, clusters: [Cluster] = [],
                                   peerMeshPort: UInt16? = nil) throws -> ProxyServer {
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: InboundListener(port: 0),
-                                  mesh: PortListener(port: 0),
+                                  mesh: MeshListener(port: 0),
                                   admin: AddressListener(address: .loopbackV4, port: 15000),
                                   health: PortListener(port: 0))
         let configuration = Configuration(listeners: listeners, outboundPolicy: .allowAny, clusters: clusters,
