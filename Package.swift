@@ -50,7 +50,7 @@ let package = Package(
         ]),
         // TLS 1.3 on OpenSSL for the mesh hop, SPIFFE identities, `weft certs`.
         .target(name: "WeftTLS", dependencies: [
-            "COpenSSL",
+            "COpenSSL", "WeftCore",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),

@@ -24,7 +24,7 @@ public enum ConfigDump {
         case let number as UInt16: return Int(number)
         case let number as Double: return number
         case let duration as Duration: return format(duration)
-        case is IPEndpoint, is IPAddress, is CIDR: return String(describing: any)
+        case is IPEndpoint, is IPAddress, is CIDR, is SPIFFEID: return String(describing: any)
         case let raw as any RawRepresentable:
             if let text = raw.rawValue as? String { return text }
         default: break

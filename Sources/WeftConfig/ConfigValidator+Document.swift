@@ -10,7 +10,7 @@ extension ConfigValidator {
         guard let fields = mapping(
             ConfigValue(node: root, path: .root),
             keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
-                   "opaque_ports", "clusters", "routes", "access_log"]
+                   "opaque_ports", "clusters", "routes", "access_log", "authorization"]
         ) else { return config }
 
         config.node = nodeSettings(fields["node"])
@@ -30,7 +30,33 @@ extension ConfigValidator {
             report(value, "\(quoted(name)) is not a cluster defined in clusters")
         }
         config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
+        config.authorization = authorization(fields["authorization"])
         return config
+    }
+
+    /// `authorization: [{ port: P, allow: [spiffe://...] }]`, one rule per port.
+    private mutating func authorization(_ value: ConfigValue?) -> [AuthorizationRule] {
+        var rules: [AuthorizationRule] = []
+        for item in list(value) ?? [] {
+            guard let fields = mapping(item, keys: ["port", "allow"]),
+                  let portValue = required(fields, "port"), let port = port(portValue),
+                  let allowValue = required(fields, "allow"), let entries = list(allowValue) else { continue }
+            if rules.contains(where: { $0.port == port }) {
+                report(portValue, "port \(port) already has a rule (one rule per port)")
+                continue
+            }
+            var allow: [SPIFFEID] = []
+            for entry in entries {
+                guard let text = string(entry) else { continue }
+                do {
+                    allow.append(try SPIFFEID(parsing: text))
+                } catch {
+                    report(entry, "\(quoted(text)) is not a SPIFFE ID: \(error)")
+                }
+            }
+            rules.append(AuthorizationRule(port: port, allow: allow))
+        }
+        return rules
     }
 
     /// `access_log: { format: text|json, path: FILE|stdout }`.
@@ -102,7 +128,7 @@ extension ConfigValidator {
             if let tls = mapping(mesh["tls"], keys: ["cert", "key", "ca"]) {
                 let files = ["cert", "key", "ca"].map { key in required(tls, key).flatMap { absolutePath($0) } }
                 if let certificate = files[0], let key = files[1], let ca = files[2] {
-                    result.mesh.tls = MeshTLSFiles(certificate: certificate, key: key, ca: ca)
+                    result.mesh.tls = MeshTLSFiles(cert: certificate, key: key, ca: ca)
                 }
             }
         }

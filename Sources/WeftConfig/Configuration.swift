@@ -17,6 +17,9 @@ public struct Configuration: Sendable, Equatable {
     public var drainTimeout: Duration
     /// One line per request or TCP session (SPEC §6); nil: none.
     public var accessLog: AccessLogSettings?
+    /// Which mesh identities may reach each local port (SPEC §8); a port
+    /// with no rule takes every authenticated peer.
+    public var authorization: [AuthorizationRule] = []
 
     public init(
         node: NodeSettings = NodeSettings(),
@@ -41,6 +44,17 @@ public struct Configuration: Sendable, Equatable {
     }
 
     public static let defaultOpaquePorts: Set<UInt16> = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]
+}
+
+/// `authorization[]`: inbound requests over the mesh to local `port` are
+/// allowed only from the `allow`ed peer identities (403 `unauthorized`).
+public struct AuthorizationRule: Sendable, Equatable {
+    public var port: UInt16
+    public var allow: [SPIFFEID]
+    public init(port: UInt16, allow: [SPIFFEID]) {
+        self.port = port
+        self.allow = allow
+    }
 }
 
 public struct NodeSettings: Sendable, Equatable {
@@ -142,11 +156,12 @@ public struct MeshListener: Sendable, Equatable {
 /// `listeners.mesh.tls`: PEM files of the node certificate, its key and
 /// the mesh CA. They are re-read when they change (rotation).
 public struct MeshTLSFiles: Sendable, Equatable {
-    public var certificate: String
+    /// The node certificate (named as in the file, for `/config_dump`).
+    public var cert: String
     public var key: String
     public var ca: String
-    public init(certificate: String, key: String, ca: String) {
-        self.certificate = certificate
+    public init(cert: String, key: String, ca: String) {
+        self.cert = cert
         self.key = key
         self.ca = ca
     }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import WeftHTTP2
+import WeftCore
 import WeftObservability
 import WeftTLS
 

@@ -182,7 +182,9 @@ enum AccessLogLine {
         writeBare(record.requestID, into: &buffer)
         buffer.writeStaticString(" ")
         writeBare(record.traceID.map(String.init), into: &buffer)
-        buffer.writeStaticString(" -\n")
+        buffer.writeStaticString(" ")
+        writeBare(record.peerIdentity.map(String.init(describing:)), into: &buffer)
+        buffer.writeStaticString("\n")
     }
 
     static func json(_ record: RequestRecord, time: Double, duration: TimeAmount, into buffer: inout ByteBuffer) {
@@ -220,7 +222,9 @@ enum AccessLogLine {
         writeJSON(record.traceID.map(String.init), into: &buffer)
         buffer.writeStaticString(",\"traceparent\":")
         writeJSON(record.traceparent, into: &buffer)
-        buffer.writeStaticString(",\"peer_identity\":null}\n")
+        buffer.writeStaticString(",\"peer_identity\":")
+        writeJSON(record.peerIdentity.map(String.init(describing:)), into: &buffer)
+        buffer.writeStaticString("}\n")
     }
 
     // MARK: pieces

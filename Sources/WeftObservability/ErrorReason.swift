@@ -35,6 +35,9 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case headersTooLarge = "headers_too_large"
     /// The app's request target is longer than weft carries.
     case uriTooLong = "uri_too_long"
+    /// The mesh peer's identity is not allowed to reach that local port
+    /// (`authorization`), or it has none (no mTLS).
+    case unauthorized
 
     /// The endpoint failed the attempt (unreachable, reset, silent, or
     /// speaking nonsense), as opposed to the request or weft itself: what
@@ -44,7 +47,8 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .connectFailure, .upstreamReset, .badResponse, .requestTimeout: true
         // A refused stream never reached the endpoint: the peer node said no.
         case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
-             .notLocalDestination, .rateLimited, .overflow, .noRoute, .headersTooLarge, .uriTooLong: false
+             .notLocalDestination, .rateLimited, .overflow, .noRoute, .headersTooLarge, .uriTooLong,
+             .unauthorized: false
         }
     }
 
@@ -56,7 +60,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .noEndpoint, .meshOverloaded, .overflow: 503
         case .rateLimited: 429
         case .badRequestTarget, .badRequest, .badMeshRequest: 400
-        case .notLocalDestination: 403
+        case .notLocalDestination, .unauthorized: 403
         case .noRoute: 404
         case .headersTooLarge: 431
         case .uriTooLong: 414

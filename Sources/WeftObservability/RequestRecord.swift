@@ -29,6 +29,8 @@ public struct RequestRecord: Sendable {
     public var bytesIn = 0
     public var bytesOut = 0
     public var attempts = 1
+    /// The mesh peer's verified identity (inbound over mTLS), else nil.
+    public var peerIdentity: SPIFFEID?
     public let startedAt: NIODeadline
 
     public init(direction: Direction, cluster: String? = nil, endpoint: IPEndpoint? = nil, startedAt: NIODeadline = .now()) {

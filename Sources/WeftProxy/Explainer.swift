@@ -193,7 +193,9 @@ enum Explainer {
                               + "\(outlier.consecutiveGatewayErrors) gateway errors in a row eject for "
                               + "\(format(outlier.baseEjection)) × n, at most \(outlier.maxEjectionPercent)% ejected"))
         }
-        list.append(.init(name: "identity", value: "mTLS off: peers are not authenticated (not built yet)"))
+        list.append(.init(name: "identity", value: meshTLS
+            ? "mTLS on: each peer node proves its SPIFFE ID (listeners.mesh.tls)"
+            : "mTLS off: peer nodes are not authenticated (set listeners.mesh.tls)"))
         return list
     }
 

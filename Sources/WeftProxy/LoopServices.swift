@@ -88,6 +88,7 @@ final class LoopServices {
     func publish(_ next: RuntimeSnapshot) {
         let previous = snapshot
         snapshot = next
+        meshListener.authorization = MeshListenerContext.rules(of: next.configuration)
         let names = Set(next.upstreams.map(\.name))
         balancers = balancers.filter { names.contains($0.key) }
         // Connections already open balance over the new endpoints at once.
@@ -105,6 +106,7 @@ final class LoopServices {
         self.upstreamPool = upstreamPool
         self.meshPool = meshPool
         self.meshListener = meshListener
+        meshListener.authorization = MeshListenerContext.rules(of: snapshot.configuration)
     }
 }
 

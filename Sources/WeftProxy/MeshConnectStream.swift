@@ -30,7 +30,7 @@ final class MeshConnectStream: MeshStreamHandler {
             return refuse(.badMeshRequest)
         }
         let target: IPEndpoint
-        switch context.localTarget(for: destination) {
+        switch context.localTarget(for: destination, from: connection.peerIdentity) {
         case .success(let local): target = local
         case .failure(let reason): return refuse(reason)
         }
@@ -50,10 +50,13 @@ final class MeshConnectStream: MeshStreamHandler {
                     let startedAt = NIODeadline.now()
                     let metrics = stream.context.metrics
                     let counted = NIOLoopBound(boundBridge.value, eventLoop: appChannel.eventLoop)
+                    let peer = stream.connection.peerIdentity
                     appChannel.closeFuture.whenComplete { _ in
                         let bridge = counted.value
-                        metrics.record(.session(.inbound, cluster: nil, endpoint: target, startedAt: startedAt,
-                                                received: bridge.bytesToSocket, sent: bridge.bytesFromSocket))
+                        var session = RequestRecord.session(.inbound, cluster: nil, endpoint: target, startedAt: startedAt,
+                                                            received: bridge.bytesToSocket, sent: bridge.bytesFromSocket)
+                        session.peerIdentity = peer
+                        metrics.record(session)
                     }
                     do {
                         try stream.connection.respond(streamID: stream.streamID,
@@ -76,6 +79,7 @@ final class MeshConnectStream: MeshStreamHandler {
     private func refuse(_ reason: ErrorReason) {
         context.logger.debug("mesh CONNECT failed", metadata: ["reason": "\(reason.rawValue)"])
         var record = RequestRecord(direction: .inbound)
+        record.peerIdentity = connection.peerIdentity
         record.status = reason.status
         record.reason = reason
         context.metrics.record(record)

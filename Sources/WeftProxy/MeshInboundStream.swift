@@ -32,6 +32,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         self.connection = connection
         self.streamID = streamID
         self.context = context
+        record.peerIdentity = connection.peerIdentity
     }
 
     // MARK: MeshStreamHandler
@@ -82,7 +83,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
             return
         }
         let target: IPEndpoint
-        switch context.localTarget(for: request.destination) {
+        switch context.localTarget(for: request.destination, from: connection.peerIdentity) {
         case .success(let local): target = local
         case .failure(let reason): return fail(reason, detail: "\(request.destination)")
         }

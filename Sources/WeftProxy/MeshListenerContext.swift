@@ -19,6 +19,9 @@ final class MeshListenerContext {
     let connectTimeout: TimeAmount
     /// Opens TCP connections to local apps (CONNECT streams).
     let connector: any Connector
+    /// The identities allowed to reach each local port that has a rule
+    /// (`authorization`); follows reloads (`LoopServices.publish`).
+    var authorization: [UInt16: Set<SPIFFEID>] = [:]
 
     init(identity: NodeIdentity, delivery: InboundDelivery, pool: HTTP1UpstreamPool, http2Pool: MeshConnectionPool,
          metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount, connector: any Connector = TCPConnector()) {
@@ -35,32 +38,47 @@ final class MeshListenerContext {
     /// The receiving half of an HTTP/2 app's stream: checks `weft-dst`, then
     /// opens the same request on an h2c connection to the local app.
     func http2Stream(on connection: MeshConnection, streamID: Int32) -> SplicedStream {
-        SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, _, done in
+        var record = RequestRecord(direction: .inbound)
+        record.peerIdentity = connection.peerIdentity
+        return SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, _, done in
             let destinationText = request.first { $0.name == MeshTranslation.destinationHeader }?.value
             guard let destination = destinationText.flatMap(IPEndpoint.init) else {
                 return done(nil, .badMeshRequest)
             }
             let target: IPEndpoint
-            switch self.localTarget(for: destination) {
+            switch self.localTarget(for: destination, from: connection.peerIdentity) {
             case .success(let local): target = local
             case .failure(let reason): return done(nil, reason)
             }
             let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
             HTTP2Dispatch.open(headers, endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
                                logger: self.logger, done: done)
-        }, rewriteResponse: { $0 }, logger: logger, record: RequestRecord(direction: .inbound))
+        }, rewriteResponse: { $0 }, logger: logger, record: record)
     }
 
-    /// The one rule for "is this destination mine" on the receiving side
-    /// (SPEC §4, §8): a mesh request may only name one of this node's own
-    /// addresses (no open relay), and never a port weft itself listens on
-    /// (a peer must not reach the admin API, or loop into weft). Counted
+    /// The one rule for "may this peer reach this destination" on the
+    /// receiving side (SPEC §4, §8): a mesh request may only name one of
+    /// this node's own addresses (no open relay), never a port weft itself
+    /// listens on (a peer must not reach the admin API, or loop into weft),
+    /// and a port with an `authorization` rule only from an identity it
+    /// allows (`peer` is nil without mTLS, which no rule allows). Counted
     /// when refused. Gives where the local app is reached.
-    func localTarget(for destination: IPEndpoint) -> Result<IPEndpoint, ErrorReason> {
+    func localTarget(for destination: IPEndpoint, from peer: SPIFFEID?) -> Result<IPEndpoint, ErrorReason> {
         guard identity.addresses.contains(destination.address), !identity.listenerPorts.contains(destination.port) else {
             metrics.meshRefused.wrappingIncrement(ordering: .relaxed)
             return .failure(.notLocalDestination)
         }
+        if let allowed = authorization[destination.port], !(peer.map(allowed.contains) ?? false) {
+            logger.debug("mesh request refused: unauthorized", metadata: [
+                "peer": "\(peer.map(String.init(describing:)) ?? "none (no mTLS)")", "port": "\(destination.port)",
+            ])
+            return .failure(.unauthorized)
+        }
         return .success(delivery.target(for: destination))
+    }
+
+    /// The `authorization` rules of `configuration`, by port.
+    static func rules(of configuration: Configuration) -> [UInt16: Set<SPIFFEID>] {
+        Dictionary(configuration.authorization.map { ($0.port, Set($0.allow)) }, uniquingKeysWith: { $0.union($1) })
     }
 }

@@ -133,7 +133,7 @@ public final class ProxyServer: Sendable {
     public func start(health: ListenerBinder? = nil, admin: ListenerBinder? = nil) throws {
         let listeners = configuration.listeners
         let meshTLS = try listeners.mesh.tls.map {
-            try TLSCredentialFiles(certificate: $0.certificate, key: $0.key, ca: $0.ca)
+            try TLSCredentialFiles(certificate: $0.cert, key: $0.key, ca: $0.ca)
         }
         if let meshTLS {
             state.withLock { $0.meshTLS = meshTLS }

@@ -1,4 +1,5 @@
 import COpenSSL
+import WeftCore
 
 /// A certificate and its private key, as PEM text.
 public struct PEMCredentials: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import COpenSSL
 import NIOCore
+import WeftCore
 
 /// Why a TLS connection was refused or broke; `reason` is the metric label.
 public struct TLSFailure: Error, Equatable, CustomStringConvertible {
@@ -142,20 +143,19 @@ public final class TLSConnection {
         case closed(last: ByteBuffer?)
     }
 
-    /// Decrypts every complete record received so far into one buffer
-    /// (plaintext is never longer than its ciphertext, so one allocation).
+    /// Decrypts every complete record received so far into one buffer.
+    /// Sized for the ciphertext at hand, it grows when a record that began
+    /// in an earlier read completes now (its plaintext can be longer than
+    /// the bytes that just came): everything OpenSSL can give is taken, as
+    /// no further read may come to ask again.
     public func readPlaintext(allocator: ByteBufferAllocator) throws -> ReadResult {
-        let bound = inbound.readableBytes + Int(SSL_pending(ssl))
-        guard bound > 0 else { return .data(nil) }
-        var buffer = allocator.buffer(capacity: bound)
+        let estimate = inbound.readableBytes + Int(SSL_pending(ssl))
+        guard estimate > 0 else { return .data(nil) }
+        var buffer = allocator.buffer(capacity: estimate)
         var code: Int32 = SSL_ERROR_NONE
         ERR_clear_error()
         while code == SSL_ERROR_NONE {
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { raw in
-                guard raw.count > 0 else {
-                    code = SSL_ERROR_WANT_READ  // full; the rest on the next call
-                    return 0
-                }
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1) { raw in
                 let read = SSL_read(ssl, raw.baseAddress, Int32(clamping: raw.count))
                 if read > 0 { return Int(read) }
                 code = SSL_get_error(ssl, read)

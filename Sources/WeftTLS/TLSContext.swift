@@ -1,5 +1,6 @@
 import COpenSSL
 import NIOConcurrencyHelpers
+import WeftCore
 
 /// One set of mesh credentials made ready for connections: an OpenSSL
 /// `SSL_CTX` that speaks TLS 1.3 only, offers and requires ALPN `h2`,

@@ -1,4 +1,5 @@
 import COpenSSL
+import WeftCore
 
 /// What weft reads from an X.509 certificate: its URI SANs (where SPIFFE
 /// IDs live) and its validity.

@@ -42,7 +42,7 @@ struct CheckCommand: ParsableCommand {
         if let tls = loaded.listeners.mesh.tls {
             // The files are loaded as the node would at startup.
             do {
-                let files = try TLSCredentialFiles(certificate: tls.certificate, key: tls.key, ca: tls.ca)
+                let files = try TLSCredentialFiles(certificate: tls.cert, key: tls.key, ca: tls.ca)
                 mTLS = ", mesh mTLS as \(files.context.identity)"
             } catch {
                 FileHandle.standardError.write(Data("listeners.mesh.tls: \(error)\n\(config): 1 problem\n".utf8))

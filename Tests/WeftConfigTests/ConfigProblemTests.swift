@@ -142,7 +142,7 @@ final class ConfigProblemTests: XCTestCase {
               mesh: { port: 15008, tls: { cert: /etc/weft/tls/node.crt, key: /etc/weft/tls/node.key, ca: /etc/weft/tls/ca.crt } }
             """)
         XCTAssertEqual(config.listeners.mesh.tls,
-                       MeshTLSFiles(certificate: "/etc/weft/tls/node.crt", key: "/etc/weft/tls/node.key", ca: "/etc/weft/tls/ca.crt"))
+                       MeshTLSFiles(cert: "/etc/weft/tls/node.crt", key: "/etc/weft/tls/node.key", ca: "/etc/weft/tls/ca.crt"))
         XCTAssertNil(try ConfigLoader.load(yaml: "listeners: { mesh: { port: 15008 } }").listeners.mesh.tls)
         assertProblems("""
             listeners:
@@ -151,6 +151,29 @@ final class ConfigProblemTests: XCTestCase {
             "listeners.mesh.tls.ca: required key is missing",
             #"listeners.mesh.tls.cert: "tls/node.crt" must be an absolute path"#,
             "listeners.mesh.tls.certs: unknown key (did you mean \"cert\"?)",
+        ])
+    }
+
+    func testAuthorizationRulesTakeOnePortEachAndSPIFFEIDs() throws {
+        let config = try ConfigLoader.load(yaml: """
+            authorization:
+              - { port: 9090, allow: ["spiffe://mesh.local/ns/default/sa/frontend", "spiffe://mesh.local/ns/ops/sa/probe"] }
+              - { port: 9091, allow: [] }
+            """)
+        XCTAssertEqual(config.authorization.map(\.port), [9090, 9091])
+        XCTAssertEqual(config.authorization[0].allow.map(String.init(describing:)),
+                       ["spiffe://mesh.local/ns/default/sa/frontend", "spiffe://mesh.local/ns/ops/sa/probe"])
+        XCTAssertEqual(config.authorization[1].allow, [])
+        assertProblems("""
+            authorization:
+              - { port: 9090, allow: ["frontend", "spiffe://mesh.local/ns/a/sa/b/"] }
+              - { port: 9090, allow: [] }
+              - { allow: [] }
+            """, [
+            #"authorization[0].allow[0]: "frontend" is not a SPIFFE ID: does not start with spiffe://"#,
+            #"authorization[0].allow[1]: "spiffe://mesh.local/ns/a/sa/b/" is not a SPIFFE ID: has an invalid path segment """#,
+            "authorization[1].port: port 9090 already has a rule (one rule per port)",
+            "authorization[2].port: required key is missing",
         ])
     }
 

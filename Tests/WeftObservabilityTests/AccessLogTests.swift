@@ -55,6 +55,16 @@ final class AccessLogTests: XCTestCase {
         XCTAssertTrue(object["peer_identity"] is NSNull)
     }
 
+    func testThePeersVerifiedIdentityIsTheLastField() throws {
+        var inbound = record()
+        inbound.direction = .inbound
+        inbound.peerIdentity = try SPIFFEID(parsing: "spiffe://mesh.local/ns/default/sa/frontend")
+        XCTAssertTrue(line(inbound, .text).hasSuffix(" 0af7651916cd43dd8448eb211c80319c spiffe://mesh.local/ns/default/sa/frontend\n"),
+                      line(inbound, .text))
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line(inbound, .json).utf8)) as? [String: Any])
+        XCTAssertEqual(object["peer_identity"] as? String, "spiffe://mesh.local/ns/default/sa/frontend")
+    }
+
     func testATCPSessionHasNoMethodOrStatus() throws {
         let session = RequestRecord.session(.inbound, cluster: nil, endpoint: IPEndpoint("127.0.0.1:6379"),
                                             startedAt: .now(), received: 40, sent: 7)

@@ -19,8 +19,9 @@ final class MeshLocalRuleTests: XCTestCase {
 
     /// Node A sends to `endpoint` over the mesh of node B (identity: 127.0.0.1,
     /// listener ports 15008 and 15000).
-    private func nodes(endpoint: String, protocol declared: ClusterProtocol = .auto) throws -> (a: ProxyFixture, b: ProxyFixture) {
-        let b = try ProxyFixture(group: group)
+    private func nodes(endpoint: String, protocol declared: ClusterProtocol = .auto,
+                       authorization: [AuthorizationRule] = []) throws -> (a: ProxyFixture, b: ProxyFixture) {
+        let b = try ProxyFixture(group: group, authorization: authorization)
         let bMesh = UInt16(try XCTUnwrap(b.server.boundAddresses(.mesh).first { $0.protocol == .inet }?.port))
         let cluster = Cluster(name: "backend", addresses: [IPEndpoint("198.19.0.10:9090")!], protocol: declared,
                               mesh: true, endpoints: [Endpoint(address: IPEndpoint(endpoint)!)])
@@ -36,12 +37,23 @@ final class MeshLocalRuleTests: XCTestCase {
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         var collected: [UInt8] = []
-        while !String(decoding: collected, as: UTF8.self).contains("not_local\n") {
+        while !Self.isComplete(String(decoding: collected, as: UTF8.self)) {
             let count = recv(fd, &buffer, buffer.count, 0)
             if count <= 0 { break }
             collected += buffer[..<count]
         }
         return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// A whole response: its head and Content-Length bytes of body.
+    private static func isComplete(_ response: String) -> Bool {
+        guard let headEnd = response.range(of: "\r\n\r\n") else { return false }
+        let head = response[..<headEnd.lowerBound].lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else {
+            return true
+        }
+        return response.utf8.count - response[..<headEnd.upperBound].utf8.count >= length
     }
 
     func testAnAddressThatIsNotTheNodesIsRefused() throws {
@@ -70,5 +82,26 @@ final class MeshLocalRuleTests: XCTestCase {
             XCTAssertNoThrow(try a.server.close().wait())
             XCTAssertNoThrow(try b.server.close().wait())
         }
+    }
+
+    func testAPortWithAnAuthorizationRuleRefusesAPeerWithoutAnAllowedIdentity() throws {
+        // Plain h2c between A and B: A has no identity, which no rule allows.
+        let frontend = try SPIFFEID(parsing: "spiffe://mesh.local/ns/default/sa/frontend")
+        let rules = [AuthorizationRule(port: 9090, allow: [frontend])]
+        let (a, b) = try nodes(endpoint: "127.0.0.1:9090", authorization: rules)
+        let response = ask(try a.port(.outbound))
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 403 Forbidden"), response)
+        XCTAssertTrue(response.contains("weft-reason: unauthorized"), response)
+        XCTAssertEqual(b.server.metrics.meshRefused.load(ordering: .relaxed), 0, "local, so not a relay refusal")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+
+        // A port without a rule is not refused (nothing listens: 502).
+        let (c, d) = try nodes(endpoint: "127.0.0.1:9091", authorization: rules)
+        let open = ask(try c.port(.outbound))
+        XCTAssertTrue(open.hasPrefix("HTTP/1.1 502"), open)
+        XCTAssertFalse(open.contains("unauthorized"), open)
+        XCTAssertNoThrow(try c.server.close().wait())
+        XCTAssertNoThrow(try d.server.close().wait())
     }
 }

@@ -88,15 +88,17 @@ struct ProxyFixture {
          policy: OutboundPolicy = .allowAny,
          inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil,
          maxConnections: Int = ProxyServer.maxConnectionsPerListener,
-         hostResolver: any HostResolver = SystemResolver()) throws {
+         hostResolver: any HostResolver = SystemResolver(),
+         authorization: [AuthorizationRule] = []) throws {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
                                   mesh: MeshListener(port: 0),
                                   admin: AddressListener(address: .loopbackV4, port: 15000),
                                   health: PortListener(port: 0))
-        let configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
+        var configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
                                           routes: routes, drainTimeout: .seconds(2))
+        configuration.authorization = authorization
         var logger = Logger(label: "test")
         // WEFT_TEST_LOG=debug shows what the nodes do while a test runs.
         logger.logLevel = getenv("WEFT_TEST_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .critical

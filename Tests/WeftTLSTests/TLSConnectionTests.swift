@@ -1,4 +1,5 @@
 import NIOCore
+import WeftCore
 import XCTest
 
 @testable import WeftTLS
@@ -80,6 +81,30 @@ final class TLSConnectionTests: XCTestCase {
         guard case .closed = try server.readPlaintext(allocator: ByteBufferAllocator()) else {
             return XCTFail("close_notify not seen")
         }
+    }
+
+    func testRecordsSplitAcrossReadsAreAllDeliveredWithoutAnotherRead() throws {
+        // TCP cuts records anywhere: a record that began in one read and
+        // ends in the next can decrypt to more than the bytes of the last
+        // read. All of it must come out then, or it waits for a read that
+        // may never come.
+        let client = try TLSConnection(context: try Self.node("ns/default/sa/frontend"), role: .client)
+        let server = try TLSConnection(context: try Self.node("ns/shop/sa/backend"), role: .server)
+        Self.pump(client, server)
+        let message = String(repeating: "0123456789abcdef", count: 2000)  // 32000 bytes, two records
+        try server.write(ByteBuffer(string: message))
+        var wire = try XCTUnwrap(server.takeOutput())
+        var received = ""
+        for size in [1, 5, 1400, 9000, 100, 3, 1448] + Array(repeating: 1448, count: 20) {
+            guard let piece = wire.readSlice(length: min(size, wire.readableBytes)), piece.readableBytes > 0 else { break }
+            client.receive(piece)
+            if case .data(let data?) = try client.readPlaintext(allocator: ByteBufferAllocator()) {
+                received += String(buffer: data)
+            }
+        }
+        XCTAssertEqual(wire.readableBytes, 0)
+        XCTAssertEqual(received.count, message.count)
+        XCTAssertTrue(received == message, "the bytes differ")
     }
 
     func testASecondConnectionToTheSamePeerResumesTheSession() throws {

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.root
 MESH_PORT = 15008
 
 
-@pytest.fixture(scope="module")
-def hm(root, weft_bin):
+@pytest.fixture(scope="module", params=["h2c", "mtls"])
+def hm(request, root, weft_bin):
+    """The suite runs twice: over plaintext h2c, and with mTLS between the nodes."""
     for tool in ("curl", "h2load", "nghttpd"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (scripts/install-deps)")
@@ -33,7 +34,7 @@ def hm(root, weft_bin):
         except ImportError:
             pytest.skip(f"python package {mod} not installed (Tests/e2e/requirements.txt)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
-        yield build_http_mesh(lab)
+        yield build_http_mesh(lab, tls=request.param == "mtls")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from topology import (APPS, BACKEND_CONFIG, MESH_DOWN_PORT, MESH_HTTP_PORT, PY,
+from topology import (APPS, MESH_DOWN_PORT, MESH_HTTP_PORT, PY,
                       build_http_mesh)
 import weftlab  # noqa: E402 - on sys.path via topology
 
@@ -43,15 +43,16 @@ HOP_BY_HOP = {"connection", "keep-alive", "te", "transfer-encoding", "upgrade",
               "proxy-connection", "proxy-authorization", "x-hop-named"}
 
 
-@pytest.fixture(scope="module")
-def hm(root, weft_bin):
+@pytest.fixture(scope="module", params=["h2c", "mtls"])
+def hm(request, root, weft_bin):
     """client + backend pods; the backend's apps known to the client node
-    only as `mesh: true` clusters."""
+    only as `mesh: true` clusters. The suite runs twice: over plaintext h2c,
+    and with mTLS between the nodes."""
     for tool in ("curl", "ss"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} not installed (scripts/install-deps)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
-        yield build_http_mesh(lab)
+        yield build_http_mesh(lab, tls=request.param == "mtls")
 
 
 # -- helpers -----------------------------------------------------------------
@@ -356,7 +357,7 @@ def _slow_download_then_kill_peer(hm, name):
 
 
 def _restart_backend_and_wait_for_success(hm):
-    hm.backend.start_weft(BACKEND_CONFIG)
+    hm.backend.start_weft(hm.backend.weft_config_path.read_text())  # as before (mTLS or not)
     deadline = time.monotonic() + 20
     while True:
         res = hm.client.curl(f"{BASE}/hello", timeout=5)

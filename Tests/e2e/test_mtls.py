@@ -1,7 +1,10 @@
 """mTLS between nodes (issue 10), end to end.
 
-The client and backend nodes run with `listeners.mesh.tls` and certificates
-minted by `weft certs`; an `attacker` pod with no weft speaks to the
+The client (`ns/default/sa/frontend`), `intruder` (`ns/default/sa/intruder`)
+and backend nodes run with `listeners.mesh.tls` and certificates minted by
+`weft certs`. The backend allows only the frontend to reach mesh_app's port
+(`authorization`) and refuses plaintext inbound (`inbound.plaintext: deny`).
+An `attacker` pod with no weft speaks to the
 backend's mesh port with `openssl s_client`, presenting no certificate, one
 from another CA, an expired one, one of another trust domain, and (the
 control) a good one. A capture of the mesh port (tshark) shows TLS 1.3 and
@@ -69,20 +72,32 @@ def mt(root, weft_bin):
         lab.ca, lab.other_ca = ca, other_ca
         lab.backend_tls = node_dir(lab, "backend", "ns/shop/sa/backend", weft_bin, ca)
         lab.client_tls = node_dir(lab, "client", "ns/default/sa/frontend", weft_bin, ca)
+        lab.intruder_tls = node_dir(lab, "intruder", "ns/default/sa/intruder", weft_bin, ca)
         lab.weft_path = weft_bin
+        lab.access_log = lab.workdir / "backend-access.log"
 
         from topology import MESH_HOSTS
         client = lab.add_pod("client", hosts=MESH_HOSTS)
+        intruder = lab.add_pod("intruder", hosts=MESH_HOSTS)
         backend = lab.add_pod("backend")
         lab.attacker = lab.add_pod("attacker")
         start_mesh_apps(backend, lab.workdir)
-        for pod in (client, backend):
+        for pod in (client, intruder, backend):
             pod.init()
-        backend.start_weft({**BACKEND_CONFIG, "listeners": {"mesh": {"tls": tls_config(lab.backend_tls)}}})
+        lab.access_log.touch()
+        os.chown(lab.access_log, PROXY_UID, PROXY_UID)
+        backend.start_weft({
+            **BACKEND_CONFIG,
+            "listeners": {"mesh": {"tls": tls_config(lab.backend_tls)}, "inbound": {"plaintext": "deny"}},
+            "authorization": [{"port": MESH_HTTP_PORT, "allow": ["spiffe://mesh.local/ns/default/sa/frontend"]}],
+            "access_log": {"format": "json", "path": str(lab.access_log)},
+        })
         lab.client_config = {**mesh_client_config(backend),
                              "listeners": {"mesh": {"tls": tls_config(lab.client_tls)}}}
         client.start_weft(lab.client_config)
-        lab.client, lab.backend = client, backend
+        intruder.start_weft({**mesh_client_config(backend), "node": {"id": "intruder"},
+                             "listeners": {"mesh": {"tls": tls_config(lab.intruder_tls)}}})
+        lab.client, lab.intruder, lab.backend = client, intruder, backend
         yield lab
 
 
@@ -112,6 +127,49 @@ def test_mesh_requests_ride_mtls_between_the_nodes(mt):
     for reason in ("no_certificate", "untrusted", "expired", "bad_identity", "handshake"):
         assert mt.backend.metric("weft_tls_refused_total", side="server", reason=reason) == 0
         assert mt.client.metric("weft_tls_refused_total", side="client", reason=reason) == 0
+
+
+# -- who may reach what ----------------------------------------------------------
+
+
+def access_lines(lab) -> list[dict]:
+    return [json.loads(line) for line in lab.access_log.read_text().splitlines() if line.strip()]
+
+
+def test_authorization_lets_the_allowed_identity_in_and_answers_others_403(mt):
+    res = mt.client.curl(f"{BASE}/hello?from=frontend", "-o", "/dev/null", "-w", "%{http_code}")
+    assert res.stdout == "200"
+    res = mt.intruder.curl(f"{BASE}/hello?from=intruder", "-D", "-", "-o", "/dev/null")
+    assert res.stdout.startswith("HTTP/1.1 403"), res.stdout
+    assert "weft-reason: unauthorized" in res.stdout.lower(), res.stdout
+    assert "from=intruder" not in mesh_app_log(mt)
+    # The intruder's node did connect (mTLS is fine); its identity is what
+    # the rule refuses. A port without a rule takes any authenticated peer.
+    assert mt.intruder.metric("weft_tls_handshakes_total", side="client", session="full") >= 1
+    res = mt.intruder.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://backend-h2:8082/"], check=False, timeout=20)
+    assert res.stdout == "200", res.stdout + res.stderr
+    assert mt.backend.metric("weft_error_responses_total", status="403", reason="unauthorized") >= 1
+    # The access log names each caller's verified identity.
+    assert wait_for(lambda: any("from=intruder" in (line.get("path") or "") for line in access_lines(mt)))
+    by_path = {line["path"]: line for line in access_lines(mt) if line.get("path")}
+    frontend = by_path["/hello?from=frontend"]
+    assert frontend["peer_identity"] == "spiffe://mesh.local/ns/default/sa/frontend", frontend
+    assert frontend["status"] == 200
+    intruder = by_path["/hello?from=intruder"]
+    assert intruder["peer_identity"] == "spiffe://mesh.local/ns/default/sa/intruder", intruder
+    assert (intruder["status"], intruder["reason"]) == (403, "unauthorized"), intruder
+
+
+def test_strict_mode_refuses_plaintext_inbound_while_mesh_traffic_flows(mt):
+    # The attacker calls the backend's app directly: redirected to the
+    # inbound listener, which takes no plaintext.
+    res = mt.attacker.run(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://{mt.backend.ip4}:{MESH_HTTP_PORT}/hello?from=plaintext"], check=False, timeout=20)
+    assert res.returncode != 0 and res.stdout in ("", "000"), (res.returncode, res.stdout, res.stderr)
+    assert "from=plaintext" not in mesh_app_log(mt)
+    res = mt.client.curl(f"{BASE}/hello?from=mesh-in-strict-mode", "-o", "/dev/null", "-w", "%{http_code}")
+    assert res.stdout == "200"
 
 
 # -- openssl s_client as the attacker ------------------------------------------
@@ -337,3 +395,4 @@ def test_weft_check_loads_the_tls_files_and_names_the_identity(mt):
                          timeout=30)
     assert res.returncode == 1
     assert "the key does not match the node certificate" in res.stderr, res.stderr
+

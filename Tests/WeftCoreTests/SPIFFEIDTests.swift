@@ -1,6 +1,6 @@
 import XCTest
 
-@testable import WeftTLS
+@testable import WeftCore
 
 final class SPIFFEIDTests: XCTestCase {
     func testAWorkloadIDParsesIntoTrustDomainAndPath() throws {
