@@ -10,7 +10,8 @@ extension ConfigValidator {
         guard let fields = mapping(
             ConfigValue(node: root, path: .root),
             keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
-                   "opaque_ports", "clusters", "routes", "access_log", "authorization"]
+                   "opaque_ports", "clusters", "routes", "access_log", "authorization",
+                   "ext_authz"]
         ) else { return config }
 
         config.node = nodeSettings(fields["node"])
@@ -31,7 +32,37 @@ extension ConfigValidator {
         }
         config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
         config.authorization = authorization(fields["authorization"])
+        config.extAuthz = extAuthz(fields["ext_authz"], clusters: names)
         return config
+    }
+
+    /// `ext_authz: { cluster, path, timeout, forward_headers, failure_mode_allow }`.
+    private mutating func extAuthz(_ value: ConfigValue?, clusters: Set<String>) -> ExtAuthzSettings? {
+        guard let fields = mapping(value, keys: ["cluster", "path", "timeout", "forward_headers", "failure_mode_allow"]),
+              let clusterValue = required(fields, "cluster"), let cluster = string(clusterValue) else { return nil }
+        guard clusters.contains(cluster) else {
+            report(clusterValue, "\(quoted(cluster)) is not a cluster defined in clusters")
+            return nil
+        }
+        var settings = ExtAuthzSettings(cluster: cluster)
+        if let pathValue = fields["path"], let path = string(pathValue) {
+            if path.hasPrefix("/"), path.allSatisfy({ $0.isASCII && $0 > " " && $0 != "\u{7f}" }) {
+                settings.path = path
+            } else {
+                report(pathValue, "\(quoted(path)) must be a request path starting with /")
+            }
+        }
+        settings.timeout = duration(fields["timeout"]) ?? settings.timeout
+        for item in list(fields["forward_headers"]) ?? [] {
+            guard let name = string(item) else { continue }
+            if ConfigNames.isHeaderName(name) {
+                settings.forwardHeaders.append(name.lowercased())
+            } else {
+                report(item, "\(quoted(name)) is not a header name")
+            }
+        }
+        settings.failureModeAllow = bool(fields["failure_mode_allow"]) ?? false
+        return settings
     }
 
     /// `authorization: [{ port: P, allow: [spiffe://...] }]`, one rule per port.

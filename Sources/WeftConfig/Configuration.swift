@@ -20,6 +20,9 @@ public struct Configuration: Sendable, Equatable {
     /// Which mesh identities may reach each local port (SPEC §8); a port
     /// with no rule takes every authenticated peer.
     public var authorization: [AuthorizationRule] = []
+    /// Ask an authorization service before delivering each inbound mesh
+    /// HTTP request (SPEC §8); nil: no such call.
+    public var extAuthz: ExtAuthzSettings?
 
     public init(
         node: NodeSettings = NodeSettings(),
@@ -54,6 +57,29 @@ public struct AuthorizationRule: Sendable, Equatable {
     public init(port: UInt16, allow: [SPIFFEID]) {
         self.port = port
         self.allow = allow
+    }
+}
+
+/// `ext_authz`: before an inbound request is delivered, `POST <path>` to
+/// `cluster` with the request's method, path and headers; a 2xx lets it
+/// through with `forwardHeaders` copied from the answer, anything else is
+/// the caller's answer; no answer within `timeout` (or none at all) is 403
+/// unless `failureModeAllow`.
+public struct ExtAuthzSettings: Sendable, Equatable {
+    public var cluster: String
+    public var path: String
+    public var timeout: Duration
+    /// Lowercase names of the answer's headers that go on to the app.
+    public var forwardHeaders: [String]
+    public var failureModeAllow: Bool
+
+    public init(cluster: String, path: String = "/", timeout: Duration = .milliseconds(200),
+                forwardHeaders: [String] = [], failureModeAllow: Bool = false) {
+        self.cluster = cluster
+        self.path = path
+        self.timeout = timeout
+        self.forwardHeaders = forwardHeaders
+        self.failureModeAllow = failureModeAllow
     }
 }
 

@@ -38,6 +38,9 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     /// The mesh peer's identity is not allowed to reach that local port
     /// (`authorization`), or it has none (no mTLS).
     case unauthorized
+    /// `ext_authz` gave no answer to judge by (unreachable, timed out,
+    /// broken) and `failure_mode_allow` is off.
+    case extAuthzFailure = "ext_authz_failure"
 
     /// The endpoint failed the attempt (unreachable, reset, silent, or
     /// speaking nonsense), as opposed to the request or weft itself: what
@@ -48,7 +51,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         // A refused stream never reached the endpoint: the peer node said no.
         case .refusedStream, .noEndpoint, .meshOverloaded, .badRequestTarget, .badRequest, .badMeshRequest,
              .notLocalDestination, .rateLimited, .overflow, .noRoute, .headersTooLarge, .uriTooLong,
-             .unauthorized: false
+             .unauthorized, .extAuthzFailure: false
         }
     }
 
@@ -60,7 +63,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .noEndpoint, .meshOverloaded, .overflow: 503
         case .rateLimited: 429
         case .badRequestTarget, .badRequest, .badMeshRequest: 400
-        case .notLocalDestination, .unauthorized: 403
+        case .notLocalDestination, .unauthorized, .extAuthzFailure: 403
         case .noRoute: 404
         case .headersTooLarge: 431
         case .uriTooLong: 414

@@ -103,6 +103,11 @@ public final class ProxyMetrics: Sendable {
         (asServer ? tlsRefused.server : tlsRefused.client)[reason]?.wrappingIncrement(ordering: .relaxed)
     }
 
+    /// `ext_authz` checks by outcome: allowed, denied (the service's own
+    /// answer went back), failed (403), failed_open (delivered anyway).
+    public let extAuthz = (allowed: ManagedAtomic<Int>(0), denied: ManagedAtomic<Int>(0),
+                           failed: ManagedAtomic<Int>(0), failedOpen: ManagedAtomic<Int>(0))
+
     public let limitHits: [LimitKind: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
 
@@ -340,6 +345,13 @@ public final class ProxyMetrics: Sendable {
         ])
         family("weft_limit_hits_total", "counter", "Protective limits that were hit, by limit.",
                LimitKind.allCases.map { ("limit=\"\($0.rawValue)\"", limitHits[$0]?.load(ordering: .relaxed) ?? 0) })
+        family("weft_ext_authz_total", "counter",
+               "ext_authz checks of inbound requests, by result (failed_open: no answer, delivered by failure_mode_allow).", [
+                   ("result=\"allowed\"", extAuthz.allowed.load(ordering: .relaxed)),
+                   ("result=\"denied\"", extAuthz.denied.load(ordering: .relaxed)),
+                   ("result=\"failed\"", extAuthz.failed.load(ordering: .relaxed)),
+                   ("result=\"failed_open\"", extAuthz.failedOpen.load(ordering: .relaxed)),
+               ])
         family("weft_tls_handshakes_total", "counter",
                "Mesh TLS handshakes completed, by side (client: this node connected) and session (full or resumed).", [
                    ("side=\"client\",session=\"full\"", tlsHandshakes.client.full.load(ordering: .relaxed)),

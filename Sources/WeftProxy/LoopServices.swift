@@ -89,6 +89,7 @@ final class LoopServices {
         let previous = snapshot
         snapshot = next
         meshListener.authorization = MeshListenerContext.rules(of: next.configuration)
+        meshListener.extAuthz = next.configuration.extAuthz
         let names = Set(next.upstreams.map(\.name))
         balancers = balancers.filter { names.contains($0.key) }
         // Connections already open balance over the new endpoints at once.
@@ -107,6 +108,8 @@ final class LoopServices {
         self.meshPool = meshPool
         self.meshListener = meshListener
         meshListener.authorization = MeshListenerContext.rules(of: snapshot.configuration)
+        meshListener.extAuthz = snapshot.configuration.extAuthz
+        meshListener.services = self
     }
 }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import WeftConfig
 import WeftCore
 import WeftHTTP2
 import WeftMesh
@@ -24,6 +25,8 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     private var requestEnded = false
     private var responseStarted = false
     private var finished = false
+    /// The `ext_authz` call for this request, while it runs.
+    private var authzCheck: ExtAuthzCheck?
     /// What the request came to, recorded once when the stream is done.
     private var record = RequestRecord(direction: .inbound)
     private var recorded = false
@@ -58,6 +61,8 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     }
 
     func streamClosed(_ errorCode: HTTP2ErrorCode) {
+        authzCheck?.cancel()
+        authzCheck = nil
         guard !finished else { return complete() }
         finished = true
         complete()
@@ -89,12 +94,65 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         }
         record.endpoint = target
         let key = TargetKey(endpoint: target)
-        let attached = dispatch.start(request.head, to: key, pool: context.pool, receiver: self)
+        guard let settings = context.extAuthz, let services = context.services else {
+            return send(request.head, to: key, endStream: endStream)
+        }
+        // The body that comes meanwhile is held, unconsumed (so bounded by
+        // the stream window), until the verdict.
+        if endStream { deliver(.end(nil)) }
+        authzCheck = ExtAuthzCheck.start(for: request.head, peer: connection.peerIdentity, settings: settings,
+                                         services: services, meshPort: context.meshPort,
+                                         logger: context.logger) { [weak self] verdict in
+            self?.authorized(verdict, request.head, to: key, settings: settings)
+        }
+    }
+
+    /// The delivery stage: the request to the local app.
+    private func send(_ head: HTTPRequestHead, to key: TargetKey, endStream: Bool) {
+        let attached = dispatch.start(head, to: key, pool: context.pool, receiver: self)
         if endStream { deliver(.end(nil)) }
         if !attached {
             dispatch.waiting = HTTP1Dispatch.connect(to: key, pool: context.pool, connectTimeout: context.connectTimeout,
                                                      metrics: context.metrics, logger: context.logger, owner: self)
         }
+    }
+
+    /// The `ext_authz` verdict: deliver (with the service's headers in
+    /// place of any the caller sent under those names), or answer.
+    private func authorized(_ verdict: ExtAuthzCheck.Verdict, _ head: HTTPRequestHead, to key: TargetKey,
+                            settings: ExtAuthzSettings) {
+        authzCheck = nil
+        guard !finished else { return }
+        switch verdict {
+        case .allow(let fields):
+            // The end (if it came) is held in the dispatch already.
+            send(ExtAuthzCheck.forwarding(fields, into: head, settings: settings), to: key, endStream: false)
+        case .deny(let answer, let body):
+            answerWith(answer, body: body)
+        case .refuse(let reason):
+            fail(reason, detail: "the authorization call")
+        }
+    }
+
+    /// Answers the caller with the authorization service's own response.
+    private func answerWith(_ answer: HTTPResponseHead, body: ByteBuffer?) {
+        responseStarted = true
+        record.status = Int(answer.status.code)
+        dispatch.abandon()
+        var fields = MeshTranslation.upgradeResponse(answer)
+        if body == nil { fields.removeAll { $0.name == "content-length" } }
+        do {
+            try connection.respond(streamID: streamID, headers: fields, endStream: body == nil)
+            if let body {
+                record.bytesOut += body.readableBytes
+                try connection.sendData(streamID: streamID, body, endStream: true)
+            }
+        } catch {
+            return abort()
+        }
+        if !requestEnded { connection.stopAfterResponse(streamID: streamID) }
+        finished = true
+        complete()
     }
 
     func dispatchConnected(_ connection: HTTP1UpstreamConnection) {

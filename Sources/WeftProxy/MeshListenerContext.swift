@@ -22,9 +22,17 @@ final class MeshListenerContext {
     /// The identities allowed to reach each local port that has a rule
     /// (`authorization`); follows reloads (`LoopServices.publish`).
     var authorization: [UInt16: Set<SPIFFEID>] = [:]
+    /// `ext_authz`, if set; follows reloads like `authorization`.
+    var extAuthz: ExtAuthzSettings?
+    /// The loop's services (the authorization call goes through them).
+    weak var services: LoopServices?
+    /// Peer nodes' mesh port (a meshed authorization cluster).
+    let meshPort: UInt16
 
     init(identity: NodeIdentity, delivery: InboundDelivery, pool: HTTP1UpstreamPool, http2Pool: MeshConnectionPool,
-         metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount, connector: any Connector = TCPConnector()) {
+         metrics: ProxyMetrics, logger: Logger, connectTimeout: TimeAmount, connector: any Connector = TCPConnector(),
+         meshPort: UInt16 = 15008) {
+        self.meshPort = meshPort
         self.connector = connector
         self.http2Pool = http2Pool
         self.identity = identity
@@ -40,7 +48,7 @@ final class MeshListenerContext {
     func http2Stream(on connection: MeshConnection, streamID: Int32) -> SplicedStream {
         var record = RequestRecord(direction: .inbound)
         record.peerIdentity = connection.peerIdentity
-        return SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, _, done in
+        return SplicedStream(connection: connection, streamID: streamID, opener: { [self] request, endStream, half, done in
             let destinationText = request.first { $0.name == MeshTranslation.destinationHeader }?.value
             guard let destination = destinationText.flatMap(IPEndpoint.init) else {
                 return done(nil, .badMeshRequest)
@@ -51,8 +59,29 @@ final class MeshListenerContext {
             case .failure(let reason): return done(nil, reason)
             }
             let headers = MeshTranslation.withoutMeshHeaders(request, keepReason: false)
-            HTTP2Dispatch.open(headers, endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
-                               logger: self.logger, done: done)
+            guard let settings = self.extAuthz, let services = self.services,
+                  let head = ExtAuthzCheck.describe(headers) else {
+                return HTTP2Dispatch.open(headers, endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
+                                          logger: self.logger, done: done)
+            }
+            // The check runs to its answer or its timeout even if the caller
+            // goes away meanwhile; its verdict then finds nobody.
+            _ = ExtAuthzCheck.start(for: head, peer: connection.peerIdentity, settings: settings, services: services,
+                                    meshPort: self.meshPort, logger: self.logger) { [weak half, self] verdict in
+                guard let half else { return }
+                switch verdict {
+                case .allow(let fields):
+                    HTTP2Dispatch.open(ExtAuthzCheck.forwarding(fields, into: headers, settings: settings),
+                                       endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
+                                       logger: self.logger, done: done)
+                case .deny(let answer, let body):
+                    var fields = MeshTranslation.upgradeResponse(answer)
+                    if body == nil { fields.removeAll { $0.name == "content-length" } }
+                    half.answer(fields, body: body)
+                case .refuse(let reason):
+                    done(nil, reason)
+                }
+            }
         }, rewriteResponse: { $0 }, logger: logger, record: record)
     }
 

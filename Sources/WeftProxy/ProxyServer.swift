@@ -457,6 +457,7 @@ public final class ProxyServer: Sendable {
         let connectTimeout = TimeAmount(ClusterTimeouts().connect)
         let snapshot = runtime.withLock { $0.snapshot }
         let connector = self.connector
+        let peerMeshPort = self.peerMeshPort
         let meshConnector: any Connector = meshTLS.map { credentials in
             TLSConnector(over: connector, credentials: credentials) { peer, event in
                 Self.observe(event, asServer: false, peer: "\(peer)", metrics: metrics, logger: logger)
@@ -473,7 +474,8 @@ public final class ProxyServer: Sendable {
                                              connectTimeout: connectTimeout, connector: meshConnector),
                 meshListener: MeshListenerContext(identity: identity, delivery: delivery, pool: upstream,
                                                   http2Pool: appHTTP2, metrics: metrics, logger: logger,
-                                                  connectTimeout: connectTimeout, connector: connector))
+                                                  connectTimeout: connectTimeout, connector: connector,
+                                                  meshPort: peerMeshPort))
         }
     }
 

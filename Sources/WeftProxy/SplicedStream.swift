@@ -223,6 +223,18 @@ final class SplicedStream: MeshStreamHandler {
 
     /// The partner could not be opened, or failed in time: answer the
     /// request ourselves.
+    /// Answers the caller with a response weft did not make (an
+    /// authorization service's denial) instead of opening a partner.
+    func answer(_ fields: [HTTP2Header], body: ByteBuffer?) {
+        guard let streamID, !finished else { return }
+        record?.status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 0
+        record?.bytesOut += body?.readableBytes ?? 0
+        try? connection.respond(streamID: streamID, headers: fields, endStream: body == nil)
+        if let body { try? connection.sendData(streamID: streamID, body, endStream: true) }
+        connection.stopAfterResponse(streamID: streamID)
+        end(.success)
+    }
+
     private func failRequest(_ reason: ErrorReason) {
         guard let streamID, !finished else { return }
         logger.debug("HTTP/2 request not carried", metadata: ["reason": "\(reason.rawValue)"])

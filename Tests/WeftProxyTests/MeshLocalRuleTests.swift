@@ -31,29 +31,7 @@ final class MeshLocalRuleTests: XCTestCase {
     }
 
     private func ask(_ port: Int) -> String {
-        guard case .success(let fd) = rawConnect(port: port) else { return "" }
-        defer { close(fd) }
-        let request = Array("GET / HTTP/1.1\r\nHost: backend\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var collected: [UInt8] = []
-        while !Self.isComplete(String(decoding: collected, as: UTF8.self)) {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            collected += buffer[..<count]
-        }
-        return String(decoding: collected, as: UTF8.self)
-    }
-
-    /// A whole response: its head and Content-Length bytes of body.
-    private static func isComplete(_ response: String) -> Bool {
-        guard let headEnd = response.range(of: "\r\n\r\n") else { return false }
-        let head = response[..<headEnd.lowerBound].lowercased()
-        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else {
-            return true
-        }
-        return response.utf8.count - response[..<headEnd.upperBound].utf8.count >= length
+        rawHTTPExchange(port: port, request: "GET / HTTP/1.1\r\nHost: backend\r\n\r\n")
     }
 
     func testAnAddressThatIsNotTheNodesIsRefused() throws {

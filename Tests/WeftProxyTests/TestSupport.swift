@@ -89,7 +89,7 @@ struct ProxyFixture {
          inbound: InboundListener = InboundListener(port: 0), peerMeshPort: UInt16? = nil,
          maxConnections: Int = ProxyServer.maxConnectionsPerListener,
          hostResolver: any HostResolver = SystemResolver(),
-         authorization: [AuthorizationRule] = []) throws {
+         authorization: [AuthorizationRule] = [], extAuthz: ExtAuthzSettings? = nil) throws {
         self.group = group
         resolver = FakeOriginalDestination()
         let listeners = Listeners(outbound: PortListener(port: 0), inbound: inbound,
@@ -99,6 +99,7 @@ struct ProxyFixture {
         var configuration = Configuration(listeners: listeners, outboundPolicy: policy, clusters: clusters,
                                           routes: routes, drainTimeout: .seconds(2))
         configuration.authorization = authorization
+        configuration.extAuthz = extAuthz
         var logger = Logger(label: "test")
         // WEFT_TEST_LOG=debug shows what the nodes do while a test runs.
         logger.logLevel = getenv("WEFT_TEST_LOG").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .critical
@@ -267,4 +268,33 @@ extension ProxyMetrics {
             }
             .reduce(0) { $0 + $1.value.count }
     }
+}
+
+/// Sends `request` (raw HTTP/1.1 text) to a loopback port and returns the
+/// response as text, read until its head and Content-Length bytes of body
+/// are in (or the connection ends, or 5 s pass).
+func rawHTTPExchange(port: Int, request: String) -> String {
+    guard case .success(let fd) = rawConnect(port: port) else { return "" }
+    defer { close(fd) }
+    let bytes = Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    var collected: [UInt8] = []
+    while !isCompleteResponse(String(decoding: collected, as: UTF8.self)) {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        collected += buffer[..<count]
+    }
+    return String(decoding: collected, as: UTF8.self)
+}
+
+/// A whole response: its head and Content-Length bytes of body.
+private func isCompleteResponse(_ response: String) -> Bool {
+    guard let headEnd = response.range(of: "\r\n\r\n") else { return false }
+    let head = response[..<headEnd.lowerBound].lowercased()
+    guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+          let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else {
+        return true
+    }
+    return response.utf8.count - response[..<headEnd.upperBound].utf8.count >= length
 }

@@ -3,7 +3,8 @@
 The client (`ns/default/sa/frontend`), `intruder` (`ns/default/sa/intruder`)
 and backend nodes run with `listeners.mesh.tls` and certificates minted by
 `weft certs`. The backend allows only the frontend to reach mesh_app's port
-(`authorization`) and refuses plaintext inbound (`inbound.plaintext: deny`).
+(`authorization`), refuses plaintext inbound (`inbound.plaintext: deny`)
+and asks authz_app.py in an `authz` pod about every request (`ext_authz`).
 An `attacker` pod with no weft speaks to the
 backend's mesh port with `openssl s_client`, presenting no certificate, one
 from another CA, an expired one, one of another trust domain, and (the
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.root
 MESH_PORT = 15008
 BASE = f"http://backend-mesh:{MESH_HTTP_PORT}"
 PROXY_UID = 1337
+AUTHZ_PORT = 9500
 
 
 def weft_certs(weft_bin, *args: str) -> str:
@@ -81,6 +83,10 @@ def mt(root, weft_bin):
         intruder = lab.add_pod("intruder", hosts=MESH_HOSTS)
         backend = lab.add_pod("backend")
         lab.attacker = lab.add_pod("attacker")
+        authz = lab.add_pod("authz")
+        lab.authz_app = authz.spawn([PY, APPS / "authz_app.py", "--port", AUTHZ_PORT], name="authz_app")
+        authz.wait_port(AUTHZ_PORT, proc=lab.authz_app)
+        lab.authz = authz
         start_mesh_apps(backend, lab.workdir)
         for pod in (client, intruder, backend):
             pod.init()
@@ -91,6 +97,8 @@ def mt(root, weft_bin):
             "listeners": {"mesh": {"tls": tls_config(lab.backend_tls)}, "inbound": {"plaintext": "deny"}},
             "authorization": [{"port": MESH_HTTP_PORT, "allow": ["spiffe://mesh.local/ns/default/sa/frontend"]}],
             "access_log": {"format": "json", "path": str(lab.access_log)},
+            "clusters": [{"name": "authz", "protocol": "http1", "endpoints": [{"address": f"{authz.ip4}:{AUTHZ_PORT}"}]}],
+            "ext_authz": {"cluster": "authz", "path": "/check", "timeout": "500ms", "forward_headers": ["x-user-id"]},
         })
         lab.client_config = {**mesh_client_config(backend),
                              "listeners": {"mesh": {"tls": tls_config(lab.client_tls)}}}
@@ -170,6 +178,62 @@ def test_strict_mode_refuses_plaintext_inbound_while_mesh_traffic_flows(mt):
     assert "from=plaintext" not in mesh_app_log(mt)
     res = mt.client.curl(f"{BASE}/hello?from=mesh-in-strict-mode", "-o", "/dev/null", "-w", "%{http_code}")
     assert res.stdout == "200"
+
+
+# -- ext_authz ---------------------------------------------------------------------
+
+
+def checks(lab) -> list[dict]:
+    return [json.loads(line) for line in lab.authz_app.log().splitlines() if line.startswith("{")]
+
+
+def test_ext_authz_enriches_allowed_requests_with_the_services_headers(mt):
+    res = mt.client.curl(f"{BASE}/headers?who=alice", "-H", "Authorization: Bearer alice",
+                         "-H", "X-User-Id: mallory")
+    got = json.loads(res.stdout)
+    headers = {}
+    for name, value in got["headers"]:
+        headers.setdefault(name.lower(), []).append(value)
+    assert headers.get("x-user-id") == ["alice"], headers  # the caller's own claim is gone
+    assert "x-not-forwarded" not in headers, headers
+    check = next(c for c in checks(mt) if c["forwarded_uri"] == "/headers?who=alice")
+    assert (check["method"], check["path"], check["forwarded_method"]) == ("POST", "/check", "GET"), check
+    assert check["client_cert"] == "URI=spiffe://mesh.local/ns/default/sa/frontend", check
+    assert check["user_header"] is None, "the caller's x-user-id reached the service"
+    assert mt.backend.metric("weft_ext_authz_total", result="allowed") >= 1
+
+
+def test_ext_authz_denials_reach_the_caller_as_the_service_answered(mt):
+    denied = mt.backend.metric("weft_ext_authz_total", result="denied")
+    res = mt.client.curl(f"{BASE}/hello?who=eve", "-H", "Authorization: Bearer eve", "-D", "-")
+    assert res.stdout.startswith("HTTP/1.1 401"), res.stdout
+    assert "www-authenticate: Bearer" in res.stdout, res.stdout
+    assert res.stdout.endswith("no entry\n"), res.stdout
+    assert "who=eve" not in mesh_app_log(mt)
+    # An HTTP/2 app's request is judged the same way.
+    res = mt.client.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                         "-H", "Authorization: Bearer eve", "http://backend-h2:8082/"], check=False, timeout=20)
+    assert res.stdout == "401", res.stdout + res.stderr
+    res = mt.client.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                         "-H", "Authorization: Bearer alice", "http://backend-h2:8082/"], check=False, timeout=20)
+    assert res.stdout == "200", res.stdout + res.stderr
+    assert mt.backend.metric("weft_ext_authz_total", result="denied") == denied + 2
+
+
+def test_ext_authz_down_denies_with_403_and_recovers_when_it_is_back(mt):
+    mt.authz_app.stop()
+    try:
+        res = mt.client.curl(f"{BASE}/hello?who=alice-while-down", "-H", "Authorization: Bearer alice", "-D", "-")
+        assert res.stdout.startswith("HTTP/1.1 403"), res.stdout
+        assert "weft-reason: ext_authz_failure" in res.stdout.lower(), res.stdout
+        assert "alice-while-down" not in mesh_app_log(mt)
+        assert mt.backend.metric("weft_ext_authz_total", result="failed") >= 1
+    finally:
+        mt.authz_app = mt.authz.spawn([PY, APPS / "authz_app.py", "--port", AUTHZ_PORT], name="authz_app")
+        mt.authz.wait_port(AUTHZ_PORT, proc=mt.authz_app)
+    res = mt.client.curl(f"{BASE}/hello?who=alice-again", "-H", "Authorization: Bearer alice",
+                         "-o", "/dev/null", "-w", "%{http_code}")
+    assert res.stdout == "200", res.stdout
 
 
 # -- openssl s_client as the attacker ------------------------------------------
