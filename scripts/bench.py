@@ -1912,9 +1912,18 @@ def main() -> int:
                     help="mixed soak: seconds between readings of both nodes")
     ap.add_argument("--soak-gap", type=float, default=0.5,
                     help="mixed soak: seconds each kind rests between its rounds")
+    ap.add_argument("--tls", action="store_true",
+                    help="the mTLS comparison instead (scripts/bench_tls.py): weft over h2c and over mTLS, "
+                         "HAProxy over h2 and over TLS 1.3, and both TLS servers' handshake rates; writes "
+                         "benchmarks/tls.md and tls.json")
+    ap.add_argument("--handshake-seconds", type=int, default=10, help="--tls: seconds of new TLS connections")
+    ap.add_argument("--handshake-procs", type=int, default=2, help="--tls: client processes opening them")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()
+    if args.tls:
+        import bench_tls
+        return bench_tls.main(args)
     if args.soak and args.soak_minutes is not None:
         return mixed_soak_main(args)
     if args.soak:
