@@ -349,6 +349,23 @@ def test_an_openssl_client_with_a_mesh_certificate_is_served(mt):
     assert mt.backend.metric("weft_tls_handshakes_total", side="server", session="full") == served + 1
 
 
+def test_a_returning_peer_resumes_its_tls_session(mt):
+    # The first connection saves the session ticket the node sent; the
+    # second offers it back and skips the certificate exchange.
+    session = mt.workdir / "openssl-session.pem"
+    args = ["-alpn", "h2", "-cert", str(mt.client_tls / "node.crt"), "-key", str(mt.client_tls / "node.key")]
+    resumed = mt.backend.metric("weft_tls_handshakes_total", side="server", session="resumed")
+    first = s_client(mt, "/resume-1", *args, "-sess_out", str(session))
+    assert "Verify return code: 0 (ok)" in first, first[-3000:]
+    assert session.exists() and session.stat().st_size > 0, first[-3000:]
+    second = s_client(mt, "/resume-2", *args, "-sess_in", str(session))
+    assert "Reused, TLSv1.3" in second, second[-3000:]
+    assert wait_for(lambda: mt.backend.metric("weft_tls_handshakes_total", side="server", session="resumed")
+                    == resumed + 1)
+    # The node knows who resumed: the request is served as the frontend's.
+    assert wait_for(lambda: "/resume-2" in mesh_app_log(mt))
+
+
 def test_a_plaintext_peer_is_refused_at_a_tls_mesh_port(mt):
     counted = mt.backend.metric("weft_tls_refused_total", side="server", reason="handshake")
     script = ("import socket, sys\n"
