@@ -134,15 +134,21 @@ enum AdminClient {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let promise = group.next().makePromise(of: (Int, String).self)
-        let channel = try ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+        let channel: Channel
+        do {
+            channel = try ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+                    }
                 }
-            }
-            .connect(host: "\(endpoint.address)", port: Int(endpoint.port)).wait()
+                .connect(host: "\(endpoint.address)", port: Int(endpoint.port)).wait()
+        } catch {
+            promise.fail(error)  // nobody will: an uncompleted promise is a crash
+            throw error
+        }
         var headers = HTTPHeaders()
         headers.add(name: "host", value: address)
         headers.add(name: "connection", value: "close")
