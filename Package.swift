@@ -55,6 +55,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
+        // `weft inject`: manifests in, manifests with weft out.
+        .target(name: "WeftInject", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "WeftConfig", dependencies: [
             "WeftCore",
             .product(name: "Yams", package: "Yams"),
@@ -108,7 +110,7 @@ let package = Package(
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .executableTarget(name: "weft", dependencies: [
-            "WeftAdmin", "WeftConfig", "WeftCore", "WeftDiscovery", "WeftHTTP2", "WeftIPTables", "WeftNetfilter",
+            "WeftAdmin", "WeftConfig", "WeftCore", "WeftDiscovery", "WeftHTTP2", "WeftIPTables", "WeftInject", "WeftNetfilter",
             "WeftObservability", "WeftProxy", "WeftTLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -127,6 +129,7 @@ let package = Package(
             "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        .testTarget(name: "WeftInjectTests", dependencies: ["WeftInject"], resources: [.copy("Golden")]),
         .testTarget(name: "WeftTLSTests", dependencies: [
             "WeftTLS",
             .product(name: "NIOCore", package: "swift-nio"),

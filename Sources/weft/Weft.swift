@@ -7,6 +7,6 @@ struct Weft: ParsableCommand {
         commandName: "weft",
         abstract: "A transparent service-mesh node.",
         subcommands: [InitCommand.self, ProxyCommand.self, CheckCommand.self, ExplainCommand.self, CertsCommand.self,
-                      WaitCommand.self, VersionCommand.self]
+                      WaitCommand.self, InjectCommand.self, VersionCommand.self]
     )
 }
