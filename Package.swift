@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "WeftHTTP2", targets: ["WeftHTTP2"]),
         .library(name: "WeftConfig", targets: ["WeftConfig"]),
         .library(name: "WeftCore", targets: ["WeftCore"]),
+        .library(name: "WeftDNS", targets: ["WeftDNS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -55,6 +56,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
+        // DNS capture: the little of the wire format weft answers with.
+        .target(name: "WeftDNS"),
         // `weft inject`: manifests in, manifests with weft out.
         .target(name: "WeftInject", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "WeftConfig", dependencies: [
@@ -102,7 +105,7 @@ let package = Package(
         ]),
         .target(name: "WeftProxy", dependencies: [
             "WeftConfig", "WeftCore", "WeftHTTP2", "WeftNetfilter", "WeftRouting",
-            "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftObservability", "WeftMesh",
+            "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftObservability", "WeftMesh", "WeftDNS",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -129,6 +132,7 @@ let package = Package(
             "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        .testTarget(name: "WeftDNSTests", dependencies: ["WeftDNS"]),
         .testTarget(name: "WeftInjectTests", dependencies: ["WeftInject"], resources: [.copy("Golden")]),
         .testTarget(name: "WeftTLSTests", dependencies: [
             "WeftTLS",

@@ -33,5 +33,8 @@ let package = Package(
         .executableTarget(name: "FuzzTranslation", dependencies: harness),
         .executableTarget(name: "FuzzConfig", dependencies: harness),
         .executableTarget(name: "FuzzHTTP2Frames", dependencies: harness),
+        .executableTarget(name: "FuzzDNS", dependencies: [
+            "FuzzSupport", .product(name: "WeftDNS", package: "weft"),
+        ]),
     ]
 )

@@ -140,8 +140,7 @@ extension ConfigValidator {
         var result = Listeners()
         guard let fields = mapping(
             value,
-            keys: ["outbound", "inbound", "mesh", "admin", "health", "egress", "http_routing"],
-            notSupportedYet: ["dns"]
+            keys: ["outbound", "inbound", "mesh", "admin", "health", "egress", "http_routing", "dns"]
         ) else { return result }
 
         if let outbound = mapping(fields["outbound"], keys: ["port"]) {
@@ -176,6 +175,20 @@ extension ConfigValidator {
                   let clusterValue = required(entry, "cluster"), let cluster = string(clusterValue) else { continue }
             result.egress.append(EgressListener(port: port, cluster: cluster))
             egressClusters.append((cluster, clusterValue))
+        }
+        if let dns = mapping(fields["dns"], keys: ["port", "upstream"]) {
+            var listener = DNSListener()
+            listener.port = port(dns["port"]) ?? listener.port
+            if let value = dns["upstream"], let text = string(value), text != "auto" {
+                if let endpoint = IPEndpoint(text) {
+                    listener.upstream = .address(endpoint)
+                } else if let address = IPAddress(text) {
+                    listener.upstream = .address(IPEndpoint(address: address, port: 53))
+                } else {
+                    report(value, "expected auto or an IP address (with a port, or 53), got \(quoted(text))")
+                }
+            }
+            result.dns = listener
         }
         if let routing = mapping(fields["http_routing"], keys: ["port"]) {
             if let portValue = required(routing, "port"), let port = port(portValue) {

@@ -127,6 +127,8 @@ public struct Listeners: Sendable, Equatable {
     public var egress: [EgressListener]
     /// An explicit local port for HTTP, routed by Host.
     public var httpRouting: PortListener?
+    /// DNS capture's listener (`weft init --capture-dns`); nil: none.
+    public var dns: DNSListener?
 
     public init(
         outbound: PortListener = PortListener(port: 15001),
@@ -166,6 +168,30 @@ public struct EgressListener: Sendable, Equatable {
 public struct PortListener: Sendable, Equatable {
     public var port: UInt16
     public init(port: UInt16) { self.port = port }
+}
+
+/// `listeners.dns`: where captured DNS arrives (127.0.0.1, UDP and TCP) and
+/// where queries weft does not answer go.
+public struct DNSListener: Sendable, Equatable {
+    public var port: UInt16
+    public var upstream: DNSUpstream
+    public init(port: UInt16 = 15053, upstream: DNSUpstream = .auto) {
+        self.port = port
+        self.upstream = upstream
+    }
+}
+
+/// `listeners.dns.upstream`: `auto` (the first nameserver of
+/// /etc/resolv.conf) or `ip[:port]` (port 53 when left out).
+public enum DNSUpstream: Sendable, Equatable, CustomStringConvertible {
+    case auto
+    case address(IPEndpoint)
+    public var description: String {
+        switch self {
+        case .auto: "auto"
+        case .address(let endpoint): "\(endpoint)"
+        }
+    }
 }
 
 /// `listeners.mesh`: the port peer nodes connect to, and mTLS when `tls`

@@ -5,5 +5,6 @@ extension Listeners {
          ("admin", admin.port), ("health", health.port)]
             + egress.enumerated().map { ("egress[\($0.offset)]", $0.element.port) }
             + (httpRouting.map { [("http_routing", $0.port)] } ?? [])
+            + (dns.map { [("dns", $0.port)] } ?? [])
     }
 }

@@ -51,6 +51,8 @@ public enum LimitKind: String, Sendable, CaseIterable {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (1024): the stream is refused, or the
     /// connection ended if the peer had acknowledged the limit.
     case http2Streams = "http2_streams"
+    /// DNS queries forwarded to the upstream at once (`DNSCapture.maxForwardsInFlight`).
+    case dnsForwards = "dns_forwards"
 }
 
 /// Which end opened a connection between nodes (or with an HTTP/2 app):
@@ -107,6 +109,12 @@ public final class ProxyMetrics: Sendable {
     /// answer went back), failed (403), failed_open (delivered anyway).
     public let extAuthz = (allowed: ManagedAtomic<Int>(0), denied: ManagedAtomic<Int>(0),
                            failed: ManagedAtomic<Int>(0), failedOpen: ManagedAtomic<Int>(0))
+
+    /// Captured DNS queries: answered by weft (a cluster hostname),
+    /// forwarded and answered upstream, failed upstream (no answer in
+    /// time), dropped (too many forwards at once).
+    public let dnsQueries = (answered: ManagedAtomic<Int>(0), forwarded: ManagedAtomic<Int>(0),
+                             failed: ManagedAtomic<Int>(0), dropped: ManagedAtomic<Int>(0))
 
     public let limitHits: [LimitKind: ManagedAtomic<Int>] =
         Dictionary(uniqueKeysWithValues: LimitKind.allCases.map { ($0, ManagedAtomic<Int>(0)) })
@@ -345,6 +353,13 @@ public final class ProxyMetrics: Sendable {
         ])
         family("weft_limit_hits_total", "counter", "Protective limits that were hit, by limit.",
                LimitKind.allCases.map { ("limit=\"\($0.rawValue)\"", limitHits[$0]?.load(ordering: .relaxed) ?? 0) })
+        family("weft_dns_queries_total", "counter",
+               "Captured DNS queries: answered (a cluster hostname), forwarded (upstream answered), failed, dropped.", [
+                   ("result=\"answered\"", dnsQueries.answered.load(ordering: .relaxed)),
+                   ("result=\"forwarded\"", dnsQueries.forwarded.load(ordering: .relaxed)),
+                   ("result=\"failed\"", dnsQueries.failed.load(ordering: .relaxed)),
+                   ("result=\"dropped\"", dnsQueries.dropped.load(ordering: .relaxed)),
+               ])
         family("weft_ext_authz_total", "counter",
                "ext_authz checks of inbound requests, by result (failed_open: no answer, delivered by failure_mode_allow).", [
                    ("result=\"allowed\"", extAuthz.allowed.load(ordering: .relaxed)),

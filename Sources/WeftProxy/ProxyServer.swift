@@ -8,6 +8,7 @@ import Synchronization
 import WeftConfig
 import WeftCore
 import WeftDiscovery
+import WeftDNS
 import WeftMesh
 import WeftNetfilter
 import WeftObservability
@@ -25,7 +26,7 @@ import WeftUpstream
 /// drain timeout passes.
 public final class ProxyServer: Sendable {
     public enum Listener: String, Sendable, CaseIterable {
-        case outbound, inbound, mesh, health, admin, egress
+        case outbound, inbound, mesh, health, admin, egress, dns
         case httpRouting = "http_routing"
     }
 
@@ -81,6 +82,8 @@ public final class ProxyServer: Sendable {
         var meshTLS: TLSCredentialFiles?
         /// Checks the mesh TLS files for rotation.
         var rotationCheck: RepeatedTask?
+        /// DNS capture, when `listeners.dns` is set.
+        var dns: DNSCapture?
     }
     let state = Mutex(State())
 
@@ -185,6 +188,9 @@ public final class ProxyServer: Sendable {
                                             resolver: LocalDestination()).bind(to: address)
             }
         }
+        if let dns = listeners.dns {
+            try startDNS(dns, snapshot: snapshot)
+        }
         if let health {
             try bind(.health, port: listeners.health.port, hosts: [.v4(0), .v6(high: 0, low: 0)], health)
         }
@@ -255,8 +261,22 @@ public final class ProxyServer: Sendable {
         return outcome
     }
 
+    /// DNS capture on 127.0.0.1 (where `weft init --capture-dns` sends it),
+    /// UDP and TCP.
+    private func startDNS(_ listener: DNSListener, snapshot: RuntimeSnapshot) throws {
+        let resolvConf = ResolvConf(text: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? "")
+        let upstream = try DNSCapture.upstream(listener.upstream, resolvConf: resolvConf)
+        let capture = DNSCapture(upstream: upstream, searchDomains: resolvConf.search, configuration: snapshot.configuration,
+                                 metrics: metrics, logger: logger)
+        state.withLock { $0.dns = capture }
+        try bind(.dns, port: listener.port, hosts: [.loopbackV4]) { capture.bindUDP(group: group, at: $0) }
+        try bind(.dns, port: listener.port, hosts: [.loopbackV4]) { capture.bindTCP(group: group, at: $0) }
+        logger.info("DNS capture", metadata: ["upstream": "\(upstream)", "search": "\(resolvConf.search.joined(separator: ","))"])
+    }
+
     /// Hands a snapshot to every loop.
     private func publish(_ snapshot: RuntimeSnapshot) {
+        state.withLock { $0.dns }?.update(snapshot.configuration)
         let (services, checker) = state.withLock { ($0.services, $0.checker) }
         services?.forEach { $0.publish(snapshot) }
         if let checker { checker.eventLoop.execute { checker.value.update(snapshot) } }

@@ -1,4 +1,5 @@
 import WeftConfig
+import WeftCore
 import XCTest
 
 /// Each class of problem names the right path and value.
@@ -119,8 +120,6 @@ final class ConfigProblemTests: XCTestCase {
 
     func testSpecKeysNotBuiltYetAreRefusedNotIgnored() {
         assertProblems("""
-            listeners:
-              dns: { port: 15053 }
             clusters:
               - name: backend
                 discovery: kubernetes
@@ -131,8 +130,20 @@ final class ConfigProblemTests: XCTestCase {
                 retries: { attempts: 2 }
                 rate_limit: { per_second: 10 }
             """, [
-            "listeners.dns: not supported yet",
             #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
+        ])
+    }
+
+    func testTheDNSListenerTakesAPortAndAnUpstream() throws {
+        XCTAssertNil(try ConfigLoader.load(yaml: "listeners: {}").listeners.dns)
+        XCTAssertEqual(try ConfigLoader.load(yaml: "listeners: { dns: {} }").listeners.dns, DNSListener())
+        XCTAssertEqual(try ConfigLoader.load(yaml: "listeners: { dns: { port: 5353, upstream: 198.18.0.53 } }").listeners.dns,
+                       DNSListener(port: 5353, upstream: .address(IPEndpoint("198.18.0.53:53")!)))
+        XCTAssertEqual(try ConfigLoader.load(yaml: "listeners: { dns: { upstream: \"[2001:2::53]:5353\" } }").listeners.dns?.upstream,
+                       .address(IPEndpoint("[2001:2::53]:5353")!))
+        assertProblems("listeners: { dns: { upstream: resolver.example, port: 15008 } }", [
+            #"listeners.dns.upstream: expected auto or an IP address (with a port, or 53), got "resolver.example""#,
+            "listeners.dns.port: 15008 is already used by the mesh listener",
         ])
     }
 
