@@ -302,8 +302,32 @@ def main() -> int:
             and the VIP is owned by nobody. It was the interception that made
             everything above work.""")
 
-        step(12, "Clean up")
-        for pod in (client, backend):
+        step(12, "A VM-style host: the name comes from weft (DNS capture)")
+        vm = lab.add_pod("vm", nameservers=[backend.ip4])
+        say(f"""A third host, "vm", like a VM: its hosts file knows no "backend", and
+            its resolver ({backend.ip4}) runs no DNS server for it. Its app
+            cannot even resolve the name:""")
+        res = run_shown(vm, ["getent", "hosts", "backend"], display="getent hosts backend")
+        note(f"(no answer: exit {res.returncode})")
+        checks.expect(res.returncode != 0, "without weft the VM cannot resolve backend")
+        vm.init("--capture-dns")
+        vm_cfg = {"node": {"id": "vm"}, "listeners": {"dns": {}},
+                  "clusters": [client_cfg["clusters"][0]]}
+        vm.start_weft(vm_cfg)
+        say("""`weft init --capture-dns` sends the host's DNS (UDP and TCP 53, not
+            weft's own) to weft on 127.0.0.1:15053, and `listeners: { dns: {} }`
+            turns on the answering: a cluster's `hostnames` get its VIP, every
+            other name goes to the host's resolver unchanged. Now:""")
+        res = run_shown(vm, ["getent", "hosts", "backend"], display="getent hosts backend")
+        checks.expect(res.stdout.split()[:1] == [VIP], "DNS capture answers backend with its VIP")
+        res = run_shown(vm, ["curl", "-sS", "--max-time", "10", "http://backend:9090/"],
+                        display="curl http://backend:9090/")
+        checks.expect("hello from backend" in res.stdout, "the VM's app reaches backend by name")
+        say("""No hosts-file edit: the unmodified app resolved "backend" through weft and
+            its request rode the mesh like the client pod's.""")
+
+        step(13, "Clean up")
+        for pod in (client, backend, vm):
             rc = pod.stop_weft()
             print(f"    weft in {pod.name} stopped (exit {rc})")
             checks.expect(rc == 0, f"weft in {pod.name} exits 0 on SIGTERM")
