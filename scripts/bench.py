@@ -292,6 +292,22 @@ def start_redis(pod: weftlab.Pod, work: Path, bind: str) -> weftlab.Proc:
     return proc
 
 
+def mint_mesh_tls(lab: weftlab.Lab, identity: str) -> dict:
+    """`listeners.mesh.tls` for `identity`, from a lab-wide mesh CA, minted
+    with `weft certs` and readable by the proxy user."""
+    root = lab.workdir / "tls"
+    ca = root / "ca"
+    if not (ca / "ca.key").exists():
+        subprocess.run([str(lab.weft_bin), "certs", "ca", "--trust-domain", "soak.local", "--out", str(ca)],
+                       check=True, capture_output=True, text=True, timeout=30)
+    out = root / identity.replace("/", "-")
+    subprocess.run([str(lab.weft_bin), "certs", "node", "--ca", str(ca), "--identity", identity, "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=30)
+    for path in [out, *out.iterdir()]:
+        os.chown(path, weftlab.PROXY_UID, weftlab.PROXY_UID)
+    return {"cert": str(out / "node.crt"), "key": str(out / "node.key"), "ca": str(out / "ca.crt")}
+
+
 def cluster(name: str, vip: str, port: int, endpoint_ip: str, protocol: str = "auto",
             mesh: bool = True) -> dict:
     """A weft cluster: one VIP, one endpoint (the server pod's address)."""
@@ -920,6 +936,14 @@ class Soak(Bench):
                          cluster("redis-connect", REDIS_VIP, REDIS_PORT, sip, "tcp"),
                          cluster("redis-tcp", TCP_VIP, REDIS_PORT, sip, "tcp", mesh=False)],
         }
+        self.server_config = {"node": {"id": "server"}}
+        if getattr(a, "mtls", False):
+            log("--mtls: a mesh CA and both nodes' certificates from weft certs; the mesh hop in mutual TLS 1.3")
+            tls = {}
+            for name in ("client", "server"):
+                tls[name] = mint_mesh_tls(lab, f"ns/soak/sa/{name}")
+            self.client_config["listeners"] = {"mesh": {"tls": tls["client"]}}
+            self.server_config["listeners"] = {"mesh": {"tls": tls["server"]}}
         self.weft_c = self.weft_s = None
 
     def start_nodes(self) -> None:
@@ -929,7 +953,7 @@ class Soak(Bench):
                 rc = pod.stop_weft()
                 if rc != 0:
                     self.results["problems"].append(f"weft {name} exited {rc} on SIGTERM")
-        self.weft_s = self.server.start_weft({"node": {"id": "server"}}, log_level="warning")
+        self.weft_s = self.server.start_weft(self.server_config, log_level="warning")
         self.weft_c = self.client.start_weft(self.client_config, log_level="warning")
         self.procs = {"weft": {"weft-client": self.weft_c.pid, "weft-server": self.weft_s.pid}}
 
@@ -1292,12 +1316,13 @@ def mixed_soak_main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     raw = {"machine": env, "args": vars(args), "runtime_s": round(runtime, 1), "samples": samples,
            "totals": totals, "errors": errors[:50], "findings": findings}
-    (out / "soak-mixed.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    stem = "soak-mixed-mtls" if args.mtls else "soak-mixed"
+    (out / f"{stem}.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
     md = mixed_soak_report(env, args, samples, totals, errors, findings, runtime)
-    (out / "soak-mixed.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print()
     print(md)
-    log(f"wrote {out / 'soak-mixed.md'}, {out / 'soak-mixed.json'} in {runtime:.0f} s")
+    log(f"wrote {out / (stem + '.md')}, {out / (stem + '.json')} in {runtime:.0f} s")
     return 1 if findings else 0
 
 
@@ -1337,7 +1362,7 @@ def mixed_soak_report(env: dict, args: argparse.Namespace, samples: list[dict], 
                       errors: list[str], findings: list[str], runtime: float) -> str:
     L = []
     a = L.append
-    a("# Soak, mixed traffic")
+    a("# Soak, mixed traffic" + (", mTLS between the nodes" if args.mtls else ""))
     a("")
     a("Written by `scripts/soak` — do not edit by hand; rerun it. Every kind of traffic at once, back to "
       f"back, through one pair of weft nodes for {args.soak_minutes:g} minutes; every "
@@ -1908,6 +1933,8 @@ def main() -> int:
     ap.add_argument("--soak-round-timeout", type=int, default=180, help="seconds a round may take at most")
     ap.add_argument("--soak-minutes", type=float, default=None,
                     help="mixed soak (scripts/soak): every kind at once for this long, instead of rounds")
+    ap.add_argument("--mtls", action="store_true",
+                    help="soak: the two nodes speak mutual TLS on the mesh hop (writes soak-mixed-mtls.*)")
     ap.add_argument("--soak-interval", type=float, default=60.0,
                     help="mixed soak: seconds between readings of both nodes")
     ap.add_argument("--soak-gap", type=float, default=0.5,
