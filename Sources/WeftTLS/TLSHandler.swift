@@ -34,6 +34,10 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let onEvent: (Event) -> Void
     private var state = State.handshaking
     private var pending: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    /// The writes a flush is encrypting (swapped with `pending`).
+    private var encrypting: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    /// Small writes gathered into one record.
+    private var record = ByteBuffer()
     private var flushRequested = false
     private var outputWaiting = false
     private var handshakePromise: EventLoopPromise<TLSPeer>?
@@ -54,6 +58,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public private(set) var handshakeResult: EventLoopFuture<TLSPeer>?
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        record = context.channel.allocator.buffer(capacity: Self.recordSize)
         let promise = context.eventLoop.makePromise(of: TLSPeer.self)
         handshakePromise = promise
         handshakeResult = promise.futureResult
@@ -164,33 +169,26 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Encrypts the pending writes, small ones gathered into full records.
+    /// The write list and the record buffer are kept between flushes, so a
+    /// flush allocates neither.
     private func encryptPending(context: ChannelHandlerContext) {
         flushRequested = false
         guard !pending.isEmpty else { return }
-        let writes = pending
-        pending.removeAll(keepingCapacity: true)
+        swap(&pending, &encrypting)
+        defer { encrypting.removeAll(keepingCapacity: true) }
         var promises: [EventLoopPromise<Void>] = []
         do {
-            var gathered: ByteBuffer?
-            for (buffer, promise) in writes {
+            record.clear()
+            for (buffer, promise) in encrypting {
                 if let promise { promises.append(promise) }
+                if record.readableBytes + buffer.readableBytes > Self.recordSize { try writeRecord() }
                 if buffer.readableBytes >= Self.recordSize {
-                    if let batch = gathered {
-                        try connection.write(batch)
-                        gathered = nil
-                    }
                     try connection.write(buffer)
-                } else if var batch = gathered, batch.readableBytes + buffer.readableBytes <= Self.recordSize {
-                    gathered = nil  // one reference, so the append does not copy the batch
-                    batch.writeImmutableBuffer(buffer)
-                    gathered = batch
                 } else {
-                    if let batch = gathered { try connection.write(batch) }
-                    gathered = buffer.readableBytes == 0 ? nil : context.channel.allocator.buffer(capacity: Self.recordSize)
-                    gathered?.writeImmutableBuffer(buffer)
+                    record.writeImmutableBuffer(buffer)
                 }
             }
-            if let batch = gathered { try connection.write(batch) }
+            try writeRecord()
         } catch {
             promises.forEach { $0.fail(error) }
             broke(context: context, error)
@@ -205,6 +203,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise?.futureResult.whenComplete { result in promises.forEach { $0.completeWith(result) } }
         }
         writeOutput(context: context, promise: promise, flush: true)
+    }
+
+    /// Encrypts what `record` gathered, then empties it (keeping its storage).
+    private func writeRecord() throws {
+        guard record.readableBytes > 0 else { return }
+        try connection.write(record)
+        record.clear()
     }
 
     private func writeOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool) {
