@@ -28,8 +28,10 @@ final class ExtAuthzCheck: ExchangeResponder {
         /// answered with) in place of any the caller sent under those
         /// names; also what no answer comes to under `failure_mode_allow`.
         case allow([(String, String)])
-        /// The service said no: its answer goes to the caller.
-        case deny(HTTPResponseHead, ByteBuffer?)
+        /// The service said no: its answer goes to the caller, as the
+        /// response fields of an HTTP/2 stream (the receiving side answers
+        /// its peer node) and the body, if it had one that was kept.
+        case deny([HTTP2Header], ByteBuffer?)
         /// No answer to judge by (unreachable, timed out, broken): 403.
         case refuse(ErrorReason)
     }
@@ -94,15 +96,17 @@ final class ExtAuthzCheck: ExchangeResponder {
         return check
     }
 
+    /// The request's fields the check does not copy: the ones it sets itself.
+    private static let notCopied: Set<String> = ["host", "content-length", "expect", "x-forwarded-method",
+                                                 "x-forwarded-uri", "x-forwarded-host", "x-forwarded-client-cert"]
+
     /// The check request for `request`: its end-to-end headers except the
     /// framing ones and any `forward_headers` (which only the service may
     /// set), and what it asks for as `x-forwarded-*`.
     static func checkRequest(for request: HTTPRequestHead, peer: SPIFFEID?, settings: ExtAuthzSettings) -> HTTPRequestHead {
         var headers = HTTPHeaders()
-        let dropped: Set<String> = ["host", "content-length", "expect", "x-forwarded-method", "x-forwarded-uri",
-                                    "x-forwarded-host", "x-forwarded-client-cert"]
         MeshTranslation.forEachEndToEnd(request.headers, dropping: nil) { name, value in
-            guard !dropped.contains(name), !settings.forwardHeaders.contains(name) else { return }
+            guard !notCopied.contains(name), !settings.forwardHeaders.contains(name) else { return }
             headers.add(name: name, value: value)
         }
         headers.add(name: "host", value: settings.cluster)
@@ -205,10 +209,11 @@ final class ExtAuthzCheck: ExchangeResponder {
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange: any OutboundExchange) {
         guard let head else { return noAnswer(.badResponse) }
         guard (200..<300).contains(head.status.code) else {
-            var denial = head
-            if bodyTooLong { denial.headers.remove(name: "content-length") }
+            // Without the body (none, or too long to keep) no length is true.
+            var fields = MeshTranslation.upgradeResponse(head)
+            if body == nil { fields.removeAll { $0.name == "content-length" } }
             metrics.extAuthz.denied.wrappingIncrement(ordering: .relaxed)
-            return finish(.deny(denial, body))
+            return finish(.deny(fields, body))
         }
         var forwarded: [(String, String)] = []
         for name in settings.forwardHeaders {

@@ -127,20 +127,18 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         case .allow(let fields):
             // The end (if it came) is held in the dispatch already.
             send(ExtAuthzCheck.forwarding(fields, into: head, settings: settings), to: key, endStream: false)
-        case .deny(let answer, let body):
-            answerWith(answer, body: body)
+        case .deny(let fields, let body):
+            answerWith(fields, body: body)
         case .refuse(let reason):
             fail(reason, detail: "the authorization call")
         }
     }
 
     /// Answers the caller with the authorization service's own response.
-    private func answerWith(_ answer: HTTPResponseHead, body: ByteBuffer?) {
+    private func answerWith(_ fields: [HTTP2Header], body: ByteBuffer?) {
         responseStarted = true
-        record.status = Int(answer.status.code)
+        record.status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 0
         dispatch.abandon()
-        var fields = MeshTranslation.upgradeResponse(answer)
-        if body == nil { fields.removeAll { $0.name == "content-length" } }
         do {
             try connection.respond(streamID: streamID, headers: fields, endStream: body == nil)
             if let body {

@@ -74,9 +74,7 @@ final class MeshListenerContext {
                     HTTP2Dispatch.open(ExtAuthzCheck.forwarding(fields, into: headers, settings: settings),
                                        endStream: endStream, to: target, pool: self.http2Pool, lease: nil,
                                        logger: self.logger, done: done)
-                case .deny(let answer, let body):
-                    var fields = MeshTranslation.upgradeResponse(answer)
-                    if body == nil { fields.removeAll { $0.name == "content-length" } }
+                case .deny(let fields, let body):
                     half.answer(fields, body: body)
                 case .refuse(let reason):
                     done(nil, reason)
