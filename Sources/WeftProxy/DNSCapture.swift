@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -23,7 +24,7 @@ final class DNSCapture: Sendable {
     let upstream: SocketAddress
     private let names: NIOLockedValueBox<DNSNames>
     private let searchDomains: [String]
-    private let inFlight = NIOLockedValueBox(0)
+    private let inFlight = ManagedAtomic(0)
     let metrics: ProxyMetrics
     let logger: Logger
 
@@ -81,23 +82,80 @@ final class DNSCapture: Sendable {
         return query.answer(addresses: address.map { [$0] } ?? [], ttl: Self.ttl)
     }
 
-    /// Takes a forwarding slot; false when they are all taken (counted).
-    func takeForwardSlot() -> Bool {
-        let taken = inFlight.withLockedValue { count -> Bool in
-            guard count < Self.maxForwardsInFlight else { return false }
-            count += 1
-            return true
-        }
-        if !taken {
+    /// A client's TCP connection with no query for this long is closed
+    /// (RFC 7766 §6.2.3: servers time idle connections out).
+    static let tcpIdleTimeout = TimeAmount.seconds(30)
+
+    enum Transport { case udp, tcp }
+
+    /// Sends `message` to the upstream from a socket of its own (UDP) or
+    /// over a connection of its own (TCP) and completes with the first
+    /// answer, or fails after `forwardTimeout`. At most
+    /// `maxForwardsInFlight` at once: beyond, nil (dropped, counted).
+    func forward(_ message: ByteBuffer, over transport: Transport, on loop: EventLoop) -> EventLoopFuture<ByteBuffer>? {
+        guard inFlight.loadThenWrappingIncrement(ordering: .relaxed) < Self.maxForwardsInFlight else {
+            inFlight.wrappingDecrement(ordering: .relaxed)
             metrics.dnsQueries.dropped.wrappingIncrement(ordering: .relaxed)
             metrics.limitHit(.dnsForwards)
+            return nil
         }
-        return taken
-    }
-
-    func releaseForwardSlot(answered: Bool) {
-        inFlight.withLockedValue { $0 -= 1 }
-        (answered ? metrics.dnsQueries.forwarded : metrics.dnsQueries.failed).wrappingIncrement(ordering: .relaxed)
+        let promise = loop.makePromise(of: ByteBuffer.self)
+        let upstream = self.upstream
+        let opened: EventLoopFuture<Channel>
+        switch transport {
+        case .udp:
+            let any = IPEndpoint(address: upstream.protocol == .inet6 ? .v6(high: 0, low: 0) : .v4(0), port: 0)
+            opened = DatagramBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            FirstAnswer<AddressedEnvelope<ByteBuffer>>(promise: promise) {
+                                $0.remoteAddress == upstream ? $0.data : nil
+                            })
+                    }
+                }
+                .bind(to: SocketAddress(any))
+                .map { channel in
+                    channel.writeAndFlush(AddressedEnvelope(remoteAddress: upstream, data: message), promise: nil)
+                    return channel
+                }
+        case .tcp:
+            opened = ClientBootstrap(group: loop)
+                .connectTimeout(Self.forwardTimeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(DNSTCPFrameDecoder()), FirstAnswer<ByteBuffer>(promise: promise) { $0 },
+                        ])
+                    }
+                }
+                .connect(to: upstream)
+                .map { channel in
+                    channel.writeAndFlush(DNSTCPFrameDecoder.frame(message), promise: nil)
+                    return channel
+                }
+        }
+        opened.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                promise.fail(error)
+            case .success(let channel):
+                let timer = channel.eventLoop.scheduleTask(in: Self.forwardTimeout) {
+                    promise.fail(ChannelError.connectTimeout(Self.forwardTimeout))
+                }
+                promise.futureResult.whenComplete { _ in
+                    timer.cancel()
+                    channel.close(promise: nil)
+                }
+            }
+        }
+        let (inFlight, metrics) = (self.inFlight, self.metrics)
+        promise.futureResult.whenComplete { result in
+            inFlight.wrappingDecrement(ordering: .relaxed)
+            let counter = (try? result.get()) != nil ? metrics.dnsQueries.forwarded : metrics.dnsQueries.failed
+            counter.wrappingIncrement(ordering: .relaxed)
+        }
+        return promise.futureResult
     }
 
     // MARK: - Listeners
@@ -117,6 +175,7 @@ final class DNSCapture: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: Self.tcpIdleTimeout),
                         ByteToMessageHandler(DNSTCPFrameDecoder()), TCPHandler(self),
                     ])
                 }
@@ -124,8 +183,8 @@ final class DNSCapture: Sendable {
             .bind(to: address)
     }
 
-    /// One query over UDP: answered here, or sent to the upstream from a
-    /// socket of its own and the first reply passed back.
+    /// Queries over UDP: each answered here, or forwarded and the answer
+    /// sent back to where the query came from.
     private final class UDPHandler: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -134,64 +193,21 @@ final class DNSCapture: Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
-            let message = Array(envelope.data.readableBytesView)
-            if let answer = capture.localAnswer(message) {
-                let reply = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: answer))
-                context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+            let client = envelope.remoteAddress
+            if let answer = capture.localAnswer(Array(envelope.data.readableBytesView)) {
+                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: client, data: ByteBuffer(bytes: answer))),
+                                      promise: nil)
                 return
             }
-            guard capture.takeForwardSlot() else { return }
-            let capture = self.capture
             let listener = NIOLoopBound(context.channel, eventLoop: context.eventLoop)
-            let client = envelope.remoteAddress
-            let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-            let upstream = capture.upstream
-            DatagramBootstrap(group: context.eventLoop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(FirstDatagram(promise: promise))
-                    }
-                }
-                .bind(to: SocketAddress(IPEndpoint(address: upstream.protocol == .inet6 ? .v6(high: 0, low: 0) : .v4(0),
-                                                   port: 0)))
-                .whenComplete { result in
-                    switch result {
-                    case .failure(let error):
-                        promise.fail(error)
-                    case .success(let socket):
-                        socket.writeAndFlush(AddressedEnvelope(remoteAddress: upstream, data: envelope.data), promise: nil)
-                        let timer = socket.eventLoop.scheduleTask(in: DNSCapture.forwardTimeout) {
-                            promise.fail(ChannelError.connectTimeout(DNSCapture.forwardTimeout))
-                        }
-                        promise.futureResult.whenComplete { _ in
-                            timer.cancel()
-                            socket.close(promise: nil)
-                        }
-                    }
-                }
-            promise.futureResult.whenComplete { result in
-                capture.releaseForwardSlot(answered: (try? result.get()) != nil)
-                guard case .success(let reply) = result else { return }
+            capture.forward(envelope.data, over: .udp, on: context.eventLoop)?.whenSuccess { reply in
                 listener.value.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: reply), promise: nil)
             }
         }
     }
 
-    /// Completes with the first datagram a forwarding socket receives.
-    private final class FirstDatagram: ChannelInboundHandler {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        private let promise: EventLoopPromise<ByteBuffer>
-        init(promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            promise.succeed(unwrapInboundIn(data).data)
-        }
-        func handlerRemoved(context: ChannelHandlerContext) {
-            promise.fail(ChannelError.ioOnClosedChannel)  // no-op once answered
-        }
-    }
-
-    /// Queries over TCP, one at a time per connection, each answered here
-    /// or over a TCP connection of its own to the upstream.
+    /// Queries over TCP, each answered here or forwarded over a connection
+    /// of its own; an idle connection is closed.
     private final class TCPHandler: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
@@ -204,54 +220,40 @@ final class DNSCapture: Sendable {
                 context.writeAndFlush(wrapOutboundOut(DNSTCPFrameDecoder.frame(ByteBuffer(bytes: answer))), promise: nil)
                 return
             }
-            guard capture.takeForwardSlot() else { return }
-            let capture = self.capture
             let client = NIOLoopBound(context.channel, eventLoop: context.eventLoop)
-            let promise = context.eventLoop.makePromise(of: ByteBuffer.self)
-            ClientBootstrap(group: context.eventLoop)
-                .connectTimeout(DNSCapture.forwardTimeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(DNSTCPFrameDecoder()), FirstFrame(promise: promise),
-                        ])
-                    }
-                }
-                .connect(to: capture.upstream)
-                .whenComplete { result in
-                    switch result {
-                    case .failure(let error):
-                        promise.fail(error)
-                    case .success(let upstream):
-                        upstream.writeAndFlush(DNSTCPFrameDecoder.frame(message), promise: nil)
-                        let timer = upstream.eventLoop.scheduleTask(in: DNSCapture.forwardTimeout) {
-                            promise.fail(ChannelError.connectTimeout(DNSCapture.forwardTimeout))
-                        }
-                        promise.futureResult.whenComplete { _ in
-                            timer.cancel()
-                            upstream.close(promise: nil)
-                        }
-                    }
-                }
-            promise.futureResult.whenComplete { result in
-                capture.releaseForwardSlot(answered: (try? result.get()) != nil)
+            capture.forward(message, over: .tcp, on: context.eventLoop)?.whenComplete { result in
                 switch result {
                 case .success(let reply): client.value.writeAndFlush(DNSTCPFrameDecoder.frame(reply), promise: nil)
                 case .failure: client.value.close(promise: nil)
                 }
             }
         }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is IdleStateHandler.IdleStateEvent {
+                context.close(promise: nil)
+                return
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
-    private final class FirstFrame: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
+    /// Completes with the first answer a forwarding socket or connection
+    /// receives (`answer` picks it out of a message, or ignores one: over
+    /// UDP, anything not from the upstream), and fails if it closes first.
+    private final class FirstAnswer<Message>: ChannelInboundHandler {
+        typealias InboundIn = Message
         private let promise: EventLoopPromise<ByteBuffer>
-        init(promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
+        private let answer: (Message) -> ByteBuffer?
+        init(promise: EventLoopPromise<ByteBuffer>, answer: @escaping (Message) -> ByteBuffer?) {
+            self.promise = promise
+            self.answer = answer
+        }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            promise.succeed(unwrapInboundIn(data))
+            if let reply = answer(unwrapInboundIn(data)) { promise.succeed(reply) }
         }
         func channelInactive(context: ChannelHandlerContext) {
-            promise.fail(ChannelError.ioOnClosedChannel)
+            promise.fail(ChannelError.ioOnClosedChannel)  // no-op once answered
         }
         func handlerRemoved(context: ChannelHandlerContext) {
             promise.fail(ChannelError.ioOnClosedChannel)
