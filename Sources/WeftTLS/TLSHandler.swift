@@ -175,7 +175,6 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         flushRequested = false
         guard !pending.isEmpty else { return }
         swap(&pending, &encrypting)
-        defer { encrypting.removeAll(keepingCapacity: true) }
         var promises: [EventLoopPromise<Void>] = []
         do {
             record.clear()
@@ -190,10 +189,15 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             try writeRecord()
         } catch {
+            encrypting.removeAll(keepingCapacity: true)
             promises.forEach { $0.fail(error) }
             broke(context: context, error)
             return
         }
+        // Emptied before the ciphertext goes down the pipeline: a write made
+        // from there (a handler told its channel is writable again) can
+        // flush here again, and must not find these writes once more.
+        encrypting.removeAll(keepingCapacity: true)
         let promise: EventLoopPromise<Void>?
         switch promises.count {
         case 0: promise = nil

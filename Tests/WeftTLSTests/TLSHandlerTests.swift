@@ -91,4 +91,36 @@ final class TLSHandlerTests: XCTestCase {
         XCTAssertFalse(server.channel.isActive)
         XCTAssertEqual(server.top.received, "")
     }
+
+    /// Below the TLS handler: the first time it is armed and sees ciphertext
+    /// go by, it writes more plaintext from the top of the pipeline at once,
+    /// as a handler told "writable again" does.
+    final class Reentrant: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var armed = false
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            context.write(data, promise: promise)
+            guard armed else { return }
+            armed = false
+            context.channel.writeAndFlush(ByteBuffer(string: "second;"), promise: nil)
+        }
+    }
+
+    func testAWriteMadeWhileAFlushGoesDownIsSentOnce() throws {
+        let client = try side(try TLSConnectionTests.node("ns/default/sa/frontend"), .client)
+        let reentrant = Reentrant()
+        try client.channel.pipeline.syncOperations.addHandler(reentrant, position: .first)
+        let server = try side(try TLSConnectionTests.node("ns/shop/sa/backend"), .server)
+        try server.channel.connect(to: SocketAddress(ipAddress: "198.18.0.1", port: 1)).wait()
+        try client.channel.connect(to: SocketAddress(ipAddress: "198.18.0.2", port: 15008)).wait()
+        try shuttle(client, server)
+        XCTAssertNotNil(client.top.established)
+        reentrant.armed = true
+        client.channel.writeAndFlush(ByteBuffer(string: "first;"), promise: nil)
+        try shuttle(client, server)
+        XCTAssertEqual(server.top.received, "first;second;")
+        client.channel.writeAndFlush(ByteBuffer(string: "third;"), promise: nil)
+        try shuttle(client, server)
+        XCTAssertEqual(server.top.received, "first;second;third;", "a write was encrypted twice")
+    }
 }
