@@ -292,20 +292,22 @@ def start_redis(pod: weftlab.Pod, work: Path, bind: str) -> weftlab.Proc:
     return proc
 
 
-def mint_mesh_tls(lab: weftlab.Lab, identity: str) -> dict:
-    """`listeners.mesh.tls` for `identity`, from a lab-wide mesh CA, minted
-    with `weft certs` and readable by the proxy user."""
-    root = lab.workdir / "tls"
-    ca = root / "ca"
-    if not (ca / "ca.key").exists():
-        subprocess.run([str(lab.weft_bin), "certs", "ca", "--trust-domain", "soak.local", "--out", str(ca)],
-                       check=True, capture_output=True, text=True, timeout=30)
-    out = root / identity.replace("/", "-")
-    subprocess.run([str(lab.weft_bin), "certs", "node", "--ca", str(ca), "--identity", identity, "--out", str(out)],
-                   check=True, capture_output=True, text=True, timeout=30)
-    for path in [out, *out.iterdir()]:
-        os.chown(path, weftlab.PROXY_UID, weftlab.PROXY_UID)
-    return {"cert": str(out / "node.crt"), "key": str(out / "node.key"), "ca": str(out / "ca.crt")}
+def run_wrk(pod: weftlab.Pod, script: Path, url: str, conns: int, duration: float, threads: int,
+            extra: list[str] = ()) -> dict:
+    """wrk from `pod` with a WRK_DONE-style `script`; its JSON summary, with
+    `rps` and `errors` added."""
+    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", "--timeout", "5s",
+           "-s", str(script), url]
+    if extra:
+        cmd += ["--", *extra]
+    res = pod.run(cmd, check=False, timeout=duration + 30)
+    m = re.search(r"^WRKJSON (\{.*\})$", res.stdout, re.M)
+    if res.returncode != 0 or not m:
+        raise weftlab.LabError(f"wrk {url} failed ({res.returncode}): {res.stdout}\n{res.stderr}")
+    out = json.loads(m.group(1))
+    out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
+    out["errors"] = sum(out[k] for k in out if k.startswith("err_"))
+    return out
 
 
 def cluster(name: str, vip: str, port: int, endpoint_ip: str, protocol: str = "auto",
@@ -563,18 +565,7 @@ class Bench:
 
     def wrk(self, url: str, conns: int, duration: float, script: str, threads: int,
             extra: list[str] = ()) -> dict:
-        cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", "--timeout", "5s",
-               "-s", str(self.work / script), url]
-        if extra:
-            cmd += ["--", *extra]
-        res = self.client.run(cmd, check=False, timeout=duration + 30)
-        m = re.search(r"^WRKJSON (\{.*\})$", res.stdout, re.M)
-        if res.returncode != 0 or not m:
-            raise weftlab.LabError(f"wrk failed ({res.returncode}): {res.stdout}\n{res.stderr}")
-        out = json.loads(m.group(1))
-        out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
-        out["errors"] = sum(out[k] for k in out if k.startswith("err_"))
-        return out
+        return run_wrk(self.client, self.work / script, url, conns, duration, threads, extra)
 
     def measured(self, path: str, fn) -> dict:
         """Run `fn()` (a load) and add the CPU and peak RSS of each proxy process."""
@@ -941,7 +932,7 @@ class Soak(Bench):
             log("--mtls: a mesh CA and both nodes' certificates from weft certs; the mesh hop in mutual TLS 1.3")
             tls = {}
             for name in ("client", "server"):
-                tls[name] = mint_mesh_tls(lab, f"ns/soak/sa/{name}")
+                tls[name] = lab.mesh_tls(f"ns/soak/sa/{name}", trust_domain="soak.local")
             self.client_config["listeners"] = {"mesh": {"tls": tls["client"]}}
             self.server_config["listeners"] = {"mesh": {"tls": tls["server"]}}
         self.weft_c = self.weft_s = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -88,24 +87,14 @@ class TLSBench:
                 f.chmod(0o644)
 
         bench.log("certificates: a mesh CA and four node certificates (EC P-256) with weft certs")
-        tls = work / "tls"
-        weft = str(lab.weft_bin)
-
-        def certs(*args: str) -> None:
-            subprocess.run([weft, "certs", *args], check=True, capture_output=True, text=True, timeout=30)
-
-        certs("ca", "--trust-domain", "bench.local", "--out", str(tls / "ca"))
         self.certs = {}
         for name in ("weft-client", "weft-server", "haproxy-client", "haproxy-server"):
-            out = tls / name
-            certs("node", "--ca", str(tls / "ca"), "--identity", f"ns/bench/sa/{name}", "--out", str(out))
-            for path in [out, *out.iterdir()]:
-                os.chown(path, weftlab.PROXY_UID, weftlab.PROXY_UID)
-            pem = out / "combined.pem"  # HAProxy takes certificate and key in one file
-            pem.write_text((out / "node.crt").read_text() + (out / "node.key").read_text())
+            tls = lab.mesh_tls(f"ns/bench/sa/{name}", trust_domain="bench.local")
+            pem = Path(tls["cert"]).with_name("combined.pem")  # HAProxy takes certificate and key in one file
+            pem.write_text(Path(tls["cert"]).read_text() + Path(tls["key"]).read_text())
             pem.chmod(0o600)
-            self.certs[name] = out
-        ca = tls / "ca" / "ca.crt"
+            self.certs[name] = {**tls, "combined": str(pem)}
+        ca = self.certs["haproxy-server"]["ca"]
 
         self.pods = {}
         for pair in ("1", "2"):
@@ -132,17 +121,16 @@ class TLSBench:
             "haproxy-tls": (
                 bench.start_haproxy(c2, work, "haproxy-c2", f"127.0.0.1:{HAPROXY_CLIENT}",
                                     f"server s1 {s2.ip4}:{HAPROXY_TLS_SERVER} ssl verify required ca-file {ca} "
-                                    f"crt {self.certs['haproxy-client'] / 'combined.pem'} alpn h2 "
+                                    f"crt {self.certs['haproxy-client']['combined']} alpn h2 "
                                     "ssl-min-ver TLSv1.3 proto h2", a.proxy_threads, HAPROXY_CLIENT),
                 bench.start_haproxy(s2, work, "haproxy-s2",
-                                    f":{HAPROXY_TLS_SERVER} ssl crt {self.certs['haproxy-server'] / 'combined.pem'} "
+                                    f":{HAPROXY_TLS_SERVER} ssl crt {self.certs['haproxy-server']['combined']} "
                                     f"ca-file {ca} verify required alpn h2 ssl-min-ver TLSv1.3",
                                     f"server app 127.0.0.1:{PORT}", a.proxy_threads, HAPROXY_TLS_SERVER)),
         }
 
         def tls_of(name: str) -> dict:
-            d = self.certs[name]
-            return {"cert": str(d / "node.crt"), "key": str(d / "node.key"), "ca": str(d / "ca.crt")}
+            return {k: self.certs[name][k] for k in ("cert", "key", "ca")}
 
         def client_config(server: weftlab.Pod, tls: dict | None) -> dict:
             config = {"node": {"id": "client"}, "outbound_policy": "allow_any",
@@ -178,16 +166,8 @@ class TLSBench:
 
     def wrk(self, path: str, seconds: int) -> dict:
         a = self.args
-        cmd = ["wrk", "-t", str(a.wrk_threads), "-c", str(a.connections), "-d", f"{seconds}s", "--timeout", "5s",
-               "-s", str(self.work / "wrk-done.lua"), self.url[path]]
-        res = self.client_pod[path].run(cmd, check=False, timeout=seconds + 30)
-        m = re.search(r"^WRKJSON (\{.*\})$", res.stdout, re.M)
-        if res.returncode != 0 or not m:
-            raise weftlab.LabError(f"wrk {path} failed ({res.returncode}): {res.stdout}\n{res.stderr}")
-        out = json.loads(m.group(1))
-        out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
-        out["errors"] = sum(out[k] for k in out if k.startswith("err_"))
-        return out
+        return bench.run_wrk(self.client_pod[path], self.work / "wrk-done.lua", self.url[path], a.connections,
+                             seconds, a.wrk_threads)
 
     def throughput(self) -> None:
         a = self.args
@@ -216,8 +196,8 @@ class TLSBench:
             pids = bench.proc_tree(server.pid)
             before = bench.cpu_seconds(pids)
             counted = s2.metric("weft_tls_handshakes_total", side="server", session="full") if name == "weft" else 0
-            res = c2.run([bench.PY, str(self.work / "handshakes.py"), ip, str(port), str(client / "node.crt"),
-                          str(client / "node.key"), str(client / "ca.crt"), str(a.handshake_seconds),
+            res = c2.run([bench.PY, str(self.work / "handshakes.py"), ip, str(port), client["cert"],
+                          client["key"], client["ca"], str(a.handshake_seconds),
                           str(a.handshake_procs)], check=False, timeout=a.handshake_seconds + 60)
             m = re.search(r"HANDSHAKES (\d+) (\d+) ([\d.]+)", res.stdout)
             if not m:

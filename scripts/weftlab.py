@@ -668,6 +668,29 @@ class Lab:
             _live_labs.remove(self)
         self._closed = True
 
+    # -- mesh certificates ------------------------------------------------------
+
+    def mesh_tls(self, identity: str, trust_domain: str = "mesh.local") -> dict:
+        """`listeners.mesh.tls` for `identity` (ns/<ns>/sa/<account>): a node
+        certificate minted with `weft certs` from the lab's mesh CA (made on
+        first use, in <workdir>/tls/ca), in <workdir>/tls/<identity with
+        dashes>, readable by the proxy user."""
+        root = self.workdir / "tls"
+        ca = root / "ca"
+
+        def certs(*args: str) -> None:
+            res = subprocess.run([str(self.weft_bin), "certs", *args], capture_output=True, text=True, timeout=30)
+            if res.returncode != 0:
+                raise LabError(f"weft certs {' '.join(args)}: {res.stderr}")
+
+        if not (ca / "ca.key").exists():
+            certs("ca", "--trust-domain", trust_domain, "--out", str(ca))
+        out = root / identity.replace("/", "-")
+        certs("node", "--ca", str(ca), "--identity", identity, "--out", str(out))
+        for path in [out, *out.iterdir()]:
+            os.chown(path, PROXY_UID, PROXY_UID)  # weft runs as uid 1337 and reads its key
+        return {"cert": str(out / "node.crt"), "key": str(out / "node.key"), "ca": str(out / "ca.crt")}
+
     # -- weft binary -------------------------------------------------------------
 
     @property

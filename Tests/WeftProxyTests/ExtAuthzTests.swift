@@ -18,14 +18,20 @@ final class ExtAuthzTests: XCTestCase {
     override func setUp() { group = MultiThreadedEventLoopGroup(numberOfThreads: 2) }
     override func tearDown() { XCTAssertNoThrow(try group.syncShutdownGracefully()) }
 
-    /// Answers from the request's `authorization`: `Bearer alice` → 200 with
-    /// `x-user-id: alice`; `Bearer slow` → 200 after 2 s; anything else →
-    /// 401 with `www-authenticate` and a body. Remembers what it was asked.
-    final class AuthzService: ChannelInboundHandler, @unchecked Sendable {
+    /// A loopback HTTP/1.1 server that remembers each request's head in
+    /// `seen` and answers what `answer` says, after `delay` if it gives one.
+    final class ScriptedServer: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        static let asked = SeenHeads()
+        typealias Answer = (status: HTTPResponseStatus, headers: HTTPHeaders, body: String, delay: TimeAmount?)
+        private let seen: SeenHeads
+        private let answer: @Sendable (HTTPRequestHead) -> Answer
         private var head: HTTPRequestHead?
+
+        init(seen: SeenHeads, answer: @escaping @Sendable (HTTPRequestHead) -> Answer) {
+            self.seen = seen
+            self.answer = answer
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -33,25 +39,20 @@ final class ExtAuthzTests: XCTestCase {
             case .body: break
             case .end:
                 guard let head else { return }
-                Self.asked.append(head)
-                let token = head.headers.first(name: "authorization") ?? ""
-                let answer: (HTTPResponseStatus, HTTPHeaders, String)
-                switch token {
-                case "Bearer alice", "Bearer slow": answer = (.ok, ["x-user-id": "alice", "x-other": "not forwarded"], "")
-                default: answer = (.unauthorized, ["www-authenticate": "Bearer"], "no entry\n")
-                }
-                var headers = answer.1
-                headers.add(name: "content-length", value: String(answer.2.utf8.count))
+                seen.append(head)
+                let answer = self.answer(head)
+                var headers = answer.headers
+                headers.add(name: "content-length", value: String(answer.body.utf8.count))
                 let respond = {
-                    context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: answer.0,
+                    context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: answer.status,
                                                                               headers: headers))), promise: nil)
-                    if !answer.2.isEmpty {
-                        context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer.2)))), promise: nil)
+                    if !answer.body.isEmpty {
+                        context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer.body)))), promise: nil)
                     }
                     context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
                 }
-                if token == "Bearer slow" {
-                    context.eventLoop.scheduleTask(in: .seconds(2)) { respond() }
+                if let delay = answer.delay {
+                    context.eventLoop.scheduleTask(in: delay) { respond() }
                 } else {
                     respond()
                 }
@@ -59,26 +60,27 @@ final class ExtAuthzTests: XCTestCase {
         }
     }
 
-    /// Answers 200 with the request's `x-user-id` values and path as its body.
-    final class App: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        static let served = SeenHeads()
-        private var head: HTTPRequestHead?
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let head): self.head = head
-            case .body: break
-            case .end:
-                guard let head else { return }
-                Self.served.append(head)
-                let body = "user=\(head.headers["x-user-id"].joined(separator: ",")) path=\(head.uri)"
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok,
-                                                                     headers: ["content-length": String(body.utf8.count)]))),
-                              promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    /// What the authorization service was asked, and what the app served.
+    static let asked = SeenHeads()
+    static let served = SeenHeads()
+
+    /// The service answers from the request's `authorization`: `Bearer
+    /// alice` → 200 with `x-user-id: alice`; `Bearer slow` → the same after
+    /// 2 s; anything else → 401 with `www-authenticate` and a body.
+    static func authzService() -> ScriptedServer {
+        ScriptedServer(seen: asked) { head in
+            switch head.headers.first(name: "authorization") ?? "" {
+            case "Bearer alice": (.ok, ["x-user-id": "alice", "x-other": "not forwarded"], "", nil)
+            case "Bearer slow": (.ok, ["x-user-id": "alice", "x-other": "not forwarded"], "", .seconds(2))
+            default: (.unauthorized, ["www-authenticate": "Bearer"], "no entry\n", nil)
             }
+        }
+    }
+
+    /// The app answers 200 with the request's `x-user-id` values and path.
+    static func app() -> ScriptedServer {
+        ScriptedServer(seen: served) { head in
+            (.ok, [:], "user=\(head.headers["x-user-id"].joined(separator: ",")) path=\(head.uri)", nil)
         }
     }
 
@@ -108,13 +110,13 @@ final class ExtAuthzTests: XCTestCase {
     /// A → B over the mesh, B delivering to the app after asking the
     /// service (`authzUp: false`: nothing listens where the service is).
     private func setup(authzUp: Bool = true, failureModeAllow: Bool = false) throws -> Setup {
-        AuthzService.asked.removeAll()
-        App.served.removeAll()
-        let app = try httpServer { App() }
+        Self.asked.removeAll()
+        Self.served.removeAll()
+        let app = try httpServer { Self.app() }
         var servers = [app]
         var authzPort = 1  // nothing listens on port 1
         if authzUp {
-            let authz = try httpServer { AuthzService() }
+            let authz = try httpServer { Self.authzService() }
             servers.append(authz)
             authzPort = try XCTUnwrap(authz.localAddress?.port)
         }
@@ -144,7 +146,7 @@ final class ExtAuthzTests: XCTestCase {
         let response = try request(setup, token: "Bearer alice", extra: "X-User-Id: mallory\r\n")
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 200"), response)
         XCTAssertTrue(response.hasSuffix("user=alice path=/items?id=7"), response)
-        let asked = try XCTUnwrap(AuthzService.asked.all.first)
+        let asked = try XCTUnwrap(Self.asked.all.first)
         XCTAssertEqual(asked.method, .POST)
         XCTAssertEqual(asked.uri, "/check")
         XCTAssertEqual(asked.headers.first(name: "x-forwarded-method"), "GET")
@@ -152,7 +154,7 @@ final class ExtAuthzTests: XCTestCase {
         XCTAssertEqual(asked.headers.first(name: "x-forwarded-host"), "backend")
         XCTAssertEqual(asked.headers.first(name: "authorization"), "Bearer alice")
         XCTAssertEqual(asked.headers["x-user-id"], [], "the caller's claim reached the service as if it were its own")
-        XCTAssertEqual(App.served.all.first?.headers["x-other"], [], "a header not in forward_headers went on")
+        XCTAssertEqual(Self.served.all.first?.headers["x-other"], [], "a header not in forward_headers went on")
         XCTAssertEqual(setup.b.server.metrics.extAuthz.allowed.load(ordering: .relaxed), 1)
     }
 
@@ -163,7 +165,7 @@ final class ExtAuthzTests: XCTestCase {
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 401"), response)
         XCTAssertTrue(response.lowercased().contains("www-authenticate: bearer"), response)
         XCTAssertTrue(response.hasSuffix("no entry\n"), response)
-        XCTAssertEqual(App.served.all.count, 0)
+        XCTAssertEqual(Self.served.all.count, 0)
         XCTAssertEqual(setup.b.server.metrics.extAuthz.denied.load(ordering: .relaxed), 1)
         // And the next allowed request is served.
         XCTAssertTrue(try request(setup, token: "Bearer alice").hasPrefix("HTTP/1.1 200"))
@@ -175,7 +177,7 @@ final class ExtAuthzTests: XCTestCase {
             let response = try request(closed, token: token)
             XCTAssertTrue(response.hasPrefix("HTTP/1.1 403"), response)
             XCTAssertTrue(response.contains("weft-reason: ext_authz_failure"), response)
-            XCTAssertEqual(App.served.all.count, 0, token)
+            XCTAssertEqual(Self.served.all.count, 0, token)
             XCTAssertEqual(closed.b.server.metrics.extAuthz.failed.load(ordering: .relaxed), 1)
             closed.close()
         }

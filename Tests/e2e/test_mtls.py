@@ -44,12 +44,9 @@ def weft_certs(weft_bin, *args: str) -> str:
     return res.stdout
 
 
-def node_dir(lab, name: str, identity: str, weft_bin, ca: Path) -> Path:
-    out = lab.workdir / "tls" / name
-    weft_certs(weft_bin, "node", "--ca", str(ca), "--identity", identity, "--out", str(out))
-    for path in [out, *out.iterdir()]:
-        os.chown(path, PROXY_UID, PROXY_UID)  # weft runs as uid 1337 and reads its key
-    return out
+def node_dir(lab, identity: str) -> Path:
+    """The directory of `identity`'s node.crt, node.key and ca.crt."""
+    return Path(lab.mesh_tls(identity)["cert"]).parent
 
 
 def tls_config(directory: Path) -> dict:
@@ -67,14 +64,13 @@ def mt(root, weft_bin):
     except ImportError:
         pytest.skip("python packages cryptography and h2 (Tests/e2e/requirements.txt)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
+        lab.backend_tls = node_dir(lab, "ns/shop/sa/backend")  # the lab's mesh CA comes with it
         ca = lab.workdir / "tls" / "ca"
-        weft_certs(weft_bin, "ca", "--trust-domain", "mesh.local", "--out", str(ca))
         other_ca = lab.workdir / "tls" / "other-ca"
         weft_certs(weft_bin, "ca", "--trust-domain", "mesh.local", "--out", str(other_ca))
         lab.ca, lab.other_ca = ca, other_ca
-        lab.backend_tls = node_dir(lab, "backend", "ns/shop/sa/backend", weft_bin, ca)
-        lab.client_tls = node_dir(lab, "client", "ns/default/sa/frontend", weft_bin, ca)
-        lab.intruder_tls = node_dir(lab, "intruder", "ns/default/sa/intruder", weft_bin, ca)
+        lab.client_tls = node_dir(lab, "ns/default/sa/frontend")
+        lab.intruder_tls = node_dir(lab, "ns/default/sa/intruder")
         lab.weft_path = weft_bin
         lab.access_log = lab.workdir / "backend-access.log"
 

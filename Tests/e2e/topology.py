@@ -171,32 +171,6 @@ def start_mesh_apps(backend: weftlab.Pod, workdir: Path) -> None:
         backend.wait_port(port, proc=proc)
 
 
-def mesh_tls(lab: weftlab.Lab, *identities: str) -> list[dict]:
-    """`listeners.mesh.tls` settings for each identity (ns/<ns>/sa/<account>),
-    from a mesh CA and node certificates minted with `weft certs` into the
-    lab's directory, readable by the proxy user."""
-    import os
-    import subprocess
-    root = lab.workdir / "tls"
-    ca = root / "ca"
-
-    def certs(*args: str) -> None:
-        res = subprocess.run([str(lab.weft_bin), "certs", *args], capture_output=True, text=True, timeout=30)
-        if res.returncode != 0:
-            raise weftlab.LabError(f"weft certs {' '.join(args)}: {res.stderr}")
-
-    if not (ca / "ca.key").exists():
-        certs("ca", "--trust-domain", "mesh.local", "--out", str(ca))
-    settings = []
-    for identity in identities:
-        out = root / identity.replace("/", "-")
-        certs("node", "--ca", str(ca), "--identity", identity, "--out", str(out))
-        for path in [out, *out.iterdir()]:
-            os.chown(path, weftlab.PROXY_UID, weftlab.PROXY_UID)
-        settings.append({"cert": str(out / "node.crt"), "key": str(out / "node.key"), "ca": str(out / "ca.crt")})
-    return settings
-
-
 def build_http_mesh(lab: weftlab.Lab, tls: bool = False) -> Mesh:
     """client + backend pods, both intercepted, both running weft; the client
     node knows the backend's apps only as `mesh: true` clusters. With `tls`
@@ -208,7 +182,7 @@ def build_http_mesh(lab: weftlab.Lab, tls: bool = False) -> Mesh:
         pod.init()
     backend_config, client_config = dict(BACKEND_CONFIG), mesh_client_config(backend)
     if tls:
-        backend_tls, client_tls = mesh_tls(lab, "ns/default/sa/backend", "ns/default/sa/client")
+        backend_tls, client_tls = lab.mesh_tls("ns/default/sa/backend"), lab.mesh_tls("ns/default/sa/client")
         backend_config["listeners"] = {"mesh": {"tls": backend_tls}}
         client_config["listeners"] = {"mesh": {"tls": client_tls}}
     backend.start_weft(backend_config)
