@@ -95,7 +95,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Endpoint sources that change while the node runs: file, dns.
-        .target(name: "WeftDiscovery", dependencies: ["WeftConfig", "WeftCore"]),
+        .target(name: "WeftDiscovery", dependencies: [
+            "WeftConfig", "WeftCore", "WeftTLS",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .target(name: "WeftAdmin", dependencies: [
             "WeftObservability", "WeftTransport",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -171,7 +176,9 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "WeftDiscoveryTests", dependencies: ["WeftDiscovery", "WeftConfig", "WeftCore"]),
+        .testTarget(name: "WeftDiscoveryTests", dependencies: [
+            "WeftDiscovery", "WeftConfig", "WeftCore", .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "WeftProxyTests", dependencies: [
             "WeftProxy", "WeftObservability", "WeftMesh", "WeftMeshTesting", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftNetfilter", "WeftHTTP2",
             .product(name: "NIOCore", package: "swift-nio"),

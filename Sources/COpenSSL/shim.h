@@ -42,3 +42,6 @@ static inline void weft_bio_clear_retry(BIO *bio) {
 static inline int weft_x509_set_version3(X509 *cert) {
     return X509_set_version(cert, X509_VERSION_3);
 }
+static inline int weft_ssl_set_sni(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}

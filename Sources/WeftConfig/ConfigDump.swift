@@ -24,7 +24,7 @@ public enum ConfigDump {
         case let number as UInt16: return Int(number)
         case let number as Double: return number
         case let duration as Duration: return format(duration)
-        case is IPEndpoint, is IPAddress, is CIDR, is SPIFFEID: return String(describing: any)
+        case is IPEndpoint, is IPAddress, is CIDR, is SPIFFEID, is KubernetesServerURL: return String(describing: any)
         case let raw as any RawRepresentable:
             if let text = raw.rawValue as? String { return text }
         default: break
@@ -61,16 +61,20 @@ public enum ConfigDump {
         }
     }
 
-    /// `maxPending` → `max_pending`.
+    /// `maxPending` → `max_pending`; a run of capitals is one word:
+    /// `proxyUID` → `proxy_uid`, `kubernetesAPIServer` → `kubernetes_api_server`.
     static func snakeCase(_ name: String) -> String {
+        let characters = Array(name)
         var out = ""
-        for character in name {
-            if character.isUppercase {
-                if !out.isEmpty { out.append("_") }
-                out.append(contentsOf: character.lowercased())
-            } else {
-                out.append(character)
+        for (index, character) in characters.enumerated() {
+            if character.isUppercase, index > 0 {
+                let previous = characters[index - 1]
+                let next = index + 1 < characters.count ? characters[index + 1] : nil
+                // A word starts after a lowercase letter or digit, or at the
+                // last capital of a run that a lowercase letter follows.
+                if !previous.isUppercase || next?.isLowercase == true { out.append("_") }
             }
+            out.append(contentsOf: character.lowercased())
         }
         return out
     }

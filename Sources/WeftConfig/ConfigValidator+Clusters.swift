@@ -16,7 +16,7 @@ extension ConfigValidator {
         guard let fields = mapping(
             value,
             keys: ["name", "addresses", "hostnames", "protocol", "mesh", "discovery", "lb", "hash_on",
-                   "endpoints", "dns_refresh", "file", "timeouts", "health_check", "outlier_detection", "retries",
+                   "endpoints", "dns_refresh", "file", "kubernetes", "timeouts", "health_check", "outlier_detection", "retries",
                    "circuit_breakers", "rate_limit"]
         ) else { return source }
 
@@ -47,7 +47,7 @@ extension ConfigValidator {
         source.cluster.mesh = bool(fields["mesh"]) ?? false
         let discovery = fields["discovery"] == nil
             ? DiscoveryKind.static
-            : choice(fields["discovery"], as: DiscoveryKind.self, notSupportedYet: ["kubernetes"])
+            : choice(fields["discovery"], as: DiscoveryKind.self)
         source.cluster.discovery = discovery ?? .static
         discoverySettings(fields, discovery: discovery, into: &source.cluster)
         source.cluster.lb = choice(fields["lb"], as: LoadBalancerPolicy.self) ?? .roundRobin
@@ -73,6 +73,8 @@ extension ConfigValidator {
         let items = list(fields["endpoints"])
         if discovery == .file, let given = fields["endpoints"] {
             report(given, "a file cluster takes its endpoints from its file, not from endpoints")
+        } else if discovery == .kubernetes, let given = fields["endpoints"] {
+            report(given, "a kubernetes cluster takes its endpoints from the Service's EndpointSlices, not from endpoints")
         } else if discovery == .dns {
             for item in items ?? [] {
                 if let named = namedEndpoint(item) { source.cluster.namedEndpoints.append(named) }
@@ -118,6 +120,47 @@ extension ConfigValidator {
         } else if discovery == .file {
             report(fields.path.key("file"), near: fields.node, "a file cluster needs file (the path of its endpoint list)")
         }
+        if let given = fields["kubernetes"] {
+            if discovery == .kubernetes {
+                cluster.kubernetes = kubernetesService(given)
+            } else {
+                report(given, "kubernetes applies only to discovery: kubernetes")
+            }
+        } else if discovery == .kubernetes {
+            report(fields.path.key("kubernetes"), near: fields.node,
+                   "a kubernetes cluster needs kubernetes: { service, port } (namespace: the node's own)")
+        }
+    }
+
+    /// `kubernetes: { service, namespace, port }`: names as Kubernetes
+    /// spells them (DNS labels), the port by name or number.
+    private mutating func kubernetesService(_ value: ConfigValue) -> KubernetesServiceRef? {
+        guard let fields = mapping(value, keys: ["service", "namespace", "port"]) else { return nil }
+        func label(_ key: String) -> String? {
+            guard let given = fields[key], let text = string(given) else { return nil }
+            guard text.utf8.count <= 63, ConfigNames.dnsName(text) == text, !text.contains(".") else {
+                report(given, "\(quoted(text)) is not a valid \(key) name (a DNS label: lowercase letters, digits and \"-\")")
+                return nil
+            }
+            return text
+        }
+        let service = required(fields, "service").flatMap { _ in label("service") }
+        let namespace = label("namespace")
+        var port: String?
+        if let given = required(fields, "port") {
+            if let number = given.node.scalarText.flatMap({ UInt16($0) }), number > 0 {
+                port = String(number)
+            } else if let name = label("port") {
+                // A port name (IANA_SVC_NAME) has a letter; "0" is no port.
+                if name.contains(where: \.isLetter) {
+                    port = name
+                } else {
+                    report(given, "\(quoted(name)) is neither a port number (1-65535) nor a port name")
+                }
+            }
+        }
+        guard let service, let port else { return nil }
+        return KubernetesServiceRef(service: service, namespace: namespace, port: port)
     }
 
     /// A `dns` cluster's endpoint: `host:port` (a DNS name, or an IP).

@@ -11,7 +11,7 @@ extension ConfigValidator {
             ConfigValue(node: root, path: .root),
             keys: ["node", "listeners", "outbound_policy", "detect_timeout", "drain_timeout",
                    "opaque_ports", "clusters", "routes", "access_log", "authorization",
-                   "ext_authz"]
+                   "ext_authz", "kubernetes_api"]
         ) else { return config }
 
         config.node = nodeSettings(fields["node"])
@@ -33,7 +33,33 @@ extension ConfigValidator {
         config.routes = (list(fields["routes"]) ?? []).compactMap { route($0, clusters: Set(config.clusters.map(\.name))) }
         config.authorization = authorization(fields["authorization"])
         config.extAuthz = extAuthz(fields["ext_authz"], clusters: names)
+        config.kubernetesAPI = kubernetesAPI(fields["kubernetes_api"])
         return config
+    }
+
+    /// `kubernetes_api: { server, token_file, ca_file }`.
+    private mutating func kubernetesAPI(_ value: ConfigValue?) -> KubernetesAPISettings? {
+        guard let fields = mapping(value, keys: ["server", "token_file", "ca_file"]) else { return nil }
+        let tokenFile = absolutePath(fields["token_file"])
+        let caFile = absolutePath(fields["ca_file"])
+        guard let serverValue = required(fields, "server"), let text = string(serverValue) else { return nil }
+        let server: KubernetesServerURL
+        switch KubernetesServerURL.parse(text) {
+        case .success(let parsed):
+            server = parsed
+        case .failure(let error):
+            report(serverValue, "\(quoted(text)) is not an API server URL: it \(error)")
+            return nil
+        }
+        var settings = KubernetesAPISettings(server: server, tokenFile: tokenFile, caFile: caFile)
+        if server.tls, fields["ca_file"] == nil {
+            report(fields.path.key("ca_file"), near: fields.node,
+                   "an https server needs ca_file (the CA its certificate chains to)")
+        } else if !server.tls, let given = fields["ca_file"] {
+            report(given, "ca_file applies only to an https server")
+            settings.caFile = nil
+        }
+        return settings
     }
 
     /// `ext_authz: { cluster, path, timeout, forward_headers, failure_mode_allow }`.

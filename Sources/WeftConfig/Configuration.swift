@@ -23,6 +23,8 @@ public struct Configuration: Sendable, Equatable {
     /// Ask an authorization service before delivering each inbound mesh
     /// HTTP request (SPEC §8); nil: no such call.
     public var extAuthz: ExtAuthzSettings?
+    /// The API server for `discovery: kubernetes`; nil: the in-cluster one.
+    public var kubernetesAPI: KubernetesAPISettings?
 
     public init(
         node: NodeSettings = NodeSettings(),
@@ -271,6 +273,8 @@ public enum DiscoveryKind: String, Sendable, Equatable, CaseIterable {
     case dns
     /// A watched YAML file holding a list of endpoints (`file`).
     case file
+    /// A Service's EndpointSlices, listed and watched (`kubernetes`).
+    case kubernetes
 }
 
 /// A `dns` cluster's endpoint: a host name to resolve, and the port and
@@ -339,6 +343,8 @@ public struct Cluster: Sendable, Equatable {
     public var dnsRefresh: Duration
     /// `discovery: file`: the endpoint list's path.
     public var file: String?
+    /// `discovery: kubernetes`: the Service whose EndpointSlices to follow.
+    public var kubernetes: KubernetesServiceRef?
     public var timeouts: ClusterTimeouts
     /// Active checks of every endpoint; nil: none.
     public var healthCheck: HealthCheck?

@@ -48,9 +48,13 @@ public struct EndpointSlices: Sendable {
         public var ports: [Port]?
     }
 
-    /// A list answer (`EndpointSliceList`).
+    /// A list answer (`EndpointSliceList`), or one page of it.
     struct List: Decodable {
-        struct Metadata: Decodable { var resourceVersion: String? }
+        struct Metadata: Decodable {
+            var resourceVersion: String?
+            /// Set when more pages follow: ask again with it.
+            var `continue`: String?
+        }
         var metadata: Metadata
         var items: [Slice]
     }
@@ -73,10 +77,15 @@ public struct EndpointSlices: Sendable {
             if type == .error {
                 code = try container.decodeIfPresent(Status.self, forKey: .object)?.code
             } else if type == .bookmark {
-                // A bookmark carries only metadata.resourceVersion.
-                struct Bookmark: Decodable { var metadata: Slice.Metadata? }
+                // A bookmark carries only metadata.resourceVersion (no name).
+                struct Bookmark: Decodable {
+                    struct Metadata: Decodable { var resourceVersion: String? }
+                    var metadata: Metadata?
+                }
                 let bookmark = try container.decodeIfPresent(Bookmark.self, forKey: .object)
-                object = bookmark?.metadata.map { Slice(metadata: $0, endpoints: nil, ports: nil) }
+                object = bookmark?.metadata.map {
+                    Slice(metadata: Slice.Metadata(name: "", resourceVersion: $0.resourceVersion), endpoints: nil, ports: nil)
+                }
             } else {
                 object = try container.decode(Slice.self, forKey: .object)
             }
@@ -97,8 +106,13 @@ public struct EndpointSlices: Sendable {
     /// Replaces everything with a list answer's slices.
     public mutating func apply(list data: Data) throws {
         let list = try JSONDecoder().decode(List.self, from: data)
-        slices = Dictionary(list.items.map { ($0.metadata.name, $0) }, uniquingKeysWith: { $1 })
-        resourceVersion = list.metadata.resourceVersion
+        replace(with: list.items, resourceVersion: list.metadata.resourceVersion)
+    }
+
+    /// Replaces everything with the slices of a (possibly paged) list.
+    mutating func replace(with items: [Slice], resourceVersion: String?) {
+        slices = Dictionary(items.map { ($0.metadata.name, $0) }, uniquingKeysWith: { $1 })
+        self.resourceVersion = resourceVersion
     }
 
     /// Applies one watch event (a line of the stream).

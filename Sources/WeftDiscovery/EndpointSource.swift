@@ -1,11 +1,11 @@
 import Dispatch
+import NIOCore
 import Synchronization
 import WeftConfig
 
 /// Where a cluster's endpoints come from when they can change while the
 /// node runs (SPEC §5, Discovery): a source reports the whole current list
 /// each time it changes, from its own queue, never from an event loop.
-/// `kubernetes` (EndpointSlices) plugs in here.
 public protocol EndpointSource: AnyObject, Sendable {
     /// What the source watches: a source with equal settings after a reload
     /// is kept running, a different one replaces it.
@@ -19,8 +19,11 @@ public protocol EndpointSource: AnyObject, Sendable {
 public enum EndpointSources {
     /// The source a cluster's `discovery` asks for; nil for `static`.
     /// `onProblem` hears why an answer could not be had (the last good
-    /// list stays in force).
+    /// list stays in force). A `kubernetes` source runs on one loop of
+    /// `eventLoops` and reaches the API server `kubernetesAPI` names (nil:
+    /// the in-cluster one).
     public static func make(for cluster: Cluster, resolver: any HostResolver = SystemResolver(),
+                            eventLoops: any EventLoopGroup, kubernetesAPI: KubernetesAPISettings?,
                             onProblem: @escaping @Sendable (String) -> Void) -> (any EndpointSource)? {
         switch cluster.discovery {
         case .static:
@@ -31,6 +34,10 @@ public enum EndpointSources {
         case .dns:
             return DNSEndpointSource(names: cluster.namedEndpoints, refresh: cluster.dnsRefresh, resolver: resolver,
                                      onProblem: onProblem)
+        case .kubernetes:
+            guard let service = cluster.kubernetes else { return nil }
+            return KubernetesEndpointSource(service: service, api: kubernetesAPI, eventLoop: eventLoops.next(),
+                                            onProblem: onProblem)
         }
     }
 }

@@ -293,7 +293,9 @@ public final class ProxyServer: Sendable {
             var wanted: [String: any EndpointSource] = [:]
             for cluster in runtime.configured.clusters {
                 let name = cluster.name
-                guard let source = EndpointSources.make(for: cluster, resolver: hostResolver, onProblem: { problem in
+                guard let source = EndpointSources.make(for: cluster, resolver: hostResolver, eventLoops: group,
+                                                       kubernetesAPI: runtime.configured.kubernetesAPI,
+                                                       onProblem: { problem in
                     logger.warning("endpoint discovery: keeping the last endpoints", metadata: [
                         "cluster": "\(name)", "problem": "\(problem)",
                     ])

@@ -59,9 +59,10 @@ public enum CertificateMint {
     }
 
     /// A leaf certificate with exactly `uriNames` as its URI SANs, signed by
-    /// `ca` (tests use it for certificates a node must refuse).
-    static func signedCertificate(uriNames: [String], commonName: String, ca: PEMCredentials,
-                                  validFor seconds: Int) throws -> PEMCredentials {
+    /// `ca` (tests use it for certificates a node must refuse), plus
+    /// `otherNames` in OpenSSL's spelling (`DNS:api.local`, `IP:10.0.0.1`).
+    static func signedCertificate(uriNames: [String], otherNames: [String] = [], commonName: String,
+                                  ca: PEMCredentials, validFor seconds: Int) throws -> PEMCredentials {
         let caCertificates = try PEM.certificates(ca.certificate, what: "the CA certificate")
         defer { caCertificates.forEach { X509_free($0) } }
         let caCertificate = caCertificates[0]
@@ -79,8 +80,9 @@ public enum CertificateMint {
             (NID_subject_key_identifier, "hash"),
             (NID_authority_key_identifier, "keyid:always"),
         ]
-        if !uriNames.isEmpty {
-            extensions.append((NID_subject_alt_name, uriNames.map { "URI:\($0)" }.joined(separator: ",")))
+        let names = uriNames.map { "URI:\($0)" } + otherNames
+        if !names.isEmpty {
+            extensions.append((NID_subject_alt_name, names.joined(separator: ",")))
         }
         let certificate = try build(subjectKey: key, commonName: commonName, issuer: caCertificate,
                                     signingKey: caKey, validFor: seconds, extensions: extensions)

@@ -12,7 +12,8 @@ public struct TLSFailure: Error, Equatable, CustomStringConvertible {
         case untrusted
         case expired
         case notYetValid = "not_yet_valid"
-        /// Not exactly one URI SAN, not a SPIFFE ID, or another trust domain.
+        /// Not exactly one URI SAN, not a SPIFFE ID, or another trust domain;
+        /// for a server verified by name, a certificate for another name.
         case badIdentity = "bad_identity"
         /// The peer did not agree on ALPN `h2`.
         case noALPN = "no_alpn"
@@ -34,7 +35,9 @@ public struct TLSFailure: Error, Equatable, CustomStringConvertible {
 
 /// The verified far end of an established connection.
 public struct TLSPeer: Sendable, Equatable {
-    public let identity: SPIFFEID
+    /// The mesh peer's SPIFFE ID; nil for a server verified by its name
+    /// (a ``TLSClientContext`` connection).
+    public let identity: SPIFFEID?
     /// The handshake resumed an earlier session (no certificates exchanged).
     public let resumed: Bool
 }
@@ -49,7 +52,17 @@ public final class TLSConnection {
     public enum Role: Sendable { case client, server }
 
     public let role: Role
-    let context: TLSContext
+    /// What the far end must prove once the chain is verified.
+    private enum PeerCheck {
+        /// ALPN h2 and one SPIFFE ID of this trust domain (the mesh).
+        case meshIdentity(trustDomain: String)
+        /// Nothing more: OpenSSL checked the name during the handshake.
+        case serverName
+    }
+
+    private let check: PeerCheck
+    /// Resumable sessions by peer (mesh clients).
+    private let sessions: ClientSessionCache?
     private let ssl: OpaquePointer
     /// The peer's address for session resumption (clients).
     private let peerKey: String?
@@ -64,10 +77,32 @@ public final class TLSConnection {
     /// A handshake or record failed: the session must not be resumed.
     private var failed = false
 
-    public init(context: TLSContext, role: Role, peerKey: String? = nil,
-                allocator: ByteBufferAllocator = ByteBufferAllocator()) throws {
+    /// A mesh connection (either side).
+    public convenience init(context: TLSContext, role: Role, peerKey: String? = nil,
+                            allocator: ByteBufferAllocator = ByteBufferAllocator()) throws {
+        try self.init(raw: context.raw, role: role, check: .meshIdentity(trustDomain: context.identity.trustDomain),
+                      sessions: context.sessions, peerKey: peerKey, allocator: allocator)
+    }
+
+    /// A client connection to a server outside the mesh, which must
+    /// present a certificate for `serverName` (a DNS name, sent as SNI,
+    /// or an IP address).
+    public convenience init(client context: TLSClientContext, serverName: String,
+                            allocator: ByteBufferAllocator = ByteBufferAllocator()) throws {
+        try self.init(raw: context.raw, role: .client, check: .serverName, sessions: nil, peerKey: nil,
+                      allocator: allocator)
+        if IPAddress(serverName) != nil {
+            try WeftTLS.check(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName), "checking for \(serverName)")
+        } else {
+            try WeftTLS.check(SSL_set1_host(ssl, serverName), "checking for \(serverName)")
+            try WeftTLS.check(weft_ssl_set_sni(ssl, serverName), "sending the server name \(serverName)")
+        }
+    }
+
+    private init(raw: OpaquePointer, role: Role, check: PeerCheck, sessions: ClientSessionCache?, peerKey: String?,
+                 allocator: ByteBufferAllocator) throws {
         guard let method = bioMethod else { throw OpenSSLError(operation: "BIO_meth_new", detail: "no BIO method") }
-        let ssl = try check(SSL_new(context.raw), "SSL_new")
+        let ssl = try WeftTLS.check(SSL_new(raw), "SSL_new")
         guard let bio = BIO_new(method) else {
             SSL_free(ssl)
             throw OpenSSLError.drain("BIO_new")
@@ -75,7 +110,8 @@ public final class TLSConnection {
         SSL_set_bio(ssl, bio, bio)  // one reference, owned by ssl from now
         self.ssl = ssl
         self.role = role
-        self.context = context
+        self.check = check
+        self.sessions = sessions
         self.peerKey = peerKey
         self.allocator = allocator
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -84,7 +120,7 @@ public final class TLSConnection {
         switch role {
         case .client:
             SSL_set_connect_state(ssl)
-            if let peerKey, let session = context.sessions.session(for: peerKey) {
+            if let peerKey, let session = sessions?.session(for: peerKey) {
                 SSL_set_session(ssl, session.raw)
             }
         case .server:
@@ -208,6 +244,12 @@ public final class TLSConnection {
     // MARK: - Verification
 
     private func verifiedPeer() throws -> TLSPeer {
+        guard case .meshIdentity(let trustDomain) = check else {
+            // The chain and the name were checked by the handshake.
+            let verified = SSL_get_verify_result(ssl)
+            guard verified == X509_V_OK else { throw Self.verifyFailure(Int32(verified)) }
+            return TLSPeer(identity: nil, resumed: SSL_session_reused(ssl) == 1)
+        }
         var protocolName: UnsafePointer<UInt8>?
         var length: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &protocolName, &length)
@@ -226,8 +268,8 @@ public final class TLSConnection {
         } catch {
             throw TLSFailure(.badIdentity, "\(error)")
         }
-        guard identity.trustDomain == context.identity.trustDomain else {
-            throw TLSFailure(.badIdentity, "\(TLSIdentityError.foreignTrustDomain(identity, expected: context.identity.trustDomain))")
+        guard identity.trustDomain == trustDomain else {
+            throw TLSFailure(.badIdentity, "\(TLSIdentityError.foreignTrustDomain(identity, expected: trustDomain))")
         }
         return TLSPeer(identity: identity, resumed: SSL_session_reused(ssl) == 1)
     }
@@ -237,6 +279,7 @@ public final class TLSConnection {
         switch code {
         case X509_V_ERR_CERT_HAS_EXPIRED: return TLSFailure(.expired, text)
         case X509_V_ERR_CERT_NOT_YET_VALID: return TLSFailure(.notYetValid, text)
+        case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH: return TLSFailure(.badIdentity, text)
         default: return TLSFailure(.untrusted, text)
         }
     }
@@ -258,7 +301,7 @@ public final class TLSConnection {
 
     private func forgetSession() {
         failed = true
-        if role == .client, let peerKey { context.sessions.forget(peerKey) }
+        if role == .client, let peerKey { sessions?.forget(peerKey) }
     }
 
     // MARK: - BIO and callbacks
@@ -266,8 +309,8 @@ public final class TLSConnection {
     /// A session ticket arrived (clients): kept for the next connection to
     /// this peer. True when the reference was taken.
     func keep(_ session: OpaquePointer) -> Bool {
-        guard role == .client, let peerKey else { return false }
-        context.sessions.store(ClientSessionCache.Session(taking: session), for: peerKey)
+        guard role == .client, let peerKey, let sessions else { return false }
+        sessions.store(ClientSessionCache.Session(taking: session), for: peerKey)
         return true
     }
 

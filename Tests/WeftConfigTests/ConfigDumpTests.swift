@@ -46,5 +46,9 @@ final class ConfigDumpTests: XCTestCase {
         XCTAssertEqual(ConfigDump.format(.seconds(7200)), "2h")
         XCTAssertEqual(ConfigDump.format(.zero), "0ms")
         XCTAssertEqual(ConfigDump.snakeCase("maxEjectionPercent"), "max_ejection_percent")
+        XCTAssertEqual(ConfigDump.snakeCase("proxyUID"), "proxy_uid")
+        XCTAssertEqual(ConfigDump.snakeCase("kubernetesAPI"), "kubernetes_api")
+        XCTAssertEqual(ConfigDump.snakeCase("kubernetesAPIServer"), "kubernetes_api_server")
+        XCTAssertEqual(ConfigDump.snakeCase("caFile"), "ca_file")
     }
 }

@@ -118,19 +118,39 @@ final class ConfigProblemTests: XCTestCase {
         ])
     }
 
-    func testSpecKeysNotBuiltYetAreRefusedNotIgnored() {
-        assertProblems("""
+    func testKubernetesDiscoveryNamesAServiceAndTheAPIServer() throws {
+        let config = try ConfigLoader.load(yaml: """
+            kubernetes_api: { server: "https://198.18.0.250:6443/", token_file: /run/weft/token, ca_file: /run/weft/ca.crt }
             clusters:
-              - name: backend
-                discovery: kubernetes
-                lb: least_request
-                endpoints: [{ address: "198.18.0.2:80" }]
-                circuit_breakers: { max_connections: 10 }
-                timeouts: { connect: 1s, request: 15s, idle: 1h }
-                retries: { attempts: 2 }
-                rate_limit: { per_second: 10 }
+              - { name: backend, mesh: true, discovery: kubernetes, kubernetes: { service: backend, namespace: shop, port: http } }
+              - { name: cache, discovery: kubernetes, kubernetes: { service: cache, port: 6379 } }
+            """)
+        XCTAssertEqual(config.kubernetesAPI, KubernetesAPISettings(
+            server: KubernetesServerURL(tls: true, host: "198.18.0.250", port: 6443),
+            tokenFile: "/run/weft/token", caFile: "/run/weft/ca.crt"))
+        XCTAssertEqual(config.clusters.map(\.discovery), [.kubernetes, .kubernetes])
+        XCTAssertEqual(config.clusters[0].kubernetes, KubernetesServiceRef(service: "backend", namespace: "shop", port: "http"))
+        XCTAssertEqual(config.clusters[1].kubernetes, KubernetesServiceRef(service: "cache", port: "6379"))
+        XCTAssertNil(try ConfigLoader.load(yaml: "clusters: []").kubernetesAPI, "in-cluster unless told")
+        XCTAssertNotNil(try ConfigLoader.load(yaml: "kubernetes_api: { server: http://127.0.0.1:8001 }").kubernetesAPI)
+
+        assertProblems("""
+            kubernetes_api: { server: "ftp://api", token_file: token }
+            clusters:
+              - { name: a, discovery: kubernetes }
+              - { name: b, discovery: kubernetes, kubernetes: { service: Backend, port: 0 }, endpoints: [{ address: "198.18.0.2:80" }] }
+              - { name: c, endpoints: [{ address: "198.18.0.2:80" }], kubernetes: { service: c, port: 80 } }
             """, [
-            #"clusters[0].discovery: "kubernetes" is not supported yet (supported: static, dns, file)"#,
+            #"kubernetes_api.server: "ftp://api" is not an API server URL: it must start with https:// (or http:// for a local proxy)"#,
+            #"kubernetes_api.token_file: "token" must be an absolute path"#,
+            "clusters[0].kubernetes: a kubernetes cluster needs kubernetes: { service, port } (namespace: the node's own)",
+            #"clusters[1].kubernetes.service: "Backend" is not a valid service name (a DNS label: lowercase letters, digits and "-")"#,
+            #"clusters[1].kubernetes.port: "0" is neither a port number (1-65535) nor a port name"#,
+            "clusters[1].endpoints: a kubernetes cluster takes its endpoints from the Service's EndpointSlices, not from endpoints",
+            "clusters[2].kubernetes: kubernetes applies only to discovery: kubernetes",
+        ])
+        assertProblems("kubernetes_api: { server: https://api.example:6443 }", [
+            "kubernetes_api.ca_file: an https server needs ca_file (the CA its certificate chains to)",
         ])
     }
 

@@ -58,7 +58,7 @@ final class EndpointSlicesTests: XCTestCase {
         XCTAssertEqual(try state.apply(event: event("DELETED", slice("backend-b", version: "103", []))), .changed)
         XCTAssertEqual(addresses(state), [])
         XCTAssertEqual(state.resourceVersion, "103")
-        XCTAssertEqual(try state.apply(event: event("BOOKMARK", "{\"metadata\":{\"name\":\"\",\"resourceVersion\":\"150\"}}")), .unchanged)
+        XCTAssertEqual(try state.apply(event: event("BOOKMARK", "{\"kind\":\"EndpointSlice\",\"metadata\":{\"resourceVersion\":\"150\"}}")), .unchanged)
         XCTAssertEqual(state.resourceVersion, "150", "a bookmark moves the version a re-watch resumes from")
     }
 

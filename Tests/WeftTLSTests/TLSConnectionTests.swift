@@ -55,8 +55,8 @@ final class TLSConnectionTests: XCTestCase {
         let (c, s) = Self.pump(client, server)
         XCTAssertEqual(try c.get(), true)
         XCTAssertEqual(try s.get(), true)
-        XCTAssertEqual(client.peer?.identity.description, "spiffe://mesh.local/ns/shop/sa/backend")
-        XCTAssertEqual(server.peer?.identity.description, "spiffe://mesh.local/ns/default/sa/frontend")
+        XCTAssertEqual(client.peer?.identity?.description, "spiffe://mesh.local/ns/shop/sa/backend")
+        XCTAssertEqual(server.peer?.identity?.description, "spiffe://mesh.local/ns/default/sa/frontend")
         XCTAssertEqual(client.peer?.resumed, false)
 
         // Data both ways, larger than one record.
@@ -121,7 +121,7 @@ final class TLSConnectionTests: XCTestCase {
             XCTAssertEqual(client.peer?.resumed, expectResumed)
             XCTAssertEqual(server.peer?.resumed, expectResumed)
             // The identity is known on a resumed session too.
-            XCTAssertEqual(server.peer?.identity.description, "spiffe://mesh.local/ns/default/sa/frontend")
+            XCTAssertEqual(server.peer?.identity?.description, "spiffe://mesh.local/ns/default/sa/frontend")
         }
         // Another peer address does not resume.
         let client = try TLSConnection(context: frontend, role: .client, peerKey: "198.18.0.3:15008")

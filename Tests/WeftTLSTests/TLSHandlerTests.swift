@@ -66,8 +66,8 @@ final class TLSHandlerTests: XCTestCase {
         try client.channel.connect(to: SocketAddress(ipAddress: "198.18.0.2", port: 15008)).wait()
         try shuttle(client, server)
 
-        XCTAssertEqual(server.top.established?.identity.description, "spiffe://mesh.local/ns/default/sa/frontend")
-        XCTAssertEqual(client.top.established?.identity.description, "spiffe://mesh.local/ns/shop/sa/backend")
+        XCTAssertEqual(server.top.established?.identity?.description, "spiffe://mesh.local/ns/default/sa/frontend")
+        XCTAssertEqual(client.top.established?.identity?.description, "spiffe://mesh.local/ns/shop/sa/backend")
         XCTAssertEqual(server.top.received, (0..<100).map { "frame \($0);" }.joined() + "end")
         XCTAssertNoThrow(try flushed.futureResult.wait())
 
