@@ -691,6 +691,39 @@ class Lab:
             os.chown(path, PROXY_UID, PROXY_UID)  # weft runs as uid 1337 and reads its key
         return {"cert": str(out / "node.crt"), "key": str(out / "node.key"), "ca": str(out / "ca.crt")}
 
+    def server_tls(self, name: str, sans: Sequence[str], ca_name: str = "server-ca") -> dict:
+        """A TLS server certificate for a plain (non-mesh) server, e.g. the
+        tests' Kubernetes API server: `sans` in OpenSSL's spelling
+        (`IP:198.18.0.9`, `DNS:api.test`), signed by the lab CA `ca_name`
+        (made with openssl on first use). Files in <workdir>/tls/<name>,
+        readable by everyone (the CA is what weft is given)."""
+        root = self.workdir / "tls"
+        ca = root / ca_name
+        out = root / name
+        out.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+
+        def openssl(*args: str) -> None:
+            res = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+            if res.returncode != 0:
+                raise LabError(f"openssl {' '.join(args)}: {res.stderr}")
+
+        if not (ca / "ca.key").exists():
+            ca.mkdir(parents=True, exist_ok=True)
+            openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(ca / "ca.key"), "-out", str(ca / "ca.crt"), "-days", "2",
+                    "-subj", f"/CN=weft lab {ca_name}")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(out / "server.key"), "-out", str(out / "server.csr"), "-subj", f"/CN={name}")
+        ext = out / "ext.cnf"
+        ext.write_text(f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth\n")
+        openssl("x509", "-req", "-in", str(out / "server.csr"), "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
+                "-CAcreateserial", "-days", "1", "-out", str(out / "server.crt"), "-extfile", str(ext))
+        shutil.copy(ca / "ca.crt", out / "ca.crt")
+        for path in [ca, out, *out.iterdir(), ca / "ca.crt"]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        return {"cert": str(out / "server.crt"), "key": str(out / "server.key"), "ca": str(out / "ca.crt")}
+
     # -- weft binary -------------------------------------------------------------
 
     @property

@@ -32,9 +32,9 @@ struct ConfigValidator {
 
     // MARK: Structure
 
-    /// The entries of a mapping, after checking its keys: a key in
-    /// `notSupportedYet` (in the SPEC, not built yet) or not in `keys` is a problem.
-    mutating func mapping(_ value: ConfigValue?, keys: [String], notSupportedYet: [String] = []) -> Fields? {
+    /// The entries of a mapping, after checking its keys: a key not in
+    /// `keys` is a problem.
+    mutating func mapping(_ value: ConfigValue?, keys: [String]) -> Fields? {
         guard let value else { return nil }
         guard case .mapping(let mapping) = value.node else {
             let what = value.path == .root ? "expected a mapping at the top level" : "expected a mapping"
@@ -48,10 +48,8 @@ struct ConfigValidator {
                 continue
             }
             let path = value.path.key(key)
-            if notSupportedYet.contains(key) {
-                report(path, near: keyNode, "not supported yet")
-            } else if !keys.contains(key) {
-                let hint = KeySuggestion.closest(to: key, among: keys + notSupportedYet)
+            if !keys.contains(key) {
+                let hint = KeySuggestion.closest(to: key, among: keys)
                     .map { " (did you mean \"\($0)\"?)" } ?? ""
                 report(path, near: keyNode, "unknown key\(hint)")
             } else if !node.isNull {
@@ -153,19 +151,12 @@ struct ConfigValidator {
         }
     }
 
-    /// One of an enum's raw values. Values in `notSupportedYet` (named by the
-    /// SPEC, not built yet) get their own message.
-    mutating func choice<T: RawRepresentable<String> & CaseIterable>(
-        _ value: ConfigValue?, as type: T.Type, notSupportedYet: [String] = []
-    ) -> T? {
+    /// One of an enum's raw values.
+    mutating func choice<T: RawRepresentable<String> & CaseIterable>(_ value: ConfigValue?, as type: T.Type) -> T? {
         guard let value else { return nil }
         let supported = T.allCases.map(\.rawValue).joined(separator: ", ")
-        if let text = value.node.scalarText, !value.node.isNull {
-            if let choice = T(rawValue: text) { return choice }
-            if notSupportedYet.contains(text) {
-                report(value, "\(quoted(text)) is not supported yet (supported: \(supported))")
-                return nil
-            }
+        if let text = value.node.scalarText, !value.node.isNull, let choice = T(rawValue: text) {
+            return choice
         }
         report(value, "expected one of \(supported), got \(value.node.shown)")
         return nil
