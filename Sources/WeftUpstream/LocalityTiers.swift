@@ -27,11 +27,12 @@ public enum LocalityTiers {
         return present.count > 1 ? present : nil
     }
 
-    /// 0: the node's zone (and region, when both say one); 1: its region;
-    /// 2: anywhere else, or unknown.
+    /// 0: the node's zone (and region, when both say one: an endpoint that
+    /// names only its zone, as a Kubernetes EndpointSlice does, is placed
+    /// by the zone); 1: its region; 2: anywhere else, or unknown.
     static func rank(_ locality: Locality?, node: Locality) -> Int {
         guard let locality else { return 2 }
-        let sameRegion = node.region == nil || locality.region == node.region
+        let sameRegion = node.region == nil || locality.region == nil || locality.region == node.region
         if sameRegion, let zone = node.zone, locality.zone == zone { return 0 }
         if let region = node.region, locality.region == region { return 1 }
         return 2

@@ -19,6 +19,8 @@ final class LocalityTests: XCTestCase {
         let list = endpoints([("eu-west", "a"), ("eu-west", "b"), ("us-east", "a"), (nil, nil), ("eu-west", "a")])
         XCTAssertEqual(LocalityTiers.tiers(of: list, node: node), [[0, 4], [1], [2, 3]])
         XCTAssertNil(LocalityTiers.tiers(of: list, node: Locality()), "a node without locality: one pool")
+        // Zone only (EndpointSlices): the zone decides.
+        XCTAssertEqual(LocalityTiers.tiers(of: endpoints([(nil, "b"), (nil, "a"), (nil, nil)]), node: node), [[1], [0, 2]])
         XCTAssertNil(LocalityTiers.tiers(of: endpoints([(nil, nil), (nil, nil)]), node: node), "endpoints without")
         XCTAssertNil(LocalityTiers.tiers(of: endpoints([("eu-west", "a"), ("eu-west", "a")]), node: node), "one tier")
     }
