@@ -407,7 +407,9 @@ class Pod:
 
     # -- commands ---------------------------------------------------------
 
-    def _prefix(self, user: int | str | None) -> list[str]:
+    def _prefix(self, user: int | str | None, caps: Sequence[str] = ()) -> list[str]:
+        """`ip netns exec`, and `setpriv` to `user` keeping `caps` (names
+        such as `net_admin`) as ambient capabilities."""
         cmd = ["ip", "netns", "exec", self.ns]
         if user is not None:
             uid = gid = user
@@ -416,6 +418,9 @@ class Pod:
                 pw = pwd.getpwnam(user)
                 uid, gid = pw.pw_uid, pw.pw_gid
             cmd += ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+            if caps:
+                wanted = ",".join(f"+{c}" for c in caps)
+                cmd += [f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
         return cmd
 
     @staticmethod
@@ -432,15 +437,15 @@ class Pod:
 
     def spawn(self, cmd: str | Sequence[str], user: int | str | None = None,
               log: str | Path | None = None, name: str | None = None,
-              env: Mapping[str, str] | None = None) -> Proc:
+              env: Mapping[str, str] | None = None, caps: Sequence[str] = ()) -> Proc:
         """Start `cmd` in the background inside the pod (own process group,
         output to `log`); it is killed on teardown."""
         argv = self._argv(cmd)
         name = name or Path(argv[0]).name
         log_path = Path(log) if log else self.lab.workdir / f"{self.name}-{name}-{len(self.procs)}.log"
         with open(log_path, "ab") as logf:
-            _debug("spawn " + shlex.join(self._prefix(user) + argv))
-            popen = subprocess.Popen(self._prefix(user) + argv, stdout=logf, stderr=subprocess.STDOUT,
+            _debug("spawn " + shlex.join(self._prefix(user, caps) + argv))
+            popen = subprocess.Popen(self._prefix(user, caps) + argv, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      env=_clean_env(env))
         proc = Proc(name=name, popen=popen, log_path=log_path, pod=self)
@@ -479,16 +484,17 @@ class Pod:
         return path
 
     def start_weft(self, config: Mapping[str, Any] | str, ready_timeout: float = 30,
-                   log_level: str = "debug", extra_args: Sequence[str] = ()) -> Proc:
-        """Start `weft proxy` in the pod as uid/gid 1337 with `config` (a dict
-        rendered to YAML, or YAML text) and wait until /ready answers 200."""
+                   log_level: str = "debug", extra_args: Sequence[str] = (), caps: Sequence[str] = ()) -> Proc:
+        """Start `weft proxy` in the pod as uid/gid 1337 (with the
+        capabilities `caps`, none by default) with `config` (a dict rendered
+        to YAML, or YAML text) and wait until /ready answers 200."""
         if self.weft is not None and self.weft.alive():
             raise LabError(f"weft already running in pod {self.name}")
         self.weft_config_path = self.write_weft_config(config)
         cmd = self.weft_cmd("proxy", "--config", str(self.weft_config_path),
                             "--log-level", log_level, *extra_args)
         log_path = self.lab.workdir / f"{self.name}-weft-{len(self.procs)}.log"
-        self.weft = self.spawn(cmd, user=PROXY_UID, log=log_path, name="weft")
+        self.weft = self.spawn(cmd, user=PROXY_UID, log=log_path, name="weft", caps=caps)
         self.wait_ready(ready_timeout)
         return self.weft
 

@@ -206,12 +206,14 @@ extension ConfigValidator {
             var listener = DNSListener()
             listener.port = port(dns["port"]) ?? listener.port
             if let value = dns["upstream"], let text = string(value), text != "auto" {
-                if let endpoint = IPEndpoint(text) {
+                if text == "original" {
+                    listener.upstream = .original
+                } else if let endpoint = IPEndpoint(text) {
                     listener.upstream = .address(endpoint)
                 } else if let address = IPAddress(text) {
                     listener.upstream = .address(IPEndpoint(address: address, port: 53))
                 } else {
-                    report(value, "expected auto or an IP address (with a port, or 53), got \(quoted(text))")
+                    report(value, "expected auto, original or an IP address (with a port, or 53), got \(quoted(text))")
                 }
             }
             result.dns = listener

@@ -184,13 +184,17 @@ public struct DNSListener: Sendable, Equatable {
 }
 
 /// `listeners.dns.upstream`: `auto` (the first nameserver of
-/// /etc/resolv.conf) or `ip[:port]` (port 53 when left out).
+/// /etc/resolv.conf), `original` (where the app sent each query, found in
+/// conntrack; `auto`'s server when that is unknown) or `ip[:port]` (port 53
+/// when left out).
 public enum DNSUpstream: Sendable, Equatable, CustomStringConvertible {
     case auto
+    case original
     case address(IPEndpoint)
     public var description: String {
         switch self {
         case .auto: "auto"
+        case .original: "original"
         case .address(let endpoint): "\(endpoint)"
         }
     }

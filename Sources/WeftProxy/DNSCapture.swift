@@ -6,6 +6,7 @@ import NIOPosix
 import WeftConfig
 import WeftCore
 import WeftDNS
+import WeftNetfilter
 import WeftObservability
 
 /// DNS capture (SPEC §7, `weft init --capture-dns`): the app's DNS,
@@ -13,7 +14,9 @@ import WeftObservability
 /// cluster hostname are answered with the cluster's first VIP of the family
 /// asked (TTL 30 s); everything else goes to the upstream resolver as it
 /// came and its answer back as it came (EDNS, truncation and the client's
-/// TCP retry included). The names follow reloads.
+/// TCP retry included). The names follow reloads. With `upstream:
+/// original`, a query goes where the app sent it (conntrack for UDP,
+/// `SO_ORIGINAL_DST` for TCP), and to `upstream` when that is unknown.
 final class DNSCapture: Sendable {
     static let ttl: UInt32 = 30
     /// Forwarded queries waiting for the upstream at once; more are dropped
@@ -21,29 +24,35 @@ final class DNSCapture: Sendable {
     static let maxForwardsInFlight = 1024
     static let forwardTimeout = TimeAmount.seconds(5)
 
+    /// Where forwarded queries go (the fallback with `followsOriginal`).
     let upstream: SocketAddress
+    /// Forward each query to its original destination when known.
+    let followsOriginal: Bool
+    /// A conntrack lookup was refused once (logged once).
+    private let conntrackRefused = ManagedAtomic(false)
     private let names: NIOLockedValueBox<DNSNames>
     private let searchDomains: [String]
     private let inFlight = ManagedAtomic(0)
     let metrics: ProxyMetrics
     let logger: Logger
 
-    init(upstream: SocketAddress, searchDomains: [String], configuration: Configuration, metrics: ProxyMetrics,
-         logger: Logger) {
+    init(upstream: SocketAddress, followsOriginal: Bool = false, searchDomains: [String], configuration: Configuration,
+         metrics: ProxyMetrics, logger: Logger) {
         self.upstream = upstream
+        self.followsOriginal = followsOriginal
         self.searchDomains = searchDomains
         self.metrics = metrics
         self.logger = logger
         self.names = NIOLockedValueBox(Self.names(of: configuration, searchDomains: searchDomains))
     }
 
-    /// The upstream of `listeners.dns.upstream`: an address, or `auto`: the
-    /// first nameserver of /etc/resolv.conf (port 53).
+    /// The upstream of `listeners.dns.upstream`: an address, or `auto` (and
+    /// `original`'s fallback): the first nameserver of /etc/resolv.conf (port 53).
     static func upstream(_ setting: DNSUpstream, resolvConf: ResolvConf) throws -> SocketAddress {
         switch setting {
         case .address(let endpoint):
             return SocketAddress(endpoint)
-        case .auto:
+        case .auto, .original:
             guard let first = resolvConf.nameservers.compactMap({ IPAddress($0) }).first else {
                 throw DNSCaptureError.noUpstream
             }
@@ -88,11 +97,44 @@ final class DNSCapture: Sendable {
 
     enum Transport { case udp, tcp }
 
-    /// Sends `message` to the upstream from a socket of its own (UDP) or
+    /// Where to forward a query whose original destination is `original`
+    /// (nil: unknown), received on `listener`: with `followsOriginal`, the
+    /// original destination unless it is the listener itself (the app
+    /// asked weft directly); else the upstream.
+    func destination(original: IPEndpoint?, listener: SocketAddress?) -> SocketAddress {
+        guard followsOriginal, let original else { return upstream }
+        let address = SocketAddress(original)
+        return address == listener ? upstream : address
+    }
+
+    /// The original destination of a UDP query from `client` received on
+    /// `listener`, from conntrack (`table` is the calling loop's); nil when
+    /// unknown. A refusal (no CAP_NET_ADMIN) is logged once.
+    func originalDestination(in table: ConntrackTable?, listener: SocketAddress?, client: SocketAddress) -> IPEndpoint? {
+        guard let table, let listener, let local = IPEndpoint(listener), let peer = IPEndpoint(client) else { return nil }
+        do {
+            return try table.originalDestination(udpReceivedAt: local, from: peer)
+        } catch .noEntry {
+            return nil
+        } catch {
+            reportConntrack(error)
+            return nil
+        }
+    }
+
+    func reportConntrack(_ error: ConntrackError) {
+        guard !conntrackRefused.exchange(true, ordering: .relaxed) else { return }
+        logger.warning("DNS capture: the original destination of UDP queries is unknown, forwarding them to the upstream", metadata: [
+            "upstream": "\(upstream)", "reason": "\(error)",
+        ])
+    }
+
+    /// Sends `message` to `upstream` from a socket of its own (UDP) or
     /// over a connection of its own (TCP) and completes with the first
     /// answer, or fails after `forwardTimeout`. At most
     /// `maxForwardsInFlight` at once: beyond, nil (dropped, counted).
-    func forward(_ message: ByteBuffer, over transport: Transport, on loop: EventLoop) -> EventLoopFuture<ByteBuffer>? {
+    func forward(_ message: ByteBuffer, to upstream: SocketAddress, over transport: Transport,
+                 on loop: EventLoop) -> EventLoopFuture<ByteBuffer>? {
         guard inFlight.loadThenWrappingIncrement(ordering: .relaxed) < Self.maxForwardsInFlight else {
             inFlight.wrappingDecrement(ordering: .relaxed)
             metrics.dnsQueries.dropped.wrappingIncrement(ordering: .relaxed)
@@ -100,7 +142,6 @@ final class DNSCapture: Sendable {
             return nil
         }
         let promise = loop.makePromise(of: ByteBuffer.self)
-        let upstream = self.upstream
         let opened: EventLoopFuture<Channel>
         switch transport {
         case .udp:
@@ -189,6 +230,16 @@ final class DNSCapture: Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         typealias OutboundOut = AddressedEnvelope<ByteBuffer>
         private let capture: DNSCapture
+        /// This listener's netlink socket to conntrack (`upstream: original`).
+        private lazy var conntrack: ConntrackTable? = {
+            guard capture.followsOriginal else { return nil }
+            do throws(ConntrackError) {
+                return try ConntrackTable()
+            } catch {
+                capture.reportConntrack(error)
+                return nil
+            }
+        }()
         init(_ capture: DNSCapture) { self.capture = capture }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -199,8 +250,12 @@ final class DNSCapture: Sendable {
                                       promise: nil)
                 return
             }
+            let local = context.channel.localAddress
+            let original = capture.followsOriginal
+                ? capture.originalDestination(in: conntrack, listener: local, client: client) : nil
+            let upstream = capture.destination(original: original, listener: local)
             let listener = NIOLoopBound(context.channel, eventLoop: context.eventLoop)
-            capture.forward(envelope.data, over: .udp, on: context.eventLoop)?.whenSuccess { reply in
+            capture.forward(envelope.data, to: upstream, over: .udp, on: context.eventLoop)?.whenSuccess { reply in
                 listener.value.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: reply), promise: nil)
             }
         }
@@ -212,7 +267,24 @@ final class DNSCapture: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         private let capture: DNSCapture
-        init(_ capture: DNSCapture) { self.capture = capture }
+        /// Where this connection's queries go (its original destination
+        /// with `upstream: original`, read once it is active).
+        private var upstream: SocketAddress
+        init(_ capture: DNSCapture) {
+            self.capture = capture
+            upstream = capture.upstream
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            if capture.followsOriginal {
+                let local = context.channel.localAddress
+                let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+                OriginalDestination.lookup(context.channel).whenSuccess { original in
+                    handler.value.upstream = handler.value.capture.destination(original: original, listener: local)
+                }
+            }
+            context.fireChannelActive()
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let message = unwrapInboundIn(data)
@@ -221,7 +293,7 @@ final class DNSCapture: Sendable {
                 return
             }
             let client = NIOLoopBound(context.channel, eventLoop: context.eventLoop)
-            capture.forward(message, over: .tcp, on: context.eventLoop)?.whenComplete { result in
+            capture.forward(message, to: upstream, over: .tcp, on: context.eventLoop)?.whenComplete { result in
                 switch result {
                 case .success(let reply): client.value.writeAndFlush(DNSTCPFrameDecoder.frame(reply), promise: nil)
                 case .failure: client.value.close(promise: nil)

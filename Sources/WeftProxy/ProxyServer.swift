@@ -266,7 +266,8 @@ public final class ProxyServer: Sendable {
     private func startDNS(_ listener: DNSListener, snapshot: RuntimeSnapshot) throws {
         let resolvConf = ResolvConf(text: (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? "")
         let upstream = try DNSCapture.upstream(listener.upstream, resolvConf: resolvConf)
-        let capture = DNSCapture(upstream: upstream, searchDomains: resolvConf.search, configuration: snapshot.configuration,
+        let capture = DNSCapture(upstream: upstream, followsOriginal: listener.upstream == .original,
+                                 searchDomains: resolvConf.search, configuration: snapshot.configuration,
                                  metrics: metrics, logger: logger)
         state.withLock { $0.dns = capture }
         try bind(.dns, port: listener.port, hosts: [.loopbackV4]) { capture.bindUDP(group: group, at: $0) }

@@ -162,7 +162,7 @@ final class ConfigProblemTests: XCTestCase {
         XCTAssertEqual(try ConfigLoader.load(yaml: "listeners: { dns: { upstream: \"[2001:2::53]:5353\" } }").listeners.dns?.upstream,
                        .address(IPEndpoint("[2001:2::53]:5353")!))
         assertProblems("listeners: { dns: { upstream: resolver.example, port: 15008 } }", [
-            #"listeners.dns.upstream: expected auto or an IP address (with a port, or 53), got "resolver.example""#,
+            #"listeners.dns.upstream: expected auto, original or an IP address (with a port, or 53), got "resolver.example""#,
             "listeners.dns.port: 15008 is already used by the mesh listener",
         ])
     }

@@ -75,8 +75,8 @@ print(data.hex())
 """
 
 
-def ask(lab, name: str, mode: str = "udp", qtype: int = 1) -> bytes:
-    res = lab.pod.run([PY, "-c", RAW_CLIENT, lab.dns.ip4, mode, query(name, qtype).hex()], timeout=20)
+def ask(lab, name: str, mode: str = "udp", qtype: int = 1, server: str | None = None, pod=None) -> bytes:
+    res = (pod or lab.pod).run([PY, "-c", RAW_CLIENT, server or lab.dns.ip4, mode, query(name, qtype).hex()], timeout=20)
     return bytes.fromhex(res.stdout.strip())
 
 
@@ -157,3 +157,46 @@ def test_hostile_queries_cost_nothing_and_harm_no_one(dc):
     assert res.returncode == 0 and res.stdout.split()[0] == VIP
     assert addresses(ask(dc, "other.lab")) == [OTHER]
     assert dc.pod.weft.alive()
+
+
+def test_upstream_original_forwards_each_query_where_the_app_sent_it(dc):
+    """`upstream: original`: an app that asks another server than
+    resolv.conf's (here `dns2`, whose other.lab differs) gets that server's
+    answer; over UDP the node finds where the query was going in conntrack,
+    which needs CAP_NET_ADMIN. Without it, UDP queries go to resolv.conf's
+    server (said once in the log) and TCP ones still where they were sent."""
+    lab = dc
+    second = lab.add_pod("dns2")
+    elsewhere = "198.18.0.88"
+    dnsmasq2 = second.spawn(["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-queries",
+                             f"--pid-file={lab.workdir / 'dnsmasq2.pid'}", f"--listen-address={second.ip4}",
+                             "--bind-interfaces", "--port=53", "--no-resolv", "--no-poll", "--no-hosts",
+                             f"--address=/other.lab/{elsewhere}", "--local=/lab/"], name="dnsmasq2")
+    second.wait_port(53, proc=dnsmasq2)
+    pod = lab.add_pod("app2")
+    lab.write_resolv_conf(pod, [lab.dns.ip4])
+    pod.init("--capture-dns")
+    config = {
+        "node": {"id": "app2"},
+        "listeners": {"dns": {"upstream": "original"}},
+        "clusters": [{"name": "backend", "addresses": [f"{VIP}:{PORT}"], "hostnames": ["backend"],
+                      "mesh": False, "endpoints": [{"address": f"198.18.0.2:{PORT}"}]}],
+    }
+    try:
+        pod.start_weft(config, caps=["net_admin"])
+        for mode in ("udp", "tcp"):
+            assert addresses(ask(lab, "other.lab", mode, server=second.ip4, pod=pod)) == [elsewhere], mode
+            assert addresses(ask(lab, "other.lab", mode, server=lab.dns.ip4, pod=pod)) == [OTHER], mode
+            # Cluster names are answered by weft whichever server was asked.
+            assert addresses(ask(lab, "backend", mode, server=second.ip4, pod=pod)) == [VIP], mode
+        assert "query[A] other.lab from " + pod.ip4 in dnsmasq2.log()
+        assert "original destination" not in pod.weft_log()
+        pod.stop_weft()
+
+        pod.start_weft(config)  # no capability
+        assert addresses(ask(lab, "other.lab", "udp", server=second.ip4, pod=pod)) == [OTHER]
+        assert addresses(ask(lab, "other.lab", "tcp", server=second.ip4, pod=pod)) == [elsewhere]
+        line = next((l for l in pod.weft_log().splitlines() if "original destination of UDP queries is unknown" in l), "")
+        assert "CAP_NET_ADMIN" in line, pod.weft_log()[-2000:]
+    finally:
+        pod.stop_weft()
