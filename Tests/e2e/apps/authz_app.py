@@ -14,7 +14,9 @@ was asked about, and the x-forwarded-client-cert (the caller's identity).
 import argparse
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from labserver import LabHTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -55,7 +57,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), Handler)
+    server = LabHTTPServer(("0.0.0.0", args.port), Handler)
     print(f"authz_app listening on :{args.port}", flush=True)
     server.serve_forever()
     return 0

@@ -11,7 +11,9 @@ POST echoes the request body back. Logs one line per request to stdout.
 import argparse
 import socket
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from labserver import DualStackHTTPServer, LabHTTPServer
 
 
 def plain(addr: str) -> str:
@@ -46,15 +48,6 @@ class Handler(BaseHTTPRequestHandler):
         sys.stdout.flush()
 
 
-class DualStackServer(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=9090)
@@ -63,9 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     Handler.name = args.name
     if ":" in args.bind:
-        server = DualStackServer((args.bind, args.port), Handler)
+        server = DualStackHTTPServer((args.bind, args.port), Handler)
     else:
-        server = ThreadingHTTPServer((args.bind, args.port), Handler)
+        server = LabHTTPServer((args.bind, args.port), Handler)
     print(f"http_app {args.name} listening on {args.bind} port {args.port}", flush=True)
     try:
         server.serve_forever()

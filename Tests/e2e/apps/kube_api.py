@@ -44,7 +44,9 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from labserver import LabHTTPServer
 
 PREFIX = "/apis/discovery.k8s.io/v1/namespaces/"
 SERVICE_LABEL = "kubernetes.io/service-name"
@@ -309,8 +311,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, store.change("DELETED", route[0], obj))
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
+class Server(LabHTTPServer):
+    pass
 
 
 def main() -> int:

@@ -42,8 +42,10 @@ import json
 import socket
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from labserver import DualStackHTTPServer
 
 _BLOCK = bytes(range(251)) * 4178  # 1,048,678 bytes: 251 does not divide 2^k
 
@@ -249,14 +251,8 @@ class Handler(BaseHTTPRequestHandler):
         sys.stdout.flush()
 
 
-class DualStackServer(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    daemon_threads = True
+class DualStackServer(DualStackHTTPServer):
     request_queue_size = 256  # 32+ app connections may arrive at once
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
 
 
 def main() -> None:
