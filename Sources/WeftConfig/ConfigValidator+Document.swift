@@ -59,6 +59,10 @@ extension ConfigValidator {
             report(given, "ca_file applies only to an https server")
             settings.caFile = nil
         }
+        if !server.tls, !server.isLoopback, let given = fields["token_file"] {
+            report(given, "a token is sent only over https, or over http to this machine (a kubectl proxy)")
+            settings.tokenFile = nil
+        }
         return settings
     }
 

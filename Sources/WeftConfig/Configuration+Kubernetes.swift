@@ -64,16 +64,17 @@ public struct KubernetesServerURL: Sendable, Equatable, CustomStringConvertible 
             host = rest[rest.index(after: rest.startIndex)..<close]
             let after = rest[rest.index(after: close)...]
             if !after.isEmpty {
-                guard after.hasPrefix(":"), let number = UInt16(after.dropFirst()), number > 0 else {
+                guard after.hasPrefix(":"), let number = portNumber(after.dropFirst()) else {
                     return .failure(.init("has a bad port"))
                 }
                 port = number
             }
             guard case .v6 = IPAddress(String(host)) else { return .failure(.init("has a bad IPv6 address")) }
-        } else if let colon = rest.lastIndex(of: ":") {
+        } else if let colon = rest.firstIndex(of: ":") {
             host = rest[..<colon]
-            guard let number = UInt16(rest[rest.index(after: colon)...]), number > 0 else {
-                return .failure(.init("has a bad port"))
+            guard let number = portNumber(rest[rest.index(after: colon)...]) else {
+                // Also an IPv6 address without brackets: ambiguous.
+                return .failure(.init("has a bad port (an IPv6 address goes in brackets)"))
             }
             port = number
         }
@@ -82,6 +83,23 @@ public struct KubernetesServerURL: Sendable, Equatable, CustomStringConvertible 
             return .failure(.init("has a host that is neither a DNS name nor an IP address"))
         }
         return .success(KubernetesServerURL(tls: tls, host: String(host), port: port, pathPrefix: prefix))
+    }
+
+    /// Digits only (no sign), 1-65535.
+    private static func portNumber(_ text: Substring) -> UInt16? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+              let number = UInt16(text), number > 0 else { return nil }
+        return number
+    }
+
+    /// The host is this machine (a local `kubectl proxy`).
+    public var isLoopback: Bool {
+        if host == "localhost" { return true }
+        switch IPAddress(host) {
+        case .v4(let value): return value >> 24 == 127
+        case .v6(let high, let low): return high == 0 && low == 1
+        case nil: return false
+        }
     }
 
     public var description: String {

@@ -27,6 +27,13 @@ public struct KubernetesAPIAccess: Sendable, Equatable {
         let namespaceText = (try? String(contentsOfFile: directory + "/namespace", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let namespace = namespaceText.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        // It goes into request paths: a DNS label or nothing.
+        guard namespace.utf8.count <= 63, namespace.utf8.allSatisfy({ byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "-")
+        }) else {
+            return .failure(KubernetesAccessError("\(directory)/namespace holds no namespace name"))
+        }
         if let settings {
             return .success(Self(server: settings.server, tokenFile: settings.tokenFile, caFile: settings.caFile,
                                  namespace: namespace))
@@ -63,10 +70,12 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
     private let loop: any EventLoop
     private let queue = DispatchQueue(label: "weft.discovery.kubernetes")
     private let onProblem: @Sendable (String) -> Void
-    /// How long a request may go without a byte from the server: a watch
-    /// gets bookmarks about once a minute, and ends by itself after
+    /// How long a watch may go without a byte from the server: it gets
+    /// bookmarks about once a minute, and ends by itself after
     /// `timeoutSeconds`; beyond that the connection is taken for dead.
-    private let silenceLimit: TimeAmount
+    private let watchSilenceLimit: TimeAmount
+    /// The same for a list page, which the server answers at once.
+    static let listSilenceLimit = TimeAmount.seconds(30)
 
     // Confined to `loop`.
     private var machine: KubernetesWatch?
@@ -85,7 +94,7 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
         self.access = KubernetesAPIAccess.resolve(api, environment: environment)
         self.loop = eventLoop
         self.onProblem = onProblem
-        self.silenceLimit = .seconds(Int64(watchSeconds) + 90)
+        self.watchSilenceLimit = .seconds(Int64(watchSeconds) + 90)
         if case .success(let access) = access {
             machine = KubernetesWatch(service: service, namespace: access.namespace,
                                       pathPrefix: access.server.pathPrefix, watchSeconds: watchSeconds)
@@ -175,19 +184,21 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
             return
         }
         let server = access.server
-        let deliver: @Sendable (ResponseEvent) -> Void = { [self] event in
-            loop.execute { self.received(event, generation: mine) }
-        }
-        let silence = silenceLimit
+        let silence = request.isWatch ? watchSilenceLimit : Self.listSilenceLimit
         ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handlers = channel.pipeline.syncOperations
-                    let response = KubernetesResponseHandler(deliver: deliver)
+                    // Events count only from the connection the request went
+                    // on (Happy Eyeballs may open and drop others).
+                    let connection = ObjectIdentifier(channel)
+                    let response = KubernetesResponseHandler { [self] event in
+                        loop.execute { self.received(event, generation: mine, connection: connection) }
+                    }
                     if let tls {
-                        let connection = try TLSConnection(client: tls, serverName: server.host)
-                        try handlers.addHandler(TLSHandler(connection: connection) { event in
+                        let session = try TLSConnection(client: tls, serverName: server.host)
+                        try handlers.addHandler(TLSHandler(connection: session) { event in
                             if case .refused(let failure) = event { response.failure = "TLS: \(failure)" }
                         })
                     }
@@ -208,7 +219,7 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
                     channel.writeAndFlush(HTTPClientRequestPart.head(head), promise: nil)
                     channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
                 case .failure(let error):
-                    received(.failed("cannot connect to \(server): \(error)"), generation: mine)
+                    received(.failed("cannot connect to \(server): \(error)"), generation: mine, connection: nil)
                 }
             }
     }
@@ -248,8 +259,14 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
         case failed(String)
     }
 
-    private func received(_ event: ResponseEvent, generation answered: Int) {
+    /// What the server or the connection did; `connection` nil for a
+    /// connect that failed.
+    private func received(_ event: ResponseEvent, generation answered: Int, connection: ObjectIdentifier?) {
         guard answered == generation, !stopped, var machine else { return }
+        if let connection, channel.map(ObjectIdentifier.init) != connection { return }
+        // Out of the property while it changes, so its buffers are not
+        // shared (a copy would be made at each chunk).
+        self.machine = nil
         let actions: [KubernetesWatch.Action]
         switch event {
         case .head(let status): actions = machine.received(status: status)

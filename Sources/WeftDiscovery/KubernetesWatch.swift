@@ -13,7 +13,9 @@ import WeftConfig
 ///   again from the last resourceVersion seen (events and bookmarks carry
 ///   it), so nothing is missed and nothing is listed again.
 /// - `410 Gone` (the version is older than the server keeps, as a status or
-///   as an ERROR event) lists again from scratch.
+///   as an ERROR event) lists again from scratch: at once the first time,
+///   after the backoff when it comes again before a watch has delivered
+///   anything (a server that answers nothing else is not hammered).
 /// - Everything else (refusals, server errors, broken connections,
 ///   undecodable answers) waits a backoff that doubles from 500 ms to 30 s,
 ///   jittered, and is told as a problem; the last endpoints stay in force.
@@ -38,7 +40,8 @@ public struct KubernetesWatch {
     }
 
     /// Bounds on what the server may send, so a broken or hostile one
-    /// cannot grow the node: a whole list answer, and one watch event.
+    /// cannot grow the node: a whole list answer (all its pages), and one
+    /// watch event.
     public static let maxListBytes = 64 << 20
     public static let maxEventBytes = 8 << 20
     static let firstBackoff = Duration.milliseconds(500)
@@ -64,6 +67,10 @@ public struct KubernetesWatch {
     private var status: Int?
     private var body = ByteBuffer()
     private var listed: [EndpointSlices.Slice] = []
+    /// Bytes of the list's earlier pages.
+    private var listedBytes = 0
+    /// A 410 came and no watch has delivered anything since.
+    private var goneRecently = false
     /// Lines the current watch delivered (a watch that ends with none
     /// waits before the next, so a server that drops watches at once is
     /// not hammered).
@@ -120,7 +127,7 @@ public struct KubernetesWatch {
         if code == 200 { return [] }
         if code == 410 {
             // The version (or a list's continue token) expired: from scratch.
-            return [.close, list(continueToken: nil)]
+            return [.close] + listAfterGone()
         }
         let what = isWatching ? "watch" : "list"
         var hint = ""
@@ -134,7 +141,7 @@ public struct KubernetesWatch {
         guard status == 200 else { return [] }
         switch phase {
         case .listing:
-            guard body.readableBytes + bytes.readableBytes <= Self.maxListBytes else {
+            guard listedBytes + body.readableBytes + bytes.readableBytes <= Self.maxListBytes else {
                 body = ByteBuffer()
                 return [.close] + fail("the list answer is larger than \(Self.maxListBytes >> 20) MiB", resume: false)
             }
@@ -200,7 +207,10 @@ public struct KubernetesWatch {
 
     private mutating func list(continueToken: String?) -> Action {
         phase = .listing(continueToken: continueToken)
-        if continueToken == nil { listed = [] }
+        if continueToken == nil {
+            listed = []
+            listedBytes = 0
+        }
         body.clear()
         var path = basePath + "&limit=500"
         if let continueToken { path += "&continue=" + Self.queryEscaped(continueToken) }
@@ -224,6 +234,7 @@ public struct KubernetesWatch {
         } catch {
             return fail("the list answer is not an EndpointSliceList: \(Self.describe(error))", resume: false)
         }
+        listedBytes += body.readableBytes
         body.clear()
         listed += page.items
         if let next = page.metadata.continue, !next.isEmpty {
@@ -231,7 +242,7 @@ public struct KubernetesWatch {
         }
         slices.replace(with: listed, resourceVersion: page.metadata.resourceVersion)
         listed = []
-        failures = 0
+        listedBytes = 0
         var actions = reportIfChanged()
         actions.append(watch())
         return actions
@@ -255,6 +266,11 @@ public struct KubernetesWatch {
             if newline != view.endIndex { body.moveReaderIndex(forwardBy: 1) }
             guard line.readableBytesView.contains(where: { $0 > 0x20 }) else { continue }
             linesThisWatch += 1
+            if linesThisWatch == 1 {
+                // The watch works: what went wrong before is over.
+                failures = 0
+                goneRecently = false
+            }
             let outcome: EndpointSlices.Outcome
             do {
                 outcome = try slices.apply(event: Data(line.readableBytesView))
@@ -269,7 +285,7 @@ public struct KubernetesWatch {
                 break
             case .gone:
                 if changed { actions += reportIfChanged() }
-                return actions + [.close, list(continueToken: nil)]
+                return actions + [.close] + listAfterGone()
             case .failed(let code):
                 if changed { actions += reportIfChanged() }
                 return actions + [.close] + fail("the watch reported an error (\(code.map(String.init) ?? "no code"))",
@@ -279,6 +295,15 @@ public struct KubernetesWatch {
         body.discardReadBytes()
         if changed { actions += reportIfChanged() }
         return actions
+    }
+
+    /// Lists again after a 410: at once, unless one came just before.
+    private mutating func listAfterGone() -> [Action] {
+        guard goneRecently else {
+            goneRecently = true
+            return [list(continueToken: nil)]
+        }
+        return fail("the API server answered 410 Gone again", resume: false)
     }
 
     private mutating func reportIfChanged() -> [Action] {
@@ -294,6 +319,7 @@ public struct KubernetesWatch {
         phase = .waiting
         body.clear()
         listed = []
+        listedBytes = 0
         resumeWatch = resume && slices.resourceVersion != nil
         let exponent = min(failures, 6)
         failures += 1

@@ -53,6 +53,10 @@ public final class ConntrackTable {
         guard case .v4(let localAddress) = local.address, case .v4(let peerAddress) = peer.address else {
             throw ConntrackError.notIPv4
         }
+        // Answers left by an earlier query that stopped early (an error, a
+        // signal) would be read as this one's: they go first.
+        let descriptor = mnl_socket_get_fd(socket)
+        while recv(descriptor, buffer, Self.bufferSize, Int32(MSG_DONTWAIT)) > 0 {}
         sequence &+= 1
         guard let header = mnl_nlmsg_put_header(buffer) else { throw ConntrackError.unavailable("no buffer") }
         header.pointee.nlmsg_type = UInt16((NFNL_SUBSYS_CTNETLINK << 8) | Int32(IPCTNL_MSG_CT_GET.rawValue))

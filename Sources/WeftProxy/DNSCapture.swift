@@ -107,21 +107,6 @@ final class DNSCapture: Sendable {
         return address == listener ? upstream : address
     }
 
-    /// The original destination of a UDP query from `client` received on
-    /// `listener`, from conntrack (`table` is the calling loop's); nil when
-    /// unknown. A refusal (no CAP_NET_ADMIN) is logged once.
-    func originalDestination(in table: ConntrackTable?, listener: SocketAddress?, client: SocketAddress) -> IPEndpoint? {
-        guard let table, let listener, let local = IPEndpoint(listener), let peer = IPEndpoint(client) else { return nil }
-        do {
-            return try table.originalDestination(udpReceivedAt: local, from: peer)
-        } catch .noEntry {
-            return nil
-        } catch {
-            reportConntrack(error)
-            return nil
-        }
-    }
-
     func reportConntrack(_ error: ConntrackError) {
         guard !conntrackRefused.exchange(true, ordering: .relaxed) else { return }
         logger.warning("DNS capture: the original destination of UDP queries is unknown, forwarding them to the upstream", metadata: [
@@ -242,6 +227,24 @@ final class DNSCapture: Sendable {
         }()
         init(_ capture: DNSCapture) { self.capture = capture }
 
+        /// Where a UDP query from `client` received at `local` was going,
+        /// from conntrack; nil when unknown. After a refusal (no
+        /// CAP_NET_ADMIN, logged once) conntrack is not asked again.
+        private func originalDestination(of client: SocketAddress, at local: SocketAddress?) -> IPEndpoint? {
+            guard let table = conntrack, let local, let listener = IPEndpoint(local), let peer = IPEndpoint(client) else {
+                return nil
+            }
+            do {
+                return try table.originalDestination(udpReceivedAt: listener, from: peer)
+            } catch .noEntry {
+                return nil
+            } catch {
+                if error == .notPermitted { conntrack = nil }
+                capture.reportConntrack(error)
+                return nil
+            }
+        }
+
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
             let client = envelope.remoteAddress
@@ -251,8 +254,7 @@ final class DNSCapture: Sendable {
                 return
             }
             let local = context.channel.localAddress
-            let original = capture.followsOriginal
-                ? capture.originalDestination(in: conntrack, listener: local, client: client) : nil
+            let original = capture.followsOriginal ? originalDestination(of: client, at: local) : nil
             let upstream = capture.destination(original: original, listener: local)
             let listener = NIOLoopBound(context.channel, eventLoop: context.eventLoop)
             capture.forward(envelope.data, to: upstream, over: .udp, on: context.eventLoop)?.whenSuccess { reply in

@@ -317,15 +317,19 @@ public final class ProxyServer: Sendable {
         }
         for source in stopped { source.stop() }
         for (name, source) in started {
-            source.start { [weak self] endpoints in self?.endpointsDiscovered(endpoints, cluster: name) }
+            // A stopped source may still report what it had queued: only the
+            // cluster's running source is heard.
+            let id = ObjectIdentifier(source)
+            source.start { [weak self] endpoints in self?.endpointsDiscovered(endpoints, cluster: name, source: id) }
         }
     }
 
     /// A source reported its cluster's endpoints: a new snapshot with them,
     /// published to every loop (the configuration version stays).
-    func endpointsDiscovered(_ endpoints: [Endpoint], cluster name: String) {
+    func endpointsDiscovered(_ endpoints: [Endpoint], cluster name: String, source: ObjectIdentifier) {
         let snapshot: RuntimeSnapshot? = runtime.withLock { runtime in
-            guard runtime.configured.clusters.contains(where: { $0.name == name }) else { return nil }
+            guard runtime.sources[name].map(ObjectIdentifier.init) == source,
+                  runtime.configured.clusters.contains(where: { $0.name == name }) else { return nil }
             guard runtime.discovered[name] != endpoints else { return nil }
             runtime.discovered[name] = endpoints
             let snapshot = RuntimeSnapshot(configuration: runtime.effective(), version: runtime.snapshot.version,

@@ -95,6 +95,8 @@ public final class TLSConnection {
             try WeftTLS.check(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName), "checking for \(serverName)")
         } else {
             try WeftTLS.check(SSL_set1_host(ssl, serverName), "checking for \(serverName)")
+            // The name must be a DNS SAN; a subject CN never stands in for one.
+            SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NEVER_CHECK_SUBJECT))
             try WeftTLS.check(weft_ssl_set_sni(ssl, serverName), "sending the server name \(serverName)")
         }
     }

@@ -152,6 +152,10 @@ final class ConfigProblemTests: XCTestCase {
         assertProblems("kubernetes_api: { server: https://api.example:6443 }", [
             "kubernetes_api.ca_file: an https server needs ca_file (the CA its certificate chains to)",
         ])
+        assertProblems("kubernetes_api: { server: http://198.18.0.9:8080, token_file: /t }", [
+            "kubernetes_api.token_file: a token is sent only over https, or over http to this machine (a kubectl proxy)",
+        ])
+        XCTAssertNotNil(try ConfigLoader.load(yaml: "kubernetes_api: { server: http://127.0.0.1:8001, token_file: /t }").kubernetesAPI)
     }
 
     func testTheDNSListenerTakesAPortAndAnUpstream() throws {

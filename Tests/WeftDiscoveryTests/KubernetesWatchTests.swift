@@ -140,10 +140,28 @@ final class KubernetesWatchTests: XCTestCase {
         XCTAssertEqual(reported(relisted), [["198.18.0.7:9090"]])
         XCTAssertTrue((sent(relisted).first ?? "").hasSuffix("&resourceVersion=400"))
 
-        // 410 as the watch's status (the version was already compacted).
+        // The watch delivers, is cut, and the resumed one gets 410 as its
+        // status (the version was compacted meanwhile): listed again at once.
+        _ = watch.received(status: 200)
+        _ = watch.received(body: ByteBuffer(string: line("ADDED", slice("backend-b", version: "401", ["198.18.0.8"]))))
+        _ = watch.failed("cut")
+        XCTAssertTrue((sent(watch.retry()).first ?? "").hasSuffix("&resourceVersion=401"))
         let status = watch.received(status: 410)
         XCTAssertEqual(status.first, .close)
         XCTAssertTrue((sent(status).first ?? "").hasSuffix("&limit=500"))
+    }
+
+    func testA410ThatComesBackBeforeAnyEventWaitsTheBackoff() {
+        var watch = machine()
+        _ = listed(&watch, [slice("backend-a", version: "90", ["198.18.0.3"])])
+        XCTAssertEqual(sent(watch.received(status: 410)).count, 1, "the first 410: a list at once")
+        _ = watch.received(status: 200)
+        _ = watch.received(body: page("500", [slice("backend-a", version: "90", ["198.18.0.3"])]))
+        _ = watch.ended()
+        let again = watch.received(status: 410)
+        XCTAssertEqual(sent(again), [], "a server that answers only 410 is not hammered")
+        XCTAssertEqual(again.last, .wait(.milliseconds(500)))
+        XCTAssertTrue((sent(watch.retry()).first ?? "").hasSuffix("&limit=500"))
     }
 
     func testARelistWithTheSameEndpointsReportsNothing() {
@@ -172,12 +190,34 @@ final class KubernetesWatchTests: XCTestCase {
         }
         XCTAssertEqual(waits, [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16),
                                .seconds(30), .seconds(30), .seconds(30)])
-        // A good list resets the backoff.
+        // A good list does not reset it (its watch may still fail at once)...
         _ = watch.received(status: 200)
         _ = watch.received(body: page("100", []))
         _ = watch.ended()
-        let broke = watch.failed("connection reset")
-        XCTAssertEqual(broke.last, .wait(.milliseconds(500)))
+        XCTAssertEqual(watch.failed("connection reset").last, .wait(.seconds(30)))
+        // ...a watch that delivers does, even if it breaks later.
+        _ = watch.retry()
+        _ = watch.received(status: 200)
+        _ = watch.received(body: ByteBuffer(string: line("ADDED", slice("backend-b", version: "101", ["198.18.0.6"]))))
+        XCTAssertEqual(watch.failed("connection reset").last, .wait(.milliseconds(500)))
+    }
+
+    func testAllPagesOfAListTogetherAreBounded() {
+        var watch = machine()
+        _ = watch.start()
+        let big = String(repeating: "x", count: 1 << 20)
+        var cut = false
+        for index in 0..<80 {
+            let actions = watch.received(status: 200)
+                + watch.received(body: ByteBuffer(string: "{\"metadata\":{\"resourceVersion\":\"1\",\"continue\":\"p\(index)\"},"
+                                                   + "\"items\":[],\"padding\":\"\(big)\"}"))
+            if actions.first == .close {
+                cut = true
+                break
+            }
+            XCTAssertEqual(sent(watch.ended()).count, 1, "next page")
+        }
+        XCTAssertTrue(cut, "pages without end are cut off at \(KubernetesWatch.maxListBytes >> 20) MiB in all")
     }
 
     func testAWatchThatBreaksResumesFromItsVersionAfterTheBackoff() {
@@ -242,7 +282,8 @@ final class KubernetesWatchTests: XCTestCase {
         XCTAssertEqual(try KubernetesServerURL.parse("https://[2001:2::1]:6443/k8s/clusters/c1/").get(),
                        KubernetesServerURL(tls: true, host: "2001:2::1", port: 6443, pathPrefix: "/k8s/clusters/c1"))
         XCTAssertEqual(try KubernetesServerURL.parse("http://localhost:8001").get().description, "http://localhost:8001")
-        for bad in ["ftp://x", "https://", "https://a b", "https://host:0", "https://host:99999", "https://[::1", "https://x/?q"] {
+        for bad in ["ftp://x", "https://", "https://a b", "https://host:0", "https://host:99999", "https://[::1", "https://x/?q",
+                    "https://2001:db8::1:6443", "https://host:+443", "https://host:"] {
             XCTAssertThrowsError(try KubernetesServerURL.parse(bad).get(), bad)
         }
 
