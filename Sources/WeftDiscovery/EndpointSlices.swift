@@ -10,7 +10,9 @@ import WeftCore
 /// by the cluster's `kubernetes.port`. Ready ones are used; when none is
 /// ready, serving ones that are terminating are (so a rollout's last pods
 /// still take traffic, as kube-proxy does). The zone becomes the endpoint's
-/// locality.
+/// locality, or, when the EndpointSlice controller gave the endpoint a
+/// topology hint, the zone it is meant to serve (its own if the hint names
+/// it among others, else the first hinted).
 public struct EndpointSlices: Sendable {
     /// The port to use: a name of the slices' `ports`, or a number.
     public let port: String
@@ -37,10 +39,22 @@ public struct EndpointSlices: Sendable {
             public var serving: Bool?
             public var terminating: Bool?
         }
+        public struct Hints: Sendable, Equatable, Decodable {
+            public struct Zone: Sendable, Equatable, Decodable { public var name: String }
+            public var forZones: [Zone]?
+        }
         public struct SliceEndpoint: Sendable, Equatable, Decodable {
             public var addresses: [String]
             public var conditions: Conditions?
             public var zone: String?
+            public var hints: Hints?
+
+            /// The zone the endpoint serves: its hint's, else its own.
+            var servedZone: String? {
+                let hinted = (hints?.forZones ?? []).map(\.name)
+                guard let first = hinted.first else { return zone }
+                return zone.map { hinted.contains($0) } == true ? zone : first
+            }
         }
         public var metadata: Metadata
         public var addressType: String?
@@ -146,7 +160,7 @@ public struct EndpointSlices: Sendable {
                 // An unset `ready` means ready (the API's rule).
                 let isReady = conditions?.ready ?? true
                 let isServing = conditions?.serving ?? isReady
-                let locality = endpoint.zone.map { Locality(zone: $0) }
+                let locality = endpoint.servedZone.map { Locality(zone: $0) }
                 for text in endpoint.addresses {
                     guard let address = IPAddress(text) else { continue }
                     let made = Endpoint(address: IPEndpoint(address: address, port: number), locality: locality)

@@ -96,4 +96,17 @@ final class EndpointSlicesTests: XCTestCase {
         try missing.apply(list: list("1", slices))
         XCTAssertEqual(addresses(missing), [])
     }
+
+    func testATopologyHintNamesTheZoneAnEndpointServes() throws {
+        var state = EndpointSlices(port: "http")
+        let slice = """
+            {"metadata":{"name":"s","resourceVersion":"1"},"ports":[{"name":"http","port":80}],"endpoints":[
+             {"addresses":["198.18.0.3"],"zone":"zone-a","hints":{"forZones":[{"name":"zone-b"}]}},
+             {"addresses":["198.18.0.4"],"zone":"zone-a","hints":{"forZones":[{"name":"zone-c"},{"name":"zone-a"}]}},
+             {"addresses":["198.18.0.5"],"zone":"zone-a"},
+             {"addresses":["198.18.0.6"]}]}
+            """
+        try state.apply(list: list("1", [slice]))
+        XCTAssertEqual(state.endpoints.map(\.locality?.zone), ["zone-b", "zone-a", "zone-a", nil])
+    }
 }
