@@ -8,6 +8,14 @@ import PackageDescription
 /// pipeline) -> WeftMesh (the mesh protocol), WeftUpstream, WeftDiscovery,
 /// WeftRouting -> WeftTransport, WeftObservability, WeftConfig -> WeftCore;
 /// WeftIPTables -> WeftCore; C only behind WeftHTTP2, WeftTLS and WeftNetfilter.
+/// The modules on the per-request path skip the runtime's exclusivity
+/// checks in release builds: under callgrind, `swift_beginAccess`, its
+/// thread-local access set and `swift_endAccess` were about 16% of the
+/// instructions of each node per proxied request (docs/benchmarks/history.md).
+/// Debug builds keep the checks, and every unit and end-to-end test runs a
+/// debug build, so an overlapping access is still caught there.
+let requestPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
 let package = Package(
     name: "weft",
     platforms: [.macOS(.v13)],
@@ -39,7 +47,7 @@ let package = Package(
                        providers: [.apt(["libnetfilter-conntrack-dev", "libmnl-dev"])]),
 
         // Value types every layer shares: IP addresses, socket endpoints, CIDRs.
-        .target(name: "WeftCore"),
+        .target(name: "WeftCore", swiftSettings: requestPath),
 
         .target(name: "WeftNetfilter", dependencies: [
             "CNetfilter", "WeftCore",
@@ -48,13 +56,13 @@ let package = Package(
         .target(name: "WeftHTTP2", dependencies: [
             "CNghttp2",
             .product(name: "NIOCore", package: "swift-nio"),
-        ]),
+        ], swiftSettings: requestPath),
         // TLS 1.3 on OpenSSL for the mesh hop, SPIFFE identities, `weft certs`.
         .target(name: "WeftTLS", dependencies: [
             "COpenSSL", "WeftCore",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
-        ]),
+        ], swiftSettings: requestPath),
         .target(name: "WeftIPTables", dependencies: ["WeftCore"]),
         // DNS capture: the little of the wire format weft answers with.
         .target(name: "WeftDNS"),
@@ -64,20 +72,20 @@ let package = Package(
             "WeftCore",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"]),
+        .target(name: "WeftRouting", dependencies: ["WeftConfig", "WeftCore"], swiftSettings: requestPath),
         // Per-cluster upstream state: balancing plans, per-loop balancers, leases.
         .target(name: "WeftUpstream", dependencies: [
             "WeftConfig", "WeftCore",
             .product(name: "Atomics", package: "swift-atomics"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        ], swiftSettings: requestPath),
         // The one door for upstream connections (plain TCP now; TLS later).
         .target(name: "WeftTransport", dependencies: [
             "WeftCore", "WeftNetfilter", "WeftTLS",
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], swiftSettings: requestPath),
         // Counters and the "request finished" record every request ends in.
         .target(name: "WeftObservability", dependencies: [
             "WeftCore", "WeftTLS",
@@ -85,7 +93,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Atomics", package: "swift-atomics"),
-        ]),
+        ], swiftSettings: requestPath),
         // The mesh protocol: HTTP/1.1 <-> HTTP/2 translation, the HTTP/2
         // connection between nodes with its upkeep, per-loop connection pools.
         .target(name: "WeftMesh", dependencies: [
@@ -93,8 +101,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
-        // Endpoint sources that change while the node runs: file, dns.
+        ], swiftSettings: requestPath),
+        // Endpoint sources that change while the node runs: file, dns,
+        // kubernetes (EndpointSlices over the API server).
         .target(name: "WeftDiscovery", dependencies: [
             "WeftConfig", "WeftCore", "WeftTLS",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -116,7 +125,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Atomics", package: "swift-atomics"),
-        ]),
+        ], swiftSettings: requestPath),
         .executableTarget(name: "weft", dependencies: [
             "WeftAdmin", "WeftConfig", "WeftCore", "WeftDiscovery", "WeftHTTP2", "WeftIPTables", "WeftInject", "WeftNetfilter",
             "WeftObservability", "WeftProxy", "WeftTLS",

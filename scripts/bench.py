@@ -1883,7 +1883,9 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
     a("Raw figures of every round: [`benchmarks/results.json`](benchmarks/results.json). "
       "Rerun: `sudo scripts/bench` (`scripts/bench --help` for the knobs). Soak mode, RSS and open "
       "descriptors of both weft nodes over rounds of each kind of traffic: `sudo scripts/bench --soak`, "
-      "[`benchmarks/soak.md`](benchmarks/soak.md).")
+      "[`benchmarks/soak.md`](benchmarks/soak.md). Instructions per proxied request of each node under "
+      "callgrind, the figure that does not move with the machine: `sudo scripts/bench --callgrind`, "
+      "[`benchmarks/callgrind.md`](benchmarks/callgrind.md).")
     a("")
     return "\n".join(L)
 
@@ -1936,12 +1938,21 @@ def main() -> int:
                          "benchmarks/tls.md and tls.json")
     ap.add_argument("--handshake-seconds", type=int, default=10, help="--tls: seconds of new TLS connections")
     ap.add_argument("--handshake-procs", type=int, default=2, help="--tls: client processes opening them")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instructions per proxied request instead (scripts/bench_callgrind.py): both nodes under "
+                         "callgrind; writes benchmarks/callgrind.md and callgrind.json")
+    ap.add_argument("--callgrind-requests", type=int, default=2000, help="--callgrind: requests counted")
+    ap.add_argument("--callgrind-warmup", type=int, default=300, help="--callgrind: requests before counting")
+    ap.add_argument("--callgrind-connections", type=int, default=4, help="--callgrind: keep-alive connections")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()
     if args.tls:
         import bench_tls
         return bench_tls.main(args)
+    if args.callgrind:
+        import bench_callgrind
+        return bench_callgrind.main(args)
     if args.soak and args.soak_minutes is not None:
         return mixed_soak_main(args)
     if args.soak:

@@ -8,9 +8,10 @@
       their framing (Content-Length, chunked; none after HEAD, 1xx, 204, 304),
       so a stray body byte breaks the next response. Prints JSON:
       [{status, headers, body}, ...] (headers lower-cased).
-  http_client.py load HOST PORT --connections C --requests N
+  http_client.py load HOST PORT --connections C --requests N [--path P]
       C threads, each with one keep-alive http.client connection, share N
-      GET /hello?i=... requests. Prints JSON: ok, failed, connections_opened
+      GET /hello?i=... requests (or GET P, where any 200 is good). Prints
+      JSON: ok, failed, connections_opened
       (how many TCP connections the app side opened), first errors.
 Every wait is bounded (--timeout, and an overall --deadline for load).
 """
@@ -123,10 +124,10 @@ def load(args) -> int:
                     conn.connect()
                     with lock:
                         state["opened"] += 1
-                conn.request("GET", f"/hello?i={i}")
+                conn.request("GET", args.path or f"/hello?i={i}")
                 resp = conn.getresponse()
                 body = resp.read()
-                good = resp.status == 200 and body.startswith(b"hello from ")
+                good = resp.status == 200 and (args.path is not None or body.startswith(b"hello from "))
                 if resp.will_close:
                     conn.close()
                     conn = None
@@ -170,6 +171,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--deadline", type=float, default=90, help="load: stop sending after this")
+    ap.add_argument("--path", help="load: GET this path (any 200 is good) instead of /hello?i=N")
     args = ap.parse_args()
     return {"sequence": sequence, "load": load}[args.mode](args)
 
