@@ -1944,6 +1944,7 @@ def main() -> int:
     ap.add_argument("--callgrind-requests", type=int, default=2000, help="--callgrind: requests counted")
     ap.add_argument("--callgrind-warmup", type=int, default=300, help="--callgrind: requests before counting")
     ap.add_argument("--callgrind-connections", type=int, default=4, help="--callgrind: keep-alive connections")
+    ap.add_argument("--callgrind-dumps", metavar="DIR", help="--callgrind: keep each run's callgrind files here")
     ap.add_argument("--from-json", metavar="FILE",
                     help="no measuring: rewrite benchmarks.md and the chart from a results.json")
     args = ap.parse_args()

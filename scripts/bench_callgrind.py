@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -144,6 +145,11 @@ def run(args: argparse.Namespace, requests: int) -> dict[str, dict]:
                 raise weftlab.LabError(f"weft {name} under callgrind ended with {status}:\n{proc.log()[-2000:]}")
             dump = dumps / f"{name}.out"
             out[name] = {"ir": total_ir(dump), "functions": functions(dump)}
+            if args.callgrind_dumps:
+                # For callgrind_annotate --tree=caller and the like.
+                keep = Path(args.callgrind_dumps)
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(dump, keep / f"{name}-{requests}.out")
         return out
 
 

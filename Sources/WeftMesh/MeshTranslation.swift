@@ -154,15 +154,22 @@ public enum MeshTranslation {
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count)
         for field in fields {
-            switch field.name {
-            case ":method": method = field.value
-            case ":authority": authority = field.value
-            case ":path": path = field.value
-            case ":scheme", ":protocol": continue
-            case origProtoHeader: origProtoValue = field.value
-            case destinationHeader: destinationValue = field.value
-            default:
-                if field.name.hasPrefix("weft-") { continue }
+            // Most fields are neither pseudo nor weft's: one byte tells.
+            if field.name.utf8.first == UInt8(ascii: ":") {
+                switch field.name {
+                case ":method": method = field.value
+                case ":authority": authority = field.value
+                case ":path": path = field.value
+                case ":scheme", ":protocol": continue
+                default: headers.add(name: field.name, value: field.value)
+                }
+            } else if isWeftHeader(field.name) {
+                if field.name == origProtoHeader {
+                    origProtoValue = field.value
+                } else if field.name == destinationHeader {
+                    destinationValue = field.value
+                }
+            } else {
                 headers.add(name: field.name, value: field.value)
             }
         }
@@ -233,9 +240,9 @@ public enum MeshTranslation {
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count)
         for field in fields {
-            if field.name == ":status" {
-                status = field.value
-            } else if !field.name.hasPrefix(":") && (!field.name.hasPrefix("weft-") || field.name == reasonHeader) {
+            if field.name.utf8.first == UInt8(ascii: ":") {
+                if field.name == ":status" { status = field.value }
+            } else if !isWeftHeader(field.name) || field.name == reasonHeader {
                 // `weft-reason` is the one mesh header meant for the app: it
                 // says why a node answered with an error (SPEC §4).
                 headers.add(name: field.name, value: field.value)
@@ -258,9 +265,44 @@ public enum MeshTranslation {
 
     /// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
     /// plus `host` (it becomes `:authority`) and HTTP/2's own `http2-settings`.
-    public static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "http2-settings",
-    ]
+    /// Hop-by-hop fields (RFC 9110 §7.6.1, and HTTP/2's refusals in RFC
+    /// 9113 §8.2.2), lower-cased: `connection`, `keep-alive`,
+    /// `proxy-connection`, `transfer-encoding`, `te`, `upgrade`,
+    /// `http2-settings`. The length rules out almost every name before a
+    /// comparison (no hashing per field).
+    static func isHopByHop(_ lower: String) -> Bool {
+        switch lower.utf8.count {
+        case 2: lower == "te"
+        case 7: lower == "upgrade"
+        case 10: lower == "connection" || lower == "keep-alive"
+        case 14: lower == "http2-settings"
+        case 16: lower == "proxy-connection"
+        case 17: lower == "transfer-encoding"
+        default: false
+        }
+    }
+
+    /// A field of weft's own: its lower-case name starts with `weft-`.
+    static func isWeftHeader(_ lower: String) -> Bool {
+        lower.hasASCIIPrefix("weft-")
+    }
+
+    /// What an inbound mesh stream carries, read from its request fields in
+    /// one pass: a CONNECT tunnel, an HTTP/2 app's stream (`weft-orig-proto:
+    /// HTTP/2`), or an HTTP/1.x app's request.
+    public enum StreamKind: Equatable, Sendable { case tunnel, http2App, http1App }
+
+    public static func streamKind(of fields: [HTTP2Header]) -> StreamKind {
+        var kind = StreamKind.http1App
+        for field in fields {
+            if field.name.utf8.first == UInt8(ascii: ":") {
+                if field.name == ":method" && field.value == "CONNECT" { return .tunnel }
+            } else if isWeftHeader(field.name), field.name == origProtoHeader, field.value.hasASCIIPrefix("HTTP/2") {
+                kind = .http2App
+            }
+        }
+        return kind
+    }
 
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
@@ -287,16 +329,16 @@ public enum MeshTranslation {
         }
         for (name, value) in headers {
             let lower = name.lowercased()
-            if lower == extra || lower.hasPrefix("weft-") || lower.hasPrefix("proxy-") || named.contains(lower) {
+            if isWeftHeader(lower) || lower.hasASCIIPrefix("proxy-") || (extra != nil && lower == extra)
+                || (!named.isEmpty && named.contains(lower)) {
                 continue
             }
-            if lower == "te" {
-                if value.split(separator: ",").contains(where: { $0.trimmingSpaces.lowercased() == "trailers" }) {
+            if isHopByHop(lower) {
+                if lower == "te", value.split(separator: ",").contains(where: { $0.trimmingSpaces.lowercased() == "trailers" }) {
                     body("te", "trailers")
                 }
                 continue
             }
-            if hopByHop.contains(lower) { continue }
             body(lower, withoutOuterWhitespace(value))
         }
     }
@@ -360,6 +402,21 @@ public enum MeshTranslation {
         var path = String(rest[end...])
         if path.isEmpty { path = "/" } else if path.hasPrefix("?") { path = "/" + path }
         return (authority, path)
+    }
+}
+
+extension String {
+    /// Starts with the ASCII `prefix`, compared byte for byte (no Unicode
+    /// rules, unlike `hasPrefix`): for field names and protocol tokens.
+    public func hasASCIIPrefix(_ prefix: StaticString) -> Bool {
+        let count = prefix.utf8CodeUnitCount
+        guard utf8.count >= count else { return false }
+        return prefix.withUTF8Buffer { expected in
+            utf8.withContiguousStorageIfAvailable { bytes in
+                for index in 0..<count where bytes[index] != expected[index] { return false }
+                return true
+            } ?? utf8.prefix(count).elementsEqual(expected)
+        }
     }
 }
 

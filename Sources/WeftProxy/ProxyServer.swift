@@ -561,13 +561,11 @@ public final class ProxyServer: Sendable {
                     }
                     let listener = loopServices.meshListener
                     let connection = MeshConnection(role: .server, metrics: metrics, logger: logger) { connection, streamID, headers in
-                        if headers.contains(where: { $0.name == ":method" && $0.value == "CONNECT" }) {
-                            return MeshConnectStream(connection: connection, streamID: streamID, context: listener)
+                        switch MeshTranslation.streamKind(of: headers) {
+                        case .tunnel: return MeshConnectStream(connection: connection, streamID: streamID, context: listener)
+                        case .http2App: return listener.http2Stream(on: connection, streamID: streamID)
+                        case .http1App: return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
                         }
-                        if headers.contains(where: { $0.name == MeshTranslation.origProtoHeader && $0.value.hasPrefix("HTTP/2") }) {
-                            return listener.http2Stream(on: connection, streamID: streamID)
-                        }
-                        return MeshInboundStream(connection: connection, streamID: streamID, context: listener)
                     }
                     if let tls {
                         let peer = channel.remoteAddress.flatMap(IPEndpoint.init).map { "\($0)" } ?? "?"

@@ -19,13 +19,21 @@ extension RequestRecord {
     mutating func describe(_ headers: [HTTP2Header]) {
         var method = "", authority: String?, path = "", requestID: String?, traceparent: String?
         for header in headers {
-            switch header.name {
-            case ":method": method = header.value
-            case ":authority": authority = header.value
-            case ":path": path = header.value
-            case "x-request-id": requestID = requestID ?? header.value
-            case "traceparent": traceparent = traceparent ?? header.value
-            case "host": authority = authority ?? header.value
+            let name = header.name
+            if name.utf8.first == UInt8(ascii: ":") {
+                switch name {
+                case ":method": method = header.value
+                case ":authority": authority = header.value
+                case ":path": path = header.value
+                default: break
+                }
+                continue
+            }
+            // The length first: most fields are none of these.
+            switch name.utf8.count {
+            case 12 where name == "x-request-id": requestID = requestID ?? header.value
+            case 11 where name == "traceparent": traceparent = traceparent ?? header.value
+            case 4 where name == "host": authority = authority ?? header.value
             default: break
             }
         }

@@ -24,6 +24,28 @@ final class MeshTranslationTests: XCTestCase {
         ])
     }
 
+    func testAStreamsKindIsReadFromItsFields() {
+        let get = [HTTP2Header(":method", "GET"), HTTP2Header(":path", "/"), HTTP2Header("weft-dst", "198.18.0.3:9090")]
+        XCTAssertEqual(MeshTranslation.streamKind(of: get), .http1App)
+        XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("weft-orig-proto", "HTTP/1.1")]), .http1App)
+        XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("weft-orig-proto", "HTTP/2")]), .http2App)
+        XCTAssertEqual(MeshTranslation.streamKind(of: [HTTP2Header(":method", "CONNECT"),
+                                                       HTTP2Header("weft-orig-proto", "HTTP/2")]), .tunnel)
+        // Only weft's own field says HTTP/2, and only its value's start.
+        XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("x-orig-proto", "HTTP/2")]), .http1App)
+        XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("weft-orig-proto", "http/2")]), .http1App)
+    }
+
+    func testASCIIPrefixesAreComparedByteForByte() {
+        XCTAssertTrue("weft-dst".hasASCIIPrefix("weft-"))
+        XCTAssertTrue("weft-".hasASCIIPrefix("weft-"))
+        XCTAssertFalse("weft".hasASCIIPrefix("weft-"))
+        XCTAssertFalse("Weft-dst".hasASCIIPrefix("weft-"))
+        XCTAssertTrue("a-long-field-name-beyond-fifteen-bytes".hasASCIIPrefix("a-long-field"))
+        XCTAssertTrue("".hasASCIIPrefix(""))
+        XCTAssertFalse("é-weft".hasASCIIPrefix("e"))
+    }
+
     /// Found by FuzzTranslation: a value with trailing whitespace (which the
     /// HTTP/1 parser keeps) went on as is, and the peer's HTTP/2 checks
     /// refused the whole message.
