@@ -151,8 +151,11 @@ public enum MeshTranslation {
     public static func downgradeRequest(_ fields: [HTTP2Header]) throws(TranslationError) -> DowngradedRequest {
         var method: String?, authority: String?, path: String?
         var origProtoValue: String?, destinationValue: String?
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(fields.count)
+        // Gathered, then made `HTTPHeaders` at once: `add` scans each name
+        // for non-ASCII bytes, which HTTP/2 names (tokens, checked by
+        // nghttp2) never have.
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(fields.count)
         for field in fields {
             // Most fields are neither pseudo nor weft's: one byte tells.
             if field.name.utf8.first == UInt8(ascii: ":") {
@@ -161,7 +164,7 @@ public enum MeshTranslation {
                 case ":authority": authority = field.value
                 case ":path": path = field.value
                 case ":scheme", ":protocol": continue
-                default: headers.add(name: field.name, value: field.value)
+                default: pairs.append((field.name, field.value))
                 }
             } else if isWeftHeader(field.name) {
                 if field.name == origProtoHeader {
@@ -170,9 +173,10 @@ public enum MeshTranslation {
                     destinationValue = field.value
                 }
             } else {
-                headers.add(name: field.name, value: field.value)
+                pairs.append((field.name, field.value))
             }
         }
+        var headers = HTTPHeaders(pairs)
         guard let method else { throw .missingPseudoHeader(":method") }
         guard let path else { throw .missingPseudoHeader(":path") }
         // HTTP/2 lets more bytes into :path than an HTTP/1.1 request line
@@ -237,17 +241,18 @@ public enum MeshTranslation {
     /// in the HTTP version the app spoke.
     public static func downgradeResponse(_ fields: [HTTP2Header], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
         var status: String?
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(fields.count)
+        var pairs: [(String, String)] = []  // as in downgradeRequest
+        pairs.reserveCapacity(fields.count)
         for field in fields {
             if field.name.utf8.first == UInt8(ascii: ":") {
                 if field.name == ":status" { status = field.value }
             } else if !isWeftHeader(field.name) || field.name == reasonHeader {
                 // `weft-reason` is the one mesh header meant for the app: it
                 // says why a node answered with an error (SPEC §4).
-                headers.add(name: field.name, value: field.value)
+                pairs.append((field.name, field.value))
             }
         }
+        let headers = HTTPHeaders(pairs)
         guard let status, status.utf8.count == 3, let code = Int(status), (100...999).contains(code) else {
             throw .badStatus(status)
         }
