@@ -187,6 +187,7 @@ let package = Package(
         ]),
         .testTarget(name: "WeftDiscoveryTests", dependencies: [
             "WeftDiscovery", "WeftConfig", "WeftCore", .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "WeftProxyTests", dependencies: [
             "WeftProxy", "WeftObservability", "WeftMesh", "WeftMeshTesting", "WeftConfig", "WeftRouting", "WeftUpstream", "WeftDiscovery", "WeftTransport", "WeftNetfilter", "WeftHTTP2",
