@@ -150,6 +150,8 @@ public final class ProxyMetrics: Sendable {
 
     /// Endpoint lists that discovery changed.
     public let endpointUpdates = ManagedAtomic<Int>(0)
+    /// Discovery answers that could not be had (the last endpoints stayed).
+    public let endpointDiscoveryProblems = ManagedAtomic<Int>(0)
 
     /// Configuration reloads, by result.
     public enum ReloadOutcome: String, CaseIterable, Sendable {
@@ -406,8 +408,11 @@ public final class ProxyMetrics: Sendable {
             ("result=\"passed\"", healthChecks.passed.load(ordering: .relaxed)),
             ("result=\"failed\"", healthChecks.failed.load(ordering: .relaxed)),
         ])
-        family("weft_endpoint_updates_total", "counter", "Endpoint lists changed by discovery (file, dns).",
+        family("weft_endpoint_updates_total", "counter", "Endpoint lists changed by discovery (file, dns, kubernetes).",
                [("", endpointUpdates.load(ordering: .relaxed))])
+        family("weft_endpoint_discovery_problems_total", "counter",
+               "Discovery problems (a failed lookup, an unreadable file, an API server error); the last endpoints stayed.",
+               [("", endpointDiscoveryProblems.load(ordering: .relaxed))])
         family("weft_config_reloads_total", "counter", "Configuration reloads, by result.",
                ReloadOutcome.allCases.map { ("result=\"\($0.rawValue)\"", configReloadCount($0)) })
         for direction in Direction.allCases {

@@ -287,7 +287,7 @@ public final class ProxyServer: Sendable {
     /// settings, and stops those of clusters that left or changed; a
     /// cluster whose source stays keeps its discovered endpoints.
     private func reconcileSources() {
-        let logger = self.logger
+        let (logger, metrics) = (self.logger, self.metrics)
         let (started, stopped): ([(String, any EndpointSource)], [any EndpointSource]) = runtime.withLock { runtime in
             var started: [(String, any EndpointSource)] = []
             var stopped: [any EndpointSource] = []
@@ -297,6 +297,7 @@ public final class ProxyServer: Sendable {
                 guard let source = EndpointSources.make(for: cluster, resolver: hostResolver, eventLoops: group,
                                                        kubernetesAPI: runtime.configured.kubernetesAPI,
                                                        onProblem: { problem in
+                    metrics.endpointDiscoveryProblems.wrappingIncrement(ordering: .relaxed)
                     logger.warning("endpoint discovery: keeping the last endpoints", metadata: [
                         "cluster": "\(name)", "problem": "\(problem)",
                     ])

@@ -220,12 +220,14 @@ def test_kubernetes_discovery_follows_endpointslices_through_watches_410s_and_ou
     assert len(relisted) > lists_so_far, "a 410 makes the node list again"
 
     # 5. The API server goes away: the last endpoints stay and the node
-    #    says why; traffic still flows to them.
+    #    says why (and counts it); traffic still flows to them.
     keeping_before = len([l for l in client.weft_log().splitlines() if KEEPING in l])
+    problems_before = client.metric("weft_endpoint_discovery_problems_total")
     api.stop()
     lines = wait_log(client, re.escape(KEEPING), after=keeping_before)
     assert "kube" in lines[-1] and "backend" in lines[-1], lines[-1]
     assert set(who_answers(client, "kube", 6)) == {"one"}
+    assert client.metric("weft_endpoint_discovery_problems_total") > problems_before
 
     # 6. A restored server (other pods, versions far ahead, no history):
     #    the node's old version is too old there (HTTP 410 this time), it
