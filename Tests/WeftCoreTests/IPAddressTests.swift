@@ -61,6 +61,38 @@ final class IPEndpointTests: XCTestCase {
         XCTAssertEqual(IPEndpoint("198.18.0.2:65535")?.description, "198.18.0.2:65535")
     }
 
+    /// The byte parser of `a.b.c.d:port` accepts exactly what the general
+    /// one (inet_pton) does, with the same result: on edge cases, and on
+    /// inputs made from the characters that matter.
+    func testTheIPv4FastPathAgreesWithTheGeneralParser() {
+        let cases = ["198.18.0.2:9090", "0.0.0.0:1", "255.255.255.255:65535", "256.1.1.1:80", "1.2.3.4:65536",
+                     "01.2.3.4:80", "1.2.3.04:80", "0.0.0.0:080", "1.2.3.4:000080", "1.2.3:80", "1.2.3.4.5:80",
+                     "1..3.4:80", ".1.2.3:80", "1.2.3.4.:80", "1.2.3.4::80", "1.2.3.4:", ":80", "1.2.3.4:8a",
+                     "1.2.3.4: 80", " 1.2.3.4:80", "1.2.3.4:80 ", "1.2.3.4:-1", "1234.1.1.1:80", "1.2.3.4:0"]
+        var generated = cases
+        var random = SystemRandomNumberGenerator()
+        let octets = ["0", "1", "9", "10", "99", "100", "199", "255", "256", "300", "01", "001", "1000", "", "a"]
+        let ports = ["1", "80", "080", "8080", "65535", "65536", "0", "00000", "123456", "", "8a"]
+        for _ in 0..<20_000 {
+            let count = [3, 4, 4, 4, 4, 5].randomElement(using: &random) ?? 4
+            var text = (0..<count).map { _ in octets.randomElement(using: &random) ?? "" }.joined(separator: ".")
+            if Int.random(in: 0..<8, using: &random) > 0 { text += ":" + (ports.randomElement(using: &random) ?? "") }
+            generated.append(text)
+        }
+        var accepted = 0
+        for text in generated {
+            let fast = IPEndpoint.parseIPv4(text.utf8)
+            let general = IPEndpoint.parseAny(text)
+            if let fast {
+                XCTAssertEqual(fast, general, text)
+                accepted += 1
+            } else if let general, general.address.family == .ipv4 {
+                XCTFail("\(text): the general parser reads \(general), the fast path nothing")
+            }
+        }
+        XCTAssertGreaterThan(accepted, 100, "the generated inputs reach the accepting paths (about 450 of 20,000)")
+    }
+
     func testRejectsBadPortsAndShapes() {
         for bad in ["198.18.0.2:99999", "198.18.0.2:0", "198.18.0.2:", "198.18.0.2", "198.18.0.2:+80",
                     "2001:2::3:80", "[2001:2::3]80", "[198.18.0.2]:80", "host:80", "198.18.0.2:8 0"] {
