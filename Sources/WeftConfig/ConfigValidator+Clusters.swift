@@ -138,7 +138,7 @@ extension ConfigValidator {
         guard let fields = mapping(value, keys: ["service", "namespace", "port"]) else { return nil }
         func label(_ key: String) -> String? {
             guard let given = fields[key], let text = string(given) else { return nil }
-            guard text.utf8.count <= 63, ConfigNames.dnsName(text) == text, !text.contains(".") else {
+            guard KubernetesServiceRef.isLabel(text) else {
                 report(given, "\(quoted(text)) is not a valid \(key) name (a DNS label: lowercase letters, digits and \"-\")")
                 return nil
             }

@@ -128,4 +128,11 @@ public struct KubernetesServiceRef: Sendable, Equatable {
         self.namespace = namespace
         self.port = port
     }
+
+    /// A name as Services, namespaces and ports have them (RFC 1123 label):
+    /// lowercase letters, digits and "-", not at either end, 63 at most.
+    /// They go into API request paths as they are.
+    public static func isLabel(_ text: String) -> Bool {
+        text.utf8.count <= 63 && !text.contains(".") && ConfigNames.dnsName(text) == text
+    }
 }

@@ -27,11 +27,7 @@ public struct KubernetesAPIAccess: Sendable, Equatable {
         let namespaceText = (try? String(contentsOfFile: directory + "/namespace", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let namespace = namespaceText.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-        // It goes into request paths: a DNS label or nothing.
-        guard namespace.utf8.count <= 63, namespace.utf8.allSatisfy({ byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-                || byte == UInt8(ascii: "-")
-        }) else {
+        guard KubernetesServiceRef.isLabel(namespace) else {
             return .failure(KubernetesAccessError("\(directory)/namespace holds no namespace name"))
         }
         if let settings {
