@@ -188,9 +188,10 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
                     let handlers = channel.pipeline.syncOperations
                     // Events count only from the connection the request went
                     // on (Happy Eyeballs may open and drop others).
+                    // The channel runs on `loop`: its events are handled in place.
                     let connection = ObjectIdentifier(channel)
                     let response = KubernetesResponseHandler { [self] event in
-                        loop.execute { self.received(event, generation: mine, connection: connection) }
+                        received(event, generation: mine, connection: connection)
                     }
                     if let tls {
                         let session = try TLSConnection(client: tls, serverName: server.host)
@@ -248,7 +249,7 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
         }
     }
 
-    fileprivate enum ResponseEvent: Sendable {
+    fileprivate enum ResponseEvent {
         case head(Int)
         case body(ByteBuffer)
         case end
@@ -256,7 +257,8 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
     }
 
     /// What the server or the connection did; `connection` nil for a
-    /// connect that failed.
+    /// connect that failed. On `loop`; a call made while the previous one
+    /// closes its connection finds the generation moved on and is dropped.
     private func received(_ event: ResponseEvent, generation answered: Int, connection: ObjectIdentifier?) {
         guard answered == generation, !stopped, var machine else { return }
         if let connection, channel.map(ObjectIdentifier.init) != connection { return }
@@ -281,12 +283,12 @@ public final class KubernetesEndpointSource: EndpointSource, @unchecked Sendable
     /// The last handler: turns the HTTP/1 answer into events for the source.
     private final class KubernetesResponseHandler: ChannelInboundHandler {
         typealias InboundIn = HTTPClientResponsePart
-        private let deliver: @Sendable (ResponseEvent) -> Void
+        private let deliver: (ResponseEvent) -> Void
         private var done = false
         /// Why the connection is ending, when known before it closes.
         var failure: String?
 
-        init(deliver: @escaping @Sendable (ResponseEvent) -> Void) {
+        init(deliver: @escaping (ResponseEvent) -> Void) {
             self.deliver = deliver
         }
 

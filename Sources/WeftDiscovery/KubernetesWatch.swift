@@ -49,8 +49,8 @@ public struct KubernetesWatch {
 
     private enum Phase {
         case idle
-        /// A list page was asked for; `items` holds the earlier pages'.
-        case listing(continueToken: String?)
+        /// A list page was asked for; `listed` holds the earlier pages' slices.
+        case listing
         case watching
         case waiting
         case stopped
@@ -79,7 +79,7 @@ public struct KubernetesWatch {
     private var failures = 0
     /// What ``retry()`` asks for: a watch from the version in hand, or a list.
     private var resumeWatch = false
-    private var jitter: () -> Double
+    private let jitter: () -> Double
 
     /// - Parameters:
     ///   - namespace: the namespace to use when `service` names none.
@@ -169,8 +169,7 @@ public struct KubernetesWatch {
             var actions = body.readableBytes > 0 ? watchLines(final: true) : []
             guard case .watching = phase else { return actions }
             if linesThisWatch > 0 {
-                failures = 0
-                actions.append(watch())
+                actions.append(watch())  // (its first line reset the backoff)
             } else {
                 actions += fail("the watch ended without an event", resume: true, quiet: true)
             }
@@ -206,7 +205,7 @@ public struct KubernetesWatch {
     }
 
     private mutating func list(continueToken: String?) -> Action {
-        phase = .listing(continueToken: continueToken)
+        phase = .listing
         if continueToken == nil {
             listed = []
             listedBytes = 0
