@@ -16,6 +16,9 @@ public final class ConntrackTable {
     private let socket: OpaquePointer
     private let portID: UInt32
     private var sequence: UInt32 = 0
+    /// A query stopped before reading its whole answer (an error, a
+    /// signal): what it left unread must go before the next query's.
+    private var unread = false
     /// One request or answer at a time.
     private let buffer: UnsafeMutableRawPointer
     private static let bufferSize = 8192
@@ -53,10 +56,11 @@ public final class ConntrackTable {
         guard case .v4(let localAddress) = local.address, case .v4(let peerAddress) = peer.address else {
             throw ConntrackError.notIPv4
         }
-        // Answers left by an earlier query that stopped early (an error, a
-        // signal) would be read as this one's: they go first.
-        let descriptor = mnl_socket_get_fd(socket)
-        while recv(descriptor, buffer, Self.bufferSize, Int32(MSG_DONTWAIT)) > 0 {}
+        if unread {
+            let descriptor = mnl_socket_get_fd(socket)
+            while recv(descriptor, buffer, Self.bufferSize, Int32(MSG_DONTWAIT)) > 0 {}
+        }
+        unread = true
         sequence &+= 1
         guard let header = mnl_nlmsg_put_header(buffer) else { throw ConntrackError.unavailable("no buffer") }
         header.pointee.nlmsg_type = UInt16((NFNL_SUBSYS_CTNETLINK << 8) | Int32(IPCTNL_MSG_CT_GET.rawValue))
@@ -90,9 +94,15 @@ public final class ConntrackTable {
             let result = withExtendedLifetime(answer) {
                 mnl_cb_run(buffer, received, sequence, portID, onConntrackMessage, context)
             }
-            if result == MNL_CB_ERROR { throw Self.error(errno) }
+            if result == MNL_CB_ERROR {
+                let code = errno
+                // The kernel's refusal (no entry, not permitted) is the whole answer.
+                if code == ENOENT || code == EPERM { unread = false }
+                throw Self.error(code)
+            }
             if result <= MNL_CB_STOP { break }
         }
+        unread = false
         guard let destination = answer.destination else { throw ConntrackError.noEntry }
         return destination
     }
