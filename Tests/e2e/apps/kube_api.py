@@ -280,35 +280,36 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(409, status(409, "AlreadyExists", "already exists"))
         self.send_json(201, store.change("ADDED", route[0], obj))
 
+    def existing(self) -> tuple[str, dict] | None:
+        """(namespace, slice) that a PUT or DELETE path names; None after
+        answering 404 (no such path, or no such slice)."""
+        route = self.route()
+        obj = None
+        if route is not None and route[1] is not None:
+            with self.server.store.cond:
+                obj = self.server.store.slices.get((route[0], route[1]))
+        if obj is None:
+            self.send_json(404, status(404, "NotFound", "not found"))
+            return None
+        return route[0], obj
+
     def do_PUT(self):
         self.record()
         if not self.authorized():
             return
-        route = self.route()
-        if route is None or route[1] is None:
-            return self.send_json(404, status(404, "NotFound", "not found"))
-        store = self.server.store
-        with store.cond:
-            exists = (route[0], route[1]) in store.slices
-        if not exists:
-            return self.send_json(404, status(404, "NotFound", "not found"))
-        obj = self.body()
-        obj.setdefault("metadata", {})["name"] = route[1]
-        self.send_json(200, store.change("MODIFIED", route[0], obj))
+        obj = self.body()  # read even when refused: the connection stays in step
+        if (found := self.existing()) is None:
+            return
+        namespace, old = found
+        obj.setdefault("metadata", {})["name"] = old["metadata"]["name"]
+        self.send_json(200, self.server.store.change("MODIFIED", namespace, obj))
 
     def do_DELETE(self):
         self.record()
-        if not self.authorized():
+        if not self.authorized() or (found := self.existing()) is None:
             return
-        route = self.route()
-        store = self.server.store
-        if route is None or route[1] is None:
-            return self.send_json(404, status(404, "NotFound", "not found"))
-        with store.cond:
-            obj = store.slices.get((route[0], route[1]))
-        if obj is None:
-            return self.send_json(404, status(404, "NotFound", "not found"))
-        self.send_json(200, store.change("DELETED", route[0], obj))
+        namespace, obj = found
+        self.send_json(200, self.server.store.change("DELETED", namespace, obj))
 
 
 class Server(LabHTTPServer):
