@@ -78,7 +78,10 @@ def functions(dump: Path) -> dict[str, int]:
     for line in res.stdout.splitlines():
         m = re.match(r"\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(\S.*)$", line)
         if m and "PROGRAM TOTALS" not in m.group(2) and not m.group(2).startswith(("Ir", "--")):
-            costs[m.group(2).strip()] = costs.get(m.group(2).strip(), 0) + int(m.group(1).replace(",", ""))
+            # Keyed without the object (` [path]`): the binary's copy lives
+            # in each run's own directory, and the runs' costs must meet.
+            name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(2).strip())
+            costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
     return costs
 
 
