@@ -11,7 +11,8 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses `1.2.3.4:80` or `[2001:db8::1]:80`. The port must be 1...65535.
     public init?(_ text: some StringProtocol) {
-        guard let endpoint = Self.parseIPv4(text.utf8) ?? Self.parseAny(text) else { return nil }
+        var string = String(text)  // a String: no copy
+        guard let endpoint = string.withUTF8(Self.parseIPv4) ?? Self.parseAny(string) else { return nil }
         self = endpoint
     }
 
@@ -45,7 +46,9 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
     /// path accepts for this form (no leading zero in an octet, as
     /// inet_pton; a port of up to 5 digits in 1...65535); nil for anything
     /// else, which the general path then reads.
-    static func parseIPv4(_ bytes: some Collection<UInt8>) -> IPEndpoint? {
+    /// Bytes, not a generic collection: the generic form was not
+    /// specialized across modules, and cost a witness call per byte.
+    static func parseIPv4(_ bytes: UnsafeBufferPointer<UInt8>) -> IPEndpoint? {
         var address: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
         var port: UInt32 = 0, portDigits = 0, inPort = false
         for byte in bytes {

@@ -1,5 +1,6 @@
 import NIOHTTP1
 import WeftHTTP2
+import WeftCore
 import WeftMesh
 import WeftObservability
 
@@ -61,14 +62,14 @@ public enum HTTP1RequestRules {
         var bytes = head.uri.utf8.count
         for (name, value) in head.headers {
             bytes += name.utf8.count + value.utf8.count + 32
-            if name.isASCIICaseInsensitiveEqual(to: "host") {
+            if name.equalsASCIICaseInsensitive("host") {
                 hosts += 1
                 if !isValidHost(value) { return .invalidHost }
-            } else if name.isASCIICaseInsensitiveEqual(to: "content-length") {
+            } else if name.equalsASCIICaseInsensitive("content-length") {
                 if !MeshTranslation.isCarriableLength(value) { return .contentLengthOutOfRange }
-            } else if name.isASCIICaseInsensitiveEqual(to: "transfer-encoding") {
+            } else if name.equalsASCIICaseInsensitive("transfer-encoding") {
                 transferEncodings += 1
-                if !String(value.trimmingASCIISpaces).isASCIICaseInsensitiveEqual(to: "chunked") { onlyChunked = false }
+                if !String(value.trimmingSpaces).equalsASCIICaseInsensitive("chunked") { onlyChunked = false }
             }
         }
         if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {
@@ -102,27 +103,5 @@ public enum HTTP1RequestRules {
                 false
             }
         }
-    }
-}
-
-extension String {
-    /// Equal to `lowercase` (lowercase ASCII) ignoring ASCII case, without
-    /// making a lowercased copy.
-    func isASCIICaseInsensitiveEqual(to lowercase: StaticString) -> Bool {
-        guard utf8.count == lowercase.utf8CodeUnitCount else { return false }
-        return lowercase.withUTF8Buffer { expected in
-            zip(utf8, expected).allSatisfy { byte, wanted in
-                (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte) == wanted
-            }
-        }
-    }
-
-    /// Without leading and trailing spaces and tabs.
-    var trimmingASCIISpaces: Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
-            return ""
-        }
-        return self[first...last]
     }
 }

@@ -1,0 +1,92 @@
+/// Byte-level reading of the ASCII text protocols are made of (field
+/// names, tokens, lists), with no Unicode rules: the request path reads
+/// every header of every message with these.
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Starts with the ASCII `prefix`, byte for byte.
+    public func hasASCIIPrefix(_ prefix: StaticString) -> Bool {
+        let count = prefix.utf8CodeUnitCount
+        guard self.count >= count else { return false }
+        let expected = prefix.utf8Start
+        for index in 0..<count where self[index] != expected[index] { return false }
+        return true
+    }
+
+    /// Equal to the lower-case ASCII `lower`, in any ASCII case (field
+    /// names and most tokens are case-insensitive, RFC 9110 §5.1).
+    public func equalsASCIICaseInsensitive(_ lower: StaticString) -> Bool {
+        guard count == lower.utf8CodeUnitCount else { return false }
+        let expected = lower.utf8Start
+        for index in 0..<count {
+            let byte = self[index]
+            let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            if folded != expected[index] { return false }
+        }
+        return true
+    }
+}
+
+extension String {
+    /// Starts with the ASCII `prefix`, compared byte for byte (unlike
+    /// `hasPrefix`, no Unicode rules).
+    public func hasASCIIPrefix(_ prefix: StaticString) -> Bool {
+        guard utf8.count >= prefix.utf8CodeUnitCount else { return false }
+        var copy = self
+        return copy.withUTF8 { $0.hasASCIIPrefix(prefix) }
+    }
+
+    /// Equal to the lower-case ASCII `lower` in any ASCII case, without
+    /// making a lower-cased copy.
+    public func equalsASCIICaseInsensitive(_ lower: StaticString) -> Bool {
+        guard utf8.count == lower.utf8CodeUnitCount else { return false }
+        var copy = self
+        return copy.withUTF8 { $0.equalsASCIICaseInsensitive(lower) }
+    }
+}
+
+extension String {
+    /// ASCII with no upper-case letter, so `lowercased()` would give it
+    /// back unchanged: a scan, where `lowercased()` builds a new string.
+    public var isLowercaseASCII: Bool {
+        var copy = self
+        return copy.withUTF8 { bytes in !bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } }
+    }
+}
+
+extension StringProtocol {
+    /// Without the spaces and tabs around it.
+    public var trimmingSpaces: Substring {
+        let view = Substring(self)
+        guard let start = view.firstIndex(where: { $0 != " " && $0 != "\t" }) else { return view[view.endIndex...] }
+        let end = view.lastIndex(where: { $0 != " " && $0 != "\t" }) ?? start
+        return view[start...end]
+    }
+}
+
+/// HTTP field values read as bytes (RFC 9110 §5).
+public enum HTTPFieldSyntax {
+    /// Space or horizontal tab: the whitespace around values and list
+    /// members (OWS).
+    public static func isSpaceOrTab(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
+    }
+
+    /// Calls `body` with each member of a comma-separated list value (RFC
+    /// 9110 §5.6.1), as bytes without the whitespace around it; empty
+    /// members are skipped.
+    public static func forEachListMember(of value: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var value = value
+        value.withUTF8 { bytes in
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
+                var first = start, last = end
+                while first < last && isSpaceOrTab(bytes[first]) { first += 1 }
+                while last > first && isSpaceOrTab(bytes[last - 1]) { last -= 1 }
+                if first < last { body(UnsafeBufferPointer(rebasing: bytes[first..<last])) }
+                start = end + 1
+            }
+        }
+    }
+}
