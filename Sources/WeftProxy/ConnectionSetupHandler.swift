@@ -225,7 +225,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private static func installHTTP(on channel: Channel, route: MeshRoute, services: LoopServices,
                                     metrics: ProxyMetrics, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(HTTPResponseEncoder())
+        try sync.addHandler(HTTP1ResponseEncoder())
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
         let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger)

@@ -30,28 +30,31 @@ enum HTTP1UpstreamError: Error, Equatable {
     /// framing or field rules, or a response nobody asked for), rather than
     /// merely stopping: answered `502 bad_response`, never replayed.
     static func isMalformedResponse(_ error: Error) -> Bool {
-        if let parser = error as? HTTPParserError { return parser != .invalidEOFState }
-        return error is NIOHTTPDecoderError
+        error is HTTP1ResponseError
     }
 }
 
 /// One keep-alive HTTP/1.1 connection to an upstream (a local app, or a
 /// plain endpoint): carries one exchange at a time.
 ///
-/// Pipeline: `HTTPRequestEncoder`, `HTTPResponseDecoder` (1xx forwarded),
-/// then this handler. It hands response parts to the current receiver and
-/// tells the pool when the connection can carry the next request: only
+/// The only handler of its channel: it writes requests as bytes
+/// (`HTTP1RequestWriter`) and reads responses from bytes
+/// (`HTTP1ResponseParser`, 1xx forwarded), with no codec handlers or
+/// wrapped parts between. It hands response parts to the current receiver
+/// and tells the pool when the connection can carry the next request: only
 /// once both the request and the response ended cleanly and neither side
 /// asked to close.
 final class HTTP1UpstreamConnection: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let target: TargetKey
     private(set) var channel: Channel?
     private var context: ChannelHandlerContext?
     private weak var pool: HTTP1UpstreamPool?
     private var receiver: HTTP1ResponseReceiver?
+    private var writer = HTTP1RequestWriter()
+    private var parser = HTTP1ResponseParser()
     private var requestEnded = false
     private var responseEnded = false
     private var reusable = true
@@ -83,12 +86,22 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         self.receiver = receiver
         requestEnded = false
         responseEnded = false
-        if !head.isKeepAlive { reusable = false }
-        context?.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !head.isPersistent { reusable = false }
+        guard let context else { return }
+        parser.expectResponse(toHEAD: head.method == .HEAD)
+        var bytes = context.channel.allocator.buffer(capacity: 0)
+        writer.writeHead(head, into: &bytes)
+        context.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func sendBody(_ buffer: ByteBuffer) {
-        context?.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        guard let context, buffer.readableBytes > 0 else { return }
+        guard let prefix = writer.chunkPrefix(count: buffer.readableBytes, allocator: context.channel.allocator) else {
+            return context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+        context.write(wrapOutboundOut(prefix), promise: nil)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        context.write(wrapOutboundOut(HTTP1RequestWriter.chunkEnd), promise: nil)
     }
 
     func flush() {
@@ -109,7 +122,14 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     func sendEnd(_ trailers: HTTPHeaders?) {
         requestEnded = true
-        context?.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        if let context {
+            if writer.isChunked {
+                var bytes = context.channel.allocator.buffer(capacity: 5)
+                writer.writeEnd(trailers, into: &bytes)
+                context.write(wrapOutboundOut(bytes), promise: nil)
+            }
+            context.flush()
+        }
         finishIfDone()
     }
 
@@ -172,9 +192,24 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        var bytes = unwrapInboundIn(data)
+        do {
+            while let event = try parser.next(&bytes) {
+                // Bytes past a response's end would answer a request not
+                // sent yet: the parser refuses them next, and the
+                // connection must not go back to the pool meanwhile.
+                if case .end = event, bytes.readableBytes > 0 { reusable = false }
+                handle(event, context: context)
+            }
+        } catch {
+            refuse(error, context: context)
+        }
+    }
+
+    private func handle(_ event: HTTP1ResponseParser.Event, context: ChannelHandlerContext) {
+        switch event {
         case .head(let head):
-            if !head.isKeepAlive { reusable = false }
+            if !head.isPersistent { reusable = false }
             if let value = head.headers.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
             receiver?.receiveHead(head)
         case .body(let buffer):
@@ -196,6 +231,23 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         }
     }
 
+    /// The upstream's bytes are not an HTTP/1.1 response (or not one that
+    /// was asked for): the framing is lost, so is the connection.
+    private func refuse(_ error: HTTP1ResponseError, context: ChannelHandlerContext) {
+        pool?.logger.warning("app response refused, connection closed",
+                             metadata: ["target": "\(target.endpoint)", "error": "\(error)"])
+        fail(error, context: context)
+    }
+
+    private func fail(_ error: Error, context: ChannelHandlerContext) {
+        reusable = false
+        if let receiver, !responseEnded {
+            self.receiver = nil
+            receiver.receiveFailure(error)
+        }
+        context.close(promise: nil)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         receiver?.receiveBatchEnded()
         context.fireChannelReadComplete()
@@ -208,6 +260,18 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         reusable = false
+        switch parser.inputEnded() {
+        case .success(let event?):
+            // A body that runs until the close has ended.
+            handle(event, context: context)
+        case .success(nil):
+            break
+        case .failure(let error):
+            if let receiver, !responseEnded {
+                self.receiver = nil
+                receiver.receiveFailure(error)
+            }
+        }
         if let receiver, !responseEnded {
             self.receiver = nil
             receiver.receiveFailure(HTTP1UpstreamError.closedEarly)
@@ -216,19 +280,8 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// A socket error (a reset, say): the exchange fails with it.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if HTTP1UpstreamError.isMalformedResponse(error) {
-            // A response that breaks RFC 9112, or one nobody asked for (bytes
-            // past the last response's framing, which would otherwise answer
-            // the next request): the connection's framing is lost.
-            pool?.logger.warning("app response refused, connection closed",
-                                 metadata: ["target": "\(target.endpoint)", "error": "\(error)"])
-        }
-        reusable = false
-        if let receiver, !responseEnded {
-            self.receiver = nil
-            receiver.receiveFailure(error)
-        }
-        context.close(promise: nil)
+        fail(error, context: context)
     }
 }

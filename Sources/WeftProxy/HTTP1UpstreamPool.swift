@@ -33,7 +33,6 @@ final class HTTP1UpstreamPool {
         /// Idle connections kept per target.
         var maxIdlePerTarget = 64
         var idleTimeout = TimeAmount.seconds(60)
-        var decoder = NIOHTTPDecoderLimitConfiguration()
     }
 
     /// A request waiting for a connection (`acquire`). `cancel` withdraws
@@ -145,15 +144,9 @@ final class HTTP1UpstreamPool {
             entry.connecting += 1
             let connection = HTTP1UpstreamConnection(target: target, pool: self)
             let bound = NIOLoopBound(connection, eventLoop: eventLoop)
-            let decoderLimits = limits.decoder
             let pool = NIOLoopBound(self, eventLoop: eventLoop)
             connector.connect(to: target.endpoint, on: eventLoop, timeout: timeout, halfClosure: false) { channel in
-                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes,
-                                                      informationalResponseStrategy: .forward,
-                                                      limitConfiguration: decoderLimits)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HTTPRequestEncoder(), ByteToMessageHandler(decoder), bound.value,
-                    ])
+                    try channel.pipeline.syncOperations.addHandler(bound.value)
                 }
                 .whenComplete { result in
                     pool.value.connected(result.map { _ in bound.value }, target: target, timeout: timeout)

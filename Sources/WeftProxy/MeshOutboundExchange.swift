@@ -56,7 +56,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.metrics = handler.metrics
         self.cluster = cluster
         self.logger = logger
-        self.keepAlive = head.isKeepAlive
+        self.keepAlive = head.isPersistent
     }
 
     /// Starts the exchange; without a response head by `deadline` (checked

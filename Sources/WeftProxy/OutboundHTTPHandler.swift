@@ -11,7 +11,7 @@ import WeftUpstream
 /// request becomes a stream on the pooled mesh connection to the chosen
 /// endpoint's node (SPEC §4, the upgrade side).
 ///
-/// Pipeline: `HTTPResponseEncoder`, `HTTPRequestDecoder`,
+/// Pipeline: `HTTP1ResponseEncoder`, `HTTPRequestDecoder`,
 /// `HTTPRequestErrorHandler`, then this handler, which serves one request
 /// at a time: a pipelined request waits (with reads of the app socket
 /// stopped) until the response before it has ended. Reads also stop while
@@ -126,7 +126,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             case .success(let leased): lease = leased
             case .failure(let reason):
                 logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
-                return refuse(head, reason, cluster: target.name, keepAlive: head.isKeepAlive)
+                return refuse(head, reason, cluster: target.name, keepAlive: head.isPersistent)
             }
             if MeshTranslation.opensTunnel(head) {
                 upgrade = (head, target, lease)
@@ -174,7 +174,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
                 sync.removeHandler(errors, promise: nil)
             }
-            if let encoder = try? sync.handler(type: HTTPResponseEncoder.self) {
+            if let encoder = try? sync.handler(type: HTTP1ResponseEncoder.self) {
                 sync.removeHandler(encoder, promise: nil)
             }
             if let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {

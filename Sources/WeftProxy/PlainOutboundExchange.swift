@@ -42,7 +42,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         self.lease = lease
         self.logger = logger
         self.metrics = handler.metrics
-        self.keepAlive = head.isKeepAlive
+        self.keepAlive = head.isPersistent
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
         record.describe(head)
     }

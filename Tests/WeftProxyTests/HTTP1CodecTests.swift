@@ -1,0 +1,326 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import XCTest
+@testable import WeftProxy
+
+/// The upstream connection's HTTP/1.1 codec, without a channel: the
+/// response parser fed whole reads and single bytes, its refusals, and the
+/// request writer's framing.
+final class HTTP1CodecTests: XCTestCase {
+    /// What a parser made of `raw`, fed in reads of `step` bytes: events as
+    /// text (`head 200 [name: value, ...]`, `body <bytes>`, `end [...]`),
+    /// body parts of one run joined, then the error if one came.
+    private func parse(_ raw: String, step: Int = .max, toHEAD: Bool = false, close: Bool = false)
+        -> (events: [String], error: HTTP1ResponseError?) {
+        var parser = HTTP1ResponseParser()
+        parser.expectResponse(toHEAD: toHEAD)
+        var events: [String] = []
+        func record(_ event: HTTP1ResponseParser.Event) {
+            switch event {
+            case .head(let head):
+                events.append("head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name): \($0.value)" })")
+            case .body(let body):
+                let text = String(buffer: body)
+                if let last = events.last, last.hasPrefix("body ") { events[events.count - 1] = last + text } else {
+                    events.append("body " + text)
+                }
+            case .end(let trailers):
+                events.append("end \(trailers.map { $0.map { "\($0.name): \($0.value)" } } ?? [])")
+            }
+        }
+        let bytes = Array(raw.utf8)
+        var offset = 0
+        repeat {
+            let count = min(step, bytes.count - offset)
+            var buffer = ByteBuffer(bytes: bytes[offset..<(offset + count)])
+            offset += count
+            do {
+                while let event = try parser.next(&buffer) { record(event) }
+            } catch {
+                return (events, error)
+            }
+            XCTAssertEqual(buffer.readableBytes, 0, "every byte of a good read is taken")
+        } while offset < bytes.count
+        if close, case .success(let event?) = parser.inputEnded() { record(event) }
+        return (events, nil)
+    }
+
+    /// The same events whether the bytes come at once or one by one.
+    private func assertParses(_ raw: String, toHEAD: Bool = false, close: Bool = false, _ expected: [String],
+                              file: StaticString = #filePath, line: UInt = #line) {
+        for step in [Int.max, 1, 7] {
+            let got = parse(raw, step: step, toHEAD: toHEAD, close: close)
+            XCTAssertNil(got.error, "step \(step)", file: file, line: line)
+            XCTAssertEqual(got.events, expected, "step \(step)", file: file, line: line)
+        }
+    }
+
+    /// Field names come lower-cased, as HTTP/2 carries them.
+    func testAResponseWithALengthGivesItsHeadBodyAndEnd() {
+        assertParses("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Pad:  a b \t\r\n\r\nhello",
+                     ["head 200 HTTP/1.1 [\"content-type: text/plain\", \"content-length: 5\", \"x-pad: a b\"]",
+                      "body hello", "end []"])
+        assertParses("HTTP/1.0 404 \r\nContent-Length: 0\r\n\r\n", ["head 404 HTTP/1.0 [\"content-length: 0\"]", "end []"])
+        assertParses("HTTP/1.1 200\r\nContent-Length: 2, 2\r\n\r\nok", ["head 200 HTTP/1.1 [\"content-length: 2, 2\"]",
+                                                                          "body ok", "end []"])
+    }
+
+    func testAChunkedBodyIsUnframedWithItsTrailers() {
+        assertParses("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A \r\n"
+                     + String(repeating: "z", count: 26) + "\r\n0\r\n\r\n",
+                     ["head 200 HTTP/1.1 [\"transfer-encoding: chunked\"]",
+                      "body hello" + String(repeating: "z", count: 26), "end []"])
+        assertParses("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\nGrpc-Status: 0\r\nX-T: 1\r\n\r\n",
+                     ["head 200 HTTP/1.1 [\"transfer-encoding: Chunked\"]", "body ok",
+                      "end [\"grpc-status: 0\", \"x-t: 1\"]"])
+    }
+
+    func testInterimHeadsComeBeforeTheFinalOne() {
+        assertParses("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                     + "HTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx",
+                     ["head 100 HTTP/1.1 []", "head 103 HTTP/1.1 [\"link: </a>\"]",
+                      "head 201 HTTP/1.1 [\"content-length: 1\"]", "body x", "end []"])
+    }
+
+    /// RFC 9112 §6.3: no body after a HEAD request, or in a 204 or 304,
+    /// whatever the head says; a body with no framing runs until the close.
+    func testBodilessResponsesAndBodiesThatRunUntilTheClose() {
+        assertParses("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", toHEAD: true,
+                     ["head 200 HTTP/1.1 [\"content-length: 99\"]", "end []"])
+        assertParses("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     ["head 304 HTTP/1.1 [\"transfer-encoding: chunked\"]", "end []"])
+        assertParses("HTTP/1.1 204 No Content\r\n\r\n", ["head 204 HTTP/1.1 []", "end []"])
+        assertParses("HTTP/1.0 200 OK\r\n\r\nuntil the close", close: true,
+                     ["head 200 HTTP/1.0 []", "body until the close", "end []"])
+    }
+
+    func testAResponseCutShortIsClosedEarlyNotMalformed() {
+        var parser = HTTP1ResponseParser()
+        XCTAssertNil(try? parser.inputEnded().get(), "no response due: nothing to end")
+        parser.expectResponse(toHEAD: false)
+        var buffer = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        XCTAssertNotNil(try parser.next(&buffer))
+        XCTAssertNotNil(try parser.next(&buffer))
+        XCTAssertNil(try parser.next(&buffer))
+        guard case .failure(.closedEarly) = parser.inputEnded() else { return XCTFail("not closed early") }
+        XCTAssertFalse(HTTP1UpstreamError.isMalformedResponse(HTTP1UpstreamError.closedEarly))
+    }
+
+    /// The broken responses of the e2e test's app, and more: each refused
+    /// with its reason, and a refusal is final.
+    func testBrokenResponsesAreRefused() {
+        let cases: [(String, HTTP1ResponseError)] = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+             .conflictingFraming),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\r\n b\r\n\r\nok", .foldedField),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\u{0}b\r\n\r\nok", .badField),
+            ("HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", .badField),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\rb\r\n\r\nok", .badField),
+            ("HTTP/1.1 200 OK\r\nX-A: a\nb\r\n\r\n", .badField),
+            ("HTTP/1.1 200 OK\r\n: empty name\r\n\r\n", .badField),
+            ("HTTP/1.1 200 OK\r\nX(A): v\r\n\r\n", .badField),
+            ("HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", .badStatusLine),
+            ("HTTP/1.1 20 OK\r\n\r\n", .badStatusLine),
+            ("HTTP/1.1 099 Low\r\n\r\n", .badStatusLine),
+            ("HTTP/1.1 200 O\u{7}K\r\n\r\n", .badStatusLine),
+            ("HTTP/1.1  200 OK\r\n\r\n", .badStatusLine),
+            ("ICY 200 OK\r\n\r\n", .badStatusLine),
+            ("HTTP/9.1 200 OK\r\nContent-Length: 2\r\n\r\nok", .badVersion),
+            ("HTTP/1.+ 200 OK\r\n\r\n", .badVersion),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", .unexpectedUpgrade),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupportedTransferCoding),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 x\r\nok\r\n0\r\n\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", .badChunk),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\u{1}\r\n\r\n", .badField),
+            // A whole second response after the first one's framing.
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+             .unsolicited),
+        ]
+        for (raw, expected) in cases {
+            for step in [Int.max, 1] {
+                let got = parse(raw, step: step)
+                XCTAssertEqual(got.error, expected, "\(raw.debugDescription) step \(step)")
+                XCTAssertFalse(got.events.contains { $0.contains("smuggled") }, raw.debugDescription)
+            }
+            XCTAssertTrue(HTTP1UpstreamError.isMalformedResponse(expected))
+        }
+        var parser = HTTP1ResponseParser()
+        parser.expectResponse(toHEAD: false)
+        var broken = ByteBuffer(string: "HTTP/9.9 200 OK\r\n\r\n")
+        XCTAssertThrowsError(try parser.next(&broken))
+        var good = ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")
+        XCTAssertThrowsError(try parser.next(&good), "a refusal is final")
+    }
+
+    func testBytesWhenNoResponseIsDueAreRefused() {
+        var parser = HTTP1ResponseParser()
+        var empty = ByteBuffer()
+        XCTAssertNil(try parser.next(&empty))
+        var stray = ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")
+        XCTAssertThrowsError(try parser.next(&stray)) { XCTAssertEqual($0 as? HTTP1ResponseError, .unsolicited) }
+    }
+
+    /// The next request's response is read once that request is out.
+    func testOneConnectionCarriesResponsesInTurn() throws {
+        var parser = HTTP1ResponseParser()
+        for index in 0..<3 {
+            XCTAssertFalse(parser.isBusy)
+            parser.expectResponse(toHEAD: false)
+            XCTAssertTrue(parser.isBusy)
+            var buffer = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n\(index)")
+            var kinds: [String] = []
+            while let event = try parser.next(&buffer) {
+                switch event {
+                case .head: kinds.append("head")
+                case .body(let body): kinds.append(String(buffer: body))
+                case .end: kinds.append("end")
+                }
+            }
+            XCTAssertEqual(kinds, ["head", "\(index)", "end"])
+        }
+    }
+
+    func testHeadsPastTheLimitAreRefusedWhetherWholeOrSplit() {
+        let big = "HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "b", count: HTTP1ResponseParser.maxHeadBytes) + "\r\n\r\n"
+        XCTAssertEqual(parse(big).error, .headTooLarge)
+        XCTAssertEqual(parse(big, step: 4096).error, .headTooLarge)
+        let fits = "HTTP/1.1 200 OK\r\nX-Big: " + String(repeating: "b", count: HTTP1ResponseParser.maxHeadBytes - 100)
+            + "\r\nContent-Length: 0\r\n\r\n"
+        XCTAssertNil(parse(fits, step: 4096).error)
+        let longTrailers = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: "
+            + String(repeating: "t", count: HTTP1ResponseParser.maxHeadBytes) + "\r\n\r\n"
+        XCTAssertEqual(parse(longTrailers, step: 1000).error, .headTooLarge)
+    }
+
+    // MARK: the request writer
+
+    private func written(_ head: HTTPRequestHead, body: [String] = [], trailers: HTTPHeaders? = nil) -> String {
+        var writer = HTTP1RequestWriter()
+        var buffer = ByteBuffer()
+        writer.writeHead(head, into: &buffer)
+        for part in body {
+            if let prefix = writer.chunkPrefix(count: part.utf8.count, allocator: ByteBufferAllocator()) {
+                buffer.writeImmutableBuffer(prefix)
+                buffer.writeString(part)
+                buffer.writeImmutableBuffer(HTTP1RequestWriter.chunkEnd)
+            } else {
+                buffer.writeString(part)
+            }
+        }
+        writer.writeEnd(trailers, into: &buffer)
+        return String(buffer: buffer)
+    }
+
+    private func head(_ method: HTTPMethod, _ version: HTTPVersion, _ headers: [(String, String)]) -> HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: "/p?q=1", headers: HTTPHeaders(headers))
+    }
+
+    func testRequestsAreFramedByLengthOrChunks() {
+        XCTAssertEqual(written(head(.GET, .http1_1, [("host", "a"), ("accept", "*/*")])),
+                       "GET /p?q=1 HTTP/1.1\r\nhost: a\r\naccept: */*\r\n\r\n")
+        XCTAssertEqual(written(head(.POST, .http1_1, [("host", "a"), ("content-length", "5"), ("Transfer-Encoding", "chunked")]),
+                               body: ["hello"]),
+                       "POST /p?q=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello", "a length frames the body")
+        XCTAssertEqual(written(head(.POST, .http1_1, [("host", "a")]), body: ["hello", "", String(repeating: "x", count: 26)],
+                               trailers: ["grpc-status": "0"]),
+                       "POST /p?q=1 HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1a\r\n"
+                       + String(repeating: "x", count: 26) + "\r\n0\r\ngrpc-status: 0\r\n\r\n",
+                       "a body of unknown length is chunked; empty parts are no chunk")
+        XCTAssertEqual(written(head(.GET, .http1_1, [("transfer-encoding", "chunked")]), body: ["ab"]),
+                       "GET /p?q=1 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+                       "a relayed chunked request stays chunked")
+        XCTAssertEqual(written(head(.POST, .http1_0, [("Transfer-Encoding", "chunked")]), body: ["ab"]),
+                       "POST /p?q=1 HTTP/1.0\r\n\r\nab", "HTTP/1.0 has no chunks")
+        XCTAssertEqual(written(head(.TRACE, .http1_1, [("content-length", "2"), ("transfer-encoding", "chunked")])),
+                       "TRACE /p?q=1 HTTP/1.1\r\n\r\n", "a TRACE has no body")
+        XCTAssertEqual(written(HTTPRequestHead(version: .http1_1, method: .RAW(value: "PURGE"), uri: "/x")),
+                       "PURGE /x HTTP/1.1\r\n\r\n")
+    }
+
+    /// What the writer sends, the parser's twin reads back: a request
+    /// written, then parsed as NIO's request decoder would, gives the head.
+    func testAWrittenRequestParsesBackAsItWas() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder()))
+        let sent = head(.PUT, .http1_1, [("host", "backend:9090"), ("x-a", "1"), ("x-a", "2")])
+        try channel.writeInbound(ByteBuffer(string: written(sent, body: ["abc"])))
+        guard case .head(let got)? = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            return XCTFail("no head")
+        }
+        XCTAssertEqual(got.method, .PUT)
+        XCTAssertEqual(got.uri, "/p?q=1")
+        XCTAssertEqual(got.headers["x-a"], ["1", "2"])
+        guard case .body(let body)? = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            return XCTFail("no body")
+        }
+        XCTAssertEqual(String(buffer: body), "abc")
+        guard case .end? = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("no end") }
+        _ = try channel.finish()
+    }
+
+    // MARK: the response writer
+
+    private func written(_ head: HTTPResponseHead, body: [String] = [], trailers: HTTPHeaders? = nil) throws -> String {
+        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
+        try channel.writeOutbound(HTTPServerResponsePart.head(head))
+        for part in body { try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: part)))) }
+        try channel.writeOutbound(HTTPServerResponsePart.end(trailers))
+        var out = ""
+        while let bytes = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: bytes) }
+        _ = try channel.finish()
+        return out
+    }
+
+    func testResponsesAreFramedAsNIOsEncoderFramesThem() throws {
+        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .ok,
+                                                    headers: ["content-type": "text/plain", "content-length": "2",
+                                                              "Transfer-Encoding": "chunked"]), body: ["ok"]),
+                       "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "gzip"]),
+                                   body: ["hello", ""], trailers: ["grpc-status": "0"]),
+                       "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n",
+                       "no length: chunked, whatever coding the head named")
+        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_0, status: .ok, headers: ["x-a": "1"]), body: ["until close"]),
+                       "HTTP/1.0 200 OK\r\nx-a: 1\r\n\r\nuntil close", "HTTP/1.0: the close ends the body")
+        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .notModified,
+                                                    headers: ["etag": "\"v\"", "content-length": "9"])),
+                       "HTTP/1.1 304 Not Modified\r\netag: \"v\"\r\n\r\n", "a 304 has no body, so no framing")
+        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 599, reasonPhrase: "Odd"),
+                                                    headers: ["content-length": "0"])),
+                       "HTTP/1.1 599 Odd\r\ncontent-length: 0\r\n\r\n")
+    }
+
+    /// What the writer sends, NIO's response decoder reads back.
+    func testAWrittenResponseParsesBackAsItWas() throws {
+        let bytes = try written(HTTPResponseHead(version: .http1_1, status: .created, headers: HTTPHeaders([("x-a", "1"), ("x-a", "2")])),
+                                body: ["abc", "de"], trailers: ["x-t": "t"])
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder()))
+        // The decoder reads a response once it has seen a request go out.
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
+        try channel.writeInbound(ByteBuffer(string: bytes))
+        guard case .head(let head)? = try channel.readInbound(as: HTTPClientResponsePart.self) else { return XCTFail("no head") }
+        XCTAssertEqual(head.status, .created)
+        XCTAssertEqual(head.headers["x-a"], ["1", "2"])
+        var body = ""
+        var trailers: HTTPHeaders?
+        while let part = try channel.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .body(let buffer): body += String(buffer: buffer)
+            case .end(let end): trailers = end
+            case .head: XCTFail("a second head")
+            }
+        }
+        XCTAssertEqual(body, "abcde")
+        XCTAssertEqual(trailers?["x-t"], ["t"])
+        _ = try channel.finish()
+    }
+}
