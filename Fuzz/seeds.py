@@ -39,6 +39,12 @@ HTTP1_RESPONSES = [
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nServer: nginx\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=b\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     b"HTTP/1.0 302 Found\r\nLocation: /x\r\nConnection: close\r\n\r\n",
+    # weft's own parser: chunk extensions and trailers, 103, a body until
+    # the close, padding around a value.
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;x=1\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nX-Pad:  a \t\r\n\r\nnot",
 ]
 
 

@@ -1,11 +1,12 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftMesh
 
 /// Why an upstream's bytes are not an HTTP/1.1 response (RFC 9112): the
 /// connection's framing is lost, and the exchange is answered
 /// `502 bad_response`.
-enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
+public enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
     case badStatusLine
     case badVersion
     case badField
@@ -23,8 +24,12 @@ enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
     /// `101 Switching Protocols`, which no request here asked for
     /// (upgrades are carried as tunnels).
     case unexpectedUpgrade
+    /// A 1xx that closes the connection (HTTP/1.0, or `Connection:
+    /// close`), so no final response can follow it (RFC 9110 §15.2: a 1xx
+    /// is never sent to HTTP/1.0).
+    case closingInterim
 
-    var description: String {
+    public var description: String {
         switch self {
         case .badStatusLine: "bad status line"
         case .badVersion: "not HTTP/1.0 or HTTP/1.1"
@@ -37,6 +42,7 @@ enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
         case .badChunk: "bad chunk"
         case .unsolicited: "a response nobody asked for"
         case .unexpectedUpgrade: "101 Switching Protocols"
+        case .closingInterim: "a 1xx response that closes the connection"
         }
     }
 }
@@ -48,13 +54,13 @@ enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
 ///
 /// Strict where leniency is a smuggling risk: CRLF line ends; no bare CR,
 /// NUL or other controls in a field; no space before a field's colon; no
-/// folded lines; one Content-Length value (repeats must agree); chunked
+/// folded lines; one Content-Length field with one value; chunked
 /// as the only transfer coding, never beside a Content-Length; bytes past
 /// a response's framing are refused rather than kept for the next.
 /// Body bytes are slices of what was read, never copied; field names come
 /// lower-cased.
-struct HTTP1ResponseParser {
-    enum Event {
+public struct HTTP1ResponseParser {
+    public enum Event {
         /// A 1xx interim head (more heads follow), or the final head.
         case head(HTTPResponseHead)
         case body(ByteBuffer)
@@ -64,7 +70,7 @@ struct HTTP1ResponseParser {
 
     /// The most bytes a head (status line and fields), or a chunked body's
     /// trailers, may take; NIO's default too.
-    static let maxHeadBytes = 80 * 1024
+    public static let maxHeadBytes = 80 * 1024
     /// A chunk line longer than this (size and extensions) is refused.
     static let maxChunkLineBytes = 4 * 1024
 
@@ -91,15 +97,17 @@ struct HTTP1ResponseParser {
     private var held: ByteBuffer?
     private var requestWasHEAD = false
 
+    public init() {}
+
     /// A request went out: its response is due. A response to `HEAD` has
     /// no body whatever its head says (RFC 9110 §9.3.2).
-    mutating func expectResponse(toHEAD: Bool) {
+    public mutating func expectResponse(toHEAD: Bool) {
         if case .idle = state { state = .head(scanned: 0) }
         requestWasHEAD = toHEAD
     }
 
     /// Whether the response due is under way or awaited.
-    var isBusy: Bool {
+    public var isBusy: Bool {
         if case .idle = state { return false }
         return true
     }
@@ -107,7 +115,7 @@ struct HTTP1ResponseParser {
     /// The next event from `buffer` (and any bytes held from before), or
     /// nil when more bytes are needed: then every byte of `buffer` has
     /// been taken (held when it is part of something unfinished).
-    mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ResponseError) -> Event? {
+    public mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ResponseError) -> Event? {
         switch state {
         case .failed(let error):
             throw error
@@ -175,7 +183,7 @@ struct HTTP1ResponseParser {
     /// The upstream closed: the end of a body that runs until close, or
     /// nothing (nil) when no response was under way; else the response was
     /// cut short (`closedEarly`, not malformed).
-    mutating func inputEnded() -> Result<Event?, HTTP1UpstreamError> {
+    public mutating func inputEnded() -> Result<Event?, HTTP1UpstreamError> {
         switch state {
         case .idle, .failed:
             return .success(nil)
@@ -301,9 +309,16 @@ struct HTTP1ResponseParser {
             index += 1
         }
         while index < view.endIndex, HTTPFieldSyntax.isSpaceOrTab(view[index]) { index += 1 }
+        // Extensions, which nobody uses, in their plain form only: tokens,
+        // `;`, `=`, whitespace and quotes (as llhttp, nothing else).
         guard digits > 0, index == view.endIndex || view[index] == UInt8(ascii: ";"),
-              !view[index...].contains(where: Self.isForbiddenInLine) else { return try fail(.badChunk) }
+              view[index...].allSatisfy(Self.isChunkExtensionByte) else { return try fail(.badChunk) }
         return size
+    }
+
+    private static func isChunkExtensionByte(_ byte: UInt8) -> Bool {
+        isTokenByte(byte) || byte == UInt8(ascii: ";") || byte == UInt8(ascii: "=") || byte == UInt8(ascii: "\"")
+            || HTTPFieldSyntax.isSpaceOrTab(byte)
     }
 
     /// Bytes no line may hold: controls other than HTAB (NUL and bare CR
@@ -427,18 +442,14 @@ struct HTTP1ResponseParser {
     /// as the next state; the head is returned for the caller.
     private mutating func startBody(_ head: HTTPResponseHead) throws(HTTP1ResponseError) -> HTTPResponseHead {
         let code = head.status.code
-        if code < 200 {
-            state = .head(scanned: 0)  // an interim response: the final one follows
-            return head
-        }
         var length: UInt64?
         var chunked = false, coded = false
         for (name, value) in head.headers {
             switch name.utf8.count {
             case 14 where name.equalsASCIICaseInsensitive("content-length"):
-                guard let parsed = Self.contentLength(value), length == nil || length == parsed else {
-                    return try fail(.badContentLength)
-                }
+                // One field, one value: llhttp, which apps' other clients
+                // use, refuses repeats and lists, so weft does too.
+                guard length == nil, let parsed = Self.contentLength(value) else { return try fail(.badContentLength) }
                 length = parsed
             case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
                 coded = true
@@ -451,10 +462,16 @@ struct HTTP1ResponseParser {
                 continue
             }
         }
-        if requestWasHEAD || code == 204 || code == 304 {
+        // The framing fields are checked in every head, bodiless or not.
+        if coded && length != nil { return try fail(.conflictingFraming) }
+        if code < 200 {
+            // An interim response: the final one follows, on a connection
+            // the interim one must leave open.
+            guard head.isPersistent else { return try fail(.closingInterim) }
+            state = .head(scanned: 0)
+        } else if requestWasHEAD || code == 204 || code == 304 {
             state = .endDue
         } else if coded {
-            guard length == nil else { return try fail(.conflictingFraming) }
             guard chunked else { return try fail(.unsupportedTransferCoding) }
             state = .chunkLine
         } else if let length {
@@ -465,23 +482,18 @@ struct HTTP1ResponseParser {
         return head
     }
 
-    /// A Content-Length value: digits, or a list of equal ones (RFC 9110
-    /// §8.6), that fit 64 bits.
+    /// A Content-Length value: digits (the parser took the whitespace
+    /// around them) that fit 64 bits.
     private static func contentLength(_ value: String) -> UInt64? {
-        var result: UInt64?
-        var valid = true
-        HTTPFieldSyntax.forEachListMember(of: value) { member in
-            var number: UInt64 = 0
-            for byte in member {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { valid = false; return }
-                let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
-                let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
-                guard !overflow1, !overflow2 else { valid = false; return }
-                number = sum
-            }
-            if let result, result != number { valid = false }
-            result = number
+        guard !value.isEmpty else { return nil }
+        var number: UInt64 = 0
+        for byte in value.utf8 {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            number = sum
         }
-        return valid ? result : nil
+        return number
     }
 }

@@ -20,7 +20,7 @@ extension HTTP1ResponseReceiver {
     func receiveBatchEnded() {}
 }
 
-enum HTTP1UpstreamError: Error, Equatable {
+public enum HTTP1UpstreamError: Error, Equatable {
     /// The upstream closed before its response ended.
     case closedEarly
     /// The pool refused another connection to this target.

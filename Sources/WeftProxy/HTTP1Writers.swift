@@ -11,20 +11,22 @@ import WeftCore
 /// - else the head's own `Transfer-Encoding: chunked` (a relayed request)
 ///   is kept, and anything else has no body framing;
 /// - a TRACE never has a body (RFC 9110 §9.3.8).
-struct HTTP1RequestWriter {
+public struct HTTP1RequestWriter {
     /// What follows each chunk's data.
-    static let chunkEnd: ByteBuffer = {
+    public static let chunkEnd: ByteBuffer = {
         var buffer = ByteBuffer()
         buffer.writeStaticString("\r\n")
         return buffer
     }()
 
     /// Whether the request being written has a chunked body.
-    private(set) var isChunked = false
+    public private(set) var isChunked = false
+
+    public init() {}
 
     /// Writes the request line and fields of `head`, and chooses the body's
     /// framing.
-    mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
+    public mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
         var hasLength = false, hasChunked = false
         var bytes = head.uri.utf8.count + 32
         for (name, value) in head.headers {
@@ -60,7 +62,7 @@ struct HTTP1RequestWriter {
 
     /// What goes before a body part of `count` bytes (a chunk's size line;
     /// `chunkEnd` goes after it), or nil when the body is sent as it is.
-    func chunkPrefix(count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
+    public func chunkPrefix(count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
         guard isChunked, count > 0 else { return nil }
         var prefix = allocator.buffer(capacity: 20)
         prefix.writeString(String(count, radix: 16))
@@ -70,7 +72,7 @@ struct HTTP1RequestWriter {
 
     /// Writes what ends a chunked body: the last chunk and the trailers.
     /// Nothing for a body sent as it is (its length ends it).
-    func writeEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
+    public func writeEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
         guard isChunked else { return }
         buffer.writeLastChunk(trailers)
     }

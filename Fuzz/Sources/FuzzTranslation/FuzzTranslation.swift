@@ -16,8 +16,11 @@ import WeftProxy
 /// - 1: a peer's request header list. Every list the receiving session
 ///   accepts downgrades to HTTP/1.1 bytes that parse back as exactly one
 ///   request with the same method, target and fields: nothing smuggled.
-/// - 2: a local app's HTTP/1 response bytes. Every response head the parser
-///   accepts upgrades to a header list the sending node's session accepts.
+/// - 2: a local app's HTTP/1 response bytes, read by weft's own parser
+///   (`HTTP1ResponseParser`). Whatever it accepts, llhttp (NIO's decoder)
+///   reads the same way: statuses, fields, body, end. weft may refuse more,
+///   never read a response otherwise. Every final head it accepts upgrades
+///   to a header list the sending node's session accepts.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTranslation(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     var input = FuzzInput(data, count)
@@ -58,12 +61,11 @@ private func downgradeRequest(_ input: inout FuzzInput) {
     // token (nghttp2 checked it is one) is valid HTTP it cannot read back.
     if case .RAW = head.method { return }
 
-    let encoder = EmbeddedChannel(handler: HTTPRequestEncoder())
-    defer { _ = try? encoder.finish() }
+    // Written as the receiving node writes it to the app.
+    var writer = HTTP1RequestWriter()
     var bytes = ByteBuffer()
-    guard (try? encoder.writeOutbound(HTTPClientRequestPart.head(head))) != nil,
-          (try? encoder.writeOutbound(HTTPClientRequestPart.end(nil))) != nil else { return }
-    while let chunk = try? encoder.readOutbound(as: ByteBuffer.self) { bytes.writeImmutableBuffer(chunk) }
+    writer.writeHead(head, into: &bytes)
+    writer.writeEnd(nil, into: &bytes)
 
     let decoder = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
     defer { _ = try? decoder.finish() }
@@ -89,18 +91,93 @@ private func downgradeRequest(_ input: inout FuzzInput) {
 }
 
 private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
+    // weft's reading, in one read, up to the first response's end.
+    var parser = HTTP1ResponseParser()
+    parser.expectResponse(toHEAD: false)
+    var buffer = ByteBuffer(bytes: bytes)
+    var weft: [String] = []
+    var ended = false
+    do {
+        while !ended, let event = try parser.next(&buffer) {
+            weft.append(describe(event))
+            if case .end = event { ended = true }
+        }
+    } catch {
+        return  // refused: the app gets a 502, nothing of this is read
+    }
+    if !ended, case .success(let event?) = parser.inputEnded() {
+        weft.append(describe(event))
+        ended = true
+    }
+    guard weft.contains(where: { $0.hasPrefix("head ") }) else { return }
+
+    // llhttp's reading of the same bytes, the input then closed.
     let channel = EmbeddedChannel(handler: ByteToMessageHandler(
         HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
-    defer { _ = try? channel.finish() }
     // The decoder answers responses to requests it saw go out.
     _ = try? channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
-    _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
-    while let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
-        guard case .head(let head) = part, head.status.code >= 200 else { continue }
-        let fields = MeshTranslation.upgradeResponse(head)
-        // What the receiving node sends on (it answers 502 for the rest).
-        guard MeshTranslation.fitsPeerLimits(fields) else { continue }
-        let received = HeaderRelay.response(fields)
-        require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
+    var llhttp: [String] = []
+    let accepted = (try? channel.writeInbound(ByteBuffer(bytes: bytes))) != nil
+    var llhttpEnded = false
+    func drain() {
+        while !llhttpEnded, let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let head): llhttp.append(describe(.head(head)))
+            case .body(let body): llhttp.append(describe(.body(body)))
+            case .end(let trailers):
+                llhttp.append(describe(.end(trailers)))
+                llhttpEnded = true
+            }
+        }
     }
+    drain()
+    if accepted && !llhttpEnded {
+        _ = try? channel.close().wait()
+        drain()
+    }
+    // Closed above or not, the channel is finished (else it leaks).
+    _ = try? channel.finish(acceptAlreadyClosed: true)
+    require(merged(weft) == merged(llhttp),
+            "weft read \(weft), llhttp \(llhttp) from \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+
+    var head: HTTPResponseHead?
+    var again = HTTP1ResponseParser()
+    again.expectResponse(toHEAD: false)
+    var copy = ByteBuffer(bytes: bytes)
+    while head == nil, let event = try? again.next(&copy) {
+        if case .head(let got) = event, got.status.code >= 200 { head = got }
+    }
+    guard let head else { return }
+    let fields = MeshTranslation.upgradeResponse(head)
+    // What the receiving node sends on (it answers 502 for the rest).
+    guard MeshTranslation.fitsPeerLimits(fields) else { return }
+    let received = HeaderRelay.response(fields)
+    require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
+}
+
+/// An event as text to compare: statuses, fields (lower-case names, values
+/// without the whitespace around them, which llhttp leaves at the end),
+/// body bytes, the end and its trailers.
+private func describe(_ event: HTTP1ResponseParser.Event) -> String {
+    func fields(_ headers: HTTPHeaders) -> String {
+        headers.map { "\($0.name.lowercased()): \($0.value.trimmingSpaces)" }.joined(separator: "|")
+    }
+    switch event {
+    case .head(let head): return "head \(head.status.code) \(head.version) \(fields(head.headers))"
+    case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
+    case .end(let trailers): return "end " + (trailers.map(fields) ?? "")
+    }
+}
+
+/// Body parts joined, since the two readers split bodies differently.
+private func merged(_ events: [String]) -> [String] {
+    var out: [String] = []
+    for event in events where event != "body " {
+        if event.hasPrefix("body "), let last = out.last, last.hasPrefix("body ") {
+            out[out.count - 1] = last + event.dropFirst(5)
+        } else {
+            out.append(event)
+        }
+    }
+    return out
 }
