@@ -31,16 +31,16 @@ extension String {
     /// `hasPrefix`, no Unicode rules).
     public func hasASCIIPrefix(_ prefix: StaticString) -> Bool {
         guard utf8.count >= prefix.utf8CodeUnitCount else { return false }
-        var copy = self
-        return copy.withUTF8 { $0.hasASCIIPrefix(prefix) }
+        return utf8.withContiguousStorageIfAvailable { $0.hasASCIIPrefix(prefix) }
+            ?? utf8.prefix(prefix.utf8CodeUnitCount).elementsEqual(UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
     }
 
     /// Equal to the lower-case ASCII `lower` in any ASCII case, without
     /// making a lower-cased copy.
     public func equalsASCIICaseInsensitive(_ lower: StaticString) -> Bool {
         guard utf8.count == lower.utf8CodeUnitCount else { return false }
-        var copy = self
-        return copy.withUTF8 { $0.equalsASCIICaseInsensitive(lower) }
+        if let equal = utf8.withContiguousStorageIfAvailable({ $0.equalsASCIICaseInsensitive(lower) }) { return equal }
+        return Array(utf8).withUnsafeBufferPointer { $0.equalsASCIICaseInsensitive(lower) }
     }
 }
 
@@ -48,8 +48,14 @@ extension String {
     /// ASCII with no upper-case letter, so `lowercased()` would give it
     /// back unchanged: a scan, where `lowercased()` builds a new string.
     public var isLowercaseASCII: Bool {
-        var copy = self
-        return copy.withUTF8 { bytes in !bytes.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 } }
+        let lower = { (byte: UInt8) in !((byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || byte >= 0x80) }
+        // Contiguous bytes when the string has them: iterating the UTF-8
+        // view costs several times more.
+        if let result = utf8.withContiguousStorageIfAvailable({ bytes in
+            for byte in bytes where !lower(byte) { return false }
+            return true
+        }) { return result }
+        return utf8.allSatisfy(lower)
     }
 }
 

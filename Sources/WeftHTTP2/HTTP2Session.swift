@@ -811,7 +811,7 @@ public final class HTTP2Session {
                                                Self.headerLimitResetCode.rawValue)
             return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
         }
-        state.headerBlock.append(HTTP2Header(String(decoding: name, as: UTF8.self),
+        state.headerBlock.append(HTTP2Header(HTTP2Header.name(from: name),
                                              String(decoding: value, as: UTF8.self)))
         return 0
     }

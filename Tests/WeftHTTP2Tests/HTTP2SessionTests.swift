@@ -631,3 +631,16 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertNoThrow(try pair.client.resetStream(streamID: 99))
     }
 }
+
+final class HTTP2HeaderNameTests: XCTestCase {
+    /// Known names come back as their literal, others as made; either way
+    /// equal to the bytes.
+    func testReceivedNamesAreTheirBytes() {
+        for name in [":method", ":path", "weft-dst", "weft-orig-proto", "content-length", "te", "x-other",
+                     ":metho", "content-lengtx", "a-name-longer-than-fifteen-bytes", ""] {
+            var copy = name
+            let made = copy.withUTF8 { HTTP2Header.name(from: UnsafeRawBufferPointer($0)) }
+            XCTAssertEqual(made, name)
+        }
+    }
+}
