@@ -605,7 +605,12 @@ public final class HTTP2Session {
                 var offset = 0
                 /// Copies `text` to `bytes` at `offset`; returns where it starts and its length.
                 func place(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                    let count = UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8).1
+                    // One copy of contiguous bytes (every native String's);
+                    // the sequence copy moves a byte at a time.
+                    let count = text.utf8.withContiguousStorageIfAvailable { source -> Int in
+                        if let from = source.baseAddress { (base + offset).initialize(from: from, count: source.count) }
+                        return source.count
+                    } ?? UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8).1
                     defer { offset += count }
                     return (base + offset, count)
                 }

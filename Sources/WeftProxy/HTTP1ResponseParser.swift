@@ -372,35 +372,37 @@ public struct HTTP1ResponseParser {
     /// the whitespace around it.
     private mutating func parseFields(_ section: ByteBuffer, from start: Int) throws(HTTP1ResponseError) -> [(String, String)] {
         let parsed: Result<[(String, String)], HTTP1ResponseError> = section.withUnsafeReadableBytes { bytes in
-            var fields: [(String, String)] = []
-            fields.reserveCapacity(16)
-            var index = start - section.readerIndex
-            let end = bytes.count - 2  // the empty line's CRLF
-            while index < end {
-                let nameStart = index
-                while index < end, Self.isTokenByte(bytes[index]) { index += 1 }
-                guard index > nameStart else {
-                    return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
-                }
-                guard index < end, bytes[index] == UInt8(ascii: ":") else { return .failure(.badField) }
-                let nameEnd = index
-                index += 1
-                while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
-                let valueStart = index
-                var valueEnd = index
-                while bytes[index] != 0x0D {
-                    let byte = bytes[index]
-                    if Self.isForbiddenInLine(byte) { return .failure(.badField) }
+            Self.tokenBytes.withUnsafeBufferPointer { isToken in
+                var fields: [(String, String)] = []
+                fields.reserveCapacity(16)
+                var index = start - section.readerIndex
+                let end = bytes.count - 2  // the empty line's CRLF
+                while index < end {
+                    let nameStart = index
+                    while index < end, isToken[Int(bytes[index])] { index += 1 }
+                    guard index > nameStart else {
+                        return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
+                    }
+                    guard index < end, bytes[index] == UInt8(ascii: ":") else { return .failure(.badField) }
+                    let nameEnd = index
                     index += 1
-                    if byte != 0x20 && byte != 0x09 { valueEnd = index }
+                    while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
+                    let valueStart = index
+                    var valueEnd = index
+                    while bytes[index] != 0x0D {
+                        let byte = bytes[index]
+                        if Self.isForbiddenInLine(byte) { return .failure(.badField) }
+                        index += 1
+                        if byte != 0x20 && byte != 0x09 { valueEnd = index }
+                    }
+                    guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
+                    index += 2
+                    let name = Self.lowercasedName(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
+                    let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
+                    fields.append((name, value))
                 }
-                guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
-                index += 2
-                let name = Self.lowercasedName(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
-                let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
-                fields.append((name, value))
+                return .success(fields)
             }
-            return .success(fields)
         }
         switch parsed {
         case .success(let fields): return fields
@@ -420,6 +422,9 @@ public struct HTTP1ResponseParser {
             return bytes.count
         }
     }
+
+    /// `isTokenByte` of every byte, looked up in the field-name loop.
+    private static let tokenBytes: [Bool] = (0...255).map { isTokenByte(UInt8($0)) }
 
     /// tchar (RFC 9110 §5.6.2).
     private static func isTokenByte(_ byte: UInt8) -> Bool {
