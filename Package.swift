@@ -14,6 +14,7 @@ import PackageDescription
 /// instructions of each node per proxied request (docs/benchmarks/history.md).
 /// Debug builds keep the checks, and every unit and end-to-end test runs a
 /// debug build, so an overlapping access is still caught there.
+/// `scripts/build-release` turns them off in the dependencies too.
 let requestPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
