@@ -91,7 +91,10 @@ struct HTTP1ResponseWriter {
     /// Whether the response being written has a chunked body.
     private(set) var isChunked = false
 
-    mutating func writeHead(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
+    /// Writes the status line and fields of `head`, and chooses the body's
+    /// framing. A response to HEAD keeps the framing fields a GET's would
+    /// have (RFC 9110 §9.3.2), but has no body, so no chunks.
+    mutating func writeHead(_ head: HTTPResponseHead, toHEAD: Bool = false, into buffer: inout ByteBuffer) {
         var hasLength = false
         var bytes = 64
         for (name, value) in head.headers {
@@ -116,6 +119,7 @@ struct HTTP1ResponseWriter {
         buffer.writeHTTPFields(head.headers, keepingLength: keepLength, keepingCoding: keepCoding)
         if isChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
         buffer.writeStaticString("\r\n")
+        if toHEAD { isChunked = false }
     }
 
     /// What goes before a body part of `count` bytes (a chunk's size line;
@@ -138,18 +142,47 @@ struct HTTP1ResponseWriter {
 
 /// Writes app responses as HTTP/1.1 bytes (`HTTP1ResponseWriter`), in place
 /// of NIO's `HTTPResponseEncoder`, with one write per part.
+///
+/// The handler serving requests tells it each request's method before the
+/// response (`RequestMethod`, an outbound user event, so it stays in order
+/// with the writes): a response to HEAD is written without a body, whatever
+/// is written as one (weft's own error responses have one).
 final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = ByteBuffer
 
+    /// The method of the request the next final response answers.
+    struct RequestMethod {
+        let method: HTTPMethod
+    }
+
     private var writer = HTTP1ResponseWriter()
+    /// The next final response answers a HEAD request.
+    private var nextIsToHEAD = false
+    /// The response being written answers a HEAD request: no body.
+    private var bodiless = false
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let request = event as? RequestMethod else {
+            return context.triggerUserOutboundEvent(event, promise: promise)
+        }
+        nextIsToHEAD = request.method == .HEAD
+        promise?.succeed(())
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
+            // A 1xx comes before the final response and answers nothing.
+            if head.status.code >= 200 || head.status.code == 101 {
+                bodiless = nextIsToHEAD
+                nextIsToHEAD = false
+            }
             var bytes = context.channel.allocator.buffer(capacity: 0)
-            writer.writeHead(head, into: &bytes)
+            writer.writeHead(head, toHEAD: bodiless, into: &bytes)
             context.write(wrapOutboundOut(bytes), promise: promise)
+        case .body where bodiless:
+            promise?.succeed(())
         case .body(let body):
             let part: ByteBuffer
             switch body {
@@ -167,6 +200,7 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
                 context.write(wrapOutboundOut(part), promise: promise)
             }
         case .end(let trailers):
+            bodiless = false
             guard writer.isChunked else {
                 // Nothing to write; an empty write keeps the promise in order.
                 if let promise { context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise) }

@@ -111,6 +111,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         switch part {
         case .head(var head):
             responseStarted = false
+            // The encoder writes a response to HEAD without a body.
+            context.triggerUserOutboundEvent(HTTP1ResponseEncoder.RequestMethod(method: head.method), promise: nil)
             if let violation = HTTP1RequestRules.violation(of: head) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
                 return refuse(head, violation.reason, cluster: route.cluster.name, keepAlive: false)

@@ -334,4 +334,28 @@ final class HTTP1CodecTests: XCTestCase {
         XCTAssertEqual(trailers?["x-t"], ["t"])
         _ = try channel.finish()
     }
+
+    /// A response to HEAD has no body, whatever is written as one (weft's
+    /// own error responses carry one); the next response is framed again.
+    func testAResponseToHEADHasNoBody() throws {
+        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
+        func respond(to method: HTTPMethod, interim: Bool = false) throws -> String {
+            channel.pipeline.triggerUserOutboundEvent(HTTP1ResponseEncoder.RequestMethod(method: method), promise: nil)
+            if interim { try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .continue))) }
+            try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .badGateway)))
+            try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "error body"))))
+            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+            var out = ""
+            while let bytes = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: bytes) }
+            return out
+        }
+        XCTAssertEqual(try respond(to: .HEAD), "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n",
+                       "the framing a GET would have, and no body")
+        XCTAssertEqual(try respond(to: .GET),
+                       "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\na\r\nerror body\r\n0\r\n\r\n")
+        XCTAssertEqual(try respond(to: .HEAD, interim: true),
+                       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n",
+                       "a 1xx before the final response does not use up the HEAD")
+        _ = try channel.finish()
+    }
 }
