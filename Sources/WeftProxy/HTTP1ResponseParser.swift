@@ -286,8 +286,9 @@ public struct HTTP1ResponseParser {
         return source.getSlice(at: source.readerIndex, length: length - 1)
     }
 
-    /// `chunk-size [BWS ; extensions]` (RFC 9112 §7.1): hex digits that
-    /// fit 63 bits, then nothing, or extensions, which are not read.
+    /// `chunk-size [; extensions]` (RFC 9112 §7.1): hex digits that fit 63
+    /// bits, then nothing, or extensions, which are not read. No
+    /// whitespace after the size: llhttp refuses it.
     private mutating func parseChunkSize(_ line: ByteBuffer) throws(HTTP1ResponseError) -> UInt64 {
         var size: UInt64 = 0
         var digits = 0
@@ -308,9 +309,9 @@ public struct HTTP1ResponseParser {
             digits += 1
             index += 1
         }
-        while index < view.endIndex, HTTPFieldSyntax.isSpaceOrTab(view[index]) { index += 1 }
-        // Extensions, which nobody uses, in their plain form only: tokens,
-        // `;`, `=`, whitespace and quotes (as llhttp, nothing else).
+        // Nothing else, or extensions, which nobody uses, in their plain
+        // form only: `;` right after the size, then tokens, `;`, `=`,
+        // whitespace and quotes (as llhttp, nothing else).
         guard digits > 0, index == view.endIndex || view[index] == UInt8(ascii: ";"),
               view[index...].allSatisfy(Self.isChunkExtensionByte) else { return try fail(.badChunk) }
         return size

@@ -67,7 +67,7 @@ final class HTTP1CodecTests: XCTestCase {
     }
 
     func testAChunkedBodyIsUnframedWithItsTrailers() {
-        assertParses("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A \r\n"
+        assertParses("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1A\r\n"
                      + String(repeating: "z", count: 26) + "\r\n0\r\n\r\n",
                      ["head 200 HTTP/1.1 [\"transfer-encoding: chunked\"]",
                       "body hello" + String(repeating: "z", count: 26), "end []"])
@@ -150,6 +150,9 @@ final class HTTP1CodecTests: XCTestCase {
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 x\r\nok\r\n0\r\n\r\n", .badChunk),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\n", .badChunk),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=\u{80}\r\nok\r\n0\r\n\r\n", .badChunk),
+            // Found by FuzzTranslation: llhttp refuses whitespace after a
+            // chunk size.
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0   \r\n\r\n", .badChunk),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n", .badChunk),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", .badChunk),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: a\u{1}\r\n\r\n", .badField),
