@@ -127,10 +127,7 @@ public struct HTTP1ResponseParser {
                                              pending: { .head(scanned: $0) }) else { return nil }
             return .head(try startBody(try parseHead(head)))
         case .fixedBody(let remaining):
-            guard buffer.readableBytes > 0 else { return nil }
-            let count = Int(min(remaining, UInt64(buffer.readableBytes)))
-            let slice = buffer.readSlice(length: count) ?? ByteBuffer()
-            let left = remaining - UInt64(count)
+            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
             state = left == 0 ? .endDue : .fixedBody(remaining: left)
             return .body(slice)
         case .endDue:
@@ -142,10 +139,7 @@ public struct HTTP1ResponseParser {
             state = size == 0 ? .trailers(scanned: 0) : .chunkData(remaining: size)
             return try next(&buffer)
         case .chunkData(let remaining):
-            guard buffer.readableBytes > 0 else { return nil }
-            let count = Int(min(remaining, UInt64(buffer.readableBytes)))
-            let slice = buffer.readSlice(length: count) ?? ByteBuffer()
-            let left = remaining - UInt64(count)
+            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
             state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
             return .body(slice)
         case .chunkDataEnd:
@@ -195,6 +189,15 @@ public struct HTTP1ResponseParser {
             held = nil
             return .failure(.closedEarly)
         }
+    }
+
+    /// Up to `remaining` body bytes of `buffer` as a slice, and how many
+    /// are still to come; nil when `buffer` is empty.
+    private static func take(_ remaining: UInt64, from buffer: inout ByteBuffer) -> (ByteBuffer, UInt64)? {
+        guard buffer.readableBytes > 0 else { return nil }
+        let count = Int(min(remaining, UInt64(buffer.readableBytes)))
+        guard let slice = buffer.readSlice(length: count) else { return nil }
+        return (slice, remaining - UInt64(count))
     }
 
     private mutating func fail<T>(_ error: HTTP1ResponseError) throws(HTTP1ResponseError) -> T {

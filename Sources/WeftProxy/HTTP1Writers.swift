@@ -63,11 +63,17 @@ public struct HTTP1RequestWriter {
     /// What goes before a body part of `count` bytes (a chunk's size line;
     /// `chunkEnd` goes after it), or nil when the body is sent as it is.
     public func chunkPrefix(count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        guard isChunked, count > 0 else { return nil }
-        var prefix = allocator.buffer(capacity: 20)
-        prefix.writeString(String(count, radix: 16))
-        prefix.writeStaticString("\r\n")
-        return prefix
+        isChunked ? Self.chunkSizeLine(count, allocator: allocator) : nil
+    }
+
+    /// A chunk's size line for `count` bytes, or nil for none (an empty
+    /// part is no chunk: it would end the body). Both writers' chunks.
+    static func chunkSizeLine(_ count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard count > 0 else { return nil }
+        var line = allocator.buffer(capacity: 20)
+        line.writeString(String(count, radix: 16))
+        line.writeStaticString("\r\n")
+        return line
     }
 
     /// Writes what ends a chunked body: the last chunk and the trailers.
@@ -126,11 +132,7 @@ struct HTTP1ResponseWriter {
     /// `HTTP1RequestWriter.chunkEnd` goes after it), or nil when the body
     /// is sent as it is.
     func chunkPrefix(count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        guard isChunked, count > 0 else { return nil }
-        var prefix = allocator.buffer(capacity: 20)
-        prefix.writeString(String(count, radix: 16))
-        prefix.writeStaticString("\r\n")
-        return prefix
+        isChunked ? HTTP1RequestWriter.chunkSizeLine(count, allocator: allocator) : nil
     }
 
     /// Writes what ends a chunked body; nothing for another.
