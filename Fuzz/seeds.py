@@ -33,6 +33,11 @@ HTTP1_REQUESTS = [
     b"OPTIONS * HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"CONNECT backend:443 HTTP/1.1\r\nHost: backend:443\r\n\r\n",
     b"GET /a HTTP/1.1\r\nHost: b\r\n\r\nGET /b HTTP/1.1\r\nHost: b\r\nTE: trailers\r\n\r\n",
+    # weft's own request parser: empty lines between requests, a closing
+    # request with more after it, an Upgrade with a body and tunnel bytes.
+    b"POST /a HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\n\r\nx\r\n\r\nDELETE /b HTTP/1.1\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi\x81\x00",
 ]
 HTTP1_RESPONSES = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

@@ -226,7 +226,7 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
                                     metrics: ProxyMetrics, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(HTTP1ResponseEncoder())
-        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(HTTP1RequestDecoder())
         try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
         let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger)
         try sync.addHandler(handler)

@@ -5,10 +5,10 @@ import WeftMesh
 import WeftObservability
 
 /// RFC 9112 rules an app's HTTP/1.x request must meet before weft carries
-/// it, beyond what the parser (llhttp) already refuses (invalid field
+/// it, beyond what `HTTP1RequestParser` already refuses (invalid field
 /// names and values, obs-fold, Transfer-Encoding with Content-Length,
-/// conflicting or malformed Content-Length, bad chunk sizes, a bad request
-/// target). A request that breaks one is answered at the first hop (400,
+/// malformed or repeated Content-Length, a coding other than chunked, bad
+/// chunk sizes, a bad request target). A request that breaks one is answered at the first hop (400,
 /// or 431/414 for what the mesh would not carry), and the connection is
 /// closed: its framing cannot be trusted.
 public enum HTTP1RequestRules {

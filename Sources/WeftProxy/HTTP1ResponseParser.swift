@@ -3,62 +3,15 @@ import NIOHTTP1
 import WeftCore
 import WeftMesh
 
-/// Why an upstream's bytes are not an HTTP/1.1 response (RFC 9112): the
-/// connection's framing is lost, and the exchange is answered
-/// `502 bad_response`.
-public enum HTTP1ResponseError: Error, Equatable, CustomStringConvertible {
-    case badStatusLine
-    case badVersion
-    case badField
-    /// A line folded onto the one before (obs-fold, RFC 9112 §5.2).
-    case foldedField
-    case headTooLarge
-    case badContentLength
-    /// Both Transfer-Encoding and Content-Length: which one frames the body
-    /// is the classic smuggling question, so neither is trusted.
-    case conflictingFraming
-    case unsupportedTransferCoding
-    case badChunk
-    /// Bytes when no response is due, or past the end of the last one.
-    case unsolicited
-    /// `101 Switching Protocols`, which no request here asked for
-    /// (upgrades are carried as tunnels).
-    case unexpectedUpgrade
-    /// A 1xx that closes the connection (HTTP/1.0, or `Connection:
-    /// close`), so no final response can follow it (RFC 9110 §15.2: a 1xx
-    /// is never sent to HTTP/1.0).
-    case closingInterim
-
-    public var description: String {
-        switch self {
-        case .badStatusLine: "bad status line"
-        case .badVersion: "not HTTP/1.0 or HTTP/1.1"
-        case .badField: "bad header field"
-        case .foldedField: "folded header field"
-        case .headTooLarge: "response head too large"
-        case .badContentLength: "bad Content-Length"
-        case .conflictingFraming: "both Transfer-Encoding and Content-Length"
-        case .unsupportedTransferCoding: "a transfer coding other than chunked"
-        case .badChunk: "bad chunk"
-        case .unsolicited: "a response nobody asked for"
-        case .unexpectedUpgrade: "101 Switching Protocols"
-        case .closingInterim: "a 1xx response that closes the connection"
-        }
-    }
-}
-
 /// The response side of weft's HTTP/1.1 upstream connections (RFC 9112),
 /// as a state machine with no I/O: bytes in, heads, body slices and ends
 /// out, one at a time (`next`), so that whoever handles an event may start
 /// the connection's next exchange without re-entering the parser.
 ///
-/// Strict where leniency is a smuggling risk: CRLF line ends; no bare CR,
-/// NUL or other controls in a field; no space before a field's colon; no
-/// folded lines; one Content-Length field with one value; chunked
-/// as the only transfer coding, never beside a Content-Length; bytes past
-/// a response's framing are refused rather than kept for the next.
-/// Body bytes are slices of what was read, never copied; field names come
-/// lower-cased.
+/// The head, body and field rules are `HTTP1MessageReader`'s; this reads
+/// status lines and frames responses: a 1xx must leave the connection
+/// open, `101` is refused, and bytes past a response's framing, or with
+/// no response due, are refused rather than kept for the next.
 public struct HTTP1ResponseParser {
     public enum Event {
         /// A 1xx interim head (more heads follow), or the final head.
@@ -69,32 +22,10 @@ public struct HTTP1ResponseParser {
     }
 
     /// The most bytes a head (status line and fields), or a chunked body's
-    /// trailers, may take; NIO's default too.
-    public static let maxHeadBytes = 80 * 1024
-    /// A chunk line longer than this (size and extensions) is refused.
-    static let maxChunkLineBytes = 4 * 1024
+    /// trailers, may take.
+    public static let maxHeadBytes = HTTP1MessageReader.maxHeadBytes
 
-    private enum State {
-        /// No response is due: bytes now are unsolicited.
-        case idle
-        /// A response is due: reading its head (`scanned` bytes of `held`
-        /// are known to hold no end of head).
-        case head(scanned: Int)
-        case fixedBody(remaining: UInt64)
-        /// The body is over (or there is none): the end is next.
-        case endDue
-        case chunkLine
-        case chunkData(remaining: UInt64)
-        case chunkDataEnd
-        case trailers(scanned: Int)
-        /// Until the upstream closes (no length, not chunked).
-        case untilClose
-        case failed(HTTP1ResponseError)
-    }
-
-    private var state = State.idle
-    /// Bytes of a head, chunk line or trailers that came split over reads.
-    private var held: ByteBuffer?
+    private var reader = HTTP1MessageReader()
     private var requestWasHEAD = false
 
     public init() {}
@@ -102,75 +33,26 @@ public struct HTTP1ResponseParser {
     /// A request went out: its response is due. A response to `HEAD` has
     /// no body whatever its head says (RFC 9110 §9.3.2).
     public mutating func expectResponse(toHEAD: Bool) {
-        if case .idle = state { state = .head(scanned: 0) }
+        if reader.isIdle { reader.expectHead() }
         requestWasHEAD = toHEAD
     }
 
     /// Whether the response due is under way or awaited.
-    public var isBusy: Bool {
-        if case .idle = state { return false }
-        return true
-    }
+    public var isBusy: Bool { !reader.isIdle }
 
     /// The next event from `buffer` (and any bytes held from before), or
     /// nil when more bytes are needed: then every byte of `buffer` has
     /// been taken (held when it is part of something unfinished).
-    public mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ResponseError) -> Event? {
-        switch state {
-        case .failed(let error):
-            throw error
-        case .idle:
-            guard buffer.readableBytes == 0 else { return try fail(.unsolicited) }
+    public mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ParseError) -> Event? {
+        if reader.isIdle {
+            guard buffer.readableBytes == 0 else { return try reader.fail(.unsolicited) }
             return nil
-        case .head(let scanned):
-            guard let head = try takeSection(from: &buffer, scanned: scanned, limit: Self.maxHeadBytes,
-                                             pending: { .head(scanned: $0) }) else { return nil }
-            return .head(try startBody(try parseHead(head)))
-        case .fixedBody(let remaining):
-            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
-            state = left == 0 ? .endDue : .fixedBody(remaining: left)
-            return .body(slice)
-        case .endDue:
-            state = .idle
-            return .end(nil)
-        case .chunkLine:
-            guard let line = try takeLine(from: &buffer) else { return nil }
-            let size = try parseChunkSize(line)
-            state = size == 0 ? .trailers(scanned: 0) : .chunkData(remaining: size)
-            return try next(&buffer)
-        case .chunkData(let remaining):
-            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
-            state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
-            return .body(slice)
-        case .chunkDataEnd:
-            // The CRLF after a chunk's data: an empty line.
-            guard let line = try takeLine(from: &buffer) else { return nil }
-            guard line.readableBytes == 0 else { return try fail(.badChunk) }
-            state = .chunkLine
-            return try next(&buffer)
-        case .trailers(let scanned):
-            // Field lines, then an empty line, which may come at once (no
-            // trailers, the usual case).
-            if held == nil {
-                if buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
-                    buffer.moveReaderIndex(forwardBy: 2)
-                    state = .idle
-                    return .end(nil)
-                }
-                // Else found as a head's end is: after the last chunk
-                // line's CRLF, held in front.
-                var lastLineEnd = ByteBuffer()
-                lastLineEnd.writeInteger(UInt16(0x0D0A))
-                held = lastLineEnd
-            }
-            guard let section = try takeSection(from: &buffer, scanned: scanned, limit: Self.maxHeadBytes,
-                                                pending: { .trailers(scanned: $0) }) else { return nil }
-            let trailers = try parseFields(section, from: section.readerIndex + 2)
-            state = .idle
-            return .end(trailers.isEmpty ? nil : HTTPHeaders(trailers))
-        case .untilClose:
-            guard buffer.readableBytes > 0 else { return nil }
-            return .body(buffer.readSlice(length: buffer.readableBytes) ?? ByteBuffer())
+        }
+        switch try reader.next(&buffer) {
+        case nil: return nil
+        case .head(let section): return .head(try startBody(try parseHead(section)))
+        case .body(let body): return .body(body)
+        case .end(let trailers): return .end(trailers)
         }
     }
 
@@ -178,162 +60,16 @@ public struct HTTP1ResponseParser {
     /// nothing (nil) when no response was under way; else the response was
     /// cut short (`closedEarly`, not malformed).
     public mutating func inputEnded() -> Result<Event?, HTTP1UpstreamError> {
-        switch state {
-        case .idle, .failed:
-            return .success(nil)
-        case .untilClose:
-            state = .idle
-            return .success(.end(nil))
-        default:
-            state = .idle
-            held = nil
-            return .failure(.closedEarly)
+        switch reader.inputEnded() {
+        case .betweenMessages: .success(nil)
+        case .endOfBody: .success(.end(nil))
+        case .cutShort: .failure(.closedEarly)
         }
-    }
-
-    /// Up to `remaining` body bytes of `buffer` as a slice, and how many
-    /// are still to come; nil when `buffer` is empty.
-    private static func take(_ remaining: UInt64, from buffer: inout ByteBuffer) -> (ByteBuffer, UInt64)? {
-        guard buffer.readableBytes > 0 else { return nil }
-        let count = Int(min(remaining, UInt64(buffer.readableBytes)))
-        guard let slice = buffer.readSlice(length: count) else { return nil }
-        return (slice, remaining - UInt64(count))
-    }
-
-    private mutating func fail<T>(_ error: HTTP1ResponseError) throws(HTTP1ResponseError) -> T {
-        state = .failed(error)
-        held = nil
-        throw error
-    }
-
-    // MARK: sections and lines
-
-    /// The bytes up to and including the first empty line (CRLF CRLF), from
-    /// what is held and `buffer`; nil (holding the bytes) when that line
-    /// has not come yet.
-    private mutating func takeSection(from buffer: inout ByteBuffer, scanned: Int, limit: Int,
-                                      pending: (Int) -> State) throws(HTTP1ResponseError) -> ByteBuffer? {
-        if held == nil {
-            // The usual case: the whole section in this read.
-            if let end = Self.endOfSection(in: buffer, from: buffer.readerIndex) {
-                guard end - buffer.readerIndex <= limit else { return try fail(.headTooLarge) }
-                return buffer.readSlice(length: end - buffer.readerIndex)
-            }
-            guard buffer.readableBytes <= limit else { return try fail(.headTooLarge) }
-            if buffer.readableBytes > 0 {
-                held = buffer
-                buffer.moveReaderIndex(to: buffer.writerIndex)
-            }
-            state = pending(max(0, (held?.readableBytes ?? 0) - 3))
-            return nil
-        }
-        guard var section = held else { return nil }
-        let before = section.readableBytes
-        section.writeImmutableBuffer(buffer)
-        let searchFrom = section.readerIndex + scanned
-        guard let end = Self.endOfSection(in: section, from: searchFrom) else {
-            guard section.readableBytes <= limit else { return try fail(.headTooLarge) }
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            held = section
-            state = pending(max(0, section.readableBytes - 3))
-            return nil
-        }
-        let length = end - section.readerIndex
-        guard length <= limit else { return try fail(.headTooLarge) }
-        held = nil
-        buffer.moveReaderIndex(forwardBy: length - before)
-        return section.readSlice(length: length)
-    }
-
-    /// The index just past the first CRLF CRLF at or after `from`.
-    private static func endOfSection(in buffer: ByteBuffer, from: Int) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes -> Int? in
-            let start = from - buffer.readerIndex
-            guard bytes.count >= 4, start <= bytes.count - 4 else { return nil }
-            var index = start
-            while index <= bytes.count - 4 {
-                // Jump from LF to LF: most bytes are not one.
-                guard bytes[index + 3] == 0x0A else {
-                    index += bytes[index + 3] == 0x0D ? 1 : 4
-                    continue
-                }
-                if bytes[index] == 0x0D && bytes[index + 1] == 0x0A && bytes[index + 2] == 0x0D {
-                    return buffer.readerIndex + index + 4
-                }
-                index += 1
-            }
-            return nil
-        }
-    }
-
-    /// One CRLF-ended line of a chunked body (without its CRLF), from what
-    /// is held and `buffer`; nil (holding the bytes) until it is whole.
-    private mutating func takeLine(from buffer: inout ByteBuffer) throws(HTTP1ResponseError) -> ByteBuffer? {
-        var source = buffer
-        if var line = held {
-            line.writeImmutableBuffer(buffer)
-            source = line
-        }
-        let view = source.readableBytesView
-        guard let lf = view.firstIndex(of: 0x0A) else {
-            guard source.readableBytes <= Self.maxChunkLineBytes else { return try fail(.badChunk) }
-            held = source
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            return nil
-        }
-        let length = lf - source.readerIndex
-        guard length >= 1, length <= Self.maxChunkLineBytes, view[lf - 1] == 0x0D else { return try fail(.badChunk) }
-        let consumedFromBuffer = length + 1 - (held?.readableBytes ?? 0)
-        held = nil
-        buffer.moveReaderIndex(forwardBy: consumedFromBuffer)
-        return source.getSlice(at: source.readerIndex, length: length - 1)
-    }
-
-    /// `chunk-size [; extensions]` (RFC 9112 §7.1): hex digits that fit 63
-    /// bits, then nothing, or extensions, which are not read. No
-    /// whitespace after the size: llhttp refuses it.
-    private mutating func parseChunkSize(_ line: ByteBuffer) throws(HTTP1ResponseError) -> UInt64 {
-        var size: UInt64 = 0
-        var digits = 0
-        let view = line.readableBytesView
-        var index = view.startIndex
-        while index < view.endIndex {
-            let byte = view[index]
-            let value: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = byte - UInt8(ascii: "A") + 10
-            default: value = 0xFF
-            }
-            guard value != 0xFF else { break }
-            guard size >> 59 == 0 else { return try fail(.badChunk) }
-            size = size << 4 | UInt64(value)
-            digits += 1
-            index += 1
-        }
-        // Nothing else, or extensions, which nobody uses, in their plain
-        // form only: `;` right after the size, then tokens, `;`, `=`,
-        // whitespace and quotes (as llhttp, nothing else).
-        guard digits > 0, index == view.endIndex || view[index] == UInt8(ascii: ";"),
-              view[index...].allSatisfy(Self.isChunkExtensionByte) else { return try fail(.badChunk) }
-        return size
-    }
-
-    private static func isChunkExtensionByte(_ byte: UInt8) -> Bool {
-        isTokenByte(byte) || byte == UInt8(ascii: ";") || byte == UInt8(ascii: "=") || byte == UInt8(ascii: "\"")
-            || HTTPFieldSyntax.isSpaceOrTab(byte)
-    }
-
-    /// Bytes no line may hold: controls other than HTAB (NUL and bare CR
-    /// among them), and DEL.
-    private static func isForbiddenInLine(_ byte: UInt8) -> Bool {
-        (byte < 0x20 && byte != 0x09) || byte == 0x7F
     }
 
     // MARK: the head
 
-    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ResponseError) -> HTTPResponseHead {
+    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError) -> HTTPResponseHead {
         // `HTTP/1.x SP 3DIGIT SP reason CRLF` (RFC 9112 §4); the reason
         // may be empty, and its SP is then tolerated missing.
         let line: (major: UInt8, minor: UInt8, status: Int, next: Int)? =
@@ -352,157 +88,47 @@ public struct HTTP1ResponseParser {
                 var index = 12
                 if bytes[index] == UInt8(ascii: " ") { index += 1 } else if bytes[index] != 0x0D { return nil }
                 while bytes[index] != 0x0D {
-                    if Self.isForbiddenInLine(bytes[index]) { return nil }
+                    if HTTP1MessageReader.isForbiddenInLine(bytes[index]) { return nil }
                     index += 1
                 }
                 guard bytes[index + 1] == 0x0A else { return nil }
                 return (major, minor, status, index + 2)
             }
-        guard let line, line.status >= 100 else { return try fail(.badStatusLine) }
+        guard let line, line.status >= 100 else { return try reader.fail(.badStatusLine) }
         guard line.major == UInt8(ascii: "1"), line.minor == UInt8(ascii: "0") || line.minor == UInt8(ascii: "1") else {
-            return try fail(.badVersion)
+            return try reader.fail(.badVersion)
         }
         let version: HTTPVersion = line.minor == UInt8(ascii: "0") ? .http1_0 : .http1_1
-        guard line.status != 101 else { return try fail(.unexpectedUpgrade) }
-        let fields = try parseFields(head, from: head.readerIndex + line.next)
+        guard line.status != 101 else { return try reader.fail(.unexpectedUpgrade) }
+        let fields = try reader.fields(of: head, from: head.readerIndex + line.next)
         // The reason phrase is not kept (RFC 9112 §4: clients ignore it;
         // the mesh hop has none): each status goes on with its own.
         return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
                                 headers: HTTPHeaders(fields))
     }
 
-    /// The field lines from `start` to the empty line that ends `section`
-    /// (RFC 9112 §5): `token ":" OWS value OWS CRLF`, the value without
-    /// the whitespace around it.
-    private mutating func parseFields(_ section: ByteBuffer, from start: Int) throws(HTTP1ResponseError) -> [(String, String)] {
-        let parsed: Result<[(String, String)], HTTP1ResponseError> = section.withUnsafeReadableBytes { bytes in
-            Self.tokenBytes.withUnsafeBufferPointer { isToken in
-                var fields: [(String, String)] = []
-                fields.reserveCapacity(16)
-                var index = start - section.readerIndex
-                let end = bytes.count - 2  // the empty line's CRLF
-                while index < end {
-                    let nameStart = index
-                    while index < end, isToken[Int(bytes[index])] { index += 1 }
-                    guard index > nameStart else {
-                        return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
-                    }
-                    guard index < end, bytes[index] == UInt8(ascii: ":") else { return .failure(.badField) }
-                    let nameEnd = index
-                    index += 1
-                    while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
-                    let valueStart = index
-                    var valueEnd = index
-                    while bytes[index] != 0x0D {
-                        let byte = bytes[index]
-                        if Self.isForbiddenInLine(byte) { return .failure(.badField) }
-                        index += 1
-                        if byte != 0x20 && byte != 0x09 { valueEnd = index }
-                    }
-                    guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
-                    index += 2
-                    let name = Self.lowercasedName(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
-                    let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
-                    fields.append((name, value))
-                }
-                return .success(fields)
-            }
-        }
-        switch parsed {
-        case .success(let fields): return fields
-        case .failure(let error): return try fail(error)
-        }
-    }
-
-    /// A field name (token bytes, so ASCII) lower-cased as it is copied: as
-    /// HTTP/2 carries it (RFC 9113 §8.2.1), and as weft relays it to
-    /// HTTP/1 peers, so the translation has nothing left to lower-case.
-    private static func lowercasedName(_ bytes: UnsafeRawBufferPointer) -> String {
-        String(unsafeUninitializedCapacity: bytes.count) { out in
-            for index in 0..<bytes.count {
-                let byte = bytes[index]
-                out[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
-            }
-            return bytes.count
-        }
-    }
-
-    /// `isTokenByte` of every byte, looked up in the field-name loop.
-    private static let tokenBytes: [Bool] = (0...255).map { isTokenByte(UInt8($0)) }
-
-    /// tchar (RFC 9110 §5.6.2).
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            true
-        default:
-            false
-        }
-    }
-
     // MARK: framing
 
     /// How the body of the response `head` is framed (RFC 9112 §6.3), set
-    /// as the next state; the head is returned for the caller.
-    private mutating func startBody(_ head: HTTPResponseHead) throws(HTTP1ResponseError) -> HTTPResponseHead {
+    /// in the reader; the head is returned for the caller.
+    private mutating func startBody(_ head: HTTPResponseHead) throws(HTTP1ParseError) -> HTTPResponseHead {
         let code = head.status.code
-        var length: UInt64?
-        var chunked = false, coded = false
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 14 where name.equalsASCIICaseInsensitive("content-length"):
-                // One field, one value: llhttp, which apps' other clients
-                // use, refuses repeats and lists, so weft does too.
-                guard length == nil, let parsed = Self.contentLength(value) else { return try fail(.badContentLength) }
-                length = parsed
-            case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
-                coded = true
-                var codings = 0
-                HTTPFieldSyntax.forEachListMember(of: value) { coding in
-                    codings += 1
-                    chunked = codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
-                }
-            default:
-                continue
-            }
-        }
-        // The framing fields are checked in every head, bodiless or not.
-        if coded && length != nil { return try fail(.conflictingFraming) }
+        let framing = try reader.framing(of: head.headers)
         if code < 200 {
             // An interim response: the final one follows, on a connection
             // the interim one must leave open.
-            guard head.isPersistent else { return try fail(.closingInterim) }
-            state = .head(scanned: 0)
+            guard head.isPersistent else { return try reader.fail(.closingInterim) }
+            reader.expectHead()
         } else if requestWasHEAD || code == 204 || code == 304 {
-            state = .endDue
-        } else if coded {
-            guard chunked else { return try fail(.unsupportedTransferCoding) }
-            state = .chunkLine
-        } else if let length {
-            state = length == 0 ? .endDue : .fixedBody(remaining: length)
+            reader.startBody(.none)
+        } else if framing.coded {
+            guard framing.chunked else { return try reader.fail(.unsupportedTransferCoding) }
+            reader.startBody(.chunked)
+        } else if let length = framing.length {
+            reader.startBody(.length(length))
         } else {
-            state = .untilClose
+            reader.startBody(.untilClose)
         }
         return head
-    }
-
-    /// A Content-Length value: digits (the parser took the whitespace
-    /// around them) that fit 64 bits.
-    private static func contentLength(_ value: String) -> UInt64? {
-        guard !value.isEmpty else { return nil }
-        var number: UInt64 = 0
-        for byte in value.utf8 {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
-            guard !overflow1, !overflow2 else { return nil }
-            number = sum
-        }
-        return number
     }
 }

@@ -30,7 +30,7 @@ public enum HTTP1UpstreamError: Error, Equatable {
     /// framing or field rules, or a response nobody asked for), rather than
     /// merely stopping: answered `502 bad_response`, never replayed.
     static func isMalformedResponse(_ error: Error) -> Bool {
-        error is HTTP1ResponseError
+        error is HTTP1ParseError
     }
 }
 
@@ -233,7 +233,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     /// The upstream's bytes are not an HTTP/1.1 response (or not one that
     /// was asked for): the framing is lost, so is the connection.
-    private func refuse(_ error: HTTP1ResponseError, context: ChannelHandlerContext) {
+    private func refuse(_ error: HTTP1ParseError, context: ChannelHandlerContext) {
         pool?.logger.warning("app response refused, connection closed",
                              metadata: ["target": "\(target.endpoint)", "error": "\(error)"])
         fail(error, context: context)

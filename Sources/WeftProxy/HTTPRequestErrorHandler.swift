@@ -3,8 +3,8 @@ import NIOCore
 import NIOHTTP1
 import WeftObservability
 
-/// Answers an app request that NIOHTTP1 cannot parse with `400` (`431`
-/// past the decoder's header size limit) and closes, counting and
+/// Answers an app request that `HTTP1RequestDecoder` cannot parse with
+/// `400` (`431` past the parser's head size limit) and closes, counting and
 /// logging it. Sits between the decoder and the handler that serves
 /// requests, so that one never sees a broken request. The `400` comes in
 /// order: after the responses to the requests parsed before it.
@@ -39,17 +39,17 @@ final class HTTPRequestErrorHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard error is HTTPParserError else {
+        guard let error = error as? HTTP1ParseError else {
             context.fireErrorCaught(error)
             return
         }
         metrics.limitHit(.httpRequest)
-        // Past the decoder's header size limit: 431, as the first hop should.
-        reason = (error as? HTTPParserError) == .headerOverflow ? .headersTooLarge : .badRequest
+        // Past the parser's head size limit: 431, as the first hop should.
+        reason = error == .headTooLarge ? .headersTooLarge : .badRequest
         var record = RequestRecord(direction: .outbound)
         record.answered(by: reason)
         metrics.record(record)
-        logger.warning("bad HTTP request from app", metadata: ["error": "\(error)"])
+        logger.warning("bad HTTP request from app", metadata: ["error": "\(error.description)"])
         if midRequest {
             midRequest = false
             context.fireUserInboundEventTriggered(RequestBroken())

@@ -11,7 +11,7 @@ import WeftUpstream
 /// request becomes a stream on the pooled mesh connection to the chosen
 /// endpoint's node (SPEC §4, the upgrade side).
 ///
-/// Pipeline: `HTTP1ResponseEncoder`, `HTTPRequestDecoder`,
+/// Pipeline: `HTTP1ResponseEncoder`, `HTTP1RequestDecoder`,
 /// `HTTPRequestErrorHandler`, then this handler, which serves one request
 /// at a time: a pipelined request waits (with reads of the app socket
 /// stopped) until the response before it has ended. Reads also stop while
@@ -179,7 +179,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             if let encoder = try? sync.handler(type: HTTP1ResponseEncoder.self) {
                 sync.removeHandler(encoder, promise: nil)
             }
-            if let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            if let decoder = try? sync.handler(type: HTTP1RequestDecoder.self) {
                 sync.removeHandler(decoder, promise: nil)
             }
         }

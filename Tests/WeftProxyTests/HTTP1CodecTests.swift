@@ -12,7 +12,7 @@ final class HTTP1CodecTests: XCTestCase {
     /// text (`head 200 [name: value, ...]`, `body <bytes>`, `end [...]`),
     /// body parts of one run joined, then the error if one came.
     private func parse(_ raw: String, step: Int = .max, toHEAD: Bool = false, close: Bool = false)
-        -> (events: [String], error: HTTP1ResponseError?) {
+        -> (events: [String], error: HTTP1ParseError?) {
         var parser = HTTP1ResponseParser()
         parser.expectResponse(toHEAD: toHEAD)
         var events: [String] = []
@@ -110,7 +110,7 @@ final class HTTP1CodecTests: XCTestCase {
     /// The broken responses of the e2e test's app, and more: each refused
     /// with its reason, and a refusal is final.
     func testBrokenResponsesAreRefused() {
-        let cases: [(String, HTTP1ResponseError)] = [
+        let cases: [(String, HTTP1ParseError)] = [
             ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
              .conflictingFraming),
             ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nok", .badContentLength),
@@ -181,7 +181,7 @@ final class HTTP1CodecTests: XCTestCase {
         var empty = ByteBuffer()
         XCTAssertNil(try parser.next(&empty))
         var stray = ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")
-        XCTAssertThrowsError(try parser.next(&stray)) { XCTAssertEqual($0 as? HTTP1ResponseError, .unsolicited) }
+        XCTAssertThrowsError(try parser.next(&stray)) { XCTAssertEqual($0 as? HTTP1ParseError, .unsolicited) }
     }
 
     /// The next request's response is read once that request is out.

@@ -9,10 +9,13 @@ import WeftProxy
 
 /// The HTTP/1.1 ↔ HTTP/2 translation at both nodes. The first byte picks
 /// the direction; the rest is the message:
-/// - 0: an app's HTTP/1 request bytes. Every request weft accepts (the
-///   parser and ``HTTP1RequestRules`` pass it) upgrades to a header list a
-///   receiving node accepts unchanged: weft never sends the mesh what a peer
-///   must refuse.
+/// - 0: an app's HTTP/1 request bytes, read by weft's own parser
+///   (`HTTP1RequestParser`) and ``HTTP1RequestRules``. Whatever they
+///   accept, llhttp (NIO's decoder) reads the same way: methods, targets,
+///   fields, bodies, ends. weft may refuse more, never read a request
+///   otherwise. Every request it accepts upgrades to a header list a
+///   receiving node accepts unchanged: weft never sends the mesh what a
+///   peer must refuse.
 /// - 1: a peer's request header list. Every list the receiving session
 ///   accepts downgrades to HTTP/1.1 bytes that parse back as exactly one
 ///   request with the same method, target and fields: nothing smuggled.
@@ -35,15 +38,67 @@ public func fuzzTranslation(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
 private let destination = IPEndpoint("198.18.0.2:8080")!
 
 private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
-    let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-    defer { _ = try? channel.finish() }
-    _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
-    while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
-        // What the outbound handler translates: a valid request that does
-        // not open a tunnel (those cross as bytes).
-        guard case .head(let head) = part, HTTP1RequestRules.violation(of: head) == nil,
-              !MeshTranslation.opensTunnel(head),
-              let fields = try? MeshTranslation.upgradeRequest(head, destination: destination) else { continue }
+    // weft's reading: the parser, then the rules each head must meet (a
+    // head that breaks one is answered and the connection closed).
+    var parser = HTTP1RequestParser()
+    var buffer = ByteBuffer(bytes: bytes)
+    var weft: [String] = []
+    var heads: [HTTPRequestHead] = []
+    var refused = false
+    do {
+        reading: while let event = try parser.next(&buffer) {
+            if case .head(let head) = event {
+                if HTTP1RequestRules.violation(of: head) != nil {
+                    refused = true
+                    break reading
+                }
+                heads.append(head)
+            }
+            weft.append(describe(event))
+        }
+        if !refused { try parser.inputEnded() }
+    } catch {
+        refused = true  // the app gets a 400, nothing after this is read
+    }
+
+    // llhttp's reading of the same bytes, the input then closed.
+    let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+    var llhttp: [String] = []
+    var llhttpRefused = (try? channel.writeInbound(ByteBuffer(bytes: bytes))) == nil
+    func drain() {
+        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head)))
+            case .body(let body): llhttp.append(describe(HTTP1RequestParser.Event.body(body)))
+            case .end(let trailers): llhttp.append(describe(HTTP1RequestParser.Event.end(trailers)))
+            }
+        }
+    }
+    drain()
+    if !llhttpRefused {
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        if (try? channel.throwIfErrorCaught()) == nil { llhttpRefused = true }
+        drain()
+    }
+    _ = try? channel.finish(acceptAlreadyClosed: true)
+    let ours = merged(weft), theirs = merged(llhttp)
+    let wire = String(decoding: bytes, as: UTF8.self).debugDescription
+    // Where both read, they read the same; weft reads no further than
+    // llhttp unless llhttp stopped for a tunnel (weft decides those by its
+    // own rule, the one its handler follows); weft stops short of llhttp
+    // only by refusing or tunnelling.
+    let common = min(ours.count, theirs.count)
+    require(Array(ours.prefix(common)) == Array(theirs.prefix(common)), "weft read \(ours), llhttp \(theirs) from \(wire)")
+    if ours.count > theirs.count {
+        require(!llhttpRefused, "weft read \(ours), llhttp refused after \(theirs) from \(wire)")
+    }
+    if ours.count < theirs.count {
+        require(refused || parser.isTunnelling, "weft read \(ours) and stopped, llhttp \(theirs) from \(wire)")
+    }
+
+    for head in heads where !MeshTranslation.opensTunnel(head) {
+        // What the outbound handler translates: tunnels cross as bytes.
+        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination) else { continue }
         let received = HeaderRelay.request(fields)
         require(received == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
     }
@@ -123,9 +178,9 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
         while !llhttpEnded, let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
             switch part {
             case .head(let head): llhttp.append(describe(.head(head)))
-            case .body(let body): llhttp.append(describe(.body(body)))
+            case .body(let body): llhttp.append(describe(HTTP1ResponseParser.Event.body(body)))
             case .end(let trailers):
-                llhttp.append(describe(.end(trailers)))
+                llhttp.append(describe(HTTP1ResponseParser.Event.end(trailers)))
                 llhttpEnded = true
             }
         }
@@ -155,17 +210,30 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
 }
 
-/// An event as text to compare: statuses, fields (lower-case names, values
-/// without the whitespace around them, which llhttp leaves at the end),
-/// body bytes, the end and its trailers.
+/// Fields as text to compare: lower-case names, values without the
+/// whitespace around them (which llhttp leaves at the end).
+private func describe(_ headers: HTTPHeaders) -> String {
+    headers.map { "\($0.name.lowercased()): \($0.value.trimmingSpaces)" }.joined(separator: "|")
+}
+
+/// An event as text to compare: statuses, fields, body bytes, the end and
+/// its trailers.
 private func describe(_ event: HTTP1ResponseParser.Event) -> String {
-    func fields(_ headers: HTTPHeaders) -> String {
-        headers.map { "\($0.name.lowercased()): \($0.value.trimmingSpaces)" }.joined(separator: "|")
-    }
     switch event {
-    case .head(let head): return "head \(head.status.code) \(head.version) \(fields(head.headers))"
+    case .head(let head): return "head \(head.status.code) \(head.version) \(describe(head.headers))"
     case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
-    case .end(let trailers): return "end " + (trailers.map(fields) ?? "")
+    case .end(let trailers): return "end " + (trailers.map(describe) ?? "")
+    }
+}
+
+private func describe(_ event: HTTP1RequestParser.Event) -> String {
+    switch event {
+    case .head(let head):
+        // NIO spells llhttp's M-SEARCH `MSEARCH`; weft keeps the name.
+        let method = head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue
+        return "head \(method) \(head.uri) \(head.version) \(describe(head.headers))"
+    case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
+    case .end(let trailers): return "end " + (trailers.map(describe) ?? "")
     }
 }
 

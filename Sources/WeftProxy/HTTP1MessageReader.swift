@@ -1,0 +1,515 @@
+import NIOCore
+import NIOHTTP1
+import WeftCore
+
+/// Why bytes are not an HTTP/1.1 message (RFC 9112): the connection's
+/// framing is lost. An upstream's response is answered `502 bad_response`;
+/// an app's request `400` (`431` for a head too large).
+public enum HTTP1ParseError: Error, Equatable, CustomStringConvertible {
+    case badStatusLine
+    case badRequestLine
+    /// A method llhttp does not know either (it reads a fixed list).
+    case unknownMethod
+    /// A request target that is not origin, absolute, authority (CONNECT
+    /// only) or asterisk form, or holds bytes outside visible ASCII.
+    case badRequestTarget
+    case badVersion
+    case badField
+    /// A line folded onto the one before (obs-fold, RFC 9112 §5.2).
+    case foldedField
+    case headTooLarge
+    case badContentLength
+    /// Both Transfer-Encoding and Content-Length: which one frames the body
+    /// is the classic smuggling question, so neither is trusted.
+    case conflictingFraming
+    case unsupportedTransferCoding
+    case badChunk
+    /// Bytes when no response is due, or past the end of the last one.
+    case unsolicited
+    /// `101 Switching Protocols`, which no request here asked for
+    /// (upgrades are carried as tunnels).
+    case unexpectedUpgrade
+    /// A 1xx that closes the connection (HTTP/1.0, or `Connection:
+    /// close`), so no final response can follow it (RFC 9110 §15.2: a 1xx
+    /// is never sent to HTTP/1.0).
+    case closingInterim
+    /// The input ended inside a message.
+    case truncated
+    /// A request after one that closed the connection (`Connection: close`,
+    /// or HTTP/1.0 without keep-alive).
+    case dataAfterClose
+
+    public var description: String {
+        switch self {
+        case .badStatusLine: "bad status line"
+        case .badRequestLine: "bad request line"
+        case .unknownMethod: "unknown method"
+        case .badRequestTarget: "bad request target"
+        case .badVersion: "not HTTP/1.0 or HTTP/1.1"
+        case .badField: "bad header field"
+        case .foldedField: "folded header field"
+        case .headTooLarge: "head too large"
+        case .badContentLength: "bad Content-Length"
+        case .conflictingFraming: "both Transfer-Encoding and Content-Length"
+        case .unsupportedTransferCoding: "a transfer coding other than chunked"
+        case .badChunk: "bad chunk"
+        case .unsolicited: "a response nobody asked for"
+        case .unexpectedUpgrade: "101 Switching Protocols"
+        case .closingInterim: "a 1xx response that closes the connection"
+        case .truncated: "the input ended inside a message"
+        case .dataAfterClose: "a request after one that closed the connection"
+        }
+    }
+}
+
+/// What weft's HTTP/1.1 request and response parsers share (RFC 9112): a
+/// message's head found whole over split reads, its body framed by length
+/// or chunks, trailers, and the field syntax. The parsers read start lines
+/// and decide framing; this reads everything else.
+///
+/// Strict where leniency is a smuggling risk: CRLF line ends; no bare CR,
+/// NUL or other controls in a field; no space before a field's colon; no
+/// folded lines; one Content-Length field with one value; chunked as the
+/// only transfer coding, never beside a Content-Length. Body bytes are
+/// slices of what was read, never copied; field names come lower-cased.
+struct HTTP1MessageReader {
+    enum Event {
+        /// A whole head: start line, fields and the empty line.
+        case head(ByteBuffer)
+        case body(ByteBuffer)
+        /// The message ended, with its trailers (chunked bodies only).
+        case end(HTTPHeaders?)
+    }
+
+    /// How a message's body is framed (RFC 9112 §6.3).
+    enum Body {
+        case none
+        case length(UInt64)
+        case chunked
+        /// Until the input ends (responses only).
+        case untilClose
+    }
+
+    /// What the end of the input meant.
+    enum InputEnd {
+        /// Between messages (or after a failure): nothing is lost.
+        case betweenMessages
+        /// The end of a body that runs until close.
+        case endOfBody
+        /// Inside a message, or with a head due.
+        case cutShort
+    }
+
+    /// The most bytes a head (start line and fields), or a chunked body's
+    /// trailers, may take; NIO's default too.
+    static let maxHeadBytes = 80 * 1024
+    /// A chunk line longer than this (size and extensions) is refused.
+    static let maxChunkLineBytes = 4 * 1024
+
+    private enum State {
+        /// No message is under way or due.
+        case idle
+        /// Reading a head (`scanned` bytes of `held` are known to hold no
+        /// end of head).
+        case head(scanned: Int)
+        case fixedBody(remaining: UInt64)
+        /// The body is over (or there is none): the end is next.
+        case endDue
+        case chunkLine
+        case chunkData(remaining: UInt64)
+        case chunkDataEnd
+        case trailers(scanned: Int)
+        case untilClose
+        case failed(HTTP1ParseError)
+    }
+
+    private var state = State.idle
+    /// Bytes of a head, chunk line or trailers that came split over reads.
+    private var held: ByteBuffer?
+
+    var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
+    }
+
+    /// A head is due next.
+    mutating func expectHead() {
+        state = .head(scanned: 0)
+    }
+
+    /// The head just read frames its body so.
+    mutating func startBody(_ body: Body) {
+        switch body {
+        case .none: state = .endDue
+        case .length(let length): state = length == 0 ? .endDue : .fixedBody(remaining: length)
+        case .chunked: state = .chunkLine
+        case .untilClose: state = .untilClose
+        }
+    }
+
+    /// The next event from `buffer` (and any bytes held from before), or
+    /// nil when more bytes are needed (then every byte of `buffer` has been
+    /// taken, held when it is part of something unfinished), or when idle
+    /// (then none has).
+    mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ParseError) -> Event? {
+        switch state {
+        case .failed(let error):
+            throw error
+        case .idle:
+            return nil
+        case .head(let scanned):
+            guard let head = try takeSection(from: &buffer, scanned: scanned, limit: Self.maxHeadBytes,
+                                             pending: { .head(scanned: $0) }) else { return nil }
+            // The caller frames the body (or fails) before the next call.
+            state = .endDue
+            return .head(head)
+        case .fixedBody(let remaining):
+            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
+            state = left == 0 ? .endDue : .fixedBody(remaining: left)
+            return .body(slice)
+        case .endDue:
+            state = .idle
+            return .end(nil)
+        case .chunkLine:
+            guard let line = try takeLine(from: &buffer) else { return nil }
+            guard let size = Self.chunkSize(line) else { return try fail(.badChunk) }
+            state = size == 0 ? .trailers(scanned: 0) : .chunkData(remaining: size)
+            return try next(&buffer)
+        case .chunkData(let remaining):
+            guard let (slice, left) = Self.take(remaining, from: &buffer) else { return nil }
+            state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
+            return .body(slice)
+        case .chunkDataEnd:
+            // The CRLF after a chunk's data: an empty line.
+            guard let line = try takeLine(from: &buffer) else { return nil }
+            guard line.readableBytes == 0 else { return try fail(.badChunk) }
+            state = .chunkLine
+            return try next(&buffer)
+        case .trailers(let scanned):
+            // Field lines, then an empty line, which may come at once (no
+            // trailers, the usual case).
+            if held == nil {
+                if buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
+                    buffer.moveReaderIndex(forwardBy: 2)
+                    state = .idle
+                    return .end(nil)
+                }
+                // Else found as a head's end is: after the last chunk
+                // line's CRLF, held in front.
+                var lastLineEnd = ByteBuffer()
+                lastLineEnd.writeInteger(UInt16(0x0D0A))
+                held = lastLineEnd
+            }
+            guard let section = try takeSection(from: &buffer, scanned: scanned, limit: Self.maxHeadBytes,
+                                                pending: { .trailers(scanned: $0) }) else { return nil }
+            let trailers = try fields(of: section, from: section.readerIndex + 2)
+            state = .idle
+            return .end(trailers.isEmpty ? nil : HTTPHeaders(trailers))
+        case .untilClose:
+            guard buffer.readableBytes > 0 else { return nil }
+            return .body(buffer.readSlice(length: buffer.readableBytes) ?? ByteBuffer())
+        }
+    }
+
+    /// The input ended; the reader is idle after.
+    mutating func inputEnded() -> InputEnd {
+        defer {
+            if case .failed = state {} else { state = .idle }
+            held = nil
+        }
+        switch state {
+        case .idle, .failed: return .betweenMessages
+        case .untilClose: return .endOfBody
+        default: return .cutShort
+        }
+    }
+
+    /// Fails the message for good: every later `next` throws `error`.
+    mutating func fail<T>(_ error: HTTP1ParseError) throws(HTTP1ParseError) -> T {
+        state = .failed(error)
+        held = nil
+        throw error
+    }
+
+    /// Up to `remaining` body bytes of `buffer` as a slice, and how many
+    /// are still to come; nil when `buffer` is empty.
+    private static func take(_ remaining: UInt64, from buffer: inout ByteBuffer) -> (ByteBuffer, UInt64)? {
+        guard buffer.readableBytes > 0 else { return nil }
+        let count = Int(min(remaining, UInt64(buffer.readableBytes)))
+        guard let slice = buffer.readSlice(length: count) else { return nil }
+        return (slice, remaining - UInt64(count))
+    }
+
+    // MARK: sections and lines
+
+    /// The bytes up to and including the first empty line (CRLF CRLF), from
+    /// what is held and `buffer`; nil (holding the bytes) when that line
+    /// has not come yet.
+    private mutating func takeSection(from buffer: inout ByteBuffer, scanned: Int, limit: Int,
+                                      pending: (Int) -> State) throws(HTTP1ParseError) -> ByteBuffer? {
+        if held == nil {
+            // The usual case: the whole section in this read.
+            if let end = Self.endOfSection(in: buffer, from: buffer.readerIndex) {
+                guard end - buffer.readerIndex <= limit else { return try fail(.headTooLarge) }
+                return buffer.readSlice(length: end - buffer.readerIndex)
+            }
+            guard buffer.readableBytes <= limit else { return try fail(.headTooLarge) }
+            if buffer.readableBytes > 0 {
+                held = buffer
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+            }
+            state = pending(max(0, (held?.readableBytes ?? 0) - 3))
+            return nil
+        }
+        guard var section = held else { return nil }
+        let before = section.readableBytes
+        section.writeImmutableBuffer(buffer)
+        let searchFrom = section.readerIndex + scanned
+        guard let end = Self.endOfSection(in: section, from: searchFrom) else {
+            guard section.readableBytes <= limit else { return try fail(.headTooLarge) }
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            held = section
+            state = pending(max(0, section.readableBytes - 3))
+            return nil
+        }
+        let length = end - section.readerIndex
+        guard length <= limit else { return try fail(.headTooLarge) }
+        held = nil
+        buffer.moveReaderIndex(forwardBy: length - before)
+        return section.readSlice(length: length)
+    }
+
+    /// The index just past the first CRLF CRLF at or after `from`.
+    private static func endOfSection(in buffer: ByteBuffer, from: Int) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            let start = from - buffer.readerIndex
+            guard bytes.count >= 4, start <= bytes.count - 4 else { return nil }
+            var index = start
+            while index <= bytes.count - 4 {
+                // Jump from LF to LF: most bytes are not one.
+                guard bytes[index + 3] == 0x0A else {
+                    index += bytes[index + 3] == 0x0D ? 1 : 4
+                    continue
+                }
+                if bytes[index] == 0x0D && bytes[index + 1] == 0x0A && bytes[index + 2] == 0x0D {
+                    return buffer.readerIndex + index + 4
+                }
+                index += 1
+            }
+            return nil
+        }
+    }
+
+    /// One CRLF-ended line of a chunked body (without its CRLF), from what
+    /// is held and `buffer`; nil (holding the bytes) until it is whole.
+    private mutating func takeLine(from buffer: inout ByteBuffer) throws(HTTP1ParseError) -> ByteBuffer? {
+        var source = buffer
+        if var line = held {
+            line.writeImmutableBuffer(buffer)
+            source = line
+        }
+        let view = source.readableBytesView
+        guard let lf = view.firstIndex(of: 0x0A) else {
+            guard source.readableBytes <= Self.maxChunkLineBytes else { return try fail(.badChunk) }
+            held = source
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return nil
+        }
+        let length = lf - source.readerIndex
+        guard length >= 1, length <= Self.maxChunkLineBytes, view[lf - 1] == 0x0D else { return try fail(.badChunk) }
+        let consumedFromBuffer = length + 1 - (held?.readableBytes ?? 0)
+        held = nil
+        buffer.moveReaderIndex(forwardBy: consumedFromBuffer)
+        return source.getSlice(at: source.readerIndex, length: length - 1)
+    }
+
+    /// `chunk-size [; extensions]` (RFC 9112 §7.1): hex digits that fit 63
+    /// bits, then nothing, or extensions, which are not read; nil when the
+    /// line is not that. No whitespace after the size: llhttp refuses it.
+    private static func chunkSize(_ line: ByteBuffer) -> UInt64? {
+        var size: UInt64 = 0
+        var digits = 0
+        let view = line.readableBytesView
+        var index = view.startIndex
+        while index < view.endIndex {
+            let byte = view[index]
+            let value: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = byte - UInt8(ascii: "A") + 10
+            default: value = 0xFF
+            }
+            guard value != 0xFF else { break }
+            guard size >> 59 == 0 else { return nil }
+            size = size << 4 | UInt64(value)
+            digits += 1
+            index += 1
+        }
+        guard digits > 0, Self.isChunkExtensions(view[index...]) else { return nil }
+        return size
+    }
+
+    /// Chunk extensions (RFC 9112 §7.1.1), which nobody uses, in the one
+    /// form llhttp also reads: `;` then a name of token bytes, and maybe
+    /// `=` and a token or a quoted string of token bytes and `;`; no
+    /// whitespace anywhere, nothing empty after a `;`. Nothing at all is
+    /// extensions too.
+    private static func isChunkExtensions(_ bytes: ByteBufferView.SubSequence) -> Bool {
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            guard bytes[index] == UInt8(ascii: ";") else { return false }
+            index += 1
+            let segmentStart = index
+            while index < bytes.endIndex, isTokenByte(bytes[index]) { index += 1 }
+            if index < bytes.endIndex, bytes[index] == UInt8(ascii: "=") {
+                index += 1
+                if index < bytes.endIndex, bytes[index] == UInt8(ascii: "\"") {
+                    index += 1
+                    while index < bytes.endIndex, isTokenByte(bytes[index]) || bytes[index] == UInt8(ascii: ";") {
+                        index += 1
+                    }
+                    guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "\"") else { return false }
+                    index += 1
+                } else {
+                    while index < bytes.endIndex, isTokenByte(bytes[index]) { index += 1 }
+                }
+            }
+            guard index > segmentStart else { return false }
+        }
+        return true
+    }
+
+    // MARK: fields
+
+    /// Bytes no line may hold: controls other than HTAB (NUL and bare CR
+    /// among them), and DEL.
+    static func isForbiddenInLine(_ byte: UInt8) -> Bool {
+        (byte < 0x20 && byte != 0x09) || byte == 0x7F
+    }
+
+    /// The field lines from `start` to the empty line that ends `section`
+    /// (RFC 9112 §5): `token ":" OWS value OWS CRLF`, the value without
+    /// the whitespace around it. A bad line fails the reader.
+    mutating func fields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError) -> [(String, String)] {
+        let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
+            Self.tokenBytes.withUnsafeBufferPointer { isToken in
+                var fields: [(String, String)] = []
+                fields.reserveCapacity(16)
+                var index = start - section.readerIndex
+                let end = bytes.count - 2  // the empty line's CRLF
+                while index < end {
+                    let nameStart = index
+                    while index < end, isToken[Int(bytes[index])] { index += 1 }
+                    guard index > nameStart else {
+                        return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
+                    }
+                    guard index < end, bytes[index] == UInt8(ascii: ":") else { return .failure(.badField) }
+                    let nameEnd = index
+                    index += 1
+                    while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
+                    let valueStart = index
+                    var valueEnd = index
+                    while bytes[index] != 0x0D {
+                        let byte = bytes[index]
+                        if Self.isForbiddenInLine(byte) { return .failure(.badField) }
+                        index += 1
+                        if byte != 0x20 && byte != 0x09 { valueEnd = index }
+                    }
+                    guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
+                    index += 2
+                    let name = Self.lowercasedName(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
+                    let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
+                    fields.append((name, value))
+                }
+                return .success(fields)
+            }
+        }
+        switch parsed {
+        case .success(let fields): return fields
+        case .failure(let error): return try fail(error)
+        }
+    }
+
+    /// A field name (token bytes, so ASCII) lower-cased as it is copied: as
+    /// HTTP/2 carries it (RFC 9113 §8.2.1), and as weft relays it to
+    /// HTTP/1 peers, so the translation has nothing left to lower-case.
+    private static func lowercasedName(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { out in
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                out[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            }
+            return bytes.count
+        }
+    }
+
+    /// `isTokenByte` of every byte, looked up in the field-name loop.
+    static let tokenBytes: [Bool] = (0...255).map { isTokenByte(UInt8($0)) }
+
+    /// tchar (RFC 9110 §5.6.2).
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default:
+            false
+        }
+    }
+
+    // MARK: framing fields
+
+    /// The framing fields of a head (both checked in every head, bodiless
+    /// or not): its Content-Length, and whether it has Transfer-Encoding
+    /// and whether that is exactly `chunked`. Fails the reader on a bad
+    /// length or on both fields at once.
+    mutating func framing(of headers: HTTPHeaders) throws(HTTP1ParseError)
+        -> (length: UInt64?, coded: Bool, chunked: Bool) {
+        var length: UInt64?
+        var codings = 0
+        var chunked = false
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 14 where name.equalsASCIICaseInsensitive("content-length"):
+                // One field, one value: llhttp, which apps' other clients
+                // use, refuses repeats and lists, so weft does too.
+                guard length == nil, let parsed = Self.contentLength(value) else { return try fail(.badContentLength) }
+                length = parsed
+            case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
+                // Empty members do not count; a field of none is a coding
+                // weft does not know.
+                var members = 0
+                HTTPFieldSyntax.forEachListMember(of: value) { coding in
+                    members += 1
+                    codings += 1
+                    chunked = codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
+                }
+                if members == 0 { codings += 2 }
+            default:
+                continue
+            }
+        }
+        if codings > 0 && length != nil { return try fail(.conflictingFraming) }
+        return (length, codings > 0, codings == 1 && chunked)
+    }
+
+    /// A Content-Length value: digits (the parser took the whitespace
+    /// around them) that fit 64 bits.
+    private static func contentLength(_ value: String) -> UInt64? {
+        guard !value.isEmpty else { return nil }
+        var number: UInt64 = 0
+        for byte in value.utf8 {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            number = sum
+        }
+        return number
+    }
+}

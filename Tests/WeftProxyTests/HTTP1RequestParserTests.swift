@@ -1,0 +1,231 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import XCTest
+@testable import WeftProxy
+
+/// The app connection's request parser, without a channel: requests fed
+/// whole, a byte at a time and in 7-byte reads; its refusals; tunnels; and
+/// the decoder handler that carries it.
+final class HTTP1RequestParserTests: XCTestCase {
+    /// What the parser made of `raw`, fed in reads of `step` bytes: events
+    /// as text (`GET / HTTP/1.1 [name: value, ...]`, `body <bytes>`,
+    /// `end [...]`), body parts of one run joined, then the error if one
+    /// came (the end of the input included), and the bytes left untaken.
+    private func parse(_ raw: String, step: Int = .max)
+        -> (events: [String], error: HTTP1ParseError?, left: String) {
+        var parser = HTTP1RequestParser()
+        var events: [String] = []
+        var left: [UInt8] = []
+        let bytes = Array(raw.utf8)
+        var offset = 0
+        repeat {
+            let count = min(step, bytes.count - offset)
+            var buffer = ByteBuffer(bytes: bytes[offset..<(offset + count)])
+            offset += count
+            do {
+                while let event = try parser.next(&buffer) {
+                    switch event {
+                    case .head(let head):
+                        events.append("\(head.method.rawValue) \(head.uri) \(head.version) "
+                                      + "\(head.headers.map { "\($0.name): \($0.value)" })")
+                    case .body(let body):
+                        let text = String(buffer: body)
+                        if let last = events.last, last.hasPrefix("body ") {
+                            events[events.count - 1] = last + text
+                        } else {
+                            events.append("body " + text)
+                        }
+                    case .end(let trailers):
+                        events.append("end \(trailers.map { $0.map { "\($0.name): \($0.value)" } } ?? [])")
+                    }
+                }
+            } catch {
+                return (events, error, String(decoding: left, as: UTF8.self))
+            }
+            if parser.isTunnelling { left += buffer.readableBytesView } else {
+                XCTAssertEqual(buffer.readableBytes, 0, "every byte of a good read is taken")
+            }
+        } while offset < bytes.count
+        do {
+            try parser.inputEnded()
+        } catch {
+            return (events, error, String(decoding: left, as: UTF8.self))
+        }
+        return (events, nil, String(decoding: left, as: UTF8.self))
+    }
+
+    private func assertParses(_ raw: String, _ expected: [String], left: String = "",
+                              file: StaticString = #filePath, line: UInt = #line) {
+        for step in [Int.max, 1, 7] {
+            let got = parse(raw, step: step)
+            XCTAssertNil(got.error, "step \(step)", file: file, line: line)
+            XCTAssertEqual(got.events, expected, "step \(step)", file: file, line: line)
+            XCTAssertEqual(got.left, left, "step \(step)", file: file, line: line)
+        }
+    }
+
+    func testRequestsAreReadWithTheirBodiesInTurn() {
+        assertParses("GET /a?b=1 HTTP/1.1\r\nHost: svc\r\nX-Pad:  a b \t\r\n\r\n"
+                     + "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello"
+                     + "\r\n"  // an empty line between requests is skipped
+                     + "PUT http://svc:8080/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + "3;x=y;z=\"q;\"\r\nabc\r\n0\r\nGrpc-Status: 0\r\n\r\n",
+                     ["GET /a?b=1 HTTP/1.1 [\"host: svc\", \"x-pad: a b\"]", "end []",
+                      "POST /p HTTP/1.1 [\"host: svc\", \"content-length: 5\"]", "body hello", "end []",
+                      "PUT http://svc:8080/x HTTP/1.0 [\"transfer-encoding: chunked\"]", "body abc",
+                      "end [\"grpc-status: 0\"]"])
+        assertParses("OPTIONS * HTTP/1.1\r\nHost: svc\r\n\r\nM-SEARCH / HTTP/1.1\r\nHost: svc\r\n\r\n",
+                     ["OPTIONS * HTTP/1.1 [\"host: svc\"]", "end []", "M-SEARCH / HTTP/1.1 [\"host: svc\"]", "end []"])
+    }
+
+    /// The bytes after a tunnelling request belong to the tunnel: they are
+    /// neither read nor taken.
+    func testATunnellingRequestIsTheLastOneRead() {
+        assertParses("CONNECT svc:443 HTTP/1.1\r\nHost: svc:443\r\nContent-Length: 3\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+                     ["CONNECT svc:443 HTTP/1.1 [\"host: svc:443\", \"content-length: 3\"]", "end []"],
+                     left: "GET / HTTP/1.1\r\n\r\n")
+        assertParses("GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+                     + "Content-Length: 2\r\n\r\nhi\u{81}\u{05}frame",
+                     ["GET /ws HTTP/1.1 [\"host: svc\", \"connection: keep-alive, Upgrade\", \"upgrade: websocket\", "
+                      + "\"content-length: 2\"]", "body hi", "end []"],
+                     left: "\u{81}\u{05}frame")
+    }
+
+    func testTheInputEndingInsideARequestIsTruncated() {
+        for raw in ["GET / HTT", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab",
+                    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"] {
+            XCTAssertEqual(parse(raw).error, .truncated, raw)
+        }
+        XCTAssertNil(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\n").error, "an idle end is clean")
+    }
+
+    /// Each refused with its reason; a refusal is final.
+    func testBrokenRequestsAreRefused() {
+        let cases: [(String, HTTP1ParseError)] = [
+            ("get / HTTP/1.1\r\n\r\n", .unknownMethod),
+            ("BREW / HTTP/1.1\r\n\r\n", .unknownMethod),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", .unknownMethod),
+            ("GET  / HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET /a b HTTP/1.1\r\n\r\n", .badRequestLine),
+            ("GET /\u{7F} HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET /caf\u{E9} HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET / HTTP/1.1 \r\n\r\n", .badRequestLine),
+            ("GET /\r\n\r\n", .badRequestLine),
+            ("GET a/b HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET ** HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET http:/a HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET http://user@a/ HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("CONNECT /a HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("CONNECT a: HTTP/1.1\r\n\r\n", .badRequestTarget),
+            ("GET / HTTP/2.0\r\n\r\n", .badVersion),
+            ("GET / HTTP/1.2\r\n\r\n", .badVersion),
+            ("GET / HTTP/1.1\nHost: a\r\n\r\n", .badRequestLine),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", .badField),
+            ("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", .foldedField),
+            ("GET / HTTP/1.1\r\nX: a\u{0}b\r\n\r\n", .badField),
+            ("POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", .conflictingFraming),
+            ("POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", .badContentLength),
+            ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", .badContentLength),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupportedTransferCoding),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+             .unsupportedTransferCoding),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n", .badChunk),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", .badChunk),
+            // Found by FuzzTranslation: llhttp refuses an empty extension.
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y;\r\nabc\r\n0\r\n\r\n", .badChunk),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=\"a b\"\r\nabc\r\n0\r\n\r\n", .badChunk),
+            // llhttp too: nothing may follow a request that closes.
+            ("GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n", .dataAfterClose),
+            ("GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", .dataAfterClose),
+        ]
+        for (raw, expected) in cases {
+            for step in [Int.max, 1, 7] {
+                XCTAssertEqual(parse(raw, step: step).error, expected, "\(raw.debugDescription), step \(step)")
+            }
+        }
+        var parser = HTTP1RequestParser()
+        var buffer = ByteBuffer(string: "get / HTTP/1.1\r\n\r\n")
+        XCTAssertThrowsError(try parser.next(&buffer))
+        var good = ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")
+        XCTAssertThrowsError(try parser.next(&good), "a refusal is final")
+    }
+
+    func testHeadsPastTheLimitAreRefusedWhetherWholeOrSplit() {
+        let big = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: HTTP1MessageReader.maxHeadBytes) + "\r\n\r\n"
+        for step in [Int.max, 4096] {
+            XCTAssertEqual(parse(big, step: step).error, .headTooLarge, "step \(step)")
+        }
+        let fits = "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: HTTP1MessageReader.maxHeadBytes - 40) + "\r\n\r\n"
+        XCTAssertNil(parse(fits, step: 4096).error)
+    }
+
+    /// llhttp (NIO's decoder, the oracle of the fuzzer too) reads what
+    /// the parser reads, for requests of every framing.
+    func testLLHTTPReadsTheSameRequests() throws {
+        let raw = "GET /a HTTP/1.1\r\nHost: svc\r\nX-A: 1\r\n\r\n"
+            + "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello"
+            + "PATCH /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder()))
+        defer { _ = try? channel.finish() }
+        try channel.writeInbound(ByteBuffer(string: raw))
+        var llhttp: [String] = []
+        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let head):
+                llhttp.append("\(head.method.rawValue) \(head.uri) \(head.version) "
+                              + "\(head.headers.map { "\($0.name.lowercased()): \($0.value)" })")
+            case .body(let body): llhttp.append("body " + String(buffer: body))
+            case .end(let trailers):
+                llhttp.append("end \(trailers.map { $0.map { "\($0.name.lowercased()): \($0.value)" } } ?? [])")
+            }
+        }
+        XCTAssertEqual(parse(raw).events, llhttp)
+    }
+
+    // MARK: the decoder handler
+
+    func testTheDecoderPassesPartsOnAndRefusalsDown() throws {
+        let channel = EmbeddedChannel(handler: HTTP1RequestDecoder())
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"))
+        guard case .head(let head) = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            return XCTFail("no head")
+        }
+        XCTAssertEqual(head.method, .POST)
+        guard case .body(let body) = try channel.readInbound(as: HTTPServerRequestPart.self) else {
+            return XCTFail("no body")
+        }
+        XCTAssertEqual(String(buffer: body), "ok")
+        guard case .end = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("no end") }
+        XCTAssertThrowsError(try channel.writeInbound(ByteBuffer(string: "GET /\u{1} HTTP/1.1\r\n\r\n"))) {
+            XCTAssertEqual($0 as? HTTP1ParseError, .badRequestTarget)
+        }
+        XCTAssertNoThrow(try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")),
+                         "nothing more is read after a refusal")
+        XCTAssertNil(try channel.readInbound(as: HTTPServerRequestPart.self))
+    }
+
+    func testTheDecoderSaysWhenTheAppStopsInsideARequest() throws {
+        let channel = EmbeddedChannel(handler: HTTP1RequestDecoder())
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab"))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        XCTAssertThrowsError(try channel.throwIfErrorCaught()) { XCTAssertEqual($0 as? HTTP1ParseError, .truncated) }
+    }
+
+    /// The bytes after a tunnelling request, from its read and later ones,
+    /// go on as bytes once the decoder leaves (to the tunnel).
+    func testTheDecoderHandsTheTunnelItsBytesWhenItLeaves() throws {
+        let decoder = HTTP1RequestDecoder()
+        let channel = EmbeddedChannel(handler: decoder)
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "CONNECT svc:443 HTTP/1.1\r\nHost: svc:443\r\n\r\n\u{16}\u{03}"))
+        try channel.writeInbound(ByteBuffer(string: "hello"))
+        guard case .head = try channel.readInbound(as: HTTPServerRequestPart.self),
+              case .end = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("no request") }
+        XCTAssertNil(try channel.readInbound(as: HTTPServerRequestPart.self))
+        try channel.pipeline.removeHandler(decoder).wait()
+        XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) }, "\u{16}\u{03}hello")
+    }
+}
