@@ -225,9 +225,6 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     private static func installHTTP(on channel: Channel, route: MeshRoute, services: LoopServices,
                                     metrics: ProxyMetrics, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(HTTP1ResponseEncoder())
-        try sync.addHandler(HTTP1RequestDecoder())
-        try sync.addHandler(HTTPRequestErrorHandler(metrics: metrics, logger: logger))
         let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger)
         try sync.addHandler(handler)
         services.track(handler)

@@ -67,12 +67,11 @@ public struct HTTP1RequestWriter {
     }
 
     /// A chunk's size line for `count` bytes, or nil for none (an empty
-    /// part is no chunk: it would end the body). Both writers' chunks.
+    /// part is no chunk: it would end the body).
     static func chunkSizeLine(_ count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
         guard count > 0 else { return nil }
         var line = allocator.buffer(capacity: 20)
-        line.writeString(String(count, radix: 16))
-        line.writeStaticString("\r\n")
+        line.writeChunkSizeLine(count)
         return line
     }
 
@@ -128,13 +127,6 @@ struct HTTP1ResponseWriter {
         if toHEAD { isChunked = false }
     }
 
-    /// What goes before a body part of `count` bytes (a chunk's size line;
-    /// `HTTP1RequestWriter.chunkEnd` goes after it), or nil when the body
-    /// is sent as it is.
-    func chunkPrefix(count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        isChunked ? HTTP1RequestWriter.chunkSizeLine(count, allocator: allocator) : nil
-    }
-
     /// Writes what ends a chunked body; nothing for another.
     func writeEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) {
         guard isChunked else { return }
@@ -142,76 +134,73 @@ struct HTTP1ResponseWriter {
     }
 }
 
-/// Writes app responses as HTTP/1.1 bytes (`HTTP1ResponseWriter`), in place
-/// of NIO's `HTTPResponseEncoder`, with one write per part.
+/// An app connection's response bytes (`HTTP1ResponseWriter`), gathered
+/// so that a small response reaches the socket in one write: its head, body
+/// parts of up to `copyLimit` bytes and its end are copied into one buffer
+/// (`take`). A larger part goes out as it is (`emit`), after what was
+/// gathered before it, so a body is never copied whole.
 ///
-/// The handler serving requests tells it each request's method before the
-/// response (`RequestMethod`, an outbound user event, so it stays in order
-/// with the writes): a response to HEAD is written without a body, whatever
-/// is written as one (weft's own error responses have one).
-final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = ByteBuffer
-
-    /// The method of the request the next final response answers.
-    struct RequestMethod {
-        let method: HTTPMethod
-    }
+/// A final response to HEAD has no body, whatever is written as one
+/// (weft's own error responses have one).
+struct HTTP1ResponseOutput {
+    /// Body parts up to this size are copied; larger ones are not.
+    static let copyLimit = 4 * 1024
+    /// Past this many gathered bytes, they go out before anything else is
+    /// gathered.
+    static let gatherLimit = 16 * 1024
 
     private var writer = HTTP1ResponseWriter()
-    /// The next final response answers a HEAD request.
-    private var nextIsToHEAD = false
-    /// The response being written answers a HEAD request: no body.
+    private var gathered: ByteBuffer?
+    /// The response being written answers HEAD: no body.
     private var bodiless = false
 
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard let request = event as? RequestMethod else {
-            return context.triggerUserOutboundEvent(event, promise: promise)
-        }
-        nextIsToHEAD = request.method == .HEAD
-        promise?.succeed(())
+    /// Starts a response (a 1xx, then the final one, for each request).
+    mutating func writeHead(_ head: HTTPResponseHead, toHEAD: Bool, allocator: ByteBufferAllocator) {
+        // A 1xx comes before the final response and answers nothing.
+        if head.status.code >= 200 || head.status.code == 101 { bodiless = toHEAD }
+        var buffer = gathered ?? allocator.buffer(capacity: 0)
+        gathered = nil  // so that `buffer` is the storage's only owner
+        writer.writeHead(head, toHEAD: bodiless, into: &buffer)
+        gathered = buffer
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head(let head):
-            // A 1xx comes before the final response and answers nothing.
-            if head.status.code >= 200 || head.status.code == 101 {
-                bodiless = nextIsToHEAD
-                nextIsToHEAD = false
-            }
-            var bytes = context.channel.allocator.buffer(capacity: 0)
-            writer.writeHead(head, toHEAD: bodiless, into: &bytes)
-            context.write(wrapOutboundOut(bytes), promise: promise)
-        case .body where bodiless:
-            promise?.succeed(())
-        case .body(let body):
-            let part: ByteBuffer
-            switch body {
-            case .byteBuffer(let buffer): part = buffer
-            case .fileRegion:
-                // Nothing in weft sends a file; refused rather than dropped.
-                promise?.fail(ChannelError.operationUnsupported)
-                return
-            }
-            if let prefix = writer.chunkPrefix(count: part.readableBytes, allocator: context.channel.allocator) {
-                context.write(wrapOutboundOut(prefix), promise: nil)
-                context.write(wrapOutboundOut(part), promise: nil)
-                context.write(wrapOutboundOut(HTTP1RequestWriter.chunkEnd), promise: promise)
-            } else {
-                context.write(wrapOutboundOut(part), promise: promise)
-            }
-        case .end(let trailers):
-            bodiless = false
-            guard writer.isChunked else {
-                // Nothing to write; an empty write keeps the promise in order.
-                if let promise { context.write(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise) }
-                return
-            }
-            var bytes = context.channel.allocator.buffer(capacity: 5)
-            writer.writeEnd(trailers, into: &bytes)
-            context.write(wrapOutboundOut(bytes), promise: promise)
+    /// A body part: gathered when small, else passed to `emit` after what
+    /// was gathered.
+    mutating func writeBody(_ part: ByteBuffer, allocator: ByteBufferAllocator, emit: (ByteBuffer) -> Void) {
+        guard !bodiless, part.readableBytes > 0 else { return }
+        var buffer = gathered ?? allocator.buffer(capacity: 0)
+        gathered = nil
+        if buffer.readableBytes + part.readableBytes > Self.gatherLimit, buffer.readableBytes > 0 {
+            emit(buffer)
+            buffer = allocator.buffer(capacity: 0)
         }
+        if writer.isChunked { buffer.writeChunkSizeLine(part.readableBytes) }
+        if part.readableBytes <= Self.copyLimit {
+            buffer.writeImmutableBuffer(part)
+        } else {
+            if buffer.readableBytes > 0 { emit(buffer) }
+            emit(part)
+            buffer = allocator.buffer(capacity: 0)
+        }
+        if writer.isChunked { buffer.writeStaticString("\r\n") }
+        gathered = buffer
+    }
+
+    /// Ends the response (a chunked body's last chunk and trailers).
+    mutating func writeEnd(_ trailers: HTTPHeaders?, allocator: ByteBufferAllocator) {
+        bodiless = false
+        guard writer.isChunked else { return }
+        var buffer = gathered ?? allocator.buffer(capacity: 0)
+        gathered = nil
+        writer.writeEnd(trailers, into: &buffer)
+        gathered = buffer
+    }
+
+    /// What was gathered, to write now; nil when nothing was.
+    mutating func take() -> ByteBuffer? {
+        defer { gathered = nil }
+        guard let gathered, gathered.readableBytes > 0 else { return nil }
+        return gathered
     }
 }
 
@@ -250,6 +239,12 @@ extension ByteBuffer {
                 }
             }
         }
+    }
+
+    /// A chunk's size line: `count` in hex, CRLF. Both writers' chunks.
+    mutating func writeChunkSizeLine(_ count: Int) {
+        writeString(String(count, radix: 16))
+        writeStaticString("\r\n")
     }
 
     /// The last chunk of a chunked body, its trailers, and the empty line.

@@ -11,19 +11,26 @@ import WeftUpstream
 /// request becomes a stream on the pooled mesh connection to the chosen
 /// endpoint's node (SPEC §4, the upgrade side).
 ///
-/// Pipeline: `HTTP1ResponseEncoder`, `HTTP1RequestDecoder`,
-/// `HTTPRequestErrorHandler`, then this handler, which serves one request
-/// at a time: a pipelined request waits (with reads of the app socket
-/// stopped) until the response before it has ended. Reads also stop while
-/// the current stream cannot take more body, or while it is being set up.
+/// The connection's only HTTP handler: it reads the app's bytes with
+/// `HTTP1RequestParser` and writes responses with `HTTP1ResponseOutput`,
+/// with no codec handlers between (each would cost every part a trip
+/// through the pipeline). It serves one request at a time: a pipelined
+/// request waits (with reads of the app socket stopped) until the response
+/// before it has ended. Reads also stop while the current stream cannot
+/// take more body, or while it is being set up.
+///
+/// Bytes that are not HTTP/1.x are answered `400` (`431` for a head past
+/// the parser's limit) after the responses to the requests before them,
+/// and the connection closes; a request that breaks after its head was
+/// served stops whatever carries it (``requestBroken``).
 ///
 /// NIO's `HTTPServerPipelineHandler` would do the waiting too, but it stops
 /// reading after every request, which costs two `epoll_ctl` calls per
 /// request on a keep-alive connection that never pipelines.
 final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, ExchangeResponder {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let route: MeshRoute
     private let services: LoopServices
@@ -38,7 +45,22 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Parts of pipelined requests, in order, waiting for the response
     /// before them to end. Reads stop while any wait, so this holds at
     /// most what one read of the socket decoded to.
-    private var waiting = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    private var waiting = CircularBuffer<HTTP1RequestParser.Event>(initialCapacity: 0)
+    private var parser = HTTP1RequestParser()
+    private var output = HTTP1ResponseOutput()
+    /// The app's bytes stopped being HTTP (answered, or to be): the rest
+    /// is not read.
+    private var unreadable = false
+    /// A request's head was received and its end was not.
+    private var receivingRequest = false
+    /// Inside `channelRead`'s loop: a close now is weft's own doing (an
+    /// answer that closes), not the app cutting a request short.
+    private var reading = false
+    /// The request being answered is a HEAD: its response has no body.
+    private var answeringHEAD = false
+    /// Bytes after a tunnelling request, for the tunnel that replaces this
+    /// handler.
+    private var tunnelBytes: ByteBuffer?
     /// The app half-closed: close once every request it sent is answered.
     private var appDoneSending = false
     /// The current stream cannot take more body (or is not open yet).
@@ -74,10 +96,38 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         deadlineTimer?.cancel()
         deadlineTimer = nil
         self.context = nil
+        if let tunnelBytes, tunnelBytes.readableBytes > 0 {
+            self.tunnelBytes = nil
+            context.fireChannelRead(NIOAny(tunnelBytes))
+        }
     }
 
+    // MARK: requests
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
+        if parser.isTunnelling { return keepForTunnel(&bytes) }
+        guard !unreadable else { return }
+        reading = true
+        defer { reading = false }
+        do {
+            while let part = try parser.next(&bytes) {
+                // Kept before the request's end is served: serving it may
+                // put the tunnel in this handler's place at once.
+                if parser.isTunnelling { keepForTunnel(&bytes) }
+                receive(part, context: context)
+            }
+        } catch {
+            requestUnreadable(error, context: context)
+        }
+    }
+
+    private func receive(_ part: HTTP1RequestParser.Event, context: ChannelHandlerContext) {
+        switch part {
+        case .head: receivingRequest = true
+        case .end: receivingRequest = false
+        case .body: break
+        }
         if waiting.isEmpty && canServe(part) {
             serve(part, context: context)
         } else {
@@ -85,9 +135,51 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
     }
 
+    private func keepForTunnel(_ bytes: inout ByteBuffer) {
+        guard bytes.readableBytes > 0 else { return }
+        if tunnelBytes == nil {
+            tunnelBytes = bytes
+        } else {
+            tunnelBytes?.writeBuffer(&bytes)
+        }
+        bytes.moveReaderIndex(to: bytes.writerIndex)
+    }
+
+    /// The app's bytes broke HTTP/1.x: counted, logged, and answered in
+    /// order, after the responses to the requests before them.
+    private func requestUnreadable(_ error: HTTP1ParseError, context: ChannelHandlerContext) {
+        unreadable = true
+        let reason = noteUnreadable(error)
+        if receivingRequest {
+            receivingRequest = false
+            return requestBroken(context: context)
+        }
+        if exchange != nil || upgrade != nil || !waiting.isEmpty {
+            brokenRequestQueued = reason
+            return
+        }
+        answeringHEAD = false  // no method was read
+        respondWithError(reason, keepAlive: false)
+    }
+
+    /// Counts and logs unreadable bytes from the app; the answer they get
+    /// (`431` past the head limit, as the first hop should, else `400`).
+    private func noteUnreadable(_ error: HTTP1ParseError) -> ErrorReason {
+        metrics.limitHit(.httpRequest)
+        let reason: ErrorReason = error == .headTooLarge ? .headersTooLarge : .badRequest
+        var record = RequestRecord(direction: .outbound)
+        record.answered(by: reason)
+        metrics.record(record)
+        logger.warning("bad HTTP request from app", metadata: ["error": "\(error.description)"])
+        return reason
+    }
+
+    /// No request, and no answer to a broken one, waits its turn.
+    private var nothingWaits: Bool { waiting.isEmpty && brokenRequestQueued == nil }
+
     /// A request head waits while the response before it is pending; the
     /// body and end of the request being received never wait.
-    private func canServe(_ part: HTTPServerRequestPart) -> Bool {
+    private func canServe(_ part: HTTP1RequestParser.Event) -> Bool {
         if case .head = part { return exchange == nil && upgrade == nil }
         return true
     }
@@ -99,20 +191,20 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             waiting.removeFirst()
             serve(part, context: context)
         }
-        if waiting.isEmpty && exchange == nil && brokenRequestQueued {
-            brokenRequestQueued = false
-            return respondWithError(.badRequest, keepAlive: false)
+        if waiting.isEmpty && exchange == nil, let reason = brokenRequestQueued {
+            brokenRequestQueued = nil
+            answeringHEAD = false  // the request it answers was never served
+            return respondWithError(reason, keepAlive: false)
         }
-        if waiting.isEmpty && appDoneSending && !draining { drain() }
+        if nothingWaits && appDoneSending && !draining { drain() }
         resumeReadsIfAllowed()
     }
 
-    private func serve(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    private func serve(_ part: HTTP1RequestParser.Event, context: ChannelHandlerContext) {
         switch part {
         case .head(var head):
             responseStarted = false
-            // The encoder writes a response to HEAD without a body.
-            context.triggerUserOutboundEvent(HTTP1ResponseEncoder.RequestMethod(method: head.method), promise: nil)
+            answeringHEAD = head.method == .HEAD
             if let violation = HTTP1RequestRules.violation(of: head) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
                 return refuse(head, violation.reason, cluster: route.cluster.name, keepAlive: false)
@@ -161,9 +253,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Carries an Upgrade or CONNECT request, and whatever the connection becomes: on a
     /// CONNECT stream to a meshed endpoint's node, or as a TCP relay to a
     /// plain endpoint. The request head goes first as raw bytes, the app's
-    /// `101` comes back the same way. Once the tunnel is in place the HTTP
-    /// handlers leave, the decoder last so that any bytes it still holds
-    /// reach the tunnel.
+    /// `101` comes back the same way. Once the tunnel is in place this
+    /// handler leaves, handing the tunnel the bytes the app sent after the
+    /// request.
     private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, lease: Lease) {
         var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
         for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
@@ -171,17 +263,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         tunnelling = true
         let channel = context.channel
         let removeHTTPHandlers = { (channel: Channel) in
-            let sync = channel.pipeline.syncOperations
-            sync.removeHandler(self, promise: nil)
-            if let errors = try? sync.handler(type: HTTPRequestErrorHandler.self) {
-                sync.removeHandler(errors, promise: nil)
-            }
-            if let encoder = try? sync.handler(type: HTTP1ResponseEncoder.self) {
-                sync.removeHandler(encoder, promise: nil)
-            }
-            if let decoder = try? sync.handler(type: HTTP1RequestDecoder.self) {
-                sync.removeHandler(decoder, promise: nil)
-            }
+            channel.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
         if target.isMeshed(lease.endpoint) {
             MeshTunnel.open(on: channel, pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), lease: lease,
@@ -233,13 +315,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// The app finished sending: answer what is in flight and what waits,
     /// then close, instead of leaving the socket in CLOSE-WAIT.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is HTTPRequestErrorHandler.RequestBroken {
-            requestBroken(context: context)
-            return
-        }
         if let event = event as? ChannelEvent, case .inputClosed = event {
+            if !unreadable {
+                do {
+                    try parser.inputEnded()
+                } catch {
+                    requestUnreadable(error, context: context)
+                }
+            }
             appDoneSending = true
-            if waiting.isEmpty { drain() }  // else `serveWaiting` does, after the last one
+            if nothingWaits { drain() }  // else `serveWaiting` does, after the last one
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -247,9 +332,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     /// A final response (not a 1xx) for the current exchange was written.
     private var responseStarted = false
-    /// A pipelined request broke while queued: answered 400 after the
-    /// responses before it.
-    private var brokenRequestQueued = false
+    /// A pipelined request broke while queued (or bytes after the requests
+    /// queued were not HTTP): answered so after the responses before it.
+    private var brokenRequestQueued: ErrorReason?
 
     /// The request being received broke after its head was passed on (its
     /// framing is lost, so no request can follow it on this connection).
@@ -257,7 +342,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if let head = waiting.lastIndex(where: { if case .head = $0 { true } else { false } }) {
             // Still queued behind the response in flight.
             waiting.removeSubrange(head..<waiting.endIndex)
-            brokenRequestQueued = true
+            brokenRequestQueued = .badRequest
             return
         }
         if let exchange {
@@ -277,6 +362,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if !unreadable {
+            do {
+                try parser.inputEnded()  // and nothing more is read
+            } catch where !reading {
+                unreadable = true
+                _ = noteUnreadable(error)  // nobody is left to answer
+            } catch {}
+        }
         exchange?.appClosed()
         exchange = nil
         context.fireChannelInactive()
@@ -312,19 +405,33 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     var appIsWritable: Bool { context?.channel.isWritable ?? false }
 
-    /// Head and body parts are written unflushed; the exchange flushes once
-    /// per mesh read (`flush()`), and the end flushes.
+    /// Head and body parts are gathered (a large body part is written
+    /// unflushed); the exchange flushes once per mesh read (`flush()`), and
+    /// the end flushes.
     func writeHead(_ head: HTTPResponseHead) {
+        guard let context else { return }
         if head.status.code >= 200 { responseStarted = true }
-        context?.write(wrapOutboundOut(.head(head)), promise: nil)
+        output.writeHead(head, toHEAD: answeringHEAD, allocator: context.channel.allocator)
     }
 
     func writeBody(_ buffer: ByteBuffer) {
-        context?.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        guard let context else { return }
+        output.writeBody(buffer, allocator: context.channel.allocator) { bytes in
+            context.write(wrapOutboundOut(bytes), promise: nil)
+        }
     }
 
     func flush() {
-        context?.flush()
+        guard let context else { return }
+        if let bytes = output.take() { context.write(wrapOutboundOut(bytes), promise: nil) }
+        context.flush()
+    }
+
+    /// Ends the response: what was gathered goes out, flushed.
+    private func writeEndAndFlush(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        output.writeEnd(trailers, allocator: context.channel.allocator)
+        let bytes = output.take() ?? context.channel.allocator.buffer(capacity: 0)
+        return context.writeAndFlush(wrapOutboundOut(bytes))
     }
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: any OutboundExchange) {
@@ -332,16 +439,15 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         responseStarted = false
         if exchange === finished {
             exchange = nil
-            if !waiting.isEmpty && !close {
+            if (!waiting.isEmpty || brokenRequestQueued != nil) && !close {
                 // Not from inside the stream's callbacks: on the next turn.
                 context.eventLoop.assumeIsolated().execute { self.serveWaiting() }
             }
         }
+        let written = writeEndAndFlush(trailers, context: context)
         if close {
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            written.whenComplete { _ in channel.close(promise: nil) }
         }
         setReadsPaused(false)
     }
@@ -376,10 +482,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         writeBody(ErrorResponder.body(reason))
         if let finished {
             writeEnd(nil, close: !keepAlive, exchange: finished)
-        } else {
-            let channel = context?.channel
-            context?.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                if !keepAlive { channel?.close(promise: nil) }
+        } else if let context {
+            let channel = context.channel
+            writeEndAndFlush(nil, context: context).whenComplete { _ in
+                if !keepAlive { channel.close(promise: nil) }
             }
         }
     }

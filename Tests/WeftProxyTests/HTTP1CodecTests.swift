@@ -283,39 +283,43 @@ final class HTTP1CodecTests: XCTestCase {
 
     // MARK: the response writer
 
-    private func written(_ head: HTTPResponseHead, body: [String] = [], trailers: HTTPHeaders? = nil) throws -> String {
-        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
-        try channel.writeOutbound(HTTPServerResponsePart.head(head))
-        for part in body { try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: part)))) }
-        try channel.writeOutbound(HTTPServerResponsePart.end(trailers))
+    /// What `HTTP1ResponseOutput` writes for a response, as the app
+    /// connection's handler writes it: what it emits, then what it gathered.
+    private func written(_ head: HTTPResponseHead, body: [String] = [], trailers: HTTPHeaders? = nil,
+                         toHEAD: Bool = false) -> String {
+        var output = HTTP1ResponseOutput()
         var out = ""
-        while let bytes = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: bytes) }
-        _ = try channel.finish()
+        output.writeHead(head, toHEAD: toHEAD, allocator: ByteBufferAllocator())
+        for part in body {
+            output.writeBody(ByteBuffer(string: part), allocator: ByteBufferAllocator()) { out += String(buffer: $0) }
+        }
+        output.writeEnd(trailers, allocator: ByteBufferAllocator())
+        if let gathered = output.take() { out += String(buffer: gathered) }
         return out
     }
 
     func testResponsesAreFramedAsNIOsEncoderFramesThem() throws {
-        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .ok,
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .ok,
                                                     headers: ["content-type": "text/plain", "content-length": "2",
                                                               "Transfer-Encoding": "chunked"]), body: ["ok"]),
                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
-        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "gzip"]),
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "gzip"]),
                                    body: ["hello", ""], trailers: ["grpc-status": "0"]),
                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n",
                        "no length: chunked, whatever coding the head named")
-        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_0, status: .ok, headers: ["x-a": "1"]), body: ["until close"]),
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_0, status: .ok, headers: ["x-a": "1"]), body: ["until close"]),
                        "HTTP/1.0 200 OK\r\nx-a: 1\r\n\r\nuntil close", "HTTP/1.0: the close ends the body")
-        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .notModified,
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .notModified,
                                                     headers: ["etag": "\"v\"", "content-length": "9"])),
                        "HTTP/1.1 304 Not Modified\r\netag: \"v\"\r\n\r\n", "a 304 has no body, so no framing")
-        XCTAssertEqual(try written(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 599, reasonPhrase: "Odd"),
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 599, reasonPhrase: "Odd"),
                                                     headers: ["content-length": "0"])),
                        "HTTP/1.1 599 Odd\r\ncontent-length: 0\r\n\r\n")
     }
 
     /// What the writer sends, NIO's response decoder reads back.
     func testAWrittenResponseParsesBackAsItWas() throws {
-        let bytes = try written(HTTPResponseHead(version: .http1_1, status: .created, headers: HTTPHeaders([("x-a", "1"), ("x-a", "2")])),
+        let bytes = written(HTTPResponseHead(version: .http1_1, status: .created, headers: HTTPHeaders([("x-a", "1"), ("x-a", "2")])),
                                 body: ["abc", "de"], trailers: ["x-t": "t"])
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder()))
         // The decoder reads a response once it has seen a request go out.
@@ -340,25 +344,69 @@ final class HTTP1CodecTests: XCTestCase {
 
     /// A response to HEAD has no body, whatever is written as one (weft's
     /// own error responses carry one); the next response is framed again.
-    func testAResponseToHEADHasNoBody() throws {
-        let channel = EmbeddedChannel(handler: HTTP1ResponseEncoder())
-        func respond(to method: HTTPMethod, interim: Bool = false) throws -> String {
-            channel.pipeline.triggerUserOutboundEvent(HTTP1ResponseEncoder.RequestMethod(method: method), promise: nil)
-            if interim { try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .continue))) }
-            try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .badGateway)))
-            try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "error body"))))
-            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
-            var out = ""
-            while let bytes = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: bytes) }
-            return out
+    func testAResponseToHEADHasNoBody() {
+        var output = HTTP1ResponseOutput()
+        func respond(toHEAD: Bool, interim: Bool = false) -> String {
+            if interim {
+                output.writeHead(HTTPResponseHead(version: .http1_1, status: .continue), toHEAD: toHEAD,
+                                 allocator: ByteBufferAllocator())
+            }
+            output.writeHead(HTTPResponseHead(version: .http1_1, status: .badGateway), toHEAD: toHEAD,
+                             allocator: ByteBufferAllocator())
+            output.writeBody(ByteBuffer(string: "error body"), allocator: ByteBufferAllocator()) { _ in
+                XCTFail("a small part is gathered")
+            }
+            output.writeEnd(nil, allocator: ByteBufferAllocator())
+            return output.take().map { String(buffer: $0) } ?? ""
         }
-        XCTAssertEqual(try respond(to: .HEAD), "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n",
+        XCTAssertEqual(respond(toHEAD: true), "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n",
                        "the framing a GET would have, and no body")
-        XCTAssertEqual(try respond(to: .GET),
+        XCTAssertEqual(respond(toHEAD: false),
                        "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\na\r\nerror body\r\n0\r\n\r\n")
-        XCTAssertEqual(try respond(to: .HEAD, interim: true),
+        XCTAssertEqual(respond(toHEAD: true, interim: true),
                        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n",
                        "a 1xx before the final response does not use up the HEAD")
-        _ = try channel.finish()
+    }
+
+    /// A small response is one buffer; a part past the copy limit goes out
+    /// as it is (never copied), after what was gathered before it, and the
+    /// bytes stay in order.
+    func testSmallResponsesAreGatheredAndLargePartsGoOutAsTheyAre() {
+        var output = HTTP1ResponseOutput()
+        let allocator = ByteBufferAllocator()
+        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "2"]),
+                         toHEAD: false, allocator: allocator)
+        output.writeBody(ByteBuffer(string: "ok"), allocator: allocator) { _ in XCTFail("a small part is gathered") }
+        output.writeEnd(nil, allocator: allocator)
+        XCTAssertEqual(output.take().map { String(buffer: $0) }, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        XCTAssertNil(output.take(), "taken once")
+
+        let large = ByteBuffer(repeating: UInt8(ascii: "z"), count: HTTP1ResponseOutput.copyLimit + 1)
+        var emitted: [ByteBuffer] = []
+        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok), toHEAD: false, allocator: allocator)
+        output.writeBody(ByteBuffer(string: "abc"), allocator: allocator) { emitted.append($0) }
+        output.writeBody(large, allocator: allocator) { emitted.append($0) }
+        output.writeBody(ByteBuffer(string: "de"), allocator: allocator) { emitted.append($0) }
+        output.writeEnd(["x-t": "1"], allocator: allocator)
+        if let rest = output.take() { emitted.append(rest) }
+        XCTAssertEqual(emitted.count, 3, "what was gathered, the large part, the rest")
+        XCTAssertEqual(emitted.dropFirst().first, large, "the large part as it came")
+        XCTAssertEqual(emitted.map { String(buffer: $0) }.joined(),
+                       "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                       + String(HTTP1ResponseOutput.copyLimit + 1, radix: 16) + "\r\n"
+                       + String(repeating: "z", count: HTTP1ResponseOutput.copyLimit + 1)
+                       + "\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n")
+
+        // Many small parts never gather past the limit.
+        var largest = 0
+        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok), toHEAD: false, allocator: allocator)
+        for _ in 0..<100 {
+            output.writeBody(ByteBuffer(repeating: 0x61, count: 1000), allocator: allocator) {
+                largest = max(largest, $0.readableBytes)
+            }
+        }
+        XCTAssertGreaterThan(largest, 0)
+        XCTAssertLessThanOrEqual(largest, HTTP1ResponseOutput.gatherLimit)
+        _ = output.take()
     }
 }

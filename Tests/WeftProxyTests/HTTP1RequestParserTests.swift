@@ -5,8 +5,9 @@ import XCTest
 @testable import WeftProxy
 
 /// The app connection's request parser, without a channel: requests fed
-/// whole, a byte at a time and in 7-byte reads; its refusals; tunnels; and
-/// the decoder handler that carries it.
+/// whole, a byte at a time and in 7-byte reads; its refusals; tunnels.
+/// (`OutboundHTTPHandler`, which carries it, is tested with real nodes in
+/// `MeshPathTests`.)
 final class HTTP1RequestParserTests: XCTestCase {
     /// What the parser made of `raw`, fed in reads of `step` bytes: events
     /// as text (`GET / HTTP/1.1 [name: value, ...]`, `body <bytes>`,
@@ -181,51 +182,5 @@ final class HTTP1RequestParserTests: XCTestCase {
             }
         }
         XCTAssertEqual(parse(raw).events, llhttp)
-    }
-
-    // MARK: the decoder handler
-
-    func testTheDecoderPassesPartsOnAndRefusalsDown() throws {
-        let channel = EmbeddedChannel(handler: HTTP1RequestDecoder())
-        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        try channel.writeInbound(ByteBuffer(string: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"))
-        guard case .head(let head) = try channel.readInbound(as: HTTPServerRequestPart.self) else {
-            return XCTFail("no head")
-        }
-        XCTAssertEqual(head.method, .POST)
-        guard case .body(let body) = try channel.readInbound(as: HTTPServerRequestPart.self) else {
-            return XCTFail("no body")
-        }
-        XCTAssertEqual(String(buffer: body), "ok")
-        guard case .end = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("no end") }
-        XCTAssertThrowsError(try channel.writeInbound(ByteBuffer(string: "GET /\u{1} HTTP/1.1\r\n\r\n"))) {
-            XCTAssertEqual($0 as? HTTP1ParseError, .badRequestTarget)
-        }
-        XCTAssertNoThrow(try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")),
-                         "nothing more is read after a refusal")
-        XCTAssertNil(try channel.readInbound(as: HTTPServerRequestPart.self))
-    }
-
-    func testTheDecoderSaysWhenTheAppStopsInsideARequest() throws {
-        let channel = EmbeddedChannel(handler: HTTP1RequestDecoder())
-        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        try channel.writeInbound(ByteBuffer(string: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab"))
-        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        XCTAssertThrowsError(try channel.throwIfErrorCaught()) { XCTAssertEqual($0 as? HTTP1ParseError, .truncated) }
-    }
-
-    /// The bytes after a tunnelling request, from its read and later ones,
-    /// go on as bytes once the decoder leaves (to the tunnel).
-    func testTheDecoderHandsTheTunnelItsBytesWhenItLeaves() throws {
-        let decoder = HTTP1RequestDecoder()
-        let channel = EmbeddedChannel(handler: decoder)
-        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        try channel.writeInbound(ByteBuffer(string: "CONNECT svc:443 HTTP/1.1\r\nHost: svc:443\r\n\r\n\u{16}\u{03}"))
-        try channel.writeInbound(ByteBuffer(string: "hello"))
-        guard case .head = try channel.readInbound(as: HTTPServerRequestPart.self),
-              case .end = try channel.readInbound(as: HTTPServerRequestPart.self) else { return XCTFail("no request") }
-        XCTAssertNil(try channel.readInbound(as: HTTPServerRequestPart.self))
-        try channel.pipeline.removeHandler(decoder).wait()
-        XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self).map { String(buffer: $0) }, "\u{16}\u{03}hello")
     }
 }
