@@ -59,7 +59,7 @@ public final class HTTP2Session {
     public private(set) var lastLibraryMessage: String?
 
     private let session: OpaquePointer
-    private var streams: [Int32: HTTP2StreamState] = [:]
+    private var streams = HTTP2StreamTable()
 
     // Events are collected while nghttp2 runs and delivered once it returns,
     // so the delegate never runs inside a libnghttp2 callback.

@@ -362,12 +362,16 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     // MARK: - output
 
-    /// Coalesces output from many stream operations in one loop tick.
+    /// Coalesces output from many stream operations in one loop tick. A
+    /// read of this connection flushes at its end (`channelReadComplete`),
+    /// and then the task finds nothing to do.
     private func scheduleFlush() {
         guard !flushPending, let context else { return }
         flushPending = true
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute { bound.value.flushNow() }
+        context.eventLoop.execute {
+            if bound.value.flushPending { bound.value.flushNow() }
+        }
     }
 
     /// Writes what the session wants to send, as much as the socket takes.
@@ -382,11 +386,14 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             buffers.removeAll(keepingCapacity: true)
             outputScratch = buffers
         }
+        // Written and not yet flushed.
+        var unflushed = false
+        let budget = 64 * 1024
         while context.channel.isWritable {
             buffers.removeAll(keepingCapacity: true)
             let produced: Int
             do {
-                produced = try session.produceOutput(into: &buffers, maxBytes: 64 * 1024)
+                produced = try session.produceOutput(into: &buffers, maxBytes: budget)
             } catch {
                 for buffer in buffers { context.write(wrapOutboundOut(buffer), promise: nil) }
                 context.flush()
@@ -394,10 +401,14 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
                 return
             }
             for buffer in buffers { context.write(wrapOutboundOut(buffer), promise: nil) }
-            if produced == 0 { break }
+            unflushed = unflushed || !buffers.isEmpty
+            // Short of the budget: the session had nothing more to send
+            // (what its events submit schedules a flush of its own).
+            if produced < budget { break }
             context.flush()
+            unflushed = false
         }
-        context.flush()
+        if unflushed { context.flush() }
         if !session.wantsRead && !session.wantsWrite {
             context.close(promise: nil)
         }
