@@ -62,14 +62,18 @@ public enum HTTP1RequestRules {
         var bytes = head.uri.utf8.count
         for (name, value) in head.headers {
             bytes += name.utf8.count + value.utf8.count + 32
-            if name.equalsASCIICaseInsensitive("host") {
+            // The length first: most fields are none of these.
+            switch name.utf8.count {
+            case 4 where name.equalsASCIICaseInsensitive("host"):
                 hosts += 1
                 if !isValidHost(value) { return .invalidHost }
-            } else if name.equalsASCIICaseInsensitive("content-length") {
+            case 14 where name.equalsASCIICaseInsensitive("content-length"):
                 if !MeshTranslation.isCarriableLength(value) { return .contentLengthOutOfRange }
-            } else if name.equalsASCIICaseInsensitive("transfer-encoding") {
+            case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
                 transferEncodings += 1
                 if !String(value.trimmingSpaces).equalsASCIICaseInsensitive("chunked") { onlyChunked = false }
+            default:
+                break
             }
         }
         if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {

@@ -89,8 +89,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         if !head.isPersistent { reusable = false }
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method == .HEAD)
-        var bytes = context.channel.allocator.buffer(capacity: 0)
-        writer.writeHead(head, into: &bytes)
+        let plan = writer.plan(head)
+        var bytes = context.channel.allocator.buffer(capacity: plan.bytes)
+        writer.write(head, plan, into: &bytes)
         context.write(wrapOutboundOut(bytes), promise: nil)
     }
 

@@ -24,9 +24,23 @@ public struct HTTP1RequestWriter {
 
     public init() {}
 
+    /// How a head goes out: the framing fields kept or added, and the
+    /// bytes it takes (so that its buffer is allocated once, with room).
+    public struct HeadPlan {
+        public let bytes: Int
+        let keepLength: Bool, keepCoding: Bool, addChunked: Bool
+    }
+
     /// Writes the request line and fields of `head`, and chooses the body's
     /// framing.
     public mutating func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
+        let plan = plan(head)
+        buffer.reserveCapacity(minimumWritableBytes: plan.bytes)
+        write(head, plan, into: &buffer)
+    }
+
+    /// Chooses the body's framing for `head` (see the type's rules).
+    public mutating func plan(_ head: HTTPRequestHead) -> HeadPlan {
         var hasLength = false, hasChunked = false
         var bytes = head.uri.utf8.count + 32
         for (name, value) in head.headers {
@@ -50,13 +64,18 @@ public struct HTTP1RequestWriter {
             (keepLength, keepCoding, addChunked, isChunked) = (true, true, false, http11 && hasChunked)
         }
 
-        buffer.reserveCapacity(minimumWritableBytes: bytes + (addChunked ? 28 : 0))
+        return HeadPlan(bytes: bytes + (addChunked ? 28 : 0), keepLength: keepLength, keepCoding: keepCoding,
+                        addChunked: addChunked)
+    }
+
+    /// Writes `head` as `plan` (from `plan(_:)`) says.
+    public func write(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeString(head.method.rawValue)
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(head.uri)
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
-        buffer.writeHTTPFields(head.headers, keepingLength: keepLength, keepingCoding: keepCoding)
-        if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeHTTPFields(head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+        if plan.addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
         buffer.writeStaticString("\r\n")
     }
 
@@ -96,15 +115,30 @@ struct HTTP1ResponseWriter {
     /// Whether the response being written has a chunked body.
     private(set) var isChunked = false
 
-    /// Writes the status line and fields of `head`, and chooses the body's
-    /// framing. A response to HEAD keeps the framing fields a GET's would
-    /// have (RFC 9110 §9.3.2), but has no body, so no chunks.
-    mutating func writeHead(_ head: HTTPResponseHead, toHEAD: Bool = false, into buffer: inout ByteBuffer) {
+    /// How a head goes out: the framing fields kept, the bytes it takes,
+    /// and the body length it declares.
+    struct HeadPlan {
+        let bytes: Int
+        let keepLength: Bool, keepCoding: Bool
+        /// `Transfer-Encoding: chunked` is added (a HEAD's response says
+        /// it too, and has no body).
+        let addsChunked: Bool
+        let declaredLength: Int?
+    }
+
+    /// Chooses the body's framing for `head`. A response to HEAD keeps the
+    /// framing fields a GET's would have (RFC 9110 §9.3.2), but has no
+    /// body, so no chunks.
+    mutating func plan(_ head: HTTPResponseHead, toHEAD: Bool = false) -> HeadPlan {
         var hasLength = false
+        var declaredLength: Int?
         var bytes = 64
         for (name, value) in head.headers {
             bytes += name.utf8.count + value.utf8.count + 4
-            if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") { hasLength = true }
+            if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") {
+                hasLength = true
+                declaredLength = Int(value)
+            }
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
         let keepLength: Bool, keepCoding: Bool
@@ -115,16 +149,23 @@ struct HTTP1ResponseWriter {
         } else {
             (keepLength, keepCoding, isChunked) = (true, !http11, http11)
         }
-        buffer.reserveCapacity(minimumWritableBytes: bytes + (isChunked ? 28 : 0))
+        let addsChunked = isChunked
+        if toHEAD { isChunked = false }
+        return HeadPlan(bytes: bytes + (addsChunked ? 28 : 0), keepLength: keepLength, keepCoding: keepCoding,
+                        addsChunked: addsChunked, declaredLength: toHEAD ? nil : declaredLength)
+    }
+
+    /// Writes the status line and fields of `head` as `plan` (from
+    /// `plan(_:toHEAD:)`) says.
+    func write(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeStaticString(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(head.status.code))
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(head.status.reasonPhrase)
         buffer.writeStaticString("\r\n")
-        buffer.writeHTTPFields(head.headers, keepingLength: keepLength, keepingCoding: keepCoding)
-        if isChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeHTTPFields(head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+        if plan.addsChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
         buffer.writeStaticString("\r\n")
-        if toHEAD { isChunked = false }
     }
 
     /// Writes what ends a chunked body; nothing for another.
@@ -158,9 +199,13 @@ struct HTTP1ResponseOutput {
     mutating func writeHead(_ head: HTTPResponseHead, toHEAD: Bool, allocator: ByteBufferAllocator) {
         // A 1xx comes before the final response and answers nothing.
         if head.status.code >= 200 || head.status.code == 101 { bodiless = toHEAD }
-        var buffer = gathered ?? allocator.buffer(capacity: 0)
+        let plan = writer.plan(head, toHEAD: bodiless)
+        // Room for the head and a small body it announces: one allocation.
+        let room = plan.bytes + min(max(plan.declaredLength ?? 0, 0), Self.copyLimit)
+        var buffer = gathered ?? allocator.buffer(capacity: room)
         gathered = nil  // so that `buffer` is the storage's only owner
-        writer.writeHead(head, toHEAD: bodiless, into: &buffer)
+        buffer.reserveCapacity(minimumWritableBytes: room)
+        writer.write(head, plan, into: &buffer)
         gathered = buffer
     }
 

@@ -427,11 +427,19 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         context.flush()
     }
 
-    /// Ends the response: what was gathered goes out, flushed.
-    private func writeEndAndFlush(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+    /// Ends the response: what was gathered goes out, flushed; then the
+    /// connection closes if `close`.
+    private func writeEndAndFlush(_ trailers: HTTPHeaders?, close: Bool, context: ChannelHandlerContext) {
         output.writeEnd(trailers, allocator: context.channel.allocator)
-        let bytes = output.take() ?? context.channel.allocator.buffer(capacity: 0)
-        return context.writeAndFlush(wrapOutboundOut(bytes))
+        let bytes = output.take()
+        if close {
+            let channel = context.channel
+            let written = context.writeAndFlush(wrapOutboundOut(bytes ?? channel.allocator.buffer(capacity: 0)))
+            written.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            if let bytes { context.write(wrapOutboundOut(bytes), promise: nil) }
+            context.flush()
+        }
     }
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: any OutboundExchange) {
@@ -444,11 +452,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 context.eventLoop.assumeIsolated().execute { self.serveWaiting() }
             }
         }
-        let written = writeEndAndFlush(trailers, context: context)
-        if close {
-            let channel = context.channel
-            written.whenComplete { _ in channel.close(promise: nil) }
-        }
+        writeEndAndFlush(trailers, close: close, context: context)
         setReadsPaused(false)
     }
 
@@ -483,10 +487,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if let finished {
             writeEnd(nil, close: !keepAlive, exchange: finished)
         } else if let context {
-            let channel = context.channel
-            writeEndAndFlush(nil, context: context).whenComplete { _ in
-                if !keepAlive { channel.close(promise: nil) }
-            }
+            writeEndAndFlush(nil, close: !keepAlive, context: context)
         }
     }
 }

@@ -7,13 +7,23 @@ import WeftObservability
 /// `x-request-id`, `traceparent`), from either protocol's head.
 extension RequestRecord {
     mutating func describe(_ head: HTTPRequestHead) {
-        if !head.uri.hasPrefix("/"), let (authority, path) = MeshTranslation.splitAbsoluteURI(head.uri) {
-            describe(method: head.method.rawValue, authority: authority, path: path,
-                     field: { head.headers.first(name: $0) })
-        } else {
-            describe(method: head.method.rawValue, authority: head.headers.first(name: "host"), path: head.uri,
-                     field: { head.headers.first(name: $0) })
+        // One pass over the fields, the length first: most are none of these.
+        var host: String?, requestID: String?, traceparent: String?
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 12 where requestID == nil && name.equalsASCIICaseInsensitive("x-request-id"): requestID = value
+            case 11 where traceparent == nil && name.equalsASCIICaseInsensitive("traceparent"): traceparent = value
+            case 4 where host == nil && name.equalsASCIICaseInsensitive("host"): host = value
+            default: break
+            }
         }
+        var authority = host, path = head.uri
+        if !head.uri.hasPrefix("/"), let (uriAuthority, uriPath) = MeshTranslation.splitAbsoluteURI(head.uri) {
+            (authority, path) = (uriAuthority, uriPath)
+        }
+        describe(method: head.method.rawValue, authority: authority, path: path, field: { name in
+            name == "x-request-id" ? requestID : name == "traceparent" ? traceparent : nil
+        })
     }
 
     mutating func describe(_ headers: [HTTP2Header]) {
