@@ -22,8 +22,12 @@ final class HTTP2StreamState {
 
     // MARK: outbound body
 
-    /// Body buffers waiting for the data provider, oldest first; nil until
-    /// the stream queues a body (many never do).
+    /// The oldest body buffer waiting for the data provider, held inline:
+    /// most streams have one queued at a time, and a queue allocates. Nil
+    /// when nothing is queued.
+    private var outboundHead: ByteBuffer?
+    /// The buffers queued behind `outboundHead`, oldest first; nil until a
+    /// stream queues a second one.
     private var outbound: CircularBuffer<ByteBuffer>?
     var queuedBytes = 0
     /// The body ends after `outbound` drains (END_STREAM, or trailers).
@@ -59,10 +63,22 @@ final class HTTP2StreamState {
     func enqueue(_ buffer: ByteBuffer) {
         guard buffer.readableBytes > 0 else { return }
         queuedBytes += buffer.readableBytes
+        // Nothing queued: nothing is behind the head either.
+        guard outboundHead != nil else {
+            outboundHead = buffer
+            return
+        }
         // Taken out and put back, so the queue is mutated in place.
         var queue = outbound.take() ?? CircularBuffer(initialCapacity: 4)
         queue.append(buffer)
         outbound = queue
+    }
+
+    /// The buffer queued behind the head, now the head; nil when none is.
+    private func nextQueued() -> ByteBuffer? {
+        guard var queue = outbound.take() else { return nil }
+        defer { outbound = queue }  // kept, with its storage, for the next
+        return queue.popFirst()
     }
 
     /// Moves the first `count` queued bytes to `output` as slices of the
@@ -71,17 +87,16 @@ final class HTTP2StreamState {
     func dequeue(_ count: Int, into output: inout [ByteBuffer]) -> Bool {
         guard count <= queuedBytes else { return false }
         guard count > 0 else { return true }
-        var queue = outbound.take() ?? CircularBuffer()
-        defer { outbound = queue }
         var remaining = count
-        while remaining > 0, !queue.isEmpty {
-            let headCount = queue[queue.startIndex].readableBytes
-            if headCount <= remaining {
-                output.append(queue.removeFirst())
-                remaining -= headCount
+        while remaining > 0, var head = outboundHead.take() {
+            if head.readableBytes <= remaining {
+                remaining -= head.readableBytes
+                output.append(head)
+                outboundHead = nextQueued()
             } else {
                 // Split the head buffer: its front goes out, the rest stays queued.
-                guard let slice = queue[queue.startIndex].readSlice(length: remaining) else { return false }
+                defer { outboundHead = head }
+                guard let slice = head.readSlice(length: remaining) else { return false }
                 output.append(slice)
                 remaining = 0
             }
@@ -93,6 +108,7 @@ final class HTTP2StreamState {
 
     /// Drops everything queued to send (the stream is closed).
     func dropOutbound() {
+        outboundHead = nil
         outbound = nil
         queuedBytes = 0
         trailers = nil

@@ -156,6 +156,7 @@ public enum MeshTranslation {
         // nghttp2) never have.
         var pairs: [(String, String)] = []
         pairs.reserveCapacity(fields.count)
+        var hasHostField = false
         for field in fields {
             // Most fields are neither pseudo nor weft's: one byte tells.
             if field.name.utf8.first == UInt8(ascii: ":") {
@@ -173,10 +174,10 @@ public enum MeshTranslation {
                     destinationValue = field.value
                 }
             } else {
+                if field.name == "host" { hasHostField = true }
                 pairs.append((field.name, field.value))
             }
         }
-        var headers = HTTPHeaders(pairs)
         guard let method else { throw .missingPseudoHeader(":method") }
         guard let path else { throw .missingPseudoHeader(":path") }
         // HTTP/2 lets more bytes into :path than an HTTP/1.1 request line
@@ -192,12 +193,16 @@ public enum MeshTranslation {
         let version: HTTPVersion = origProto.version == .http10 ? .http1_0 : .http1_1
         var uri = path
         if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
-        if origProto.emptyHost {
-            headers.replaceOrAdd(name: "host", value: "")
-        } else if let authority, !origProto.noHost {
-            headers.replaceOrAdd(name: "host", value: authority)
+        // Host, last, in place of any the list had (HTTP/2 names are lower
+        // case); set on the pairs, whose storage `HTTPHeaders` then takes
+        // over, so nothing is copied.
+        let host = origProto.emptyHost ? "" : origProto.noHost ? nil : authority
+        if let host {
+            if hasHostField { pairs.removeAll { $0.0 == "host" } }
+            pairs.append(("host", host))
         }
-        let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri, headers: headers)
+        let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri,
+                                   headers: HTTPHeaders(pairs))
         return DowngradedRequest(head: head, destination: destination, origProto: origProto)
     }
 

@@ -122,7 +122,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
     }
 
-    private func receive(_ part: HTTP1RequestParser.Event, context: ChannelHandlerContext) {
+    /// Parts are moved, not copied, down to `serve`: a head's fields are
+    /// then only the head's, and adding one does not copy them.
+    private func receive(_ part: consuming HTTP1RequestParser.Event, context: ChannelHandlerContext) {
         switch part {
         case .head: receivingRequest = true
         case .end: receivingRequest = false
@@ -200,8 +202,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         resumeReadsIfAllowed()
     }
 
-    private func serve(_ part: HTTP1RequestParser.Event, context: ChannelHandlerContext) {
-        switch part {
+    private func serve(_ part: consuming HTTP1RequestParser.Event, context: ChannelHandlerContext) {
+        switch consume part {
         case .head(var head):
             responseStarted = false
             answeringHEAD = head.method == .HEAD
