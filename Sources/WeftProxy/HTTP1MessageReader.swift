@@ -393,14 +393,14 @@ struct HTTP1MessageReader {
     /// the whitespace around it. A bad line fails the reader.
     mutating func fields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError) -> [(String, String)] {
         let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
-            Self.tokenBytes.withUnsafeBufferPointer { isToken in
+            Self.byteClasses.withUnsafeBufferPointer { classes in
                 var fields: [(String, String)] = []
                 fields.reserveCapacity(16)
                 var index = start - section.readerIndex
                 let end = bytes.count - 2  // the empty line's CRLF
                 while index < end {
                     let nameStart = index
-                    while index < end, isToken[Int(bytes[index])] { index += 1 }
+                    while index < end, classes[Int(bytes[index])] & Self.token != 0 { index += 1 }
                     guard index > nameStart else {
                         return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
                     }
@@ -410,11 +410,19 @@ struct HTTP1MessageReader {
                     while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
                     let valueStart = index
                     var valueEnd = index
-                    while bytes[index] != 0x0D {
-                        let byte = bytes[index]
-                        if Self.isForbiddenInLine(byte) { return .failure(.badField) }
-                        index += 1
-                        if byte != 0x20 && byte != 0x09 { valueEnd = index }
+                    // Up to the CR, which the section's end guarantees.
+                    while true {
+                        let byteClass = classes[Int(bytes[index])]
+                        if byteClass & Self.valueByte != 0 {
+                            index += 1
+                            valueEnd = index
+                        } else if byteClass & Self.whitespace != 0 {
+                            index += 1
+                        } else if bytes[index] == 0x0D {
+                            break
+                        } else {
+                            return .failure(.badField)
+                        }
                     }
                     guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
                     index += 2
@@ -444,8 +452,24 @@ struct HTTP1MessageReader {
         }
     }
 
-    /// `isTokenByte` of every byte, looked up in the field-name loop.
-    static let tokenBytes: [Bool] = (0...255).map { isTokenByte(UInt8($0)) }
+    /// What each byte may be in a field line, looked up in the field loop:
+    /// a name's (`token`), a value's other than whitespace (`valueByte`:
+    /// visible ASCII and obs-text), or whitespace (SP, HTAB). Any other
+    /// byte (controls, DEL) is in no field; CR ends one.
+    private static let byteClasses: [UInt8] = (0...255).map { value in
+        let byte = UInt8(value)
+        var byteClass: UInt8 = 0
+        if isTokenByte(byte) { byteClass |= token }
+        if byte == 0x20 || byte == 0x09 {
+            byteClass |= whitespace
+        } else if !isForbiddenInLine(byte) {
+            byteClass |= valueByte
+        }
+        return byteClass
+    }
+    private static let token: UInt8 = 1
+    private static let valueByte: UInt8 = 2
+    private static let whitespace: UInt8 = 4
 
     /// tchar (RFC 9110 §5.6.2).
     static func isTokenByte(_ byte: UInt8) -> Bool {
