@@ -39,9 +39,6 @@ public struct HTTP1RequestParser {
 
     public init() {}
 
-    /// Whether a request is under way (its head begun and its end not read).
-    public var isMidRequest: Bool { !reader.isIdle && !isTunnelling }
-
     /// The next event from `buffer` (and any bytes held from before), or
     /// nil when more bytes are needed: then every byte of `buffer` has
     /// been taken (held when it is part of something unfinished), unless
@@ -139,9 +136,9 @@ public struct HTTP1RequestParser {
         return HTTPRequestHead(version: line.version, method: line.method, uri: line.uri, headers: HTTPHeaders(fields))
     }
 
-    /// The methods llhttp reads (its `HTTP_METHOD_MAP` less SOURCE and
-    /// QUERY, which NIO has no case for), the common ones first. M-SEARCH
-    /// is raw: NIO's case for it is spelt `MSEARCH`, which would go on so.
+    /// The methods llhttp reads (its `HTTP_METHOD_MAP`), the common ones
+    /// first. SOURCE and QUERY are raw, as NIO's decoder gave them; so is
+    /// M-SEARCH: NIO's case for it is spelt `MSEARCH`, which would go on so.
     private static let methods: [(String, HTTPMethod)] = [
         ("GET", .GET), ("POST", .POST), ("PUT", .PUT), ("HEAD", .HEAD), ("DELETE", .DELETE), ("PATCH", .PATCH),
         ("OPTIONS", .OPTIONS), ("CONNECT", .CONNECT), ("TRACE", .TRACE), ("COPY", .COPY), ("LOCK", .LOCK),
@@ -150,7 +147,7 @@ public struct HTTP1RequestParser {
         ("ACL", .ACL), ("REPORT", .REPORT), ("MKACTIVITY", .MKACTIVITY), ("CHECKOUT", .CHECKOUT),
         ("MERGE", .MERGE), ("M-SEARCH", .RAW(value: "M-SEARCH")), ("NOTIFY", .NOTIFY), ("SUBSCRIBE", .SUBSCRIBE),
         ("UNSUBSCRIBE", .UNSUBSCRIBE), ("PURGE", .PURGE), ("MKCALENDAR", .MKCALENDAR), ("LINK", .LINK),
-        ("UNLINK", .UNLINK),
+        ("UNLINK", .UNLINK), ("SOURCE", .RAW(value: "SOURCE")), ("QUERY", .RAW(value: "QUERY")),
     ]
 
     /// The method named by `bytes` (case-sensitive, RFC 9110 §9.1).

@@ -68,7 +68,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var readHeld = false
     /// The connection is becoming a tunnel: the HTTP handlers are leaving.
     private var tunnelling = false
-    private var readsPaused: Bool { streamFull || upgrade != nil || tunnelling || !waiting.isEmpty }
+    /// Reads stop, too, once a tunnelling request was read (the bytes after
+    /// it wait for the tunnel) and once an answer closes the connection.
+    private var readsPaused: Bool {
+        streamFull || upgrade != nil || tunnelling || !waiting.isEmpty || parser.isTunnelling || closing
+    }
+    /// An answer that closes the connection went out: nothing after it is
+    /// served (a request queued behind it must not reach an upstream).
+    private var closing = false
     /// The node is draining, or the app has finished sending: the response
     /// in flight says `Connection: close` and the connection closes after it.
     private(set) var draining = false
@@ -99,6 +106,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if let tunnelBytes, tunnelBytes.readableBytes > 0 {
             self.tunnelBytes = nil
             context.fireChannelRead(NIOAny(tunnelBytes))
+            // The tunnel's relay flushes what it read at a read's end.
+            context.fireChannelReadComplete()
         }
     }
 
@@ -107,11 +116,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         if parser.isTunnelling { return keepForTunnel(&bytes) }
-        guard !unreadable else { return }
+        guard !unreadable, !closing else { return }
         reading = true
         defer { reading = false }
         do {
-            while let part = try parser.next(&bytes) {
+            while !closing, let part = try parser.next(&bytes) {
                 // Kept before the request's end is served: serving it may
                 // put the tunnel in this handler's place at once.
                 if parser.isTunnelling { keepForTunnel(&bytes) }
@@ -182,7 +191,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// A request head waits while the response before it is pending; the
     /// body and end of the request being received never wait.
     private func canServe(_ part: HTTP1RequestParser.Event) -> Bool {
-        if case .head = part { return exchange == nil && upgrade == nil }
+        if case .head = part { return exchange == nil && upgrade == nil && !closing }
         return true
     }
 
@@ -222,7 +231,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             case .success(let leased): lease = leased
             case .failure(let reason):
                 logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
-                return refuse(head, reason, cluster: target.name, keepAlive: head.isPersistent)
+                // A refused tunnel closes: the bytes after it are the
+                // tunnel's, not HTTP.
+                return refuse(head, reason, cluster: target.name,
+                              keepAlive: head.isPersistent && !MeshTranslation.opensTunnel(head))
             }
             if MeshTranslation.opensTunnel(head) {
                 upgrade = (head, target, lease)
@@ -435,6 +447,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         output.writeEnd(trailers, allocator: context.channel.allocator)
         let bytes = output.take()
         if close {
+            closing = true
             let channel = context.channel
             let written = context.writeAndFlush(wrapOutboundOut(bytes ?? channel.allocator.buffer(capacity: 0)))
             written.whenComplete { _ in channel.close(promise: nil) }
@@ -446,6 +459,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange finished: any OutboundExchange) {
         guard let context else { return }
+        // Draining since the head went out (it said keep-alive): the
+        // connection still closes after this response.
+        let close = close || draining
         responseStarted = false
         if exchange === finished {
             exchange = nil

@@ -12,8 +12,8 @@ import WeftUpstream
 /// `101` comes back as relayed bytes.
 ///
 /// The app's reads are held until the relay is in place, and its HTTP
-/// handlers leave only then (the decoder last, so bytes it still holds
-/// reach the relay, whose partner is connected by that time).
+/// handler leaves only then, handing the relay the bytes the app sent
+/// after the request (its partner is connected by that time).
 enum PlainTunnel {
     static func open(on channel: Channel, connector: any Connector, lease: Lease, head: ByteBuffer,
                      timeout: TimeAmount, logger: Logger, metrics: ProxyMetrics, cluster: String,

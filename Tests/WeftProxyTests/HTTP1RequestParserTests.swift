@@ -76,8 +76,10 @@ final class HTTP1RequestParserTests: XCTestCase {
                       "POST /p HTTP/1.1 [\"host: svc\", \"content-length: 5\"]", "body hello", "end []",
                       "PUT http://svc:8080/x HTTP/1.0 [\"transfer-encoding: chunked\"]", "body abc",
                       "end [\"grpc-status: 0\"]"])
-        assertParses("OPTIONS * HTTP/1.1\r\nHost: svc\r\n\r\nM-SEARCH / HTTP/1.1\r\nHost: svc\r\n\r\n",
-                     ["OPTIONS * HTTP/1.1 [\"host: svc\"]", "end []", "M-SEARCH / HTTP/1.1 [\"host: svc\"]", "end []"])
+        assertParses("OPTIONS * HTTP/1.1\r\nHost: svc\r\n\r\nM-SEARCH / HTTP/1.1\r\nHost: svc\r\n\r\n"
+                     + "QUERY /q HTTP/1.1\r\nHost: svc\r\n\r\nSOURCE /s HTTP/1.1\r\nHost: svc\r\n\r\n",
+                     ["OPTIONS * HTTP/1.1 [\"host: svc\"]", "end []", "M-SEARCH / HTTP/1.1 [\"host: svc\"]", "end []",
+                      "QUERY /q HTTP/1.1 [\"host: svc\"]", "end []", "SOURCE /s HTTP/1.1 [\"host: svc\"]", "end []"])
     }
 
     /// The bytes after a tunnelling request belong to the tunnel: they are

@@ -152,6 +152,23 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    /// A request queued behind one answered with a closing refusal never
+    /// reaches an upstream: the connection ends with the refusal.
+    func testNothingQueuedBehindAClosingRefusalIsServed() throws {
+        let (a, b) = try nodes()
+        let raw = "GET /first HTTP/1.1\r\nHost: backend\r\n\r\n"
+            + "GET /no-host HTTP/1.1\r\nX-A: b\r\n\r\n"
+            + "GET /after HTTP/1.1\r\nHost: backend\r\n\r\n"
+        let response = try sendAndHalfClose(raw, to: try a.port(.outbound))
+        let first = try XCTUnwrap(response.range(of: "uri=/first "), response)
+        let refused = try XCTUnwrap(response.range(of: "HTTP/1.1 400 Bad Request\r\n"), response)
+        XCTAssertLessThan(first.lowerBound, refused.lowerBound)
+        XCTAssertFalse(response.contains("uri=/after"), response)
+        XCTAssertEqual(b.server.metrics.meshStreams.server.load(ordering: .relaxed), 1, "only /first crossed")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     /// The head went on before the body broke: the stream is reset (the app
     /// behind B never answers a request cut short), the app gets 400 at
     /// once, not a timeout, and the connection closes.
