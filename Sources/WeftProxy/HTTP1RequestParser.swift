@@ -169,7 +169,7 @@ public struct HTTP1RequestParser {
             guard let colon = target.lastIndex(of: UInt8(ascii: ":")), colon > 0, colon < target.count - 1 else {
                 return false
             }
-            return target[..<colon].allSatisfy(isAuthorityByte)
+            return target[..<colon].allSatisfy(HTTP1RequestRules.isHostByte)
                 && target[(colon + 1)...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
         }
         if first == UInt8(ascii: "/") { return true }
@@ -183,7 +183,7 @@ public struct HTTP1RequestParser {
         var authorityEnd = authorityStart
         while authorityEnd < target.count, target[authorityEnd] != UInt8(ascii: "/"),
               target[authorityEnd] != UInt8(ascii: "?") {
-            guard isAuthorityByte(target[authorityEnd]) else { return false }
+            guard HTTP1RequestRules.isHostByte(target[authorityEnd]) else { return false }
             authorityEnd += 1
         }
         return authorityEnd > authorityStart
@@ -191,21 +191,6 @@ public struct HTTP1RequestParser {
 
     private static func isLetter(_ byte: UInt8) -> Bool {
         (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z")
-    }
-
-    /// A host's bytes: a reg-name's, an IP literal's, or a port's.
-    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"),
-             UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
-             UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"),
-             UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
-            true
-        default:
-            false
-        }
     }
 
     // MARK: framing

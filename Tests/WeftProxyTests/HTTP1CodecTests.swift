@@ -19,29 +19,19 @@ final class HTTP1CodecTests: XCTestCase {
         func record(_ event: HTTP1ResponseParser.Event) {
             switch event {
             case .head(let head):
-                events.append("head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name): \($0.value)" })")
-            case .body(let body):
-                let text = String(buffer: body)
-                if let last = events.last, last.hasPrefix("body ") { events[events.count - 1] = last + text } else {
-                    events.append("body " + text)
-                }
-            case .end(let trailers):
-                events.append("end \(trailers.map { $0.map { "\($0.name): \($0.value)" } } ?? [])")
+                events.append("head \(head.status.code) \(head.version) \(HTTP1ParserTestSupport.fields(head.headers))")
+            case .body(let body): events.appendBody(body)
+            case .end(let trailers): events.appendEnd(trailers)
             }
         }
-        let bytes = Array(raw.utf8)
-        var offset = 0
-        repeat {
-            let count = min(step, bytes.count - offset)
-            var buffer = ByteBuffer(bytes: bytes[offset..<(offset + count)])
-            offset += count
+        for var buffer in HTTP1ParserTestSupport.reads(of: raw, step: step) {
             do {
                 while let event = try parser.next(&buffer) { record(event) }
             } catch {
                 return (events, error)
             }
             XCTAssertEqual(buffer.readableBytes, 0, "every byte of a good read is taken")
-        } while offset < bytes.count
+        }
         if close, case .success(let event?) = parser.inputEnded() { record(event) }
         return (events, nil)
     }

@@ -18,27 +18,15 @@ final class HTTP1RequestParserTests: XCTestCase {
         var parser = HTTP1RequestParser()
         var events: [String] = []
         var left: [UInt8] = []
-        let bytes = Array(raw.utf8)
-        var offset = 0
-        repeat {
-            let count = min(step, bytes.count - offset)
-            var buffer = ByteBuffer(bytes: bytes[offset..<(offset + count)])
-            offset += count
+        for var buffer in HTTP1ParserTestSupport.reads(of: raw, step: step) {
             do {
                 while let event = try parser.next(&buffer) {
                     switch event {
                     case .head(let head):
                         events.append("\(head.method.rawValue) \(head.uri) \(head.version) "
-                                      + "\(head.headers.map { "\($0.name): \($0.value)" })")
-                    case .body(let body):
-                        let text = String(buffer: body)
-                        if let last = events.last, last.hasPrefix("body ") {
-                            events[events.count - 1] = last + text
-                        } else {
-                            events.append("body " + text)
-                        }
-                    case .end(let trailers):
-                        events.append("end \(trailers.map { $0.map { "\($0.name): \($0.value)" } } ?? [])")
+                                      + "\(HTTP1ParserTestSupport.fields(head.headers))")
+                    case .body(let body): events.appendBody(body)
+                    case .end(let trailers): events.appendEnd(trailers)
                     }
                 }
             } catch {
@@ -47,7 +35,7 @@ final class HTTP1RequestParserTests: XCTestCase {
             if parser.isTunnelling { left += buffer.readableBytesView } else {
                 XCTAssertEqual(buffer.readableBytes, 0, "every byte of a good read is taken")
             }
-        } while offset < bytes.count
+        }
         do {
             try parser.inputEnded()
         } catch {
