@@ -108,10 +108,25 @@ public enum MeshTranslation {
     /// CONNECT (RFC 9110 §9.3.6), or an Upgrade that names `upgrade` in
     /// `Connection` and says what to upgrade to (RFC 9110 §7.8; a lone
     /// `Upgrade` header is just a hop-by-hop header to strip).
+    ///
+    /// An Upgrade whose request has a body is declined: the request is
+    /// served as an ordinary one, its Upgrade dropped as hop-by-hop, as a
+    /// server may do (RFC 9110 §7.8). Its body then streams like any other,
+    /// and nothing sent after it is mistaken for the new protocol. WebSocket
+    /// handshakes have no body (RFC 6455 §4.1); curl's `--http2` POST over
+    /// plain HTTP, an `h2c` upgrade with a body, is answered in HTTP/1.1.
     public static func opensTunnel(_ head: HTTPRequestHead) -> Bool {
         if head.method == .CONNECT { return true }
-        guard head.headers.contains(name: "upgrade") else { return false }
+        guard head.headers.contains(name: "upgrade"), !declaresBody(head.headers) else { return false }
         return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+
+    /// A request head that announces a body: any Transfer-Encoding, or a
+    /// Content-Length other than 0.
+    static func declaresBody(_ headers: HTTPHeaders) -> Bool {
+        if headers.contains(name: "transfer-encoding") { return true }
+        guard let length = headers.first(name: "content-length") else { return false }
+        return Int(length) != 0  // the parser strips the value's whitespace
     }
 
     /// The sending node's half: request head → HTTP/2 header list.

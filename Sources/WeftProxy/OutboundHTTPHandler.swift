@@ -367,8 +367,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             if responseStarted { return abortResponse() }
             return respondWithError(.badRequest, keepAlive: false)
         }
-        if upgrade != nil {
-            upgrade = nil
+        if let upgrade {
+            self.upgrade = nil
+            upgrade.lease.finish(.abandoned)
             return respondWithError(.badRequest, keepAlive: false)
         }
         // Already answered (refused, or answered before its body ended).
@@ -386,6 +387,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         exchange?.appClosed()
         exchange = nil
+        upgrade?.lease.finish(.abandoned)
+        upgrade = nil
         context.fireChannelInactive()
     }
 

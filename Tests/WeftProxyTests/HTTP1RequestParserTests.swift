@@ -77,10 +77,20 @@ final class HTTP1RequestParserTests: XCTestCase {
                      ["CONNECT svc:443 HTTP/1.1 [\"host: svc:443\", \"content-length: 3\"]", "end []"],
                      left: "GET / HTTP/1.1\r\n\r\n")
         assertParses("GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
-                     + "Content-Length: 2\r\n\r\nhi\u{81}\u{05}frame",
+                     + "Content-Length: 0\r\n\r\n\u{81}\u{05}frame",
                      ["GET /ws HTTP/1.1 [\"host: svc\", \"connection: keep-alive, Upgrade\", \"upgrade: websocket\", "
-                      + "\"content-length: 2\"]", "body hi", "end []"],
+                      + "\"content-length: 0\"]", "end []"],
                      left: "\u{81}\u{05}frame")
+    }
+
+    /// An Upgrade with a body is declined (`MeshTranslation.opensTunnel`):
+    /// its body is read, and so is the request after it.
+    func testAnUpgradeWithABodyIsReadAsAnOrdinaryRequest() {
+        assertParses("POST /up HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                     + "Content-Length: 2\r\n\r\nhiGET /next HTTP/1.1\r\nHost: svc\r\n\r\n",
+                     ["POST /up HTTP/1.1 [\"host: svc\", \"connection: Upgrade\", \"upgrade: h2c\", "
+                      + "\"content-length: 2\"]", "body hi", "end []",
+                      "GET /next HTTP/1.1 [\"host: svc\"]", "end []"])
     }
 
     func testTheInputEndingInsideARequestIsTruncated() {

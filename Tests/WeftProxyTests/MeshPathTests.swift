@@ -90,6 +90,25 @@ final class MeshPathTests: XCTestCase {
         XCTAssertNoThrow(try b.server.close().wait())
     }
 
+    /// An Upgrade with a body longer than one read is declined: the app
+    /// gets an ordinary request with the whole body and no Upgrade, and the
+    /// request pipelined after it is read as HTTP, not as tunnel bytes.
+    func testAnUpgradeWithABodyIsServedAsAnOrdinaryRequest() throws {
+        let (a, b) = try nodes()
+        let body = String(repeating: "x", count: 200_000)
+        let response = send("POST /up HTTP/1.1\r\nHost: backend\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                            + "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 200000\r\n\r\n"
+                            + body + "GET /after HTTP/1.1\r\nHost: backend\r\n\r\n",
+                            to: try a.port(.outbound), responses: 2)
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 200 OK\r\n"), String(response.prefix(300)))
+        XCTAssertTrue(response.contains("method=POST uri=/up body=\(body)\n"), "the body must arrive whole")
+        XCTAssertTrue(response.contains("uri=/after"), "the request after it must be served")
+        XCTAssertFalse(response.contains("upgrade="), "the declined Upgrade must not reach the app")
+        XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 2, "two requests, no CONNECT")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
     func testPipelinedRequestsAreAnsweredInOrder() throws {
         let (a, b) = try nodes()
         let response = send("GET /one HTTP/1.1\r\nHost: backend\r\n\r\nGET /two HTTP/1.1\r\nHost: backend\r\nX-Last: 1\r\n\r\n",

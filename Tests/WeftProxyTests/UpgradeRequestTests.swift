@@ -17,6 +17,15 @@ final class UpgradeRequestTests: XCTestCase {
         XCTAssertFalse(MeshTranslation.opensTunnel(head([("Connection", "upgrade")])))
     }
 
+    /// An Upgrade with a body is declined and served as a plain request.
+    func testAnUpgradeWithABodyIsNotATunnel() {
+        let upgrade = [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c")]
+        XCTAssertFalse(MeshTranslation.opensTunnel(head(upgrade + [("Content-Length", "5")], method: .POST)))
+        XCTAssertFalse(MeshTranslation.opensTunnel(head(upgrade + [("Transfer-Encoding", "chunked")], method: .POST)))
+        XCTAssertTrue(MeshTranslation.opensTunnel(head(upgrade + [("Content-Length", "0")], method: .POST)))
+        XCTAssertTrue(MeshTranslation.opensTunnel(head(upgrade)))
+    }
+
     func testCONNECTOpensATunnel() {
         XCTAssertTrue(MeshTranslation.opensTunnel(head([("Host", "backend:443")], method: .CONNECT)))
         XCTAssertFalse(MeshTranslation.opensTunnel(head([("Host", "backend")], method: .POST)))

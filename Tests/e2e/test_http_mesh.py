@@ -177,6 +177,22 @@ def test_32mb_upload_sha256(hm, upload_file, mode):
         assert re.search(r"^< HTTP/1\.1 100 Continue", res.stderr, re.M), res.stderr[-2000:]
 
 
+def test_upgrade_with_a_body_is_served_as_a_plain_request(hm, upload_file):
+    # An Upgrade whose request has a body is declined (docs/mesh.md): the
+    # 32 MiB body streams to the app whole, in HTTP/1.1, and curl reads
+    # the plain response.
+    path, want = upload_file
+    res = hm.client.curl(f"{BASE}/sha256", "-X", "POST", "--data-binary", f"@{path}", "-H", "Expect:",
+                         "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+                         "-w", "\n%{http_code}", timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    body, status = res.stdout.rsplit("\n", 1)
+    assert status == "200", res.stdout[-500:]
+    got = json.loads(body)
+    assert got["size"] == 32 * MiB, got
+    assert got["sha256"] == want, got
+
+
 def test_64mb_download_arrives_whole(hm):
     n = 64 * MiB
     out = hm.lab.workdir / "download-64m"
