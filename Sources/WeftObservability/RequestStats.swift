@@ -15,24 +15,27 @@ import NIOPosix
 /// configuration (cluster names) and from weft's own enums, never from
 /// request data, so the number of series stays bounded.
 final class RequestStats: Sendable {
-    private let tables: [ObjectIdentifier: NIOLoopBound<StatsTable>]
+    /// Each loop's table, found by a scan: a handful of loops (one per
+    /// core) are compared faster than an identifier is hashed.
+    private let tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)]
     /// Records made off those loops (tests, embedded loops).
     private let fallback = NIOLockedValueBox(StatsTable())
 
     /// One table per loop of `group` (made on each loop; call off them).
     init(group: EventLoopGroup?) {
-        var tables: [ObjectIdentifier: NIOLoopBound<StatsTable>] = [:]
+        var tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)] = []
         for loop in group?.makeIterator() ?? EventLoopIterator([]) {
             if let table = try? loop.submit({ NIOLoopBound(StatsTable(), eventLoop: loop) }).wait() {
-                tables[ObjectIdentifier(loop)] = table
+                tables.append((ObjectIdentifier(loop), table))
             }
         }
         self.tables = tables
     }
 
     func add(_ record: RequestRecord, seconds: Double) {
-        if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let table = tables[ObjectIdentifier(loop)] {
-            table.value.add(record, seconds: seconds)  // a class: counted in place
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop,
+           let entry = tables.first(where: { $0.loop == ObjectIdentifier(loop) }) {
+            entry.table.value.add(record, seconds: seconds)  // a class: counted in place
         } else {
             fallback.withLockedValue { $0.add(record, seconds: seconds) }
         }
@@ -40,7 +43,7 @@ final class RequestStats: Sendable {
 
     /// Every loop's counts added up.
     func totals(on loop: EventLoop) -> EventLoopFuture<[StatsKey: Tally]> {
-        let copies = tables.values.map { bound in bound.eventLoop.submit { bound.value.tallies } }
+        let copies = tables.map { entry in entry.table.eventLoop.submit { entry.table.value.tallies } }
         let fallback = self.fallback
         return EventLoopFuture.whenAllSucceed(copies, on: loop).map { perLoop in
             var total = fallback.withLockedValue { $0.tallies }
@@ -101,13 +104,46 @@ public struct Tally: Sendable, Equatable {
 
 /// One loop's counts (a class, so a loop counts in place). Touched only on
 /// its loop, or under the fallback's lock.
+///
+/// A loop counts under few keys, mostly the same ones request after
+/// request: the last keys used are kept beside their slots and compared
+/// first (names from the configuration share their storage, so comparing
+/// them is a pointer check), and a new key is hashed only on a miss.
 final class StatsTable: @unchecked Sendable {
-    var tallies: [StatsKey: Tally] = [:]
+    /// Each key's slot in `counts`; slots are never removed.
+    private var slots: [StatsKey: Int] = [:]
+    private var counts: [Tally] = []
+    /// The last keys counted under, most recent first.
+    private var recent: [(key: StatsKey, slot: Int)] = []
+    private static let recentKeys = 4
+
+    /// Every key's counts.
+    var tallies: [StatsKey: Tally] {
+        slots.mapValues { counts[$0] }
+    }
 
     func add(_ record: RequestRecord, seconds: Double) {
         let key = StatsKey(direction: record.direction, cluster: record.cluster ?? "none",
                            statusClass: record.isSession || record.status <= 0 ? 0 : min(max(record.status / 100, 1), 5),
                            reason: record.reason, isSession: record.isSession)
-        tallies[key, default: Tally()].observe(seconds: seconds, bytesIn: record.bytesIn, bytesOut: record.bytesOut)
+        counts[slot(of: key)].observe(seconds: seconds, bytesIn: record.bytesIn, bytesOut: record.bytesOut)
+    }
+
+    private func slot(of key: StatsKey) -> Int {
+        if let first = recent.first, first.key == key { return first.slot }
+        let slot: Int
+        if let index = recent.firstIndex(where: { $0.key == key }) {
+            slot = recent.remove(at: index).slot
+        } else if let known = slots[key] {
+            slot = known
+            if recent.count == Self.recentKeys { recent.removeLast() }
+        } else {
+            slot = counts.count
+            counts.append(Tally())
+            slots[key] = slot
+            if recent.count == Self.recentKeys { recent.removeLast() }
+        }
+        recent.insert((key, slot), at: 0)
+        return slot
     }
 }
