@@ -9,6 +9,19 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
+    /// One word for an IPv4 endpoint, three for IPv6: pools and balancers
+    /// look endpoints up per request, and each word fed to the hasher costs.
+    public func hash(into hasher: inout Hasher) {
+        switch address {
+        case .v4(let value):
+            hasher.combine(UInt64(value) << 16 | UInt64(port))
+        case .v6(let high, let low):
+            hasher.combine(high)
+            hasher.combine(low)
+            hasher.combine(port)
+        }
+    }
+
     /// Parses `1.2.3.4:80` or `[2001:db8::1]:80`. The port must be 1...65535.
     public init?(_ text: some StringProtocol) {
         var string = String(text)  // a String: no copy

@@ -59,7 +59,10 @@ public final class HTTP2Session {
     public private(set) var lastLibraryMessage: String?
 
     private let session: OpaquePointer
-    private var streams = HTTP2StreamTable()
+    private var streams = StreamSlots<HTTP2StreamState>()
+    /// The stream whose header block is being read, kept at hand: its
+    /// fields arrive one callback each.
+    private var headerBlockStream: (id: Int32, state: HTTP2StreamState)?
 
     // Events are collected while nghttp2 runs and delivered once it returns,
     // so the delegate never runs inside a libnghttp2 callback.
@@ -789,6 +792,9 @@ public final class HTTP2Session {
             // Room for a typical block at once, instead of growing header by header.
             state.headerBlock.reserveCapacity(16)
             state.headerBlockBytes = 0
+            headerBlockStream = (streamID, state)
+        } else {
+            headerBlockStream = nil
         }
         return 0
     }
@@ -796,7 +802,15 @@ public final class HTTP2Session {
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeRawBufferPointer,
                               _ value: UnsafeRawBufferPointer) -> Int32 {
         let streamID = frame.pointee.hd.stream_id
-        guard let state = streams[streamID], !state.rejected else { return 0 }
+        let state: HTTP2StreamState
+        if let block = headerBlockStream, block.id == streamID {
+            state = block.state
+        } else if let known = streams[streamID] {
+            state = known
+        } else {
+            return 0
+        }
+        guard !state.rejected else { return 0 }
         state.headerBlockBytes += name.count + value.count + 32
         var rejection: HTTP2StreamRejection?
         if state.headerBlock.count + 1 > limits.maxHeaderCount {
@@ -862,6 +876,7 @@ public final class HTTP2Session {
                 state.pendingData.removeAll(keepingCapacity: true)
             }
         case NGHTTP2_HEADERS.rawValue:
+            headerBlockStream = nil
             guard let state = streams[streamID], !state.rejected else { return 0 }
             let headers = state.headerBlock
             state.headerBlock = []
@@ -911,6 +926,7 @@ public final class HTTP2Session {
     }
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
+        if headerBlockStream?.id == streamID { headerBlockStream = nil }
         guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
         state.dropOutbound()

@@ -114,31 +114,3 @@ final class HTTP2StreamState {
         trailers = nil
     }
 }
-
-/// A session's streams by id, with the last one looked up kept at hand:
-/// nghttp2's callbacks for one frame ask for the same stream many times in
-/// a row (a header block once per field), and each dictionary lookup hashes
-/// the id.
-struct HTTP2StreamTable {
-    private var byID: [Int32: HTTP2StreamState] = [:]
-    /// 0 is never a stream's id.
-    private var lastID: Int32 = 0
-    private var last: HTTP2StreamState?
-
-    subscript(id: Int32) -> HTTP2StreamState? {
-        mutating get {
-            if id == lastID, let last { return last }
-            guard let state = byID[id] else { return nil }
-            lastID = id
-            last = state
-            return state
-        }
-        set {
-            byID[id] = newValue
-            if id == lastID {
-                last = newValue
-                if newValue == nil { lastID = 0 }
-            }
-        }
-    }
-}

@@ -48,7 +48,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private let logger: Logger
     private var session: HTTP2Session?
     private var context: ChannelHandlerContext?
-    private var streams: [Int32: MeshStreamHandler] = [:]
+    private var streams = StreamSlots<MeshStreamHandler>()
     /// Streams that heard something during the current read (a stream's
     /// frames usually come together, so repeats in a row are skipped).
     private var touched: [MeshStreamHandler] = []
@@ -333,9 +333,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         upkeepTask?.cancel()
         upkeepTask = nil
         markUnusable()
-        let open = streams
-        streams.removeAll()
-        for (_, handler) in open { handler.streamClosed(.connectError) }
+        for handler in streams.removeAll() { handler.streamClosed(.connectError) }
         session = nil
         if counted { metrics.meshConnectionClosed(role) }
         context.fireChannelInactive()

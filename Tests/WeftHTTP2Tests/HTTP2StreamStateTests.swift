@@ -36,25 +36,43 @@ final class HTTP2StreamStateTests: XCTestCase {
         XCTAssertNil(take(1))
     }
 
-    /// The stream table's kept-at-hand entry never outlives or hides the
-    /// dictionary's: a removed or replaced stream is never handed out.
-    func testTheLastStreamLookedUpIsNeverStale() {
-        var table = HTTP2StreamTable()
-        let one = HTTP2StreamState(local: .open), three = HTTP2StreamState(local: .idle)
-        table[1] = one
-        table[3] = three
-        XCTAssertTrue(table[1] === one)
-        XCTAssertTrue(table[1] === one, "again, from the kept entry")
-        XCTAssertTrue(table[3] === three)
-        let replacement = HTTP2StreamState(local: .ended)
-        table[3] = replacement
-        XCTAssertTrue(table[3] === replacement, "a replaced stream is not handed out")
-        table[3] = nil
-        XCTAssertNil(table[3], "a removed stream is gone")
-        XCTAssertTrue(table[1] === one)
-        table[1] = nil
-        XCTAssertNil(table[1])
-        XCTAssertNil(table[0], "0 is no stream")
-        XCTAssertNil(table[5])
+    /// Streams by id, in slots and, when a slot is held by an older stream
+    /// still open, in the overflow: every id finds its own value, wherever
+    /// it lives, and a removed or replaced one is never handed out.
+    func testEveryStreamIsFoundWhereverItLives() {
+        var table = StreamSlots<Int>(slots: 8)
+        var model: [Int32: Int] = [:]
+        func check(_ note: String) {
+            XCTAssertEqual(table.count, model.count, note)
+            for id in Int32(0)...Int32(5000) { XCTAssertEqual(table[id], model[id], "\(note): id \(id)") }
+        }
+        // Sequential ids, a few left open for long: the table grows, then
+        // (past its largest size) old ones share slots with new ones.
+        for (index, id) in stride(from: Int32(1), through: 4999, by: 2).enumerated() {
+            table[id] = index
+            model[id] = index
+            if index % 97 != 0, let done = model.keys.first(where: { $0 < id - 40 && $0 % 97 != 1 }) {
+                XCTAssertEqual(table.removeValue(forKey: done), model.removeValue(forKey: done))
+            }
+        }
+        check("after opening")
+        // Replacing, whether in a slot or in the overflow.
+        for id in model.keys { table[id] = -Int(id); model[id] = -Int(id) }
+        check("after replacing")
+        // Removing everything, one way or the other.
+        for (index, id) in model.keys.sorted().enumerated() where index % 2 == 0 {
+            table[id] = nil
+            model[id] = nil
+        }
+        check("after removing half")
+        // An id in the overflow whose slot has emptied is still replaced
+        // where it lives.
+        for id in model.keys { table[id] = Int(id); model[id] = Int(id) }
+        check("after replacing again")
+        XCTAssertNil(table.removeValue(forKey: 3), "removing what is gone")
+        XCTAssertEqual(Set(table.removeAll()), Set(model.values))
+        XCTAssertTrue(table.isEmpty)
+        model.removeAll()
+        check("after removeAll")
     }
 }
