@@ -15,7 +15,13 @@ extension UnsafeBufferPointer<UInt8> {
     /// Equal to the lower-case ASCII `lower`, in any ASCII case (field
     /// names and most tokens are case-insensitive, RFC 9110 §5.1).
     public func equalsASCIICaseInsensitive(_ lower: StaticString) -> Bool {
-        guard count == lower.utf8CodeUnitCount else { return false }
+        count == lower.utf8CodeUnitCount && hasASCIIPrefixCaseInsensitive(lower)
+    }
+
+    /// Starts with the lower-case ASCII `lower`, in any ASCII case.
+    public func hasASCIIPrefixCaseInsensitive(_ lower: StaticString) -> Bool {
+        let count = lower.utf8CodeUnitCount
+        guard self.count >= count else { return false }
         let expected = lower.utf8Start
         for index in 0..<count {
             let byte = self[index]
@@ -82,17 +88,21 @@ public enum HTTPFieldSyntax {
     /// members are skipped.
     public static func forEachListMember(of value: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         var value = value
-        value.withUTF8 { bytes in
-            var start = 0
-            while start < bytes.count {
-                var end = start
-                while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
-                var first = start, last = end
-                while first < last && isSpaceOrTab(bytes[first]) { first += 1 }
-                while last > first && isSpaceOrTab(bytes[last - 1]) { last -= 1 }
-                if first < last { body(UnsafeBufferPointer(rebasing: bytes[first..<last])) }
-                start = end + 1
-            }
+        value.withUTF8 { forEachListMember(of: $0, body) }
+    }
+
+    /// `forEachListMember(of:_:)` of a value's bytes.
+    public static func forEachListMember(of bytes: UnsafeBufferPointer<UInt8>,
+                                         _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
+            var first = start, last = end
+            while first < last && isSpaceOrTab(bytes[first]) { first += 1 }
+            while last > first && isSpaceOrTab(bytes[last - 1]) { last -= 1 }
+            if first < last { body(UnsafeBufferPointer(rebasing: bytes[first..<last])) }
+            start = end + 1
         }
     }
 }

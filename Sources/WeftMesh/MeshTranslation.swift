@@ -130,7 +130,10 @@ public enum MeshTranslation {
     }
 
     /// The sending node's half: request head → HTTP/2 header list.
-    public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint) throws(TranslationError) -> [HTTP2Header] {
+    /// `connection`: the head's `Connection` options, when the parser read
+    /// them already (else they are read here).
+    public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint,
+                                      connection: ConnectionOptions? = nil) throws(TranslationError) -> [HTTP2Header] {
         let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11
         var origProto = OrigProto(version: version)
         var authority = head.headers.first(name: "host")
@@ -156,7 +159,7 @@ public enum MeshTranslation {
         fields.append(HTTP2Header(":scheme", "http"))
         fields.append(HTTP2Header(":authority", authority ?? destinationText))
         fields.append(HTTP2Header(":path", path))
-        appendEndToEnd(head.headers, to: &fields, dropping: "host")
+        appendEndToEnd(head.headers, connection: connection, to: &fields, dropping: "host")
         fields.append(HTTP2Header(origProtoHeader, origProto.headerValue))
         fields.append(HTTP2Header(destinationHeader, destinationText))
         return fields
@@ -246,14 +249,15 @@ public enum MeshTranslation {
     // MARK: responses
 
     /// The receiving node's half: the app's response head → HTTP/2 headers.
-    public static func upgradeResponse(_ head: HTTPResponseHead) -> [HTTP2Header] {
+    /// `connection` as for `upgradeRequest`.
+    public static func upgradeResponse(_ head: HTTPResponseHead, connection: ConnectionOptions? = nil) -> [HTTP2Header] {
         var fields: [HTTP2Header] = []
         fields.reserveCapacity(head.headers.count + 1)
         fields.append(HTTP2Header(":status", String(head.status.code)))
         // A 1xx or 204 has no body whatever it says, and must not say
         // Content-Length (RFC 9110 §8.6); HTTP/2 refuses one that does.
         let bodyless = head.status.code < 200 || head.status.code == 204
-        appendEndToEnd(head.headers, to: &fields, dropping: bodyless ? "content-length" : nil)
+        appendEndToEnd(head.headers, connection: connection, to: &fields, dropping: bodyless ? "content-length" : nil)
         return fields
     }
 
@@ -312,26 +316,24 @@ public enum MeshTranslation {
 
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
-    public static func appendEndToEnd(_ headers: HTTPHeaders, to fields: inout [HTTP2Header], dropping extra: String?) {
-        forEachEndToEnd(headers, dropping: extra) { fields.append(HTTP2Header($0, $1)) }
+    public static func appendEndToEnd(_ headers: HTTPHeaders, connection: ConnectionOptions? = nil,
+                                      to fields: inout [HTTP2Header], dropping extra: String?) {
+        forEachEndToEnd(headers, connection: connection, dropping: extra) { fields.append(HTTP2Header($0, $1)) }
     }
 
-    /// Calls `body` with every end-to-end header (lower-cased name, value):
-    /// not hop-by-hop, not named by `Connection`, not `weft-*` or
-    /// `proxy-*`, not `extra`; `TE` only as `trailers`. Names and lists
-    /// are read as bytes: this runs for every message that crosses.
-    public static func forEachEndToEnd(_ headers: HTTPHeaders, dropping extra: String?, _ body: (String, String) -> Void) {
-        // Headers the `Connection` header names are hop-by-hop too; most
-        // messages have none, or only `keep-alive`/`close`.
-        var named: [String] = []
-        for (name, value) in headers where name.utf8.count == 10 && name.equalsASCIICaseInsensitive("connection") {
-            HTTPFieldSyntax.forEachListMember(of: value) { option in
-                if !isKeepAliveOrClose(option) { named.append(String(decoding: option, as: UTF8.self).lowercased()) }
-            }
-        }
+    /// Calls `body` with every end-to-end header (lower-cased name, value
+    /// without the whitespace around it): not hop-by-hop, not named by
+    /// `Connection` (`connection`, the options of `headers`, when the
+    /// parser read them already), not `weft-*` or `proxy-*`, not `extra`;
+    /// `TE` only as `trailers`. One pass, names read as bytes: this runs
+    /// for every message that crosses.
+    public static func forEachEndToEnd(_ headers: HTTPHeaders, connection: ConnectionOptions? = nil,
+                                       dropping extra: String?, _ body: (String, String) -> Void) {
+        let connection = connection ?? ConnectionOptions(of: headers)
         for (name, value) in headers {
-            let lower = name.isLowercaseASCII ? name : name.lowercased()
-            switch role(ofLowercased: lower) {
+            let (role, lowercase) = classify(name)
+            let lower = lowercase ? name : name.lowercased()
+            switch role {
             case .meshOnly, .hopByHop:
                 continue
             case .te:
@@ -341,53 +343,61 @@ public enum MeshTranslation {
                 }
                 if trailers { body("te", "trailers") }
             case .endToEnd:
-                if (extra != nil && lower == extra) || (!named.isEmpty && named.contains(lower)) { continue }
+                if (extra != nil && lower == extra) || connection.names(lower) { continue }
                 body(lower, withoutOuterWhitespace(value))
             }
         }
     }
 
-    /// What the translation does with a field, told by its lower-case name.
+    /// What the translation does with a field, told by its name.
     enum FieldRole: Equatable { case endToEnd, hopByHop, te, meshOnly }
 
-    /// The role of a lower-case field name, from its first byte and length
-    /// before any comparison: `weft-*` and `proxy-*` exist only on the mesh
-    /// hop (an app cannot forge them); the hop-by-hop fields (RFC 9110
-    /// §7.6.1, and HTTP/2's refusals in RFC 9113 §8.2.2) are
+    /// The role of a field, from its name in any case, and whether the
+    /// name is lower-case already (as weft's parsers and HTTP/2 give it):
+    /// one look at its bytes. `weft-*` and `proxy-*` exist only on the
+    /// mesh hop (an app cannot forge them); the hop-by-hop fields (RFC
+    /// 9110 §7.6.1, and HTTP/2's refusals in RFC 9113 §8.2.2) are
     /// `connection`, `keep-alive`, `transfer-encoding`, `te`, `upgrade` and
     /// `http2-settings`; `te` keeps its `trailers`.
-    static func role(ofLowercased name: String) -> FieldRole {
+    static func classify(_ name: String) -> (role: FieldRole, lowercase: Bool) {
         var name = name
         return name.withUTF8 { bytes in
-            guard let first = bytes.first else { return .endToEnd }
-            let hopByHop: Bool
-            switch first {
-            case UInt8(ascii: "w"): return bytes.hasASCIIPrefix("weft-") ? .meshOnly : .endToEnd
-            case UInt8(ascii: "p"): return bytes.hasASCIIPrefix("proxy-") ? .meshOnly : .endToEnd
-            case UInt8(ascii: "t"):
-                if bytes.count == 2 { return bytes[1] == UInt8(ascii: "e") ? .te : .endToEnd }
-                hopByHop = bytes.count == 17 && bytes.hasASCIIPrefix("transfer-encoding")
-            case UInt8(ascii: "c"): hopByHop = bytes.count == 10 && bytes.hasASCIIPrefix("connection")
-            case UInt8(ascii: "k"): hopByHop = bytes.count == 10 && bytes.hasASCIIPrefix("keep-alive")
-            case UInt8(ascii: "u"): hopByHop = bytes.count == 7 && bytes.hasASCIIPrefix("upgrade")
-            case UInt8(ascii: "h"): hopByHop = bytes.count == 14 && bytes.hasASCIIPrefix("http2-settings")
-            default: hopByHop = false
+            var lowercase = true
+            for byte in bytes where (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || byte >= 0x80 {
+                lowercase = false
+                break
             }
-            return hopByHop ? .hopByHop : .endToEnd
+            guard let first = bytes.first else { return (.endToEnd, lowercase) }
+            let role: FieldRole
+            switch first | 0x20 {
+            case UInt8(ascii: "w"): role = bytes.hasASCIIPrefixCaseInsensitive("weft-") ? .meshOnly : .endToEnd
+            case UInt8(ascii: "p"): role = bytes.hasASCIIPrefixCaseInsensitive("proxy-") ? .meshOnly : .endToEnd
+            case UInt8(ascii: "t"):
+                if bytes.count == 2 {
+                    role = bytes[1] | 0x20 == UInt8(ascii: "e") ? .te : .endToEnd
+                } else {
+                    role = bytes.count == 17 && bytes.equalsASCIICaseInsensitive("transfer-encoding") ? .hopByHop : .endToEnd
+                }
+            case UInt8(ascii: "c"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("connection") ? .hopByHop : .endToEnd
+            case UInt8(ascii: "k"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("keep-alive") ? .hopByHop : .endToEnd
+            case UInt8(ascii: "u"): role = bytes.count == 7 && bytes.equalsASCIICaseInsensitive("upgrade") ? .hopByHop : .endToEnd
+            case UInt8(ascii: "h"):
+                role = bytes.count == 14 && bytes.equalsASCIICaseInsensitive("http2-settings") ? .hopByHop : .endToEnd
+            default: role = .endToEnd
+            }
+            return (role, lowercase)
         }
     }
 
     /// A field value without the whitespace around it, which is not part of
     /// the value (RFC 9110 §5.5) and which HTTP/2 refuses in one (RFC 9113
-    /// §8.2.1); the parser leaves trailing whitespace in. Copies only when
-    /// there is some.
+    /// §8.2.1). weft's parsers leave none; other sources might. Copies only
+    /// when there is some.
     static func withoutOuterWhitespace(_ value: String) -> String {
-        var value = value
-        let padded = value.withUTF8 { bytes in
-            guard let first = bytes.first, let last = bytes.last else { return false }
-            return HTTPFieldSyntax.isSpaceOrTab(first) || HTTPFieldSyntax.isSpaceOrTab(last)
-        }
-        return padded ? String(value.trimmingSpaces) : value
+        let utf8 = value.utf8
+        guard let first = utf8.first, let last = utf8.last,
+              HTTPFieldSyntax.isSpaceOrTab(first) || HTTPFieldSyntax.isSpaceOrTab(last) else { return value }
+        return String(value.trimmingSpaces)
     }
 
     // MARK: plain HTTP/1.1 endpoints (no weft there)
@@ -396,10 +406,11 @@ public enum MeshTranslation {
     /// HTTP/1.1 connection of weft's: end-to-end headers only, the body's
     /// framing kept (a length, or chunked), and a `Host` for HTTP/1.0
     /// requests that had none.
-    public static func relayRequest(_ head: HTTPRequestHead, endpoint: IPEndpoint) -> HTTPRequestHead {
+    public static func relayRequest(_ head: HTTPRequestHead, endpoint: IPEndpoint,
+                                    connection: ConnectionOptions? = nil) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 1)
-        forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
+        forEachEndToEnd(head.headers, connection: connection, dropping: nil) { headers.add(name: $0, value: $1) }
         if !headers.contains(name: "content-length"),
            head.headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
             headers.add(name: "transfer-encoding", value: "chunked")
@@ -410,26 +421,12 @@ public enum MeshTranslation {
 
     /// A plain endpoint's response head for the app, in the app's version;
     /// its framing is the app connection's encoder's to choose again.
-    public static func relayResponse(_ head: HTTPResponseHead, version: HTTPVersion) -> HTTPResponseHead {
+    public static func relayResponse(_ head: HTTPResponseHead, version: HTTPVersion,
+                                     connection: ConnectionOptions? = nil) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count)
-        forEachEndToEnd(head.headers, dropping: nil) { headers.add(name: $0, value: $1) }
+        forEachEndToEnd(head.headers, connection: connection, dropping: nil) { headers.add(name: $0, value: $1) }
         return HTTPResponseHead(version: version, status: head.status, headers: headers)
-    }
-
-    /// `keep-alive` or `close`, in any case: the connection options that
-    /// name no header, and the only ones most messages carry.
-    public static func isKeepAliveOrClose(_ option: Substring) -> Bool {
-        var option = String(option)
-        return option.withUTF8 { isKeepAliveOrClose($0) }
-    }
-
-    static func isKeepAliveOrClose(_ option: UnsafeBufferPointer<UInt8>) -> Bool {
-        switch option.count {
-        case 10: option.equalsASCIICaseInsensitive("keep-alive")
-        case 5: option.equalsASCIICaseInsensitive("close")
-        default: false
-        }
     }
 
     /// `http://authority/path?q` → (`authority`, `/path?q`). Only `http`
@@ -452,25 +449,9 @@ extension HTTPHeaders {
     /// (RFC 9112 §9.3): not when `Connection` says `close`; else always
     /// in HTTP/1.1, and in HTTP/1.0 only when it says `keep-alive`. More
     /// than one `close` or `keep-alive` among the options means close, as
-    /// NIO's `isKeepAlive` has it; this reads the options as bytes, where
-    /// that cost about 4,000 instructions a head.
+    /// NIO's `isKeepAlive` has it (`ConnectionOptions`).
     public func isPersistent(version: HTTPVersion) -> Bool {
-        var options = 0, keepAlive = false
-        for (name, value) in self where name.utf8.count == 10 && name.equalsASCIICaseInsensitive("connection") {
-            HTTPFieldSyntax.forEachListMember(of: value) { option in
-                if option.count == 5 && option.equalsASCIICaseInsensitive("close") {
-                    options += 1
-                } else if option.count == 10 && option.equalsASCIICaseInsensitive("keep-alive") {
-                    options += 1
-                    keepAlive = true
-                }
-            }
-        }
-        switch options {
-        case 0: return version.major == 1 && version.minor >= 1
-        case 1: return keepAlive
-        default: return false
-        }
+        ConnectionOptions(of: self).isPersistent(version: version)
     }
 }
 

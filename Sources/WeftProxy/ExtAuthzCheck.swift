@@ -82,7 +82,7 @@ final class ExtAuthzCheck: ExchangeResponder {
             return check
         }
         let deadline = NIODeadline.now() + TimeAmount(settings.timeout)
-        OutboundDispatch.start(head, lease: lease, target: target, responder: check, services: services,
+        OutboundDispatch.start(head, connection: nil, lease: lease, target: target, responder: check, services: services,
                                logger: logger, deadline: deadline) { check.exchange = $0 }
         check.exchange?.sendEnd(nil)
         if check.completion != nil {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftMesh
 
 /// Why bytes are not an HTTP/1.1 message (RFC 9112): the connection's
 /// framing is lost. An upstream's response is answered `502 bad_response`;
@@ -388,10 +389,38 @@ struct HTTP1MessageReader {
         (byte < 0x20 && byte != 0x09) || byte == 0x7F
     }
 
+    /// What a head's fields say about its framing and its connection,
+    /// gathered while they are read (`headFields`), so that nothing walks
+    /// the fields again for them.
+    struct HeadFacts {
+        var connection = ConnectionOptions()
+        /// The Content-Length, when there is one good one.
+        var length: UInt64?
+        /// A Content-Length repeated, or not one number.
+        var badLength = false
+        /// Transfer codings named (empty members do not count; a field of
+        /// none counts as codings weft does not know).
+        var codings = 0
+        /// The first coding is `chunked`.
+        var chunked = false
+    }
+
+    /// A head's field lines (`fields(of:from:)`), and what they say.
+    mutating func headFields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
+        -> (fields: [(String, String)], facts: HeadFacts) {
+        try fields(of: section, from: start, gathering: true)
+    }
+
     /// The field lines from `start` to the empty line that ends `section`
     /// (RFC 9112 §5): `token ":" OWS value OWS CRLF`, the value without
     /// the whitespace around it. A bad line fails the reader.
     mutating func fields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError) -> [(String, String)] {
+        try fields(of: section, from: start, gathering: false).fields
+    }
+
+    private mutating func fields(of section: ByteBuffer, from start: Int, gathering: Bool) throws(HTTP1ParseError)
+        -> (fields: [(String, String)], facts: HeadFacts) {
+        var facts = HeadFacts()
         let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
             Self.byteClasses.withUnsafeBufferPointer { classes in
                 var fields: [(String, String)] = []
@@ -426,16 +455,48 @@ struct HTTP1MessageReader {
                     }
                     guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
                     index += 2
-                    let name = Self.lowercasedName(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]))
-                    let value = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
-                    fields.append((name, value))
+                    let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
+                    let valueBytes = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
+                    if gathering { Self.note(name: nameBytes, value: valueBytes, in: &facts) }
+                    fields.append((Self.lowercasedName(nameBytes), String(decoding: valueBytes, as: UTF8.self)))
                 }
                 return .success(fields)
             }
         }
         switch parsed {
-        case .success(let fields): return fields
+        case .success(let fields): return (fields, facts)
         case .failure(let error): return try fail(error)
+        }
+    }
+
+    /// What one field says, if it is a framing or connection field (told
+    /// by its length first: most fields are neither).
+    private static func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, in facts: inout HeadFacts) {
+        let name = name.assumingMemoryBound(to: UInt8.self)
+        let value = value.assumingMemoryBound(to: UInt8.self)
+        switch name.count {
+        case 10 where name.equalsASCIICaseInsensitive("connection"):
+            facts.connection.add(value)
+        case 14 where name.equalsASCIICaseInsensitive("content-length"):
+            // One field, one value: llhttp, which apps' other clients
+            // use, refuses repeats and lists, so weft does too.
+            if facts.length != nil || facts.badLength {
+                facts.badLength = true
+            } else if let length = contentLength(value) {
+                facts.length = length
+            } else {
+                facts.badLength = true
+            }
+        case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
+            var members = 0
+            HTTPFieldSyntax.forEachListMember(of: value) { coding in
+                members += 1
+                facts.codings += 1
+                facts.chunked = facts.codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
+            }
+            if members == 0 { facts.codings += 2 }
+        default:
+            break
         }
     }
 
@@ -488,46 +549,23 @@ struct HTTP1MessageReader {
 
     // MARK: framing fields
 
-    /// The framing fields of a head (both checked in every head, bodiless
-    /// or not): its Content-Length, and whether it has Transfer-Encoding
-    /// and whether that is exactly `chunked`. Fails the reader on a bad
-    /// length or on both fields at once.
-    mutating func framing(of headers: HTTPHeaders) throws(HTTP1ParseError)
+    /// The framing a head's fields gave (both fields checked in every
+    /// head, bodiless or not): its Content-Length, and whether it has
+    /// Transfer-Encoding and whether that is exactly `chunked`. Fails the
+    /// reader on a bad length or on both fields at once.
+    mutating func framing(of facts: HeadFacts) throws(HTTP1ParseError)
         -> (length: UInt64?, coded: Bool, chunked: Bool) {
-        var length: UInt64?
-        var codings = 0
-        var chunked = false
-        for (name, value) in headers {
-            switch name.utf8.count {
-            case 14 where name.equalsASCIICaseInsensitive("content-length"):
-                // One field, one value: llhttp, which apps' other clients
-                // use, refuses repeats and lists, so weft does too.
-                guard length == nil, let parsed = Self.contentLength(value) else { return try fail(.badContentLength) }
-                length = parsed
-            case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
-                // Empty members do not count; a field of none is a coding
-                // weft does not know.
-                var members = 0
-                HTTPFieldSyntax.forEachListMember(of: value) { coding in
-                    members += 1
-                    codings += 1
-                    chunked = codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
-                }
-                if members == 0 { codings += 2 }
-            default:
-                continue
-            }
-        }
-        if codings > 0 && length != nil { return try fail(.conflictingFraming) }
-        return (length, codings > 0, codings == 1 && chunked)
+        if facts.badLength { return try fail(.badContentLength) }
+        if facts.codings > 0 && facts.length != nil { return try fail(.conflictingFraming) }
+        return (facts.length, facts.codings > 0, facts.codings == 1 && facts.chunked)
     }
 
     /// A Content-Length value: digits (the parser took the whitespace
     /// around them) that fit 64 bits.
-    private static func contentLength(_ value: String) -> UInt64? {
+    private static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> UInt64? {
         guard !value.isEmpty else { return nil }
         var number: UInt64 = 0
-        for byte in value.utf8 {
+        for byte in value {
             guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
             let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
             let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))

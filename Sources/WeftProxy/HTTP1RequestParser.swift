@@ -20,7 +20,9 @@ import WeftMesh
 /// space between parts, llhttp's methods only, targets of visible ASCII.
 public struct HTTP1RequestParser {
     public enum Event {
-        case head(HTTPRequestHead)
+        /// A request head, with what its `Connection` fields said (read
+        /// with the fields, so that nothing walks them again for it).
+        case head(HTTPRequestHead, ConnectionOptions)
         case body(ByteBuffer)
         /// The request ended, with its trailers (chunked bodies only).
         case end(HTTPHeaders?)
@@ -57,9 +59,9 @@ public struct HTTP1RequestParser {
         case nil:
             return nil
         case .head(let section):
-            let head = try parseHead(section)
-            try startBody(head)
-            return .head(head)
+            let (head, facts) = try parseHead(section)
+            try startBody(head, facts)
+            return .head(head, facts.connection)
         case .body(let body):
             return .body(body)
         case .end(let trailers):
@@ -91,7 +93,8 @@ public struct HTTP1RequestParser {
 
     // MARK: the request line
 
-    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError) -> HTTPRequestHead {
+    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
+        -> (HTTPRequestHead, HTTP1MessageReader.HeadFacts) {
         // `method SP request-target SP HTTP/1.x CRLF` (RFC 9112 §3).
         let parsed: Result<(method: HTTPMethod, uri: String, version: HTTPVersion, next: Int), HTTP1ParseError> =
             head.withUnsafeReadableBytes { bytes in
@@ -132,8 +135,9 @@ public struct HTTP1RequestParser {
         case .success(let parsedLine): line = parsedLine
         case .failure(let error): return try reader.fail(error)
         }
-        let fields = try reader.fields(of: head, from: head.readerIndex + line.next)
-        return HTTPRequestHead(version: line.version, method: line.method, uri: line.uri, headers: HTTPHeaders(fields))
+        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next)
+        return (HTTPRequestHead(version: line.version, method: line.method, uri: line.uri, headers: HTTPHeaders(fields)),
+                facts)
     }
 
     /// The methods llhttp reads (its `HTTP_METHOD_MAP`), the common ones
@@ -198,10 +202,10 @@ public struct HTTP1RequestParser {
     /// How the body of the request `head` is framed (RFC 9112 §6.3), set
     /// in the reader: chunked, a length, or none. CONNECT has no body
     /// (RFC 9110 §9.3.6); its tunnel starts after the head.
-    private mutating func startBody(_ head: HTTPRequestHead) throws(HTTP1ParseError) {
-        let framing = try reader.framing(of: head.headers)
+    private mutating func startBody(_ head: HTTPRequestHead, _ facts: HTTP1MessageReader.HeadFacts) throws(HTTP1ParseError) {
+        let framing = try reader.framing(of: facts)
         opensTunnel = MeshTranslation.opensTunnel(head)
-        closesConnection = !head.isPersistent
+        closesConnection = !facts.connection.isPersistent(version: head.version)
         if head.method == .CONNECT {
             reader.startBody(.none)
         } else if framing.coded {

@@ -14,8 +14,9 @@ import WeftMesh
 /// no response due, are refused rather than kept for the next.
 public struct HTTP1ResponseParser {
     public enum Event {
-        /// A 1xx interim head (more heads follow), or the final head.
-        case head(HTTPResponseHead)
+        /// A 1xx interim head (more heads follow), or the final head, with
+        /// what its `Connection` fields said (read with the fields).
+        case head(HTTPResponseHead, ConnectionOptions)
         case body(ByteBuffer)
         /// The response ended, with its trailers (chunked bodies only).
         case end(HTTPHeaders?)
@@ -50,7 +51,10 @@ public struct HTTP1ResponseParser {
         }
         switch try reader.next(&buffer) {
         case nil: return nil
-        case .head(let section): return .head(try startBody(try parseHead(section)))
+        case .head(let section):
+            let (head, facts) = try parseHead(section)
+            try startBody(head, facts)
+            return .head(head, facts.connection)
         case .body(let body): return .body(body)
         case .end(let trailers): return .end(trailers)
         }
@@ -69,7 +73,8 @@ public struct HTTP1ResponseParser {
 
     // MARK: the head
 
-    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError) -> HTTPResponseHead {
+    private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
+        -> (HTTPResponseHead, HTTP1MessageReader.HeadFacts) {
         // `HTTP/1.x SP 3DIGIT SP reason CRLF` (RFC 9112 §4); the reason
         // may be empty, and its SP is then tolerated missing.
         let line: (major: UInt8, minor: UInt8, status: Int, next: Int)? =
@@ -100,24 +105,24 @@ public struct HTTP1ResponseParser {
         }
         let version: HTTPVersion = line.minor == UInt8(ascii: "0") ? .http1_0 : .http1_1
         guard line.status != 101 else { return try reader.fail(.unexpectedUpgrade) }
-        let fields = try reader.fields(of: head, from: head.readerIndex + line.next)
+        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next)
         // The reason phrase is not kept (RFC 9112 §4: clients ignore it;
         // the mesh hop has none): each status goes on with its own.
-        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
-                                headers: HTTPHeaders(fields))
+        return (HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
+                                 headers: HTTPHeaders(fields)), facts)
     }
 
     // MARK: framing
 
     /// How the body of the response `head` is framed (RFC 9112 §6.3), set
-    /// in the reader; the head is returned for the caller.
-    private mutating func startBody(_ head: HTTPResponseHead) throws(HTTP1ParseError) -> HTTPResponseHead {
+    /// in the reader.
+    private mutating func startBody(_ head: HTTPResponseHead, _ facts: HTTP1MessageReader.HeadFacts) throws(HTTP1ParseError) {
         let code = head.status.code
-        let framing = try reader.framing(of: head.headers)
+        let framing = try reader.framing(of: facts)
         if code < 200 {
             // An interim response: the final one follows, on a connection
             // the interim one must leave open.
-            guard head.isPersistent else { return try reader.fail(.closingInterim) }
+            guard facts.connection.isPersistent(version: head.version) else { return try reader.fail(.closingInterim) }
             reader.expectHead()
         } else if requestWasHEAD || code == 204 || code == 304 {
             reader.startBody(.none)
@@ -129,6 +134,5 @@ public struct HTTP1ResponseParser {
         } else {
             reader.startBody(.untilClose)
         }
-        return head
     }
 }

@@ -1,10 +1,12 @@
 import NIOCore
 import NIOHTTP1
+import WeftMesh
 
 /// Receives one response from an HTTP/1.1 upstream.
 protocol HTTP1ResponseReceiver: AnyObject {
-    /// A 1xx informational head, or the final head (once).
-    func receiveHead(_ head: HTTPResponseHead)
+    /// A 1xx informational head, or the final head (once), with what its
+    /// `Connection` fields said.
+    func receiveHead(_ head: HTTPResponseHead, connection: ConnectionOptions)
     func receiveBody(_ buffer: ByteBuffer)
     func receiveEnd(_ trailers: HTTPHeaders?)
     /// The connection failed or closed before the response ended.
@@ -209,10 +211,10 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     private func handle(_ event: HTTP1ResponseParser.Event, context: ChannelHandlerContext) {
         switch event {
-        case .head(let head):
-            if !head.isPersistent { reusable = false }
+        case .head(let head, let connection):
+            if !connection.isPersistent(version: head.version) { reusable = false }
             if let value = head.headers.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
-            receiver?.receiveHead(head)
+            receiver?.receiveHead(head, connection: connection)
         case .body(let buffer):
             receiver?.receiveBody(buffer)
         case .end(let trailers):

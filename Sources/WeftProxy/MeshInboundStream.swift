@@ -179,10 +179,10 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     // MARK: HTTP1ResponseReceiver
 
-    func receiveHead(_ head: HTTPResponseHead) {
+    func receiveHead(_ head: HTTPResponseHead, connection options: ConnectionOptions) {
         guard !finished else { return }
         dispatch.responded()
-        let fields = MeshTranslation.upgradeResponse(head)
+        let fields = MeshTranslation.upgradeResponse(head, connection: options)
         guard MeshTranslation.fitsPeerLimits(fields) else {
             // The peer would refuse it; the rest of it is not read either.
             dispatch.abandon()

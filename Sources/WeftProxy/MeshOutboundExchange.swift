@@ -18,6 +18,8 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// on their way; then there is nobody to answer.
     private weak var handler: (any ExchangeResponder)?
     private let head: HTTPRequestHead
+    /// What the head's `Connection` fields said.
+    private let connectionOptions: ConnectionOptions
     private let destination: IPEndpoint
     /// The balancer's claim on `destination`, finished when the exchange ends.
     private var lease: Lease?
@@ -46,9 +48,11 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// handler owns the timer that checks it.
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: any ExchangeResponder, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
+    init(handler: any ExchangeResponder, head: HTTPRequestHead, connection: ConnectionOptions, lease: Lease,
+         cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
+        self.connectionOptions = connection
         self.destination = lease.endpoint
         self.lease = lease
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
@@ -56,7 +60,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.metrics = handler.metrics
         self.cluster = cluster
         self.logger = logger
-        self.keepAlive = head.isPersistent
+        self.keepAlive = connection.isPersistent(version: head.version)
     }
 
     /// Starts the exchange; without a response head by `deadline` (checked
@@ -75,7 +79,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private func start(pool: MeshConnectionPool, peer: IPEndpoint) {
         let headers: [HTTP2Header]
         do {
-            headers = try MeshTranslation.upgradeRequest(head, destination: destination)
+            headers = try MeshTranslation.upgradeRequest(head, destination: destination, connection: connectionOptions)
         } catch {
             keepAlive = false
             record.status = ErrorReason.badRequestTarget.status

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import WeftMesh
 import WeftObservability
 import WeftUpstream
 
@@ -70,17 +71,20 @@ enum ResponseFraming {
 /// pooled HTTP/1.1. The exchange answers to `responder`, which is handed
 /// it (`adopt`) before it starts: starting may already answer.
 enum OutboundDispatch {
-    static func start(_ head: HTTPRequestHead, lease: Lease, target: RequestTarget, responder: any ExchangeResponder,
-                      services: LoopServices, logger: Logger, deadline: NIODeadline,
+    /// `connection`: the head's `Connection` options, as its parser read
+    /// them (nil: read from the head).
+    static func start(_ head: HTTPRequestHead, connection: ConnectionOptions?, lease: Lease, target: RequestTarget,
+                      responder: any ExchangeResponder, services: LoopServices, logger: Logger, deadline: NIODeadline,
                       adopt: (any OutboundExchange) -> Void) {
+        let connection = connection ?? ConnectionOptions(of: head.headers)
         if target.isMeshed(lease.endpoint) {
-            let exchange = MeshOutboundExchange(handler: responder, head: head, lease: lease, cluster: target.name,
-                                                logger: logger)
+            let exchange = MeshOutboundExchange(handler: responder, head: head, connection: connection, lease: lease,
+                                                cluster: target.name, logger: logger)
             adopt(exchange)
             exchange.start(pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), deadline: deadline)
         } else {
-            let exchange = PlainOutboundExchange(handler: responder, head: head, lease: lease, cluster: target.name,
-                                                 logger: logger)
+            let exchange = PlainOutboundExchange(handler: responder, head: head, connection: connection, lease: lease,
+                                                 cluster: target.name, logger: logger)
             adopt(exchange)
             exchange.start(pool: services.upstreamPool,
                            connectTimeout: TimeAmount(target.cluster.config.timeouts.connect), deadline: deadline)

@@ -213,7 +213,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     private func serve(_ part: consuming HTTP1RequestParser.Event, context: ChannelHandlerContext) {
         switch consume part {
-        case .head(var head):
+        case .head(var head, let connection):
             responseStarted = false
             answeringHEAD = head.method == .HEAD
             if let violation = HTTP1RequestRules.violation(of: head) {
@@ -234,7 +234,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 // A refused tunnel closes: the bytes after it are the
                 // tunnel's, not HTTP.
                 return refuse(head, reason, cluster: target.name,
-                              keepAlive: head.isPersistent && !MeshTranslation.opensTunnel(head))
+                              keepAlive: connection.isPersistent(version: head.version) && !MeshTranslation.opensTunnel(head))
             }
             if MeshTranslation.opensTunnel(head) {
                 upgrade = (head, target, lease)
@@ -242,14 +242,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             }
             let deadline = NIODeadline.now() + TimeAmount(target.requestTimeout)
             if let policy = target.cluster.config.retries {
-                let retrying = RetryingExchange(handler: self, head: head, target: target, policy: policy,
-                                                services: services, logger: logger, deadline: deadline)
+                let retrying = RetryingExchange(handler: self, head: head, connection: connection, target: target,
+                                                policy: policy, services: services, logger: logger, deadline: deadline)
                 exchange = retrying
                 retrying.start(lease: lease)
                 return
             }
-            OutboundDispatch.start(head, lease: lease, target: target, responder: self, services: services,
-                                   logger: logger, deadline: deadline) { exchange = $0 }
+            OutboundDispatch.start(head, connection: connection, lease: lease, target: target, responder: self,
+                                   services: services, logger: logger, deadline: deadline) { exchange = $0 }
             armDeadlineTimer(context: context, at: deadline)
         case .body(let buffer):
             exchange?.sendBody(buffer)

@@ -17,6 +17,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// Weak: the app connection may be gone while the upstream still talks.
     private weak var handler: (any ExchangeResponder)?
     private let head: HTTPRequestHead
+    /// What the head's `Connection` fields said.
+    private let connectionOptions: ConnectionOptions
     private let target: TargetKey
     private let logger: Logger
     private let metrics: ProxyMetrics
@@ -35,14 +37,16 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private var done = false
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: any ExchangeResponder, head: HTTPRequestHead, lease: Lease, cluster: String, logger: Logger) {
+    init(handler: any ExchangeResponder, head: HTTPRequestHead, connection: ConnectionOptions, lease: Lease,
+         cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
+        self.connectionOptions = connection
         self.target = TargetKey(endpoint: lease.endpoint)
         self.lease = lease
         self.logger = logger
         self.metrics = handler.metrics
-        self.keepAlive = head.isPersistent
+        self.keepAlive = connection.isPersistent(version: head.version)
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
         record.describe(head)
     }
@@ -52,7 +56,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         responseDeadline = deadline
         self.pool = pool
         self.connectTimeout = connectTimeout
-        let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint)
+        let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint, connection: connectionOptions)
         if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
             guard pending.take(for: lease) else { return fail(.overflow) }
             handler?.setReadsPaused(true)
@@ -94,10 +98,10 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
 
     // MARK: HTTP1ResponseReceiver: the response, from the endpoint
 
-    func receiveHead(_ response: HTTPResponseHead) {
+    func receiveHead(_ response: HTTPResponseHead, connection: ConnectionOptions) {
         guard !done else { return }
         dispatch.responded()
-        var relayed = MeshTranslation.relayResponse(response, version: head.version)
+        var relayed = MeshTranslation.relayResponse(response, version: head.version, connection: connection)
         if response.status.code < 200 {
             // 100 Continue and friends go through as they are, unflushed.
             handler?.writeHead(relayed)

@@ -22,6 +22,8 @@ import WeftUpstream
 final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private weak var handler: OutboundHTTPHandler?
     private let head: HTTPRequestHead
+    /// What the head's `Connection` fields said, for every attempt.
+    private let connectionOptions: ConnectionOptions
     private var attempts: RetryAttempts
     private let services: LoopServices
     private let logger: Logger
@@ -41,10 +43,11 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private var answered = false
     private var finished = false
 
-    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, target: RequestTarget, policy: RetryPolicy,
-         services: LoopServices, logger: Logger, deadline: NIODeadline) {
+    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, connection: ConnectionOptions, target: RequestTarget,
+         policy: RetryPolicy, services: LoopServices, logger: Logger, deadline: NIODeadline) {
         self.handler = handler
         self.head = head
+        self.connectionOptions = connection
         self.attempts = RetryAttempts(policy: policy, target: target, deadline: deadline)
         self.services = services
         self.logger = logger
@@ -193,7 +196,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private func startAttempt(on lease: Lease) {
         guard let handler else { return lease.finish(.abandoned) }
         let deadline = attempts.started(on: lease.endpoint)
-        OutboundDispatch.start(head, lease: lease, target: attempts.target, responder: self, services: services,
+        OutboundDispatch.start(head, connection: connectionOptions, lease: lease, target: attempts.target, responder: self, services: services,
                                logger: logger, deadline: deadline) { current = $0 }
         // Replayed into the attempt unless it answered at once.
         if let attempt = current {

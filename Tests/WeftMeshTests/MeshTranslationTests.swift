@@ -137,9 +137,28 @@ final class MeshTranslationTests: XCTestCase {
         ]), destination: destination)
         let names = fields.map(\.name).filter { !$0.hasPrefix(":") && !$0.hasPrefix("weft-") }
         XCTAssertEqual(names, ["x-three", "close"])
-        XCTAssertTrue(MeshTranslation.isKeepAliveOrClose("KEEP-alive"))
-        XCTAssertFalse(MeshTranslation.isKeepAliveOrClose("keep\ralive"))
-        XCTAssertFalse(MeshTranslation.isKeepAliveOrClose("closed"))
+    }
+
+    /// The options read from `Connection` fields: persistence, and the
+    /// fields named (lower-cased), whatever the case and spacing.
+    func testConnectionOptionsTellPersistenceAndNamedFields() {
+        func options(_ values: String...) -> ConnectionOptions {
+            ConnectionOptions(of: HTTPHeaders(values.map { ("Connection", $0) } + [("X-Other", "close")]))
+        }
+        XCTAssertTrue(options().isPersistent(version: .http1_1))
+        XCTAssertFalse(options().isPersistent(version: .http1_0))
+        XCTAssertTrue(options("KEEP-alive").isPersistent(version: .http1_0))
+        XCTAssertFalse(options(" Close ").isPersistent(version: .http1_1))
+        XCTAssertFalse(options("keep-alive", "close").isPersistent(version: .http1_1), "both: close")
+        XCTAssertEqual(options("keep\ralive, closed, X-One", "Upgrade").names, ["keep\ralive", "closed", "x-one", "upgrade"])
+        XCTAssertTrue(options("keep\ralive, closed").isPersistent(version: .http1_1), "options that only look alike")
+        XCTAssertTrue(options("a, X-One").names("x-one"))
+        XCTAssertFalse(options("a, X-One").names("x-two"))
+        // What a parser gathers field by field is what a walk gathers.
+        var gathered = ConnectionOptions()
+        gathered.add("keep-alive, X-One")
+        gathered.add("upgrade")
+        XCTAssertEqual(gathered, options("keep-alive, X-One", "upgrade"))
     }
 
     func testRoundTripKeepsTheRequestFaithful() throws {

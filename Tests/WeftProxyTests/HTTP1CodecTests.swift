@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import WeftMesh
 import XCTest
 @testable import WeftProxy
 
@@ -18,7 +19,8 @@ final class HTTP1CodecTests: XCTestCase {
         var events: [String] = []
         func record(_ event: HTTP1ResponseParser.Event) {
             switch event {
-            case .head(let head):
+            case .head(let head, let connection):
+                XCTAssertEqual(connection, ConnectionOptions(of: head.headers), "gathered as the fields were read")
                 events.append("head \(head.status.code) \(head.version) \(HTTP1ParserTestSupport.fields(head.headers))")
             case .body(let body): events.appendBody(body)
             case .end(let trailers): events.appendEnd(trailers)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import WeftMesh
 import XCTest
 @testable import WeftProxy
 
@@ -22,7 +23,8 @@ final class HTTP1RequestParserTests: XCTestCase {
             do {
                 while let event = try parser.next(&buffer) {
                     switch event {
-                    case .head(let head):
+                    case .head(let head, let connection):
+                        XCTAssertEqual(connection, ConnectionOptions(of: head.headers), "gathered as the fields were read")
                         events.append("\(head.method.rawValue) \(head.uri) \(head.version) "
                                       + "\(HTTP1ParserTestSupport.fields(head.headers))")
                     case .body(let body): events.appendBody(body)

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import WeftMesh
 import XCTest
 import WeftCore
 @testable import WeftProxy
@@ -83,7 +84,7 @@ private final class RecordingReceiver: HTTP1ResponseReceiver, @unchecked Sendabl
     var body = ""
     let done: EventLoopPromise<Result<String, Error>>
     init(eventLoop: EventLoop) { done = eventLoop.makePromise() }
-    func receiveHead(_ head: HTTPResponseHead) { heads.append(head) }
+    func receiveHead(_ head: HTTPResponseHead, connection: ConnectionOptions) { heads.append(head) }
     func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
     func receiveEnd(_ trailers: HTTPHeaders?) { done.succeed(.success(body)) }
     func receiveFailure(_ error: Error) { done.succeed(.failure(error)) }

@@ -43,16 +43,18 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     var parser = HTTP1RequestParser()
     var buffer = ByteBuffer(bytes: bytes)
     var weft: [String] = []
-    var heads: [HTTPRequestHead] = []
+    var heads: [(HTTPRequestHead, ConnectionOptions)] = []
     var refused = false
     do {
         reading: while let event = try parser.next(&buffer) {
-            if case .head(let head) = event {
+            if case .head(let head, let connection) = event {
+                // The options the parser gathered are what a walk finds.
+                require(connection == ConnectionOptions(of: head.headers), "\(connection) gathered from \(head)")
                 if HTTP1RequestRules.violation(of: head) != nil {
                     refused = true
                     break reading
                 }
-                heads.append(head)
+                heads.append((head, connection))
             }
             weft.append(describe(event))
         }
@@ -68,7 +70,7 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     func drain() {
         while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
             switch part {
-            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head)))
+            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head, ConnectionOptions())))
             case .body(let body): llhttp.append(describe(HTTP1RequestParser.Event.body(body)))
             case .end(let trailers): llhttp.append(describe(HTTP1RequestParser.Event.end(trailers)))
             }
@@ -96,9 +98,10 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
         require(refused || parser.isTunnelling, "weft read \(ours) and stopped, llhttp \(theirs) from \(wire)")
     }
 
-    for head in heads where !MeshTranslation.opensTunnel(head) {
+    for (head, connection) in heads where !MeshTranslation.opensTunnel(head) {
         // What the outbound handler translates: tunnels cross as bytes.
-        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination) else { continue }
+        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination, connection: connection)
+        else { continue }
         let received = HeaderRelay.request(fields)
         require(received == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
     }
@@ -177,7 +180,7 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     func drain() {
         while !llhttpEnded, let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
             switch part {
-            case .head(let head): llhttp.append(describe(.head(head)))
+            case .head(let head): llhttp.append(describe(.head(head, ConnectionOptions())))
             case .body(let body): llhttp.append(describe(HTTP1ResponseParser.Event.body(body)))
             case .end(let trailers):
                 llhttp.append(describe(HTTP1ResponseParser.Event.end(trailers)))
@@ -195,15 +198,18 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     require(merged(weft) == merged(llhttp),
             "weft read \(weft), llhttp \(llhttp) from \(String(decoding: bytes, as: UTF8.self).debugDescription)")
 
-    var head: HTTPResponseHead?
+    var head: (HTTPResponseHead, ConnectionOptions)?
     var again = HTTP1ResponseParser()
     again.expectResponse(toHEAD: false)
     var copy = ByteBuffer(bytes: bytes)
     while head == nil, let event = try? again.next(&copy) {
-        if case .head(let got) = event, got.status.code >= 200 { head = got }
+        if case .head(let got, let connection) = event, got.status.code >= 200 {
+            require(connection == ConnectionOptions(of: got.headers), "\(connection) gathered from \(got)")
+            head = (got, connection)
+        }
     }
-    guard let head else { return }
-    let fields = MeshTranslation.upgradeResponse(head)
+    guard let (head, connection) = head else { return }
+    let fields = MeshTranslation.upgradeResponse(head, connection: connection)
     // What the receiving node sends on (it answers 502 for the rest).
     guard MeshTranslation.fitsPeerLimits(fields) else { return }
     let received = HeaderRelay.response(fields)
@@ -220,7 +226,7 @@ private func describe(_ headers: HTTPHeaders) -> String {
 /// its trailers.
 private func describe(_ event: HTTP1ResponseParser.Event) -> String {
     switch event {
-    case .head(let head): return "head \(head.status.code) \(head.version) \(describe(head.headers))"
+    case .head(let head, _): return "head \(head.status.code) \(head.version) \(describe(head.headers))"
     case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
     case .end(let trailers): return "end " + (trailers.map(describe) ?? "")
     }
@@ -228,7 +234,7 @@ private func describe(_ event: HTTP1ResponseParser.Event) -> String {
 
 private func describe(_ event: HTTP1RequestParser.Event) -> String {
     switch event {
-    case .head(let head):
+    case .head(let head, _):
         // NIO spells llhttp's M-SEARCH `MSEARCH`; weft keeps the name.
         let method = head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue
         return "head \(method) \(head.uri) \(head.version) \(describe(head.headers))"
