@@ -70,6 +70,20 @@ public struct HTTP1RequestWriter {
 
     /// Writes `head` as `plan` (from `plan(_:)`) says.
     public func write(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        let written = buffer.writeHeadText(room: plan.bytes) { text in
+            text.append(head.method.rawValue)
+            text.append(byte: UInt8(ascii: " "))
+            text.append(head.uri)
+            text.append(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+            text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            if plan.addChunked { text.append("transfer-encoding: chunked\r\n") }
+            text.append("\r\n")
+        }
+        if !written { writeSlowly(head, plan, into: &buffer) }
+    }
+
+    /// `write`, call by call, for a head its plan counted short.
+    private func writeSlowly(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeString(head.method.rawValue)
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(head.uri)
@@ -132,7 +146,7 @@ struct HTTP1ResponseWriter {
     mutating func plan(_ head: HTTPResponseHead, toHEAD: Bool = false) -> HeadPlan {
         var hasLength = false
         var declaredLength: Int?
-        var bytes = 64
+        var bytes = 32 + head.status.reasonPhrase.utf8.count
         for (name, value) in head.headers {
             bytes += name.utf8.count + value.utf8.count + 4
             if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") {
@@ -158,6 +172,21 @@ struct HTTP1ResponseWriter {
     /// Writes the status line and fields of `head` as `plan` (from
     /// `plan(_:toHEAD:)`) says.
     func write(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        let written = buffer.writeHeadText(room: plan.bytes) { text in
+            text.append(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            text.append(decimal: Int(head.status.code))
+            text.append(byte: UInt8(ascii: " "))
+            text.append(head.status.reasonPhrase)
+            text.append("\r\n")
+            text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            if plan.addsChunked { text.append("transfer-encoding: chunked\r\n") }
+            text.append("\r\n")
+        }
+        if !written { writeSlowly(head, plan, into: &buffer) }
+    }
+
+    /// `write`, call by call, for a head its plan counted short.
+    private func writeSlowly(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeStaticString(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(head.status.code))
         buffer.writeInteger(UInt8(ascii: " "))

@@ -309,6 +309,35 @@ final class HTTP1CodecTests: XCTestCase {
                        "HTTP/1.1 599 Odd\r\ncontent-length: 0\r\n\r\n")
     }
 
+    /// A head written in one go into room reserved for it: whole when it
+    /// fits, not at all when it does not (the writers then write it call by
+    /// call, and the bytes are the same).
+    func testAHeadIsWrittenWholeIntoItsRoomOrNotAtAll() {
+        func write(room: Int) -> (Bool, String) {
+            var buffer = ByteBuffer(string: "before|")
+            let fitted = buffer.writeHeadText(room: room) { text in
+                text.append("HTTP/1.1 ")
+                text.append(decimal: 204)
+                text.append(byte: UInt8(ascii: " "))
+                text.append(String(repeating: "long name ", count: 3))  // a String past 15 bytes
+                text.append(fields: HTTPHeaders([("x-a", "1"), ("content-length", "0")]),
+                            keepingLength: false, keepingCoding: true)
+                text.append("\r\n")
+            }
+            return (fitted, String(buffer: buffer))
+        }
+        let whole = "before|HTTP/1.1 204 long name long name long name x-a: 1\r\n\r\n"
+        let exact = whole.utf8.count - "before|".utf8.count
+        XCTAssertTrue(write(room: exact) == (true, whole), "exactly the room it needs")
+        XCTAssertTrue(write(room: 1000) == (true, whole))
+        XCTAssertTrue(write(room: exact - 1) == (false, "before|"), "one byte short: nothing written")
+        // Through the writer, a reason phrase of any length: the plan counts it.
+        let reason = String(repeating: "r", count: 200)
+        XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 299, reasonPhrase: reason),
+                                                headers: ["content-length": "0"])),
+                       "HTTP/1.1 299 \(reason)\r\ncontent-length: 0\r\n\r\n")
+    }
+
     /// What the writer sends, NIO's response decoder reads back.
     func testAWrittenResponseParsesBackAsItWas() throws {
         let bytes = written(HTTPResponseHead(version: .http1_1, status: .created, headers: HTTPHeaders([("x-a", "1"), ("x-a", "2")])),
