@@ -79,7 +79,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     private func startRequest(_ headers: [HTTP2Header], endStream: Bool) {
         if endStream { requestEnded = true }
-        record.describe(headers)
+        record.describe(headers, for: context.metrics)
         let request: DowngradedRequest
         do {
             request = try MeshTranslation.downgradeRequest(headers)

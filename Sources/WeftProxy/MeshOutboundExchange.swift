@@ -56,7 +56,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.destination = lease.endpoint
         self.lease = lease
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
-        record.describe(head)
+        record.describe(head, for: handler.metrics)
         self.metrics = handler.metrics
         self.cluster = cluster
         self.logger = logger

@@ -496,7 +496,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                         keepAlive: Bool) {
         var record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: endpoint)
         record.answered(by: reason)
-        record.describe(head)
+        record.describe(head, for: metrics)
         metrics.record(record)
         respondWithError(reason, keepAlive: keepAlive, version: head.version)
     }

@@ -48,7 +48,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         self.metrics = handler.metrics
         self.keepAlive = connection.isPersistent(version: head.version)
         self.record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: lease.endpoint)
-        record.describe(head)
+        record.describe(head, for: metrics)
     }
 
     /// Sends the request on an idle pooled connection, or a new one.

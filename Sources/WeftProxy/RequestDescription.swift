@@ -4,9 +4,12 @@ import WeftMesh
 import WeftObservability
 
 /// The request as the access log tells it (method, authority, path,
-/// `x-request-id`, `traceparent`), from either protocol's head.
+/// `x-request-id`, `traceparent`), from either protocol's head. Only the
+/// access log reads these: with none (`metrics` has no `access_log`, the
+/// default), the head is not read for them.
 extension RequestRecord {
-    mutating func describe(_ head: HTTPRequestHead) {
+    mutating func describe(_ head: HTTPRequestHead, for metrics: ProxyMetrics) {
+        guard metrics.accessLog != nil else { return }
         // One pass over the fields, the length first: most are none of these.
         var host: String?, requestID: String?, traceparent: String?
         for (name, value) in head.headers {
@@ -26,7 +29,8 @@ extension RequestRecord {
         })
     }
 
-    mutating func describe(_ headers: [HTTP2Header]) {
+    mutating func describe(_ headers: [HTTP2Header], for metrics: ProxyMetrics) {
+        guard metrics.accessLog != nil else { return }
         var method = "", authority: String?, path = "", requestID: String?, traceparent: String?
         for header in headers {
             let name = header.name

@@ -215,7 +215,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
             var record = RequestRecord(direction: .outbound, cluster: attempts.target.name,
                                        endpoint: attempts.tried.last)
             record.answered(by: reason)
-            record.describe(head)
+            record.describe(head, for: metrics)
             lastRecord = record
         }
         flushRecord()

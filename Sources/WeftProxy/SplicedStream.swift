@@ -115,7 +115,7 @@ final class SplicedStream: MeshStreamHandler {
             if let makeRequestID, !headers.contains(where: { $0.name == "x-request-id" }) {
                 headers.append(HTTP2Header("x-request-id", makeRequestID()))
             }
-            record?.describe(headers)
+            record?.describe(headers, for: connection.metrics)
             opener(headers, endStream, self, attemptOpened(attempt))
             armTimer()
         case .response, .informational:
