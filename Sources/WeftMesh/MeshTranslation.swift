@@ -240,8 +240,11 @@ public enum MeshTranslation {
         var bytes = 0
         for field in fields {
             bytes += field.name.utf8.count + field.value.utf8.count + 32
-            // Names are lower-case already (the translation made them so).
-            if field.name == "content-length" && !isCarriableLength(field.value) { return false }
+            // Names are lower-case already (the translation made them so);
+            // the length first, a String comparison costs more.
+            if field.name.utf8.count == 14, field.name == "content-length", !isCarriableLength(field.value) {
+                return false
+            }
         }
         return bytes <= limits.maxHeaderListBytes
     }

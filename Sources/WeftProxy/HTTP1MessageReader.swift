@@ -389,25 +389,9 @@ struct HTTP1MessageReader {
         (byte < 0x20 && byte != 0x09) || byte == 0x7F
     }
 
-    /// What a head's fields say about its framing and its connection,
-    /// gathered while they are read (`headFields`), so that nothing walks
-    /// the fields again for them.
-    struct HeadFacts {
-        var connection = ConnectionOptions()
-        /// The Content-Length, when there is one good one.
-        var length: UInt64?
-        /// A Content-Length repeated, or not one number.
-        var badLength = false
-        /// Transfer codings named (empty members do not count; a field of
-        /// none counts as codings weft does not know).
-        var codings = 0
-        /// The first coding is `chunked`.
-        var chunked = false
-    }
-
     /// A head's field lines (`fields(of:from:)`), and what they say.
     mutating func headFields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
-        -> (fields: [(String, String)], facts: HeadFacts) {
+        -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
         try fields(of: section, from: start, gathering: true)
     }
 
@@ -419,8 +403,8 @@ struct HTTP1MessageReader {
     }
 
     private mutating func fields(of section: ByteBuffer, from start: Int, gathering: Bool) throws(HTTP1ParseError)
-        -> (fields: [(String, String)], facts: HeadFacts) {
-        var facts = HeadFacts()
+        -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
+        var facts = HTTP1HeadFacts()
         let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
             Self.byteClasses.withUnsafeBufferPointer { classes in
                 var fields: [(String, String)] = []
@@ -457,8 +441,9 @@ struct HTTP1MessageReader {
                     index += 2
                     let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
                     let valueBytes = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
-                    if gathering { Self.note(name: nameBytes, value: valueBytes, in: &facts) }
-                    fields.append((Self.lowercasedName(nameBytes), String(decoding: valueBytes, as: UTF8.self)))
+                    let field = (Self.lowercasedName(nameBytes), String(decoding: valueBytes, as: UTF8.self))
+                    if gathering { facts.note(name: nameBytes, value: valueBytes, as: field) }
+                    fields.append(field)
                 }
                 return .success(fields)
             }
@@ -466,37 +451,6 @@ struct HTTP1MessageReader {
         switch parsed {
         case .success(let fields): return (fields, facts)
         case .failure(let error): return try fail(error)
-        }
-    }
-
-    /// What one field says, if it is a framing or connection field (told
-    /// by its length first: most fields are neither).
-    private static func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, in facts: inout HeadFacts) {
-        let name = name.assumingMemoryBound(to: UInt8.self)
-        let value = value.assumingMemoryBound(to: UInt8.self)
-        switch name.count {
-        case 10 where name.equalsASCIICaseInsensitive("connection"):
-            facts.connection.add(value)
-        case 14 where name.equalsASCIICaseInsensitive("content-length"):
-            // One field, one value: llhttp, which apps' other clients
-            // use, refuses repeats and lists, so weft does too.
-            if facts.length != nil || facts.badLength {
-                facts.badLength = true
-            } else if let length = contentLength(value) {
-                facts.length = length
-            } else {
-                facts.badLength = true
-            }
-        case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
-            var members = 0
-            HTTPFieldSyntax.forEachListMember(of: value) { coding in
-                members += 1
-                facts.codings += 1
-                facts.chunked = facts.codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
-            }
-            if members == 0 { facts.codings += 2 }
-        default:
-            break
         }
     }
 
@@ -553,16 +507,111 @@ struct HTTP1MessageReader {
     /// head, bodiless or not): its Content-Length, and whether it has
     /// Transfer-Encoding and whether that is exactly `chunked`. Fails the
     /// reader on a bad length or on both fields at once.
-    mutating func framing(of facts: HeadFacts) throws(HTTP1ParseError)
+    mutating func framing(of facts: HTTP1HeadFacts) throws(HTTP1ParseError)
         -> (length: UInt64?, coded: Bool, chunked: Bool) {
         if facts.badLength { return try fail(.badContentLength) }
         if facts.codings > 0 && facts.length != nil { return try fail(.conflictingFraming) }
         return (facts.length, facts.codings > 0, facts.codings == 1 && facts.chunked)
     }
 
+}
+
+/// What a head's fields say, gathered while weft's parsers read them (or
+/// by one walk, `init(of:)`, for a head from anywhere else), so that
+/// nothing walks the fields again for it: its framing (Content-Length,
+/// Transfer-Encoding), its `Connection` options, and what the request
+/// rules check (`HTTP1RequestRules`).
+public struct HTTP1HeadFacts: Equatable, Sendable {
+    public internal(set) var connection = ConnectionOptions()
+    /// The Content-Length, when there is one good one.
+    var length: UInt64?
+    /// A Content-Length repeated, or not one number.
+    var badLength = false
+    /// A Content-Length that is not digits fitting 63 bits: no peer
+    /// carries it.
+    var lengthOutOfRange = false
+    /// Transfer codings named (empty members do not count; a field of
+    /// none counts as codings weft does not know).
+    var codings = 0
+    /// The first coding is `chunked`.
+    var chunked = false
+    /// Transfer-Encoding fields, and whether each says just `chunked`.
+    var transferEncodingFields = 0
+    var onlyChunked = true
+    /// Host fields, and whether one holds a byte no host may.
+    var hosts = 0
+    var invalidHost = false
+    /// HPACK's size of the fields as they go on (name + value + 32 each):
+    /// counted from the Strings made of them, since bytes that are not
+    /// UTF-8 come out as U+FFFD.
+    var listBytes = 0
+
+    public init() {}
+
+    /// The facts of `headers`, by one walk.
+    public init(of headers: HTTPHeaders) {
+        for field in headers {
+            var name = field.name, value = field.value
+            name.withUTF8 { name in
+                value.withUTF8 { value in
+                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), as: field)
+                }
+            }
+        }
+    }
+
+    /// What one field says, if it is a field the facts tell of (told by
+    /// its length first: most fields are none of these).
+    /// `field` is the field as it goes on, made of these bytes.
+    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, as field: (String, String)) {
+        let name = name.assumingMemoryBound(to: UInt8.self)
+        let value = value.assumingMemoryBound(to: UInt8.self)
+        listBytes += field.0.utf8.count + field.1.utf8.count + 32
+        switch name.count {
+        case 4 where name.equalsASCIICaseInsensitive("host"):
+            hosts += 1
+            if !value.allSatisfy(HTTP1RequestRules.isHostByte) { invalidHost = true }
+        case 10 where name.equalsASCIICaseInsensitive("connection"):
+            connection.add(value)
+        case 14 where name.equalsASCIICaseInsensitive("content-length"):
+            // One field, one value: llhttp, which apps' other clients
+            // use, refuses repeats and lists, so weft does too.
+            let parsed = Self.contentLength(value)
+            if parsed.map({ $0 > UInt64(Int64.max) }) ?? true { lengthOutOfRange = true }
+            if length != nil || badLength {
+                badLength = true
+            } else if let parsed {
+                length = parsed
+            } else {
+                badLength = true
+            }
+        case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
+            transferEncodingFields += 1
+            if !Self.trimmed(value).equalsASCIICaseInsensitive("chunked") { onlyChunked = false }
+            var members = 0
+            HTTPFieldSyntax.forEachListMember(of: value) { coding in
+                members += 1
+                codings += 1
+                chunked = codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
+            }
+            if members == 0 { codings += 2 }
+        default:
+            break
+        }
+    }
+
     /// A Content-Length value: digits (the parser took the whitespace
     /// around them) that fit 64 bits.
-    private static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> UInt64? {
+    /// `value` without the spaces and tabs around it (weft's parsers leave
+    /// none; a head from elsewhere may have some).
+    private static func trimmed(_ value: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var first = 0, last = value.count
+        while first < last && HTTPFieldSyntax.isSpaceOrTab(value[first]) { first += 1 }
+        while last > first && HTTPFieldSyntax.isSpaceOrTab(value[last - 1]) { last -= 1 }
+        return UnsafeBufferPointer(rebasing: value[first..<last])
+    }
+
+    static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> UInt64? {
         guard !value.isEmpty else { return nil }
         var number: UInt64 = 0
         for byte in value {

@@ -20,9 +20,9 @@ import WeftMesh
 /// space between parts, llhttp's methods only, targets of visible ASCII.
 public struct HTTP1RequestParser {
     public enum Event {
-        /// A request head, with what its `Connection` fields said (read
-        /// with the fields, so that nothing walks them again for it).
-        case head(HTTPRequestHead, ConnectionOptions)
+        /// A request head, with what its fields said (read with them, so
+        /// that nothing walks them again for it).
+        case head(HTTPRequestHead, HTTP1HeadFacts)
         case body(ByteBuffer)
         /// The request ended, with its trailers (chunked bodies only).
         case end(HTTPHeaders?)
@@ -61,7 +61,7 @@ public struct HTTP1RequestParser {
         case .head(let section):
             let (head, facts) = try parseHead(section)
             try startBody(head, facts)
-            return .head(head, facts.connection)
+            return .head(head, facts)
         case .body(let body):
             return .body(body)
         case .end(let trailers):
@@ -94,7 +94,7 @@ public struct HTTP1RequestParser {
     // MARK: the request line
 
     private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
-        -> (HTTPRequestHead, HTTP1MessageReader.HeadFacts) {
+        -> (HTTPRequestHead, HTTP1HeadFacts) {
         // `method SP request-target SP HTTP/1.x CRLF` (RFC 9112 §3).
         let parsed: Result<(method: HTTPMethod, uri: String, version: HTTPVersion, next: Int), HTTP1ParseError> =
             head.withUnsafeReadableBytes { bytes in
@@ -202,7 +202,7 @@ public struct HTTP1RequestParser {
     /// How the body of the request `head` is framed (RFC 9112 §6.3), set
     /// in the reader: chunked, a length, or none. CONNECT has no body
     /// (RFC 9110 §9.3.6); its tunnel starts after the head.
-    private mutating func startBody(_ head: HTTPRequestHead, _ facts: HTTP1MessageReader.HeadFacts) throws(HTTP1ParseError) {
+    private mutating func startBody(_ head: HTTPRequestHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
         let framing = try reader.framing(of: facts)
         opensTunnel = MeshTranslation.opensTunnel(head)
         closesConnection = !facts.connection.isPersistent(version: head.version)

@@ -51,54 +51,38 @@ public enum HTTP1RequestRules {
         }
     }
 
+    /// The rule `head` breaks, if any; its fields read by one walk.
     public static func violation(of head: HTTPRequestHead) -> Violation? {
+        violation(of: head, facts: HTTP1HeadFacts(of: head.headers))
+    }
+
+    /// The rule `head` breaks, if any, from what its parser gathered as it
+    /// read the fields (`facts`): nothing walks them again.
+    public static func violation(of head: HTTPRequestHead, facts: HTTP1HeadFacts) -> Violation? {
         if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
         if head.uri == "*" && head.method != .OPTIONS { return .asteriskFormNotOptions }
         if head.headers.count > maxHeaderCount { return .tooManyHeaders }
-        var hosts = 0
-        var transferEncodings = 0
-        var onlyChunked = true
-        // HPACK's accounting: name + value + 32 per field.
-        var bytes = head.uri.utf8.count
-        for (name, value) in head.headers {
-            bytes += name.utf8.count + value.utf8.count + 32
-            // The length first: most fields are none of these.
-            switch name.utf8.count {
-            case 4 where name.equalsASCIICaseInsensitive("host"):
-                hosts += 1
-                if !isValidHost(value) { return .invalidHost }
-            case 14 where name.equalsASCIICaseInsensitive("content-length"):
-                if !MeshTranslation.isCarriableLength(value) { return .contentLengthOutOfRange }
-            case 17 where name.equalsASCIICaseInsensitive("transfer-encoding"):
-                transferEncodings += 1
-                if !String(value.trimmingSpaces).equalsASCIICaseInsensitive("chunked") { onlyChunked = false }
-            default:
-                break
-            }
-        }
+        if facts.invalidHost { return .invalidHost }
+        if facts.lengthOutOfRange { return .contentLengthOutOfRange }
         if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {
-            if hosts == 0 { return .missingHost }
+            if facts.hosts == 0 { return .missingHost }
         }
-        if hosts > 1 { return .duplicateHost }
-        if bytes > maxHeaderBytes { return .headersTooLarge }
-        if transferEncodings > 0 {
+        if facts.hosts > 1 { return .duplicateHost }
+        // HPACK's accounting: name + value + 32 per field.
+        if head.uri.utf8.count + facts.listBytes > maxHeaderBytes { return .headersTooLarge }
+        if facts.transferEncodingFields > 0 {
             if head.version == .http1_0 { return .transferEncodingInHTTP10 }
-            if transferEncodings > 1 || !onlyChunked { return .unsupportedTransferCoding }
+            if facts.transferEncodingFields > 1 || !facts.onlyChunked { return .unsupportedTransferCoding }
         }
         return nil
     }
 
-    /// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): the characters of a
-    /// reg-name, an IP literal or an IPv4 address, and a port; empty is
-    /// allowed (a target without an authority). The set is the one an
-    /// HTTP/2 `:authority` may hold, so a Host weft passes, the peer takes.
-    static func isValidHost(_ value: String) -> Bool {
-        value.utf8.allSatisfy(isHostByte)
-    }
-
-    /// A byte of `uri-host [ ":" port ]`: unreserved, pct-encoded,
-    /// sub-delims, and ":" "[" "]". The request target's authority form
-    /// is read with it too.
+    /// A byte of `uri-host [ ":" port ]` (RFC 3986 §3.2.2): unreserved,
+    /// pct-encoded, sub-delims, and ":" "[" "]" (a reg-name, an IP literal
+    /// or an IPv4 address, and a port). A Host of these bytes only (or
+    /// empty: a target without an authority) is valid; the set is the one
+    /// an HTTP/2 `:authority` may hold, so a Host weft passes, the peer
+    /// takes. The request target's authority form is read with it too.
     static func isHostByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

@@ -74,7 +74,7 @@ public struct HTTP1ResponseParser {
     // MARK: the head
 
     private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
-        -> (HTTPResponseHead, HTTP1MessageReader.HeadFacts) {
+        -> (HTTPResponseHead, HTTP1HeadFacts) {
         // `HTTP/1.x SP 3DIGIT SP reason CRLF` (RFC 9112 §4); the reason
         // may be empty, and its SP is then tolerated missing.
         let line: (major: UInt8, minor: UInt8, status: Int, next: Int)? =
@@ -116,7 +116,7 @@ public struct HTTP1ResponseParser {
 
     /// How the body of the response `head` is framed (RFC 9112 §6.3), set
     /// in the reader.
-    private mutating func startBody(_ head: HTTPResponseHead, _ facts: HTTP1MessageReader.HeadFacts) throws(HTTP1ParseError) {
+    private mutating func startBody(_ head: HTTPResponseHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
         let code = head.status.code
         let framing = try reader.framing(of: facts)
         if code < 200 {

@@ -213,10 +213,11 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     private func serve(_ part: consuming HTTP1RequestParser.Event, context: ChannelHandlerContext) {
         switch consume part {
-        case .head(var head, let connection):
+        case .head(var head, let facts):
             responseStarted = false
             answeringHEAD = head.method == .HEAD
-            if let violation = HTTP1RequestRules.violation(of: head) {
+            let connection = facts.connection
+            if let violation = HTTP1RequestRules.violation(of: head, facts: facts) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
                 return refuse(head, violation.reason, cluster: route.cluster.name, keepAlive: false)
             }

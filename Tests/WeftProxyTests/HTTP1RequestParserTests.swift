@@ -23,8 +23,9 @@ final class HTTP1RequestParserTests: XCTestCase {
             do {
                 while let event = try parser.next(&buffer) {
                     switch event {
-                    case .head(let head, let connection):
-                        XCTAssertEqual(connection, ConnectionOptions(of: head.headers), "gathered as the fields were read")
+                    case .head(let head, let facts):
+                        XCTAssertEqual(facts, HTTP1HeadFacts(of: head.headers), "gathered as the fields were read")
+                        XCTAssertEqual(facts.connection, ConnectionOptions(of: head.headers))
                         events.append("\(head.method.rawValue) \(head.uri) \(head.version) "
                                       + "\(HTTP1ParserTestSupport.fields(head.headers))")
                     case .body(let body): events.appendBody(body)
@@ -93,6 +94,20 @@ final class HTTP1RequestParserTests: XCTestCase {
                      ["POST /up HTTP/1.1 [\"host: svc\", \"connection: Upgrade\", \"upgrade: h2c\", "
                       + "\"content-length: 2\"]", "body hi", "end []",
                       "GET /next HTTP/1.1 [\"host: svc\"]", "end []"])
+    }
+
+    /// A value with bytes that are not UTF-8 (obs-text) goes on as a
+    /// String, where they become U+FFFD: the request rules' size of the
+    /// fields counts what goes on, whether the parser gathered it or a walk
+    /// over the head did (FuzzTranslation found them apart).
+    func testTheFieldsSizeCountsWhatGoesOn() throws {
+        var parser = HTTP1RequestParser()
+        var buffer = ByteBuffer(bytes: Array("GET / HTTP/1.1\r\nHost: a\r\nX-Latin: caf".utf8) + [0xE9]
+                                + Array("\r\n\r\n".utf8))
+        guard case .head(let head, let facts)? = try parser.next(&buffer) else { return XCTFail("no head") }
+        XCTAssertEqual(head.headers.first(name: "x-latin"), "caf\u{FFFD}")
+        XCTAssertEqual(facts, HTTP1HeadFacts(of: head.headers))
+        XCTAssertEqual(facts.listBytes, (4 + 1 + 32) + (7 + 6 + 32))
     }
 
     func testTheInputEndingInsideARequestIsTruncated() {

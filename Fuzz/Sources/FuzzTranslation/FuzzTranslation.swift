@@ -43,18 +43,22 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     var parser = HTTP1RequestParser()
     var buffer = ByteBuffer(bytes: bytes)
     var weft: [String] = []
-    var heads: [(HTTPRequestHead, ConnectionOptions)] = []
+    var heads: [(HTTPRequestHead, HTTP1HeadFacts)] = []
     var refused = false
     do {
         reading: while let event = try parser.next(&buffer) {
-            if case .head(let head, let connection) = event {
-                // The options the parser gathered are what a walk finds.
-                require(connection == ConnectionOptions(of: head.headers), "\(connection) gathered from \(head)")
-                if HTTP1RequestRules.violation(of: head) != nil {
+            if case .head(let head, let facts) = event {
+                // What the parser gathered is what a walk finds, and the
+                // rules judge the head the same from either.
+                require(facts == HTTP1HeadFacts(of: head.headers), "\(facts) gathered from \(head)")
+                require(facts.connection == ConnectionOptions(of: head.headers), "\(facts.connection) from \(head)")
+                let violation = HTTP1RequestRules.violation(of: head, facts: facts)
+                require(violation == HTTP1RequestRules.violation(of: head), "\(String(describing: violation)) for \(head)")
+                if violation != nil {
                     refused = true
                     break reading
                 }
-                heads.append((head, connection))
+                heads.append((head, facts))
             }
             weft.append(describe(event))
         }
@@ -70,7 +74,7 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     func drain() {
         while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
             switch part {
-            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head, ConnectionOptions())))
+            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head, HTTP1HeadFacts())))
             case .body(let body): llhttp.append(describe(HTTP1RequestParser.Event.body(body)))
             case .end(let trailers): llhttp.append(describe(HTTP1RequestParser.Event.end(trailers)))
             }
@@ -98,9 +102,10 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
         require(refused || parser.isTunnelling, "weft read \(ours) and stopped, llhttp \(theirs) from \(wire)")
     }
 
-    for (head, connection) in heads where !MeshTranslation.opensTunnel(head) {
+    for (head, facts) in heads where !MeshTranslation.opensTunnel(head) {
         // What the outbound handler translates: tunnels cross as bytes.
-        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination, connection: connection)
+        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination,
+                                                              connection: facts.connection)
         else { continue }
         let received = HeaderRelay.request(fields)
         require(received == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
