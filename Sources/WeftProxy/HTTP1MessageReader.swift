@@ -390,19 +390,21 @@ struct HTTP1MessageReader {
     }
 
     /// A head's field lines (`fields(of:from:)`), and what they say.
-    mutating func headFields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
+    /// `forRequest`: what the request rules check is gathered too.
+    mutating func headFields(of section: ByteBuffer, from start: Int, forRequest: Bool) throws(HTTP1ParseError)
         -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
-        try fields(of: section, from: start, gathering: true)
+        try fields(of: section, from: start, gathering: true, forRequest: forRequest)
     }
 
     /// The field lines from `start` to the empty line that ends `section`
     /// (RFC 9112 §5): `token ":" OWS value OWS CRLF`, the value without
     /// the whitespace around it. A bad line fails the reader.
     mutating func fields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError) -> [(String, String)] {
-        try fields(of: section, from: start, gathering: false).fields
+        try fields(of: section, from: start, gathering: false, forRequest: false).fields
     }
 
-    private mutating func fields(of section: ByteBuffer, from start: Int, gathering: Bool) throws(HTTP1ParseError)
+    private mutating func fields(of section: ByteBuffer, from start: Int, gathering: Bool,
+                                 forRequest: Bool) throws(HTTP1ParseError)
         -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
         var facts = HTTP1HeadFacts()
         let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
@@ -442,7 +444,7 @@ struct HTTP1MessageReader {
                     let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
                     let valueBytes = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
                     let field = (Self.lowercasedName(nameBytes), String(decoding: valueBytes, as: UTF8.self))
-                    if gathering { facts.note(name: nameBytes, value: valueBytes, as: field) }
+                    if gathering { facts.note(name: nameBytes, value: valueBytes, as: field, forRequest: forRequest) }
                     fields.append(field)
                 }
                 return .success(fields)
@@ -554,7 +556,8 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
             var name = field.name, value = field.value
             name.withUTF8 { name in
                 value.withUTF8 { value in
-                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), as: field)
+                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), as: field,
+                         forRequest: true)
                 }
             }
         }
@@ -563,12 +566,15 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     /// What one field says, if it is a field the facts tell of (told by
     /// its length first: most fields are none of these).
     /// `field` is the field as it goes on, made of these bytes.
-    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, as field: (String, String)) {
+    /// `forRequest`: what the request rules check is noted too (a
+    /// response's framing and options are all its parser needs).
+    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, as field: (String, String),
+                       forRequest: Bool) {
         let name = name.assumingMemoryBound(to: UInt8.self)
         let value = value.assumingMemoryBound(to: UInt8.self)
-        listBytes += field.0.utf8.count + field.1.utf8.count + 32
+        if forRequest { listBytes += field.0.utf8.count + field.1.utf8.count + 32 }
         switch name.count {
-        case 4 where name.equalsASCIICaseInsensitive("host"):
+        case 4 where forRequest && name.equalsASCIICaseInsensitive("host"):
             hosts += 1
             if !value.allSatisfy(HTTP1RequestRules.isHostByte) { invalidHost = true }
         case 10 where name.equalsASCIICaseInsensitive("connection"):

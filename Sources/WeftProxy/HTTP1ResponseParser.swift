@@ -105,7 +105,7 @@ public struct HTTP1ResponseParser {
         }
         let version: HTTPVersion = line.minor == UInt8(ascii: "0") ? .http1_0 : .http1_1
         guard line.status != 101 else { return try reader.fail(.unexpectedUpgrade) }
-        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next)
+        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next, forRequest: false)
         // The reason phrase is not kept (RFC 9112 §4: clients ignore it;
         // the mesh hop has none): each status goes on with its own.
         return (HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
