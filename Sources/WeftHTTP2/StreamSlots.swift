@@ -6,6 +6,8 @@
 /// consecutive slots. The table doubles (up to `maxSlots`) when a new id
 /// finds its slot held by an older stream still open; past that size, such
 /// ids live in a dictionary beside the slots. An id is in one place only.
+/// Id 0, which marks an empty slot (and is never a stream's), lives in the
+/// dictionary too.
 ///
 /// Inlinable, so that each module using it gets code specialized for its
 /// values (unspecialized generic code looks metadata up on every call).
@@ -41,7 +43,7 @@ public struct StreamSlots<Value> {
     @inlinable public subscript(id: Int32) -> Value? {
         get {
             let slot = slot(of: id)
-            if slots[slot].id == id { return slots[slot].value }
+            if id != 0, slots[slot].id == id { return slots[slot].value }
             return overflow.isEmpty ? nil : overflow[id]
         }
         set {
@@ -51,14 +53,14 @@ public struct StreamSlots<Value> {
 
     @inlinable mutating func insert(_ value: Value, for id: Int32) {
         let slot = slot(of: id)
-        if slots[slot].id == id {
+        if id != 0, slots[slot].id == id {
             slots[slot].value = value
         } else if !overflow.isEmpty, overflow[id] != nil {
             overflow[id] = value
-        } else if slots[slot].id == 0 {
+        } else if id != 0, slots[slot].id == 0 {
             slots[slot] = Slot(id: id, value: value)
             stored += 1
-        } else if slots.count < Self.maxSlots {
+        } else if id != 0, slots.count < Self.maxSlots {
             grow()
             insert(value, for: id)
         } else {
@@ -70,7 +72,7 @@ public struct StreamSlots<Value> {
     @inlinable @discardableResult
     public mutating func removeValue(forKey id: Int32) -> Value? {
         let slot = slot(of: id)
-        if slots[slot].id == id {
+        if id != 0, slots[slot].id == id {
             let value = slots[slot].value
             slots[slot] = Slot(id: 0, value: nil)
             stored -= 1

@@ -70,6 +70,15 @@ final class HTTP2StreamStateTests: XCTestCase {
         for id in model.keys { table[id] = Int(id); model[id] = Int(id) }
         check("after replacing again")
         XCTAssertNil(table.removeValue(forKey: 3), "removing what is gone")
+        // Id 0 marks an empty slot; as a key it is kept apart, and counted.
+        let before = table.count
+        XCTAssertNil(table.removeValue(forKey: 0))
+        XCTAssertEqual(table.count, before, "removing an absent 0 changes nothing")
+        table[0] = 7
+        XCTAssertEqual(table[0], 7)
+        XCTAssertEqual(table.count, before + 1)
+        XCTAssertEqual(table.removeValue(forKey: 0), 7)
+        XCTAssertEqual(table.count, before)
         XCTAssertEqual(Set(table.removeAll()), Set(model.values))
         XCTAssertTrue(table.isEmpty)
         model.removeAll()
