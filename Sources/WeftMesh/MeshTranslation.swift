@@ -334,8 +334,11 @@ public enum MeshTranslation {
                                        dropping extra: String?, _ body: (String, String) -> Void) {
         let connection = connection ?? ConnectionOptions(of: headers)
         for (name, value) in headers {
-            let (role, lowercase) = classify(name)
+            var (role, lowercase) = classify(name)
             let lower = lowercase ? name : name.lowercased()
+            // A name beyond ASCII may lower-case into one (the Kelvin sign
+            // K into `k`): its role is its lower-case form's.
+            if !lowercase && !name.utf8.allSatisfy({ $0 < 0x80 }) { role = classify(lower).role }
             switch role {
             case .meshOnly, .hopByHop:
                 continue

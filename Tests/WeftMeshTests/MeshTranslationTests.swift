@@ -139,6 +139,17 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertEqual(names, ["x-three", "close"])
     }
 
+    /// A name is judged by its lower-case form, whatever its case: the
+    /// Kelvin sign (U+212A) lower-cases to an ASCII `k`.
+    func testANameIsJudgedByItsLowerCaseForm() throws {
+        let fields = try MeshTranslation.upgradeRequest(request(headers: [
+            ("Host", "backend"), ("\u{212A}eep-Alive", "timeout=5"), ("CONNECTION", "x-gone"), ("X-Gone", "1"),
+            ("WEFT-Dst", "198.18.0.9:1"), ("X-Kept", "k"),
+        ]), destination: destination)
+        let names = fields.map(\.name).filter { !$0.hasPrefix(":") && !$0.hasPrefix("weft-") }
+        XCTAssertEqual(names, ["x-kept"])
+    }
+
     /// The options read from `Connection` fields: persistence, and the
     /// fields named (lower-cased), whatever the case and spacing.
     func testConnectionOptionsTellPersistenceAndNamedFields() {
