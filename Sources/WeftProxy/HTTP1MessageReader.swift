@@ -529,9 +529,6 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     var length: UInt64?
     /// A Content-Length repeated, or not one number.
     var badLength = false
-    /// A Content-Length that is not digits fitting 63 bits: no peer
-    /// carries it.
-    var lengthOutOfRange = false
     /// Transfer codings named (empty members do not count; a field of
     /// none counts as codings weft does not know).
     var codings = 0
@@ -540,9 +537,12 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     /// Transfer-Encoding fields, and whether each says just `chunked`.
     var transferEncodingFields = 0
     var onlyChunked = true
-    /// Host fields, and whether one holds a byte no host may.
+    /// Host fields.
     var hosts = 0
-    var invalidHost = false
+    /// The first field a request rule refuses on its own: a Host with a
+    /// byte no host may hold, or a Content-Length that is not digits
+    /// fitting 63 bits (no peer carries it).
+    var fieldViolation: HTTP1RequestRules.Violation?
     /// HPACK's size of the fields as they go on (name + value + 32 each):
     /// counted from the Strings made of them, since bytes that are not
     /// UTF-8 come out as U+FFFD.
@@ -576,14 +576,16 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
         switch name.count {
         case 4 where forRequest && name.equalsASCIICaseInsensitive("host"):
             hosts += 1
-            if !value.allSatisfy(HTTP1RequestRules.isHostByte) { invalidHost = true }
+            if fieldViolation == nil, !value.allSatisfy(HTTP1RequestRules.isHostByte) { fieldViolation = .invalidHost }
         case 10 where name.equalsASCIICaseInsensitive("connection"):
             connection.add(value)
         case 14 where name.equalsASCIICaseInsensitive("content-length"):
             // One field, one value: llhttp, which apps' other clients
             // use, refuses repeats and lists, so weft does too.
             let parsed = Self.contentLength(value)
-            if parsed.map({ $0 > UInt64(Int64.max) }) ?? true { lengthOutOfRange = true }
+            if fieldViolation == nil, parsed.map({ $0 > UInt64(Int64.max) }) ?? true {
+                fieldViolation = .contentLengthOutOfRange
+            }
             if length != nil || badLength {
                 badLength = true
             } else if let parsed {

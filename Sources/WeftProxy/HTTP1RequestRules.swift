@@ -62,8 +62,7 @@ public enum HTTP1RequestRules {
         if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
         if head.uri == "*" && head.method != .OPTIONS { return .asteriskFormNotOptions }
         if head.headers.count > maxHeaderCount { return .tooManyHeaders }
-        if facts.invalidHost { return .invalidHost }
-        if facts.lengthOutOfRange { return .contentLengthOutOfRange }
+        if let violation = facts.fieldViolation { return violation }
         if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {
             if facts.hosts == 0 { return .missingHost }
         }

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 import XCTest
 @testable import WeftProxy
@@ -16,6 +17,19 @@ final class HTTP1RequestRulesTests: XCTestCase {
         XCTAssertEqual(check(.http1_1, [("Host", "a"), ("host", "a")]), .duplicateHost, "even when equal")
         XCTAssertNil(check(.http1_0, []), "HTTP/1.0 may leave Host out")
         XCTAssertEqual(check(.http1_0, [("Host", "a"), ("Host", "b")]), .duplicateHost)
+    }
+
+    /// Of two fields each refused on its own, the first one named tells
+    /// why, as when the rules walked the fields themselves; the parser's
+    /// facts give the same verdict as a walk.
+    func testTheFirstRefusedFieldTellsWhy() throws {
+        XCTAssertEqual(check(.http1_1, [("Content-Length", "9223372036854775808"), ("Host", "a{b")]),
+                       .contentLengthOutOfRange)
+        XCTAssertEqual(check(.http1_1, [("Host", "a{b"), ("Content-Length", "9223372036854775808")]), .invalidHost)
+        var parser = HTTP1RequestParser()
+        var bytes = ByteBuffer(string: "GET / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\nHost: a{b\r\n\r\n")
+        guard case .head(let head, let facts)? = try parser.next(&bytes) else { return XCTFail("no head") }
+        XCTAssertEqual(HTTP1RequestRules.violation(of: head, facts: facts), .contentLengthOutOfRange)
     }
 
     /// Found by FuzzTranslation: a Host with spaces went on as `:authority`,
