@@ -70,7 +70,7 @@ public struct HTTP1RequestWriter {
 
     /// Writes `head` as `plan` (from `plan(_:)`) says.
     public func write(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        let written = buffer.writeHeadText(room: plan.bytes) { text in
+        buffer.writeHead(room: plan.bytes) { text in
             text.append(head.method.rawValue)
             text.append(byte: UInt8(ascii: " "))
             text.append(head.uri)
@@ -79,18 +79,6 @@ public struct HTTP1RequestWriter {
             if plan.addChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")
         }
-        if !written { writeSlowly(head, plan, into: &buffer) }
-    }
-
-    /// `write`, call by call, for a head its plan counted short.
-    private func writeSlowly(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        buffer.writeString(head.method.rawValue)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
-        buffer.writeHTTPFields(head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
-        if plan.addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
-        buffer.writeStaticString("\r\n")
     }
 
     /// What goes before a body part of `count` bytes (a chunk's size line;
@@ -172,7 +160,7 @@ struct HTTP1ResponseWriter {
     /// Writes the status line and fields of `head` as `plan` (from
     /// `plan(_:toHEAD:)`) says.
     func write(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        let written = buffer.writeHeadText(room: plan.bytes) { text in
+        buffer.writeHead(room: plan.bytes) { text in
             text.append(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
             text.append(decimal: Int(head.status.code))
             text.append(byte: UInt8(ascii: " "))
@@ -182,19 +170,6 @@ struct HTTP1ResponseWriter {
             if plan.addsChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")
         }
-        if !written { writeSlowly(head, plan, into: &buffer) }
-    }
-
-    /// `write`, call by call, for a head its plan counted short.
-    private func writeSlowly(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        buffer.writeString(String(head.status.code))
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.status.reasonPhrase)
-        buffer.writeStaticString("\r\n")
-        buffer.writeHTTPFields(head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
-        if plan.addsChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
-        buffer.writeStaticString("\r\n")
     }
 
     /// Writes what ends a chunked body; nothing for another.
@@ -279,42 +254,6 @@ struct HTTP1ResponseOutput {
 }
 
 extension ByteBuffer {
-    /// `name: value` CRLF for each field, but `content-length` and
-    /// `transfer-encoding` only when kept; each field one copy of its
-    /// bytes, into capacity reserved once.
-    mutating func writeHTTPFields(_ headers: HTTPHeaders, keepingLength: Bool = true, keepingCoding: Bool = true) {
-        for (name, value) in headers {
-            switch name.utf8.count {
-            case 14 where !keepingLength && name.equalsASCIICaseInsensitive("content-length"): continue
-            case 17 where !keepingCoding && name.equalsASCIICaseInsensitive("transfer-encoding"): continue
-            default: writeHTTPField(name: name, value: value)
-            }
-        }
-    }
-
-    mutating func writeHTTPField(name: String, value: String) {
-        var name = name, value = value
-        name.withUTF8 { nameBytes in
-            value.withUTF8 { valueBytes in
-                let count = nameBytes.count + valueBytes.count + 4
-                writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
-                    guard let base = out.baseAddress else { return 0 }  // never: at least 4 bytes
-                    var at = 0
-                    if let source = nameBytes.baseAddress { (base + at).copyMemory(from: source, byteCount: nameBytes.count) }
-                    at += nameBytes.count
-                    base.storeBytes(of: UInt8(ascii: ":"), toByteOffset: at, as: UInt8.self)
-                    base.storeBytes(of: UInt8(ascii: " "), toByteOffset: at + 1, as: UInt8.self)
-                    at += 2
-                    if let source = valueBytes.baseAddress { (base + at).copyMemory(from: source, byteCount: valueBytes.count) }
-                    at += valueBytes.count
-                    base.storeBytes(of: UInt8(ascii: "\r"), toByteOffset: at, as: UInt8.self)
-                    base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: at + 1, as: UInt8.self)
-                    return count
-                }
-            }
-        }
-    }
-
     /// A chunk's size line: `count` in hex, CRLF. Both writers' chunks.
     mutating func writeChunkSizeLine(_ count: Int) {
         writeString(String(count, radix: 16))
@@ -323,8 +262,10 @@ extension ByteBuffer {
 
     /// The last chunk of a chunked body, its trailers, and the empty line.
     mutating func writeLastChunk(_ trailers: HTTPHeaders?) {
-        writeStaticString("0\r\n")
-        if let trailers { writeHTTPFields(trailers) }
-        writeStaticString("\r\n")
+        writeHead(room: 5 + (trailers?.count ?? 0) * 64) { text in
+            text.append("0\r\n")
+            if let trailers { text.append(fields: trailers, keepingLength: true, keepingCoding: true) }
+            text.append("\r\n")
+        }
     }
 }

@@ -7,8 +7,9 @@ import NIOHTTP1
 /// its storage, some 250 instructions a call, and a head takes a dozen
 /// calls and more. Here the head pays those checks once. Every append still
 /// checks the room left: a head that does not fit (a plan that counted
-/// short) is not written here at all, and the caller writes it the usual
-/// way (`ByteBuffer.writeHeadText`).
+/// short) is not written at all (`ByteBuffer.writeHeadText`), and is
+/// written again with twice the room (`ByteBuffer.writeHead`). Every
+/// field line weft writes to HTTP/1 goes through `append(fields:...)`.
 struct HeadTextWriter {
     private let base: UnsafeMutableRawPointer
     private let room: Int
@@ -78,6 +79,14 @@ struct HeadTextWriter {
 }
 
 extension ByteBuffer {
+    /// Writes a head with `body`, into `room` bytes reserved at once when
+    /// it fits (its plan's count), else into twice as many, and so on:
+    /// `body` may run more than once.
+    mutating func writeHead(room: Int, _ body: (inout HeadTextWriter) -> Void) {
+        var room = max(room, 64)
+        while !writeHeadText(room: room, body) { room *= 2 }
+    }
+
     /// Writes a head with `body` into `room` bytes reserved at once. False,
     /// with nothing written, when it did not fit.
     mutating func writeHeadText(room: Int, _ body: (inout HeadTextWriter) -> Void) -> Bool {
