@@ -48,7 +48,7 @@ extension HTTP2Header {
     }()
 
     /// A field name received as bytes, as a String.
-    static func name(from bytes: UnsafeRawBufferPointer) -> String {
+    public static func name(from bytes: UnsafeRawBufferPointer) -> String {
         if bytes.count < knownNames.count, let start = bytes.baseAddress {
             for known in knownNames[bytes.count]
             where known.bytes.withUnsafeBytes({ literal in

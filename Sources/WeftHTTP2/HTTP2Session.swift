@@ -67,7 +67,7 @@ public final class HTTP2Session {
     // Events are collected while nghttp2 runs and delivered once it returns,
     // so the delegate never runs inside a libnghttp2 callback.
     private enum Event {
-        case headers(Int32, [HTTP2Header], HTTP2HeadersKind, endStream: Bool)
+        case headers(Int32, HTTP2Fields, HTTP2HeadersKind, endStream: Bool)
         case data(Int32, ByteBuffer, endStream: Bool)
         case streamClosed(Int32, HTTP2ErrorCode)
         case goAway(Int32, HTTP2ErrorCode, String)
@@ -288,7 +288,7 @@ public final class HTTP2Session {
     /// - Returns: the new stream's id.
     /// - Throws: `.streamIDNotAvailable` when the ids are used up (open a new
     ///   connection), `.wrongRole` on a server.
-    public func submitRequest(headers: [HTTP2Header], endStream: Bool) throws -> Int32 {
+    public func submitRequest(headers: HTTP2Fields, endStream: Bool) throws -> Int32 {
         guard role == .client else { throw HTTP2SessionError.wrongRole("submitRequest on a server session") }
         let id: Int32 = withNVArray(headers) { nva, count in
             if endStream {
@@ -307,7 +307,7 @@ public final class HTTP2Session {
 
     /// Server: the final response header block (`:status` first). Data queued
     /// before this call goes out after it.
-    public func submitResponse(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
+    public func submitResponse(streamID: Int32, headers: HTTP2Fields, endStream: Bool) throws {
         guard role == .server else { throw HTTP2SessionError.wrongRole("submitResponse on a client session") }
         let state = try openStream(streamID)
         guard state.local == .idle else { throw HTTP2SessionError.streamEnded(streamID) }
@@ -329,7 +329,7 @@ public final class HTTP2Session {
 
     /// Server: a 1xx informational header block (e.g. `:status 100` for
     /// `Expect: 100-continue`), before the final response.
-    public func submitInformational(streamID: Int32, headers: [HTTP2Header]) throws {
+    public func submitInformational(streamID: Int32, headers: HTTP2Fields) throws {
         guard role == .server else { throw HTTP2SessionError.wrongRole("submitInformational on a client session") }
         let state = try openStream(streamID)
         guard state.local == .idle else { throw HTTP2SessionError.streamEnded(streamID) }
@@ -341,7 +341,7 @@ public final class HTTP2Session {
 
     /// Ends the stream's body with a trailer block (after any queued data).
     /// The stream's HEADERS must have been submitted without `endStream`.
-    public func submitTrailers(streamID: Int32, headers: [HTTP2Header]) throws {
+    public func submitTrailers(streamID: Int32, headers: HTTP2Fields) throws {
         let state = try openStream(streamID)
         guard state.local != .ended, !state.endRequested else { throw HTTP2SessionError.streamEnded(streamID) }
         guard state.local == .open else {
@@ -597,35 +597,28 @@ public final class HTTP2Session {
         nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceReadCallback)
     }
 
-    /// Builds a temporary `nghttp2_nv` array (nghttp2 copies it on submit),
-    /// on the stack when it is small, as header blocks usually are.
-    private func withNVArray<R>(_ headers: [HTTP2Header], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-        let byteCount = headers.reduce(1) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: byteCount) { bytes in
-            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, headers.count)) { nva in
-                // Never nil: both capacities are at least 1.
-                guard let base = bytes.baseAddress else { return body(nil, 0) }
+    /// A temporary `nghttp2_nv` array pointing into `headers`' bytes
+    /// (nghttp2 copies them on submit), on the stack when it is small, as
+    /// header blocks usually are.
+    private func withNVArray<R>(_ headers: HTTP2Fields, _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, headers.count)) { nva in
+            headers.withRecords { raw in
+                guard let base = raw.baseAddress else { return body(nil, 0) }
+                // nghttp2 takes mutable pointers but only reads through them.
+                let bytes = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: UInt8.self))
                 var offset = 0
-                /// Copies `text` to `bytes` at `offset`; returns where it starts and its length.
-                func place(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                    // One copy of contiguous bytes (every native String's);
-                    // the sequence copy moves a byte at a time.
-                    let count = text.utf8.withContiguousStorageIfAvailable { source -> Int in
-                        if let from = source.baseAddress { (base + offset).initialize(from: from, count: source.count) }
-                        return source.count
-                    } ?? UnsafeMutableBufferPointer(rebasing: bytes[offset...]).initialize(from: text.utf8).1
-                    defer { offset += count }
-                    return (base + offset, count)
-                }
-                for (index, header) in headers.enumerated() {
-                    let (name, nameCount) = place(header.name)
-                    let (value, valueCount) = place(header.value)
+                var index = 0
+                while offset < raw.count {
+                    let (name, value) = HTTP2Fields.recordPlace(in: raw, at: offset)
+                    let unique = Self.isUniquePerRequest(UnsafeRawBufferPointer(rebasing: raw[name]))
                     nva.initializeElement(at: index, to: nghttp2_nv(
-                        name: name, value: value, namelen: nameCount, valuelen: valueCount,
-                        flags: Self.isUniquePerRequest(header.name) ? UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue)
-                            : UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                        name: bytes + name.lowerBound, value: bytes + value.lowerBound,
+                        namelen: name.count, valuelen: value.count,
+                        flags: UInt8((unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE).rawValue)))
+                    index += 1
+                    offset = value.upperBound
                 }
-                return body(UnsafePointer(nva.baseAddress), headers.count)
+                return body(UnsafePointer(nva.baseAddress), index)
             }
         }
     }
@@ -634,9 +627,8 @@ public final class HTTP2Session {
     /// `traceparent`): sent as never-indexed literals, since an HPACK table
     /// entry for them would never be reused and would only cost both
     /// peers an insertion (and an eviction) per request.
-    static func isUniquePerRequest(_ name: String) -> Bool {
-        let count = name.utf8.count
-        return (count == 12 && name == "x-request-id") || (count == 11 && name == "traceparent")
+    static func isUniquePerRequest(_ name: UnsafeRawBufferPointer) -> Bool {
+        (name.count == 12 && name.equals("x-request-id")) || (name.count == 11 && name.equals("traceparent"))
     }
 
     private static func check(_ rv: Int32) throws {
@@ -788,9 +780,8 @@ public final class HTTP2Session {
             frameBudget.streamOpened()
         }
         if let state = streams[streamID] {
-            state.headerBlock.removeAll(keepingCapacity: true)
             // Room for a typical block at once, instead of growing header by header.
-            state.headerBlock.reserveCapacity(16)
+            state.headerBlock = HTTP2Fields(capacity: 12, bytes: 400)
             state.headerBlockBytes = 0
             headerBlockStream = (streamID, state)
         } else {
@@ -830,8 +821,7 @@ public final class HTTP2Session {
                                                Self.headerLimitResetCode.rawValue)
             return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
         }
-        state.headerBlock.append(HTTP2Header(HTTP2Header.name(from: name),
-                                             String(decoding: value, as: UTF8.self)))
+        state.headerBlock.append(name: name, value: value)
         return 0
     }
 
@@ -918,10 +908,14 @@ public final class HTTP2Session {
         return 0
     }
 
-    private func kind(of headers: [HTTP2Header], category: nghttp2_headers_category) -> HTTP2HeadersKind {
-        if let status = headers.first(where: { $0.name == ":status" })?.value {
-            return status.utf8.count == 3 && status.hasPrefix("1") ? .informational : .response
+    private func kind(of headers: HTTP2Fields, category: nghttp2_headers_category) -> HTTP2HeadersKind {
+        var status: (found: Bool, informational: Bool) = (false, false)
+        headers.forEach { name, value in
+            if !status.found, name.equals(":status") {
+                status = (true, value.count == 3 && value.first == UInt8(ascii: "1"))
+            }
         }
+        if status.found { return status.informational ? .informational : .response }
         return category == NGHTTP2_HCAT_REQUEST ? .request : .trailers
     }
 

@@ -15,7 +15,7 @@ public protocol HTTP2SessionDelegate: AnyObject {
     /// informational response (client), or trailers. Pseudo-headers come first
     /// as name/value pairs in wire order. `endStream` means the peer has
     /// finished sending on this stream.
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool)
 
     /// Body bytes, as slices of the buffer given to `receive` when possible.

@@ -33,7 +33,7 @@ final class HTTP2StreamState {
     /// The body ends after `outbound` drains (END_STREAM, or trailers).
     var endRequested = false
     /// Trailers to send once `outbound` drains.
-    var trailers: [HTTP2Header]?
+    var trailers: HTTP2Fields?
     /// The data provider returned NGHTTP2_ERR_DEFERRED; new data must resume it.
     var deferred = false
     /// Below the high watermark (see `HTTP2Limits.streamSendHighWatermark`).
@@ -46,7 +46,7 @@ final class HTTP2StreamState {
     /// Closed by nghttp2; the entry lives on only while `unconsumed > 0`.
     var closed = false
     /// Header block being received, and its running size and count.
-    var headerBlock: [HTTP2Header] = []
+    var headerBlock: HTTP2Fields = []
     var headerBlockBytes = 0
     /// Headers broke a limit; the stream is being reset, its input dropped.
     var rejected = false

@@ -8,7 +8,7 @@ import WeftTLS
 /// What one mesh stream hears from its connection. Calls arrive on the
 /// connection's event loop.
 public protocol MeshStreamHandler: AnyObject {
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool)
     /// Body bytes; call `MeshConnection.consume` once they are written on,
     /// which is what reopens the peer's window.
     func streamData(_ data: ByteBuffer, endStream: Bool)
@@ -56,7 +56,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// neither is copied or reallocated per read.
     private var telling: [MeshStreamHandler] = []
     /// Server role: makes the handler of each new request stream, from its headers.
-    private let acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)?
+    private let acceptStream: ((MeshConnection, Int32, HTTP2Fields) -> MeshStreamHandler)?
     private var flushPending = false
     /// The output buffers array `flushNow` reuses.
     private var outputScratch: [ByteBuffer] = []
@@ -108,7 +108,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     public init(role: Role, metrics: ProxyMetrics, logger: Logger, countsAsMesh: Bool = true,
                 settings: HTTP2Settings = .default,
-                acceptStream: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) {
+                acceptStream: ((MeshConnection, Int32, HTTP2Fields) -> MeshStreamHandler)? = nil) {
         self.settings = settings
         self.role = role
         self.metrics = metrics
@@ -131,7 +131,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     // MARK: - stream operations (on the event loop)
 
     /// Opens a request stream (client role).
-    public func openStream(headers: [HTTP2Header], endStream: Bool, handler: MeshStreamHandler) throws -> Int32 {
+    public func openStream(headers: HTTP2Fields, endStream: Bool, handler: MeshStreamHandler) throws -> Int32 {
         guard let session, hasCapacity else { throw MeshError.noCapacity }
         let streamID = try session.submitRequest(headers: headers, endStream: endStream)
         streams[streamID] = handler
@@ -141,12 +141,12 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         return streamID
     }
 
-    public func respond(streamID: Int32, headers: [HTTP2Header], endStream: Bool) throws {
+    public func respond(streamID: Int32, headers: HTTP2Fields, endStream: Bool) throws {
         try session?.submitResponse(streamID: streamID, headers: headers, endStream: endStream)
         scheduleFlush()
     }
 
-    public func sendInformational(streamID: Int32, headers: [HTTP2Header]) throws {
+    public func sendInformational(streamID: Int32, headers: HTTP2Fields) throws {
         try session?.submitInformational(streamID: streamID, headers: headers)
         scheduleFlush()
     }
@@ -156,7 +156,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         scheduleFlush()
     }
 
-    public func sendEnd(streamID: Int32, trailers: [HTTP2Header]? = nil) throws {
+    public func sendEnd(streamID: Int32, trailers: HTTP2Fields? = nil) throws {
         if let trailers, !trailers.isEmpty {
             try session?.submitTrailers(streamID: streamID, headers: trailers)
         } else {
@@ -420,7 +420,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     // MARK: - HTTP2SessionDelegate
 
-    public func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    public func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if kind == .request, streams[streamID] == nil, let acceptStream {
             streams[streamID] = acceptStream(self, streamID, headers)

@@ -92,13 +92,18 @@ public enum MeshTranslation {
 
     /// A 502 or 503 that the peer node made because its local app could
     /// not be reached or reset (SPEC §5): the endpoint failed, not the peer.
-    public static func isPeerReportedFailure(_ response: [HTTP2Header]) -> Bool {
-        guard let status = response.first, status.name == ":status",
-              status.value == "502" || status.value == "503" else { return false }
-        return response.contains {
-            $0.name == reasonHeader
-                && ($0.value == ErrorReason.connectFailure.rawValue || $0.value == ErrorReason.upstreamReset.rawValue)
+    public static func isPeerReportedFailure(_ response: HTTP2Fields) -> Bool {
+        guard let first = response.indices.first, response.withField(at: first, { name, value in
+            name.equals(":status") && (value.equals("502") || value.equals("503"))
+        }) else { return false }
+        var reported = false
+        response.forEach { name, value in
+            if !reported, name.equals("weft-reason") {
+                reported = value.elementsEqual(ErrorReason.connectFailure.rawValue.utf8)
+                    || value.elementsEqual(ErrorReason.upstreamReset.rawValue.utf8)
+            }
         }
+        return reported
     }
 
     // MARK: requests
@@ -133,7 +138,7 @@ public enum MeshTranslation {
     /// `connection`: the head's `Connection` options, when the parser read
     /// them already (else they are read here).
     public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint,
-                                      connection: ConnectionOptions? = nil) throws(TranslationError) -> [HTTP2Header] {
+                                      connection: ConnectionOptions? = nil) throws(TranslationError) -> HTTP2Fields {
         let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11
         var origProto = OrigProto(version: version)
         var authority = head.headers.first(name: "host")
@@ -153,20 +158,19 @@ public enum MeshTranslation {
             origProto.emptyHost = true
             authority = nil
         }
-        var fields: [HTTP2Header] = []
-        fields.reserveCapacity(head.headers.count + 6)
-        fields.append(HTTP2Header(":method", head.method.rawValue))
-        fields.append(HTTP2Header(":scheme", "http"))
-        fields.append(HTTP2Header(":authority", authority ?? destinationText))
-        fields.append(HTTP2Header(":path", path))
+        var fields = HTTP2Fields(capacity: head.headers.count + 6, bytes: (head.headers.count + 6) * 40 + path.utf8.count)
+        fields.append(name: ":method", value: head.method.rawValue)
+        fields.append(name: ":scheme", value: "http")
+        fields.append(name: ":authority", value: authority ?? destinationText)
+        fields.append(name: ":path", value: path)
         appendEndToEnd(head.headers, connection: connection, to: &fields, dropping: "host")
-        fields.append(HTTP2Header(origProtoHeader, origProto.headerValue))
-        fields.append(HTTP2Header(destinationHeader, destinationText))
+        fields.append(name: origProtoHeader, value: origProto.headerValue)
+        fields.append(name: destinationHeader, value: destinationText)
         return fields
     }
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
-    public static func downgradeRequest(_ fields: [HTTP2Header]) throws(TranslationError) -> DowngradedRequest {
+    public static func downgradeRequest(_ fields: HTTP2Fields) throws(TranslationError) -> DowngradedRequest {
         var method: String?, authority: String?, path: String?
         var origProtoValue: String?, destinationValue: String?
         // Gathered, then made `HTTPHeaders` at once: `add` scans each name
@@ -175,25 +179,27 @@ public enum MeshTranslation {
         var pairs: [(String, String)] = []
         pairs.reserveCapacity(fields.count)
         var hasHostField = false
-        for field in fields {
+        fields.forEach { name, value in
             // Most fields are neither pseudo nor weft's: one byte tells.
-            if field.name.utf8.first == UInt8(ascii: ":") {
-                switch field.name {
-                case ":method": method = field.value
-                case ":authority": authority = field.value
-                case ":path": path = field.value
-                case ":scheme", ":protocol": continue
-                default: pairs.append((field.name, field.value))
+            if name.first == UInt8(ascii: ":") {
+                if name.equals(":method") {
+                    method = String(decoding: value, as: UTF8.self)
+                } else if name.equals(":authority") {
+                    authority = String(decoding: value, as: UTF8.self)
+                } else if name.equals(":path") {
+                    path = String(decoding: value, as: UTF8.self)
+                } else if !name.equals(":scheme") && !name.equals(":protocol") {
+                    pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
                 }
-            } else if isWeftHeader(field.name) {
-                if field.name == origProtoHeader {
-                    origProtoValue = field.value
-                } else if field.name == destinationHeader {
-                    destinationValue = field.value
+            } else if name.hasPrefix("weft-") {
+                if name.equals("weft-orig-proto") {
+                    origProtoValue = String(decoding: value, as: UTF8.self)
+                } else if name.equals("weft-dst") {
+                    destinationValue = String(decoding: value, as: UTF8.self)
                 }
             } else {
-                if field.name == "host" { hasHostField = true }
-                pairs.append((field.name, field.value))
+                if name.equals("host") { hasHostField = true }
+                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
             }
         }
         guard let method else { throw .missingPseudoHeader(":method") }
@@ -235,28 +241,25 @@ public enum MeshTranslation {
     /// field count and HPACK size (name + value + 32 each) every node
     /// announces (`HTTP2Limits`), with a carriable `content-length`. A
     /// block that is not is reset by the peer.
-    public static func fitsPeerLimits(_ fields: [HTTP2Header], limits: HTTP2Limits = .default) -> Bool {
-        guard fields.count <= limits.maxHeaderCount else { return false }
-        var bytes = 0
-        for field in fields {
-            bytes += field.name.utf8.count + field.value.utf8.count + 32
-            // Names are lower-case already (the translation made them so);
-            // the length first, a String comparison costs more.
-            if field.name.utf8.count == 14, field.name == "content-length", !isCarriableLength(field.value) {
-                return false
+    public static func fitsPeerLimits(_ fields: HTTP2Fields, limits: HTTP2Limits = .default) -> Bool {
+        guard fields.count <= limits.maxHeaderCount, fields.listSize <= limits.maxHeaderListBytes else { return false }
+        var carriable = true
+        fields.forEach { name, value in
+            // Names are lower-case already (the translation made them so).
+            if carriable, name.equals("content-length") {
+                carriable = isCarriableLength(String(decoding: value, as: UTF8.self))
             }
         }
-        return bytes <= limits.maxHeaderListBytes
+        return carriable
     }
 
     // MARK: responses
 
     /// The receiving node's half: the app's response head → HTTP/2 headers.
     /// `connection` as for `upgradeRequest`.
-    public static func upgradeResponse(_ head: HTTPResponseHead, connection: ConnectionOptions? = nil) -> [HTTP2Header] {
-        var fields: [HTTP2Header] = []
-        fields.reserveCapacity(head.headers.count + 1)
-        fields.append(HTTP2Header(":status", String(head.status.code)))
+    public static func upgradeResponse(_ head: HTTPResponseHead, connection: ConnectionOptions? = nil) -> HTTP2Fields {
+        var fields = HTTP2Fields(capacity: head.headers.count + 1, bytes: (head.headers.count + 1) * 40)
+        fields.append(name: ":status", value: String(head.status.code))
         // A 1xx or 204 has no body whatever it says, and must not say
         // Content-Length (RFC 9110 §8.6); HTTP/2 refuses one that does.
         let bodyless = head.status.code < 200 || head.status.code == 204
@@ -265,30 +268,47 @@ public enum MeshTranslation {
     }
 
     /// The sending node's half: HTTP/2 response headers → head for the app,
-    /// in the HTTP version the app spoke.
-    public static func downgradeResponse(_ fields: [HTTP2Header], version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
-        var status: String?
+    /// in the HTTP version the app spoke. (The app connection writes a
+    /// peer's fields as bytes instead, with `responseStatus(of:)` and
+    /// `isForApp(responseField:)`; this makes them Strings.)
+    public static func downgradeResponse(_ fields: HTTP2Fields, version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
+        let status = try responseStatus(of: fields)
         var pairs: [(String, String)] = []  // as in downgradeRequest
         pairs.reserveCapacity(fields.count)
-        for field in fields {
-            if field.name.utf8.first == UInt8(ascii: ":") {
-                if field.name == ":status" { status = field.value }
-            } else if !isWeftHeader(field.name) || field.name == reasonHeader {
-                // `weft-reason` is the one mesh header meant for the app: it
-                // says why a node answered with an error (SPEC §4).
-                pairs.append((field.name, field.value))
+        fields.forEach { name, value in
+            if isForApp(responseField: name) {
+                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
             }
         }
-        let headers = HTTPHeaders(pairs)
-        guard let status, status.utf8.count == 3, let code = Int(status), (100...999).contains(code) else {
-            throw .badStatus(status)
+        return HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(pairs))
+    }
+
+    /// A response's `:status`: three digits, 100 to 999.
+    public static func responseStatus(of fields: HTTP2Fields) throws(TranslationError) -> HTTPResponseStatus {
+        var code: Int?
+        var text: String?
+        fields.forEach { name, value in
+            guard text == nil, name.equals(":status") else { return }
+            text = String(decoding: value, as: UTF8.self)
+            if value.count == 3, value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+                code = value.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+            }
         }
-        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code), headers: headers)
+        guard let code, code >= 100 else { throw .badStatus(text) }
+        return HTTPResponseStatus(statusCode: code)
+    }
+
+    /// Whether a peer's response field goes on to the app: not a pseudo
+    /// field, not a mesh field but `weft-reason`, the one meant for the
+    /// app: it says why a node answered with an error (SPEC §4).
+    @inlinable
+    public static func isForApp(responseField name: UnsafeRawBufferPointer) -> Bool {
+        name.first != UInt8(ascii: ":") && (!name.hasPrefix("weft-") || name.equals("weft-reason"))
     }
 
     /// Trailers cross as-is, minus anything hop-by-hop or pseudo.
-    public static func trailerFields(_ headers: HTTPHeaders) -> [HTTP2Header] {
-        var fields: [HTTP2Header] = []
+    public static func trailerFields(_ headers: HTTPHeaders) -> HTTP2Fields {
+        var fields: HTTP2Fields = []
         appendEndToEnd(headers, to: &fields, dropping: nil)
         return fields
     }
@@ -305,12 +325,13 @@ public enum MeshTranslation {
     /// HTTP/2`), or an HTTP/1.x app's request.
     public enum StreamKind: Equatable, Sendable { case tunnel, http2App, http1App }
 
-    public static func streamKind(of fields: [HTTP2Header]) -> StreamKind {
+    public static func streamKind(of fields: HTTP2Fields) -> StreamKind {
         var kind = StreamKind.http1App
-        for field in fields {
-            if field.name.utf8.first == UInt8(ascii: ":") {
-                if field.name == ":method" && field.value == "CONNECT" { return .tunnel }
-            } else if isWeftHeader(field.name), field.name == origProtoHeader, field.value.hasASCIIPrefix("HTTP/2") {
+        fields.forEach { name, value in
+            guard kind != .tunnel else { return }
+            if name.first == UInt8(ascii: ":") {
+                if name.equals(":method") && value.equals("CONNECT") { kind = .tunnel }
+            } else if name.equals("weft-orig-proto"), value.hasPrefix("HTTP/2") {
                 kind = .http2App
             }
         }
@@ -320,8 +341,8 @@ public enum MeshTranslation {
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
     /// is the one TE value HTTP/2 allows, and gRPC needs it.
     public static func appendEndToEnd(_ headers: HTTPHeaders, connection: ConnectionOptions? = nil,
-                                      to fields: inout [HTTP2Header], dropping extra: String?) {
-        forEachEndToEnd(headers, connection: connection, dropping: extra) { fields.append(HTTP2Header($0, $1)) }
+                                      to fields: inout HTTP2Fields, dropping extra: String?) {
+        forEachEndToEnd(headers, connection: connection, dropping: extra) { fields.append(name: $0, value: $1) }
     }
 
     /// Calls `body` with every end-to-end header (lower-cased name, value

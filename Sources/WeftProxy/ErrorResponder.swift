@@ -33,8 +33,8 @@ enum ErrorResponder {
 
     /// The header list for an HTTP/2 client (an app or a peer node); the
     /// body follows as DATA.
-    static func headers(_ reason: ErrorReason) -> [HTTP2Header] {
-        var fields = [
+    static func headers(_ reason: ErrorReason) -> HTTP2Fields {
+        var fields: HTTP2Fields = [
             HTTP2Header(":status", String(reason.status)),
             HTTP2Header("content-type", "text/plain; charset=utf-8"),
             HTTP2Header("content-length", String(text(reason).utf8.count)),

@@ -31,7 +31,7 @@ final class ExtAuthzCheck: ExchangeResponder {
         /// The service said no: its answer goes to the caller, as the
         /// response fields of an HTTP/2 stream (the receiving side answers
         /// its peer node) and the body, if it had one that was kept.
-        case deny([HTTP2Header], ByteBuffer?)
+        case deny(HTTP2Fields, ByteBuffer?)
         /// No answer to judge by (unreachable, timed out, broken): 403.
         case refuse(ErrorReason)
     }
@@ -45,7 +45,7 @@ final class ExtAuthzCheck: ExchangeResponder {
     private let settings: ExtAuthzSettings
     private var exchange: (any OutboundExchange)?
     private var timer: Scheduled<Void>?
-    private var head: HTTPResponseHead?
+    private var head: HTTPResponseHead?  // the peer's fields merged in
     private var body: ByteBuffer?
     private var bodyTooLong = false
     private var completion: ((Verdict) -> Void)?
@@ -120,7 +120,7 @@ final class ExtAuthzCheck: ExchangeResponder {
 
     /// An HTTP/2 request (an HTTP/2 app's) as the head the check
     /// describes: `:method`, `:path`, `:authority` as Host, the rest as is.
-    static func describe(_ fields: [HTTP2Header]) -> HTTPRequestHead? {
+    static func describe(_ fields: HTTP2Fields) -> HTTPRequestHead? {
         var method: String?
         var path: String?
         var headers = HTTPHeaders()
@@ -138,8 +138,8 @@ final class ExtAuthzCheck: ExchangeResponder {
 
     /// A header list with the verdict's forwarded headers in place of any
     /// the caller sent under the `forward_headers` names.
-    static func forwarding(_ fields: [(String, String)], into headers: [HTTP2Header],
-                           settings: ExtAuthzSettings) -> [HTTP2Header] {
+    static func forwarding(_ fields: [(String, String)], into headers: HTTP2Fields,
+                           settings: ExtAuthzSettings) -> HTTP2Fields {
         headers.filter { !settings.forwardHeaders.contains($0.name) } + fields.map { HTTP2Header($0.0, $0.1) }
     }
 
@@ -189,8 +189,8 @@ final class ExtAuthzCheck: ExchangeResponder {
 
     func setReadsPaused(_ paused: Bool) {}
 
-    func writeHead(_ head: HTTPResponseHead) {
-        if head.status.code >= 200 { self.head = head }
+    func writeHead(_ head: AppResponseHead) {
+        if head.status.code >= 200 { self.head = head.merged }
     }
 
     func writeBody(_ buffer: ByteBuffer) {

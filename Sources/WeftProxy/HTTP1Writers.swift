@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftMesh
 
 /// The request side of weft's HTTP/1.1 upstream connections: a request's
 /// head, body and end as bytes, framed (RFC 9112 §6) the way the app
@@ -132,6 +133,11 @@ struct HTTP1ResponseWriter {
     /// framing fields a GET's would have (RFC 9110 §9.3.2), but has no
     /// body, so no chunks.
     mutating func plan(_ head: HTTPResponseHead, toHEAD: Bool = false) -> HeadPlan {
+        plan(AppResponseHead(head), toHEAD: toHEAD)
+    }
+
+    mutating func plan(_ response: AppResponseHead, toHEAD: Bool = false) -> HeadPlan {
+        let head = response.head
         var hasLength = false
         var declaredLength: Int?
         var bytes = 32 + head.status.reasonPhrase.utf8.count
@@ -140,6 +146,14 @@ struct HTTP1ResponseWriter {
             if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") {
                 hasLength = true
                 declaredLength = Int(value)
+            }
+        }
+        response.peerFields.forEach { name, value in
+            guard MeshTranslation.isForApp(responseField: name) else { return }
+            bytes += name.count + value.count + 4
+            if name.count == 14 && name.equals("content-length") {
+                hasLength = true
+                declaredLength = Int(String(decoding: value, as: UTF8.self))
             }
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
@@ -160,6 +174,11 @@ struct HTTP1ResponseWriter {
     /// Writes the status line and fields of `head` as `plan` (from
     /// `plan(_:toHEAD:)`) says.
     func write(_ head: HTTPResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        write(AppResponseHead(head), plan, into: &buffer)
+    }
+
+    func write(_ response: AppResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        let head = response.head
         buffer.writeHead(room: plan.bytes) { text in
             text.append(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
             text.append(decimal: Int(head.status.code))
@@ -167,6 +186,7 @@ struct HTTP1ResponseWriter {
             text.append(head.status.reasonPhrase)
             text.append("\r\n")
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            text.append(peerFields: response.peerFields, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             if plan.addsChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")
         }
@@ -200,7 +220,7 @@ struct HTTP1ResponseOutput {
     private var bodiless = false
 
     /// Starts a response (a 1xx, then the final one, for each request).
-    mutating func writeHead(_ head: HTTPResponseHead, toHEAD: Bool, allocator: ByteBufferAllocator) {
+    mutating func writeHead(_ head: AppResponseHead, toHEAD: Bool, allocator: ByteBufferAllocator) {
         // A 1xx comes before the final response and answers nothing.
         if head.status.code >= 200 || head.status.code == 101 { bodiless = toHEAD }
         let plan = writer.plan(head, toHEAD: bodiless)

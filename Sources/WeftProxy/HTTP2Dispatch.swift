@@ -19,9 +19,9 @@ enum HTTP2Dispatch {
     /// While the stream waits for a connection it holds a `max_pending` slot
     /// of the lease's cluster: none free, `overflow`.
     /// `rewriteResponse` rewrites what comes back before the caller sees it.
-    static func open(_ headers: [HTTP2Header], endStream: Bool, to peer: IPEndpoint, pool: MeshConnectionPool,
+    static func open(_ headers: HTTP2Fields, endStream: Bool, to peer: IPEndpoint, pool: MeshConnectionPool,
                      lease: Lease?, logger: Logger,
-                     rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header] = { $0 },
+                     rewriteResponse: @escaping (HTTP2Fields) -> HTTP2Fields = { $0 },
                      done: @escaping (SplicedStream?, ErrorReason?) -> Void) {
         // A `max_pending` slot while the stream waits for a connection.
         var pending = PendingSlot()

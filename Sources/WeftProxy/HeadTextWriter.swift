@@ -1,5 +1,7 @@
 import NIOCore
 import NIOHTTP1
+import WeftHTTP2
+import WeftMesh
 
 /// A head's text written straight into bytes reserved for it at once.
 ///
@@ -66,6 +68,23 @@ struct HeadTextWriter {
                 append(name)
                 append(": ")
                 append(value)
+                append("\r\n")
+            }
+        }
+    }
+
+    /// The same for the fields of a peer's response that are the app's
+    /// (`MeshTranslation.isForApp`), their bytes as they came.
+    mutating func append(peerFields fields: HTTP2Fields, keepingLength: Bool, keepingCoding: Bool) {
+        fields.forEach { name, value in
+            guard MeshTranslation.isForApp(responseField: name) else { return }
+            switch name.count {
+            case 14 where !keepingLength && name.equals("content-length"): return
+            case 17 where !keepingCoding && name.equals("transfer-encoding"): return
+            default:
+                copy(name.baseAddress, name.count)
+                append(": ")
+                copy(value.baseAddress, value.count)
                 append("\r\n")
             }
         }

@@ -22,7 +22,7 @@ final class MeshConnectStream: MeshStreamHandler {
         self.context = context
     }
 
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         guard kind == .request, bridge == nil else { return }
         let authority = headers.first { $0.name == ":authority" }?.value
         let destinationText = headers.first { $0.name == MeshTranslation.destinationHeader }?.value ?? authority

@@ -40,7 +40,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     // MARK: MeshStreamHandler
 
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         switch kind {
         case .request:
             startRequest(headers, endStream: endStream)
@@ -77,7 +77,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     // MARK: request
 
-    private func startRequest(_ headers: [HTTP2Header], endStream: Bool) {
+    private func startRequest(_ headers: HTTP2Fields, endStream: Bool) {
         if endStream { requestEnded = true }
         record.describe(headers, for: context.metrics)
         let request: DowngradedRequest
@@ -135,9 +135,9 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     }
 
     /// Answers the caller with the authorization service's own response.
-    private func answerWith(_ fields: [HTTP2Header], body: ByteBuffer?) {
+    private func answerWith(_ fields: HTTP2Fields, body: ByteBuffer?) {
         responseStarted = true
-        record.status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 0
+        record.status = fields.first(name: ":status").flatMap { Int($0) } ?? 0
         dispatch.abandon()
         do {
             try connection.respond(streamID: streamID, headers: fields, endStream: body == nil)

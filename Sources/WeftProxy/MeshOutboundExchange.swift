@@ -77,7 +77,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     }
 
     private func start(pool: MeshConnectionPool, peer: IPEndpoint) {
-        let headers: [HTTP2Header]
+        let headers: HTTP2Fields
         do {
             headers = try MeshTranslation.upgradeRequest(head, destination: destination, connection: connectionOptions)
         } catch {
@@ -108,7 +108,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         }
     }
 
-    private func open(on connection: MeshConnection, headers: [HTTP2Header], pool: MeshConnectionPool,
+    private func open(on connection: MeshConnection, headers: HTTP2Fields, pool: MeshConnectionPool,
                       peer: IPEndpoint, retried: Bool) {
         do {
             streamID = try connection.openStream(headers: headers, endStream: false, handler: self)
@@ -166,12 +166,11 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
 
     // MARK: MeshStreamHandler: the response, from the peer
 
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         switch kind {
         case .informational, .response:
-            guard var response = try? MeshTranslation.downgradeResponse(headers, version: head.version) else {
-                return fail(.badResponse)
-            }
+            guard let status = try? MeshTranslation.responseStatus(of: headers) else { return fail(.badResponse) }
+            var response = AppResponseHead(HTTPResponseHead(version: head.version, status: status), peerFields: headers)
             if kind == .informational {
                 handler?.writeHead(response)
                 return

@@ -78,11 +78,11 @@ struct MeshRoute {
     }
 
     /// The route stage for an HTTP/2 request's header list.
-    func target(for request: [HTTP2Header]) -> RequestTarget {
+    func target(for request: HTTP2Fields) -> RequestTarget {
         guard hasRules else { return target(of: cluster, balancer: balancer, timeout: nil) }
-        return target(authority: request.first { $0.name == ":authority" }?.value,
-                      path: request.first { $0.name == ":path" }?.value ?? "/",
-                      header: { name in request.first { $0.name == name }?.value })
+        return target(authority: request.first(name: ":authority"),
+                      path: request.first(name: ":path") ?? "/",
+                      header: { name in request.first(name: name) })
     }
 
     /// Whether any L7 rule (or, for a passthrough, a hostname) could apply

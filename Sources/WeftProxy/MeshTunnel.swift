@@ -22,7 +22,7 @@ enum MeshTunnel {
         let destination = lease.endpoint
         let held = NIOLoopBound(HeldLease(lease), eventLoop: channel.eventLoop)
         let startedAt = NIODeadline.now()
-        let headers = [
+        let headers: HTTP2Fields = [
             HTTP2Header(":method", "CONNECT"),
             HTTP2Header(":authority", destination.description),
             HTTP2Header(MeshTranslation.destinationHeader, destination.description),

@@ -193,7 +193,7 @@ final class MeshTunnelBridge: ChannelDuplexHandler, MeshStreamHandler {
     // MARK: stream side (MeshStreamHandler)
 
     /// The sending node hears the peer's answer to its CONNECT here.
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         guard kind == .response, let streamID else { return }
         let status = headers.first { $0.name == ":status" }?.value
         if status == "200" {

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import WeftHTTP2
 import WeftMesh
 import WeftObservability
 import WeftUpstream
@@ -35,7 +36,7 @@ protocol ExchangeResponder: AnyObject {
     /// Backpressure: stop (or resume) reading the app's request.
     func setReadsPaused(_ paused: Bool)
     /// Head and body parts go unflushed; `flush` once per read.
-    func writeHead(_ head: HTTPResponseHead)
+    func writeHead(_ head: AppResponseHead)
     func writeBody(_ buffer: ByteBuffer)
     func flush()
     func writeEnd(_ trailers: HTTPHeaders?, close: Bool, exchange: any OutboundExchange)
@@ -48,20 +49,69 @@ protocol ExchangeResponder: AnyObject {
     func record(_ record: RequestRecord)
 }
 
+/// A response head on its way to an HTTP/1 app: status, version and the
+/// fields weft or a plain endpoint gave (`head`), then the fields a peer
+/// node sent (`peerFields`), kept as the bytes that came. Only the peer's
+/// fields that are the app's (`MeshTranslation.isForApp`) are read or
+/// written: no String is made of them on the way, and a value's bytes
+/// reach the app as they were sent.
+struct AppResponseHead {
+    var head: HTTPResponseHead
+    var peerFields: HTTP2Fields
+
+    init(_ head: HTTPResponseHead, peerFields: HTTP2Fields = HTTP2Fields()) {
+        self.head = head
+        self.peerFields = peerFields
+    }
+
+    var status: HTTPResponseStatus { head.status }
+
+    /// The first value of the field `name` (lower case) in either part.
+    func first(name: String) -> String? {
+        if let value = head.headers.first(name: name) { return value }
+        guard !peerFields.isEmpty else { return nil }
+        var found: String?
+        var wanted = name
+        wanted.withUTF8 { wanted in
+            peerFields.forEach { fieldName, value in
+                if found == nil, MeshTranslation.isForApp(responseField: fieldName), fieldName.elementsEqual(wanted) {
+                    found = String(decoding: value, as: UTF8.self)
+                }
+            }
+        }
+        return found
+    }
+
+    /// The whole head with the peer's fields made `HTTPHeaders` (for the
+    /// few stages that read every field: ext_authz's verdicts).
+    var merged: HTTPResponseHead {
+        var merged = head
+        peerFields.forEach { name, value in
+            if MeshTranslation.isForApp(responseField: name) {
+                merged.headers.add(name: HTTP2Header.name(from: name), value: String(decoding: value, as: UTF8.self))
+            }
+        }
+        return merged
+    }
+}
+
 /// Keep-alive and framing of a response for the app's HTTP version: an
 /// HTTP/1.0 app gets a close-delimited body when no length is known; a
 /// draining node or a closing request says `Connection: close`.
 enum ResponseFraming {
-    static func frame(_ response: inout HTTPResponseHead, for request: HTTPRequestHead, keepAlive: inout Bool,
+    /// A peer's fields never say `Connection` (HTTP/2 refuses it, RFC
+    /// 9113 §8.2.2), so only `head`'s are replaced.
+    static func frame(_ response: inout AppResponseHead, for request: HTTPRequestHead, keepAlive: inout Bool,
                       draining: Bool) {
         if draining { keepAlive = false }
-        let hasLength = response.headers.contains(name: "content-length")
+        let hasLength = response.head.headers.contains(name: "content-length")
+            || response.peerFields.contains(name: "content-length")
         let bodyless = request.method == .HEAD || response.status == .noContent || response.status == .notModified
         if request.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }
         if !keepAlive {
-            response.headers.replaceOrAdd(name: "connection", value: "close")
+            response.head.headers.replaceOrAdd(name: "connection", value: "close")
         } else if request.version == .http1_0 {
-            response.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            response.head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
     }
 }

@@ -426,7 +426,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Head and body parts are gathered (a large body part is written
     /// unflushed); the exchange flushes once per mesh read (`flush()`), and
     /// the end flushes.
-    func writeHead(_ head: HTTPResponseHead) {
+    func writeHead(_ head: AppResponseHead) {
         guard let context else { return }
         if head.status.code >= 200 { responseStarted = true }
         output.writeHead(head, toHEAD: answeringHEAD, allocator: context.channel.allocator)
@@ -504,7 +504,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func respondWithError(_ reason: ErrorReason, keepAlive: Bool,
                           version: HTTPVersion = .http1_1, finished: (any OutboundExchange)? = nil) {
-        writeHead(ErrorResponder.head(reason, version: version, keepAlive: keepAlive))
+        writeHead(AppResponseHead(ErrorResponder.head(reason, version: version, keepAlive: keepAlive)))
         writeBody(ErrorResponder.body(reason))
         if let finished {
             writeEnd(nil, close: !keepAlive, exchange: finished)

@@ -101,7 +101,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     func receiveHead(_ response: HTTPResponseHead, connection: ConnectionOptions) {
         guard !done else { return }
         dispatch.responded()
-        var relayed = MeshTranslation.relayResponse(response, version: head.version, connection: connection)
+        var relayed = AppResponseHead(MeshTranslation.relayResponse(response, version: head.version,
+                                                                    connection: connection))
         if response.status.code < 200 {
             // 100 Continue and friends go through as they are, unflushed.
             handler?.writeHead(relayed)

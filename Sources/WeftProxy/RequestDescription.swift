@@ -29,7 +29,7 @@ extension RequestRecord {
         })
     }
 
-    mutating func describe(_ headers: [HTTP2Header], for metrics: ProxyMetrics) {
+    mutating func describe(_ headers: HTTP2Fields, for metrics: ProxyMetrics) {
         guard metrics.accessLog != nil else { return }
         var method = "", authority: String?, path = "", requestID: String?, traceparent: String?
         for header in headers {

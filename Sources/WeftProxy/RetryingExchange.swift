@@ -112,11 +112,11 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
         handler?.setReadsPaused(paused)
     }
 
-    func writeHead(_ response: HTTPResponseHead) {
+    func writeHead(_ response: AppResponseHead) {
         guard !finished, let attempt = current else { return }
         if !answered, response.status.code >= 200,
            let condition = attempts.condition(status: Int(response.status.code),
-                                              peerReason: response.headers.first(name: MeshTranslation.reasonHeader)),
+                                              peerReason: response.first(name: MeshTranslation.reasonHeader)),
            let delay = attempts.retry(replayable: body != nil, logger: logger, draw: services.drawRouteWeight) {
             current = nil
             attempt.appClosed()  // the answer is dropped; the attempt ends (and is recorded, then replaced)

@@ -27,7 +27,7 @@ import WeftUpstream
 final class SplicedStream: MeshStreamHandler {
     /// Opens the partner stream for a request. Calls back with the partner,
     /// or with nil and the reason when it cannot be opened.
-    typealias Opener = (_ request: [HTTP2Header], _ endStream: Bool, _ half: SplicedStream,
+    typealias Opener = (_ request: HTTP2Fields, _ endStream: Bool, _ half: SplicedStream,
                         _ done: @escaping (SplicedStream?, ErrorReason?) -> Void) -> Void
 
     let connection: MeshConnection
@@ -35,12 +35,12 @@ final class SplicedStream: MeshStreamHandler {
     private var partner: SplicedStream?
     private let opener: Opener?
     /// Rewrites the headers this half passes on (drops or adds mesh headers).
-    private let rewriteResponse: ([HTTP2Header]) -> [HTTP2Header]
+    private let rewriteResponse: (HTTP2Fields) -> HTTP2Fields
     private let logger: Logger
     /// Received before the partner existed; not consumed yet, so bounded by
     /// the stream window.
     private var pending: [(ByteBuffer, Bool)] = []
-    private var pendingTrailers: [HTTP2Header]?
+    private var pendingTrailers: HTTP2Fields?
     private var unconsumed = 0
     private var finished = false
     /// The balancer's claim on the endpoint this half's stream goes to (the
@@ -68,7 +68,7 @@ final class SplicedStream: MeshStreamHandler {
     private let makeRequestID: (() -> String)?
 
     init(connection: MeshConnection, streamID: Int32?, opener: Opener?,
-         rewriteResponse: @escaping ([HTTP2Header]) -> [HTTP2Header], logger: Logger,
+         rewriteResponse: @escaping (HTTP2Fields) -> HTTP2Fields, logger: Logger,
          record: RequestRecord? = nil, makeRequestID: (() -> String)? = nil) {
         self.record = record
         self.makeRequestID = makeRequestID
@@ -107,12 +107,12 @@ final class SplicedStream: MeshStreamHandler {
 
     // MARK: MeshStreamHandler
 
-    func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         switch kind {
         case .request:
             guard let opener else { return }
             var headers = headers
-            if let makeRequestID, !headers.contains(where: { $0.name == "x-request-id" }) {
+            if let makeRequestID, !headers.contains(name: "x-request-id") {
                 headers.append(HTTP2Header("x-request-id", makeRequestID()))
             }
             record?.describe(headers, for: connection.metrics)
@@ -120,7 +120,7 @@ final class SplicedStream: MeshStreamHandler {
             armTimer()
         case .response, .informational:
             // The final answer's status, read once.
-            let status = kind == .response ? headers.first(where: { $0.name == ":status" }).flatMap { Int($0.value) } : nil
+            let status = kind == .response ? headers.first(name: ":status").flatMap { Int($0) } : nil
             if kind == .response {
                 lease?.responded()
                 outcome = MeshTranslation.isPeerReportedFailure(headers) ? .failure : LeaseOutcome(status: status ?? 0)
@@ -189,7 +189,7 @@ final class SplicedStream: MeshStreamHandler {
         do { try connection.sendData(streamID: streamID, data, endStream: endStream) } catch { abort(.internalError) }
     }
 
-    private func send(trailers: [HTTP2Header]) {
+    private func send(trailers: HTTP2Fields) {
         guard let streamID else { return }
         do { try connection.sendEnd(streamID: streamID, trailers: trailers) } catch { abort(.internalError) }
     }
@@ -225,9 +225,9 @@ final class SplicedStream: MeshStreamHandler {
     /// request ourselves.
     /// Answers the caller with a response weft did not make (an
     /// authorization service's denial) instead of opening a partner.
-    func answer(_ fields: [HTTP2Header], body: ByteBuffer?) {
+    func answer(_ fields: HTTP2Fields, body: ByteBuffer?) {
         guard let streamID, !finished else { return }
-        record?.status = fields.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 0
+        record?.status = fields.first(name: ":status").flatMap { Int($0) } ?? 0
         record?.bytesOut += body?.readableBytes ?? 0
         try? connection.respond(streamID: streamID, headers: fields, endStream: body == nil)
         if let body { try? connection.sendData(streamID: streamID, body, endStream: true) }
@@ -281,7 +281,7 @@ final class SplicedStream: MeshStreamHandler {
 
     /// The partner got an answer that the retry policy lists: it is
     /// dropped, and another attempt follows. False: pass the answer on.
-    private func retryInstead(ofAnswer headers: [HTTP2Header], status: Int, from other: SplicedStream) -> Bool {
+    private func retryInstead(ofAnswer headers: HTTP2Fields, status: Int, from other: SplicedStream) -> Bool {
         guard !answered, let delay = attempts?.retryDelay(afterAnswer: headers, status: status) else { return false }
         other.dropAttempt(.success)
         retry(after: delay, .upstreamReset)
@@ -367,16 +367,16 @@ final class SplicedStream: MeshStreamHandler {
 extension MeshTranslation {
     /// An HTTP/2 app's request on its way into the mesh: headers as the app
     /// sent them (minus any `weft-*` it tried), plus the mesh headers.
-    static func meshRequest(fromHTTP2 headers: [HTTP2Header], destination: String) -> [HTTP2Header] {
-        var fields = headers.filter { !$0.name.hasPrefix("weft-") }
-        fields.append(HTTP2Header(origProtoHeader, OrigProto.Version.http2.rawValue))
-        fields.append(HTTP2Header(destinationHeader, destination))
+    static func meshRequest(fromHTTP2 headers: HTTP2Fields, destination: String) -> HTTP2Fields {
+        var fields = headers.filter { name, _ in !name.hasPrefix("weft-") }
+        fields.append(name: origProtoHeader, value: OrigProto.Version.http2.rawValue)
+        fields.append(name: destinationHeader, value: destination)
         return fields
     }
 
     /// Mesh headers removed before an HTTP/2 app sees a request or response;
     /// `keepReason` keeps `weft-reason` for the app that made the request.
-    static func withoutMeshHeaders(_ headers: [HTTP2Header], keepReason: Bool) -> [HTTP2Header] {
-        headers.filter { !$0.name.hasPrefix("weft-") || (keepReason && $0.name == reasonHeader) }
+    static func withoutMeshHeaders(_ headers: HTTP2Fields, keepReason: Bool) -> HTTP2Fields {
+        headers.filter { name, _ in !name.hasPrefix("weft-") || (keepReason && name.equals("weft-reason")) }
     }
 }

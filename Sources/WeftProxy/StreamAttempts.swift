@@ -17,7 +17,7 @@ import WeftUpstream
 /// The request timeout bounds the time to the response headers, not the
 /// whole stream: a long-lived gRPC stream that has answered is not cut.
 final class StreamAttempts {
-    private let request: [HTTP2Header]
+    private let request: HTTP2Fields
     private let requestEndsStream: Bool
     private let services: LoopServices
     private let logger: Logger
@@ -30,10 +30,10 @@ final class StreamAttempts {
     /// What the app sent after its headers, kept while another attempt may
     /// still be made; nil once there is too much of it, or no retries.
     private(set) var replay: [(data: ByteBuffer, endStream: Bool)]?
-    private(set) var replayTrailers: [HTTP2Header]?
+    private(set) var replayTrailers: HTTP2Fields?
     private var replayBytes = 0
 
-    init(request: [HTTP2Header], endStream: Bool, target: RequestTarget, services: LoopServices, logger: Logger) {
+    init(request: HTTP2Fields, endStream: Bool, target: RequestTarget, services: LoopServices, logger: Logger) {
         self.request = request
         self.requestEndsStream = endStream
         self.target = target
@@ -78,7 +78,7 @@ final class StreamAttempts {
         }
     }
 
-    func keep(trailers: [HTTP2Header]) {
+    func keep(trailers: HTTP2Fields) {
         if replay != nil { replayTrailers = trailers }
     }
 
@@ -99,9 +99,9 @@ final class StreamAttempts {
 
     /// The backoff before another attempt instead of passing on this
     /// answer, or nil when it is to be passed on.
-    func retryDelay(afterAnswer headers: [HTTP2Header], status: Int) -> TimeAmount? {
+    func retryDelay(afterAnswer headers: HTTP2Fields, status: Int) -> TimeAmount? {
         guard let retry, let condition = retry.condition(
-            status: status, peerReason: headers.first { $0.name == MeshTranslation.reasonHeader }?.value)
+            status: status, peerReason: headers.first(name: MeshTranslation.reasonHeader))
         else { return nil }
         return retryDelay(condition)
     }
@@ -128,7 +128,7 @@ final class StreamAttempts {
     /// is left.
     func nextLease() -> Lease? {
         guard replay != nil, let retry else { return nil }
-        return retry.nextLease(header: { name in self.request.first { $0.name == name }?.value })
+        return retry.nextLease(header: { name in self.request.first(name: name) })
     }
 
     /// The request is over.

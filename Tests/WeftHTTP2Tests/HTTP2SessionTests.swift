@@ -462,7 +462,7 @@ final class HTTP2SessionTests: XCTestCase {
         serverSettings.connectionWindowSize = 65_535
         let pair = try Pair(serverSettings: serverSettings, serverLimits: serverLimits)
         let crowded = try pair.client.submitRequest(
-            headers: request("POST", extra: (0..<20).map { h("x-h\($0)", "v") }), endStream: false)
+            headers: request("POST", extra: HTTP2Fields((0..<20).map { h("x-h\($0)", "v") })), endStream: false)
         try pair.client.sendData(streamID: crowded, buffer(repeating: 1, count: 60_000))
         try pair.pump()
         XCTAssertTrue(pair.serverRecorder.events.contains(.rejected(crowded, .tooManyHeaders(limit: 10))))

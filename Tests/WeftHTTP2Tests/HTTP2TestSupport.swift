@@ -6,7 +6,7 @@ import XCTest
 /// Records everything a session tells its delegate.
 final class Recorder: HTTP2SessionDelegate {
     enum Event: Equatable {
-        case headers(Int32, [HTTP2Header], HTTP2HeadersKind, endStream: Bool)
+        case headers(Int32, HTTP2Fields, HTTP2HeadersKind, endStream: Bool)
         case data(Int32, String, endStream: Bool)
         case closed(Int32, HTTP2ErrorCode)
         case goAway(Int32, HTTP2ErrorCode)
@@ -23,10 +23,10 @@ final class Recorder: HTTP2SessionDelegate {
     /// Give received bytes back to flow control at once.
     var autoConsume = true
     /// Called for each received header block (to answer from the delegate).
-    var onHeaders: ((HTTP2Session, Int32, [HTTP2Header], HTTP2HeadersKind, Bool) throws -> Void)?
+    var onHeaders: ((HTTP2Session, Int32, HTTP2Fields, HTTP2HeadersKind, Bool) throws -> Void)?
     var onData: ((HTTP2Session, Int32, ByteBuffer, Bool) throws -> Void)?
 
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         events.append(.headers(streamID, headers, kind, endStream: endStream))
         XCTAssertNoThrow(try onHeaders?(session, streamID, headers, kind, endStream))
@@ -82,7 +82,7 @@ final class Recorder: HTTP2SessionDelegate {
         dataBuffers.reduce(0) { $0 + ($1.0 == streamID ? $1.1.readableBytes : 0) }
     }
 
-    func headerBlocks(_ streamID: Int32) -> [(headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)] {
+    func headerBlocks(_ streamID: Int32) -> [(headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool)] {
         events.compactMap {
             if case .headers(streamID, let headers, let kind, let end) = $0 { return (headers, kind, end) }
             return nil
@@ -152,7 +152,7 @@ final class Pair {
 
 func h(_ name: String, _ value: String) -> HTTP2Header { HTTP2Header(name, value) }
 
-func request(_ method: String = "GET", path: String = "/", extra: [HTTP2Header] = []) -> [HTTP2Header] {
+func request(_ method: String = "GET", path: String = "/", extra: HTTP2Fields = []) -> HTTP2Fields {
     [h(":method", method), h(":scheme", "http"), h(":authority", "app.local:8080"), h(":path", path)] + extra
 }
 

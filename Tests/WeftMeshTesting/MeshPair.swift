@@ -12,7 +12,7 @@ import XCTest
 
 /// A stream's side of the story, as its `MeshStreamHandler` hears it.
 public final class RecordingStream: MeshStreamHandler, @unchecked Sendable {
-    public var headers: [(fields: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool)] = []
+    public var headers: [(fields: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool)] = []
     public var body = ByteBuffer()
     public var consumed = 0
     /// The peer finished sending (END_STREAM on HEADERS or DATA).
@@ -31,7 +31,7 @@ public final class RecordingStream: MeshStreamHandler, @unchecked Sendable {
     public var bodyString: String { String(buffer: body) }
     public var unconsumed: Int { body.readableBytes - consumed }
 
-    public func streamHeaders(_ headers: [HTTP2Header], kind: HTTP2HeadersKind, endStream: Bool) {
+    public func streamHeaders(_ headers: HTTP2Fields, kind: HTTP2HeadersKind, endStream: Bool) {
         self.headers.append((headers, kind, endStream))
         if endStream { ended() }
     }
@@ -91,7 +91,7 @@ public final class MeshPair {
     /// `accept`, when given, makes the server's stream handlers instead
     /// of the recording ones.
     public init(clientUpkeep: MeshConnection.Upkeep? = nil,
-         accept: ((MeshConnection, Int32, [HTTP2Header]) -> MeshStreamHandler)? = nil) throws {
+         accept: ((MeshConnection, Int32, HTTP2Fields) -> MeshStreamHandler)? = nil) throws {
         var logger = Logger(label: "test.mesh")
         logger.logLevel = .critical
         client = MeshConnection(role: .client, metrics: clientMetrics, logger: logger)
@@ -150,7 +150,7 @@ public final class MeshPair {
     }
 
     /// Opens a client stream whose handler consumes what it receives.
-    public func open(_ headers: [HTTP2Header], endStream: Bool) throws -> RecordingStream {
+    public func open(_ headers: HTTP2Fields, endStream: Bool) throws -> RecordingStream {
         let stream = RecordingStream()
         stream.connection = client
         stream.streamID = try client.openStream(headers: headers, endStream: endStream, handler: stream)
@@ -165,7 +165,7 @@ public final class MeshPair {
 
 /// Requests and answers the tests exchange.
 public enum MeshExchange {
-    public static func request(_ path: String, method: String = "POST") -> [HTTP2Header] {
+    public static func request(_ path: String, method: String = "POST") -> HTTP2Fields {
         [HTTP2Header(":method", method), HTTP2Header(":scheme", "http"), HTTP2Header(":path", path),
          HTTP2Header(":authority", "backend:9090"), HTTP2Header("content-type", "text/plain")]
     }

@@ -75,7 +75,7 @@ final class MeshConnectionPoolTests: XCTestCase {
         return result.withLockedValue { $0 }
     }
 
-    private static func open(_ headers: [HTTP2Header], on connection: MeshConnection) throws -> RecordingStream {
+    private static func open(_ headers: HTTP2Fields, on connection: MeshConnection) throws -> RecordingStream {
         let stream = RecordingStream()
         stream.connection = connection
         stream.streamID = try connection.openStream(headers: headers, endStream: true, handler: stream)

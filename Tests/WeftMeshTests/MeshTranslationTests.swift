@@ -25,7 +25,7 @@ final class MeshTranslationTests: XCTestCase {
     }
 
     func testAStreamsKindIsReadFromItsFields() {
-        let get = [HTTP2Header(":method", "GET"), HTTP2Header(":path", "/"), HTTP2Header("weft-dst", "198.18.0.3:9090")]
+        let get: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":path", "/"), HTTP2Header("weft-dst", "198.18.0.3:9090")]
         XCTAssertEqual(MeshTranslation.streamKind(of: get), .http1App)
         XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("weft-orig-proto", "HTTP/1.1")]), .http1App)
         XCTAssertEqual(MeshTranslation.streamKind(of: get + [HTTP2Header("weft-orig-proto", "HTTP/2")]), .http2App)
@@ -88,7 +88,7 @@ final class MeshTranslationTests: XCTestCase {
     /// visible ASCII (which nghttp2 lets through) became a request line the
     /// app cannot parse.
     func testAPathThatIsNoHTTP1RequestTargetIsRefused() {
-        func fields(_ path: String) -> [HTTP2Header] {
+        func fields(_ path: String) -> HTTP2Fields {
             [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":authority", "b"),
              HTTP2Header(":path", path), HTTP2Header("weft-dst", "198.18.0.3:9090")]
         }
@@ -103,7 +103,7 @@ final class MeshTranslationTests: XCTestCase {
     /// Found by FuzzTranslation: an app response with more fields than a
     /// node takes was sent on, and the peer reset it.
     func testWhatFitsAPeersHeaderLimits() {
-        let status = [HTTP2Header(":status", "200")]
+        let status: HTTP2Fields = [HTTP2Header(":status", "200")]
         let many = status + (0..<99).map { HTTP2Header("x-f\($0)", "v") }
         XCTAssertTrue(MeshTranslation.fitsPeerLimits(many), "100 fields")
         XCTAssertFalse(MeshTranslation.fitsPeerLimits(many + [HTTP2Header("x-more", "v")]), "101 fields")
@@ -201,7 +201,7 @@ final class MeshTranslationTests: XCTestCase {
     }
 
     func testDowngradeRefusesMissingOrBadMeshHeaders() {
-        let base = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":path", "/")]
+        let base: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":path", "/")]
         XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base)) {
             XCTAssertEqual($0 as? TranslationError, .badDestination(nil))
         }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import WeftHTTP2
 import WeftMesh
 import XCTest
 @testable import WeftProxy
@@ -279,6 +280,11 @@ final class HTTP1CodecTests: XCTestCase {
     /// connection's handler writes it: what it emits, then what it gathered.
     private func written(_ head: HTTPResponseHead, body: [String] = [], trailers: HTTPHeaders? = nil,
                          toHEAD: Bool = false) -> String {
+        written(AppResponseHead(head), body: body, trailers: trailers, toHEAD: toHEAD)
+    }
+
+    private func written(_ head: AppResponseHead, body: [String] = [], trailers: HTTPHeaders? = nil,
+                         toHEAD: Bool = false) -> String {
         var output = HTTP1ResponseOutput()
         var out = ""
         output.writeHead(head, toHEAD: toHEAD, allocator: ByteBufferAllocator())
@@ -288,6 +294,53 @@ final class HTTP1CodecTests: XCTestCase {
         output.writeEnd(trailers, allocator: ByteBufferAllocator())
         if let gathered = output.take() { out += String(buffer: gathered) }
         return out
+    }
+
+    /// A peer node's response fields are written from their bytes as the
+    /// translation to `HTTPHeaders` would write them: pseudo and mesh
+    /// fields dropped but `weft-reason`, the framing chosen from the
+    /// peer's length, weft's own fields (`connection`) first.
+    func testAPeersFieldsAreWrittenAsTheirTranslationWouldBe() throws {
+        let cases: [(fields: HTTP2Fields, toHEAD: Bool, body: [String])] = [
+            ([HTTP2Header(":status", "200"), HTTP2Header("content-type", "text/plain"),
+              HTTP2Header("content-length", "2"), HTTP2Header("weft-dst", "198.18.0.3:80"),
+              HTTP2Header("set-cookie", "a=1"), HTTP2Header("set-cookie", "b=2")], false, ["ok"]),
+            ([HTTP2Header(":status", "502"), HTTP2Header("weft-reason", "connect_failure"),
+              HTTP2Header("weft-orig-proto", "HTTP/1.1")], false, ["bad", "gateway"]),
+            ([HTTP2Header(":status", "204"), HTTP2Header("content-length", "0")], false, []),
+            ([HTTP2Header(":status", "200"), HTTP2Header("content-length", "5")], true, []),
+            ([HTTP2Header(":status", "200"), HTTP2Header("etag", "\"x\"")], true, []),
+            ([HTTP2Header(":status", "100")], false, []),
+        ]
+        for (fields, toHEAD, body) in cases {
+            let status = try MeshTranslation.responseStatus(of: fields)
+            var direct = AppResponseHead(HTTPResponseHead(version: .http1_1, status: status), peerFields: fields)
+            direct.head.headers.add(name: "connection", value: "close")
+            let downgraded = try MeshTranslation.downgradeResponse(fields, version: .http1_1)
+            var translated = HTTPResponseHead(version: .http1_1, status: status, headers: ["connection": "close"])
+            translated.headers.add(contentsOf: downgraded.headers)
+            XCTAssertEqual(written(direct, body: body, toHEAD: toHEAD), written(translated, body: body, toHEAD: toHEAD),
+                           "\(fields)")
+            XCTAssertEqual(direct.first(name: "weft-reason"), downgraded.headers.first(name: "weft-reason"))
+            XCTAssertNil(direct.first(name: "weft-dst"))
+            XCTAssertEqual(direct.first(name: "connection"), "close")
+        }
+    }
+
+    /// A value's bytes that are not UTF-8 (obs-text, RFC 9110 §5.5) reach
+    /// the app as they came, not as U+FFFD.
+    func testAPeersFieldBytesReachTheAppUnchanged() {
+        var fields: HTTP2Fields = [HTTP2Header(":status", "200"), HTTP2Header("content-length", "0")]
+        let value: [UInt8] = [0x63, 0x61, 0x66, 0xE9]  // "caf" and Latin-1's é
+        Array("x-name".utf8).withUnsafeBytes { name in
+            value.withUnsafeBytes { fields.append(name: name, value: $0) }
+        }
+        var output = HTTP1ResponseOutput()
+        output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .ok), peerFields: fields),
+                         toHEAD: false, allocator: ByteBufferAllocator())
+        let bytes = output.take().map { Array($0.readableBytesView) } ?? []
+        XCTAssertEqual(bytes, Array("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-name: caf".utf8) + [0xE9]
+            + Array("\r\n\r\n".utf8))
     }
 
     func testResponsesAreFramedAsNIOsEncoderFramesThem() throws {
@@ -369,10 +422,10 @@ final class HTTP1CodecTests: XCTestCase {
         var output = HTTP1ResponseOutput()
         func respond(toHEAD: Bool, interim: Bool = false) -> String {
             if interim {
-                output.writeHead(HTTPResponseHead(version: .http1_1, status: .continue), toHEAD: toHEAD,
+                output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .continue)), toHEAD: toHEAD,
                                  allocator: ByteBufferAllocator())
             }
-            output.writeHead(HTTPResponseHead(version: .http1_1, status: .badGateway), toHEAD: toHEAD,
+            output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .badGateway)), toHEAD: toHEAD,
                              allocator: ByteBufferAllocator())
             output.writeBody(ByteBuffer(string: "error body"), allocator: ByteBufferAllocator()) { _ in
                 XCTFail("a small part is gathered")
@@ -395,7 +448,7 @@ final class HTTP1CodecTests: XCTestCase {
     func testSmallResponsesAreGatheredAndLargePartsGoOutAsTheyAre() {
         var output = HTTP1ResponseOutput()
         let allocator = ByteBufferAllocator()
-        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "2"]),
+        output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "2"])),
                          toHEAD: false, allocator: allocator)
         output.writeBody(ByteBuffer(string: "ok"), allocator: allocator) { _ in XCTFail("a small part is gathered") }
         output.writeEnd(nil, allocator: allocator)
@@ -404,7 +457,7 @@ final class HTTP1CodecTests: XCTestCase {
 
         let large = ByteBuffer(repeating: UInt8(ascii: "z"), count: HTTP1ResponseOutput.copyLimit + 1)
         var emitted: [ByteBuffer] = []
-        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok), toHEAD: false, allocator: allocator)
+        output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .ok)), toHEAD: false, allocator: allocator)
         output.writeBody(ByteBuffer(string: "abc"), allocator: allocator) { emitted.append($0) }
         output.writeBody(large, allocator: allocator) { emitted.append($0) }
         output.writeBody(ByteBuffer(string: "de"), allocator: allocator) { emitted.append($0) }
@@ -420,7 +473,7 @@ final class HTTP1CodecTests: XCTestCase {
 
         // Many small parts never gather past the limit.
         var largest = 0
-        output.writeHead(HTTPResponseHead(version: .http1_1, status: .ok), toHEAD: false, allocator: allocator)
+        output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .ok)), toHEAD: false, allocator: allocator)
         for _ in 0..<100 {
             output.writeBody(ByteBuffer(repeating: 0x61, count: 1000), allocator: allocator) {
                 largest = max(largest, $0.readableBytes)

@@ -19,7 +19,7 @@ final class SessionBenchmark {
     private var server: HTTP2Session?
     private let clientSide = ClientSide()
     private let serverSide = ServerSide()
-    private var requestFields: [HTTP2Header] = []
+    private var requestFields: HTTP2Fields = []
     /// Output of one `produceOutput`, reused.
     private var produced: [ByteBuffer] = []
     /// One direction's bytes coalesced, as one socket read would give them.
@@ -109,7 +109,7 @@ private final class ClientSide: HTTP2SessionDelegate {
     var completed = 0
     var bodyBytes = 0
 
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         if endStream { completed += 1 }
     }
@@ -131,11 +131,11 @@ private final class ClientSide: HTTP2SessionDelegate {
 /// The receiving node's side: answers every request with the response
 /// headers and the 1 KiB body.
 private final class ServerSide: HTTP2SessionDelegate {
-    var responseFields: [HTTP2Header] = []
+    var responseFields: HTTP2Fields = []
     var body = ByteBuffer()
     var failure: Error?
 
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         guard kind == .request else { return }
         do {

@@ -40,7 +40,7 @@ public func fuzzHTTP2Frames(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
 private final class Node: HTTP2SessionDelegate {
     private var answered = 0
 
-    func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+    func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                  kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
         answered += 1
         if answered % 5 == 0 {

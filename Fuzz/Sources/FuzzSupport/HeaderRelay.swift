@@ -6,7 +6,7 @@ import WeftHTTP2
 /// after nghttp2's RFC 9113 §8 checks: `nil` when the stream was refused.
 public enum HeaderRelay {
     /// A request from the client side, as the server session delivers it.
-    public static func request(_ fields: [HTTP2Header]) -> [HTTP2Header]? {
+    public static func request(_ fields: HTTP2Fields) -> HTTP2Fields? {
         let clientSink = Sink(), serverSink = Sink()
         guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
               let server = try? HTTP2Session(role: .server, delegate: serverSink),
@@ -18,11 +18,11 @@ public enum HeaderRelay {
 
     /// A response from the server side to a plain GET, as the client session
     /// delivers it (1xx blocks included, in order).
-    public static func response(_ fields: [HTTP2Header]) -> [[HTTP2Header]]? {
+    public static func response(_ fields: HTTP2Fields) -> [HTTP2Fields]? {
         let clientSink = Sink(), serverSink = Sink()
         guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
               let server = try? HTTP2Session(role: .server, delegate: serverSink) else { return nil }
-        let get = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
+        let get: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
                    HTTP2Header(":authority", "app"), HTTP2Header(":path", "/")]
         guard let streamID = try? client.submitRequest(headers: get, endStream: true) else { return nil }
         pump(client, server)
@@ -34,7 +34,7 @@ public enum HeaderRelay {
 
     /// The body a node would stream after these headers: as many bytes as
     /// `content-length` says (nghttp2 checks the two agree), else none.
-    private static func sendBody(declaredBy fields: [HTTP2Header], on session: HTTP2Session, streamID: Int32) {
+    private static func sendBody(declaredBy fields: HTTP2Fields, on session: HTTP2Session, streamID: Int32) {
         let declared = fields.first { $0.name == "content-length" }.flatMap { Int($0.value) } ?? 0
         var body = ByteBuffer()
         body.writeRepeatingByte(0x62, count: min(max(declared, 0), 1 << 20))
@@ -49,9 +49,9 @@ public enum HeaderRelay {
     }
 
     private final class Sink: HTTP2SessionDelegate {
-        var headerBlocks: [[HTTP2Header]] = []
+        var headerBlocks: [HTTP2Fields] = []
 
-        func session(_ session: HTTP2Session, didReceiveHeaders headers: [HTTP2Header],
+        func session(_ session: HTTP2Session, didReceiveHeaders headers: HTTP2Fields,
                      kind: HTTP2HeadersKind, streamID: Int32, endStream: Bool) {
             headerBlocks.append(headers)
         }

@@ -113,7 +113,7 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
 }
 
 private func downgradeRequest(_ input: inout FuzzInput) {
-    var fields: [HTTP2Header] = []
+    var fields: HTTP2Fields = []
     while !input.isAtEnd && fields.count < 64 {
         fields.append(HTTP2Header(input.string(), input.string()))
     }

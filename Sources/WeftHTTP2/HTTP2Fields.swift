@@ -1,0 +1,320 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A header block as bytes, in one buffer: each field is a record of its
+/// name's and value's lengths (4 bytes each, little-endian) followed by the
+/// name's and the value's bytes.
+///
+/// A block received from nghttp2 is copied in from its callbacks with no
+/// String made; a block to send is handed to nghttp2 as pointers into the
+/// buffer. The fields read as `HTTP2Header`s (their Strings made on each
+/// access); the paths every request takes read bytes (`forEach`,
+/// `withField`, `first(name:)`).
+///
+/// Indices are record offsets, so `fields[0]` does not compile: use
+/// `first`, `startIndex` or iteration.
+/// Sendable as `Array` is: the storage is copied before a write whenever
+/// another value shares it, so no two values write or see writes at once.
+public struct HTTP2Fields: @unchecked Sendable {
+    /// The records; nil until the first field (or a capacity) is asked for.
+    @usableFromInline var storage: FieldBytes?
+    /// How many bytes of `storage` the records fill.
+    @usableFromInline var byteCount: Int
+    /// The number of fields.
+    public private(set) var count: Int
+
+    @usableFromInline static let recordHeader = 8
+
+    public init() {
+        storage = nil
+        byteCount = 0
+        count = 0
+    }
+
+    /// Empty, with room for `fields` fields of `bytes` name and value bytes
+    /// in all.
+    public init(capacity fields: Int, bytes: Int) {
+        self.init()
+        let capacity = fields * Self.recordHeader + bytes
+        if capacity > 0 { storage = FieldBytes.make(capacity: capacity) }
+    }
+
+    public init(_ headers: some Sequence<HTTP2Header>) {
+        self.init()
+        for header in headers { append(header) }
+    }
+
+    // MARK: appending
+
+    /// Appends a field from raw bytes (a name nghttp2 checked, say).
+    public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        let size = Self.recordHeader + name.count + value.count
+        let base = reserve(size)
+        base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
+        (base + 4).storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, as: UInt32.self)
+        if let from = name.baseAddress { (base + Self.recordHeader).copyMemory(from: from, byteCount: name.count) }
+        if let from = value.baseAddress {
+            (base + Self.recordHeader + name.count).copyMemory(from: from, byteCount: value.count)
+        }
+        byteCount += size
+        count += 1
+    }
+
+    /// Where `size` more bytes go: the storage made this value's own, with
+    /// room (doubling) for them.
+    private mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
+        let needed = byteCount + size
+        // Checked before `storage` is bound to a local, which would be a
+        // second reference.
+        if isKnownUniquelyReferenced(&storage), let storage, storage.header >= needed {
+            return storage.bytes + byteCount
+        }
+        let grown = FieldBytes.make(capacity: Swift.max(needed, 2 * byteCount, 64))
+        if let storage, byteCount > 0 { grown.bytes.copyMemory(from: storage.bytes, byteCount: byteCount) }
+        storage = grown
+        return grown.bytes + byteCount
+    }
+
+    /// The records' bytes.
+    @inlinable
+    func withRecords<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let storage else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try withExtendedLifetime(storage) {
+            try body(UnsafeRawBufferPointer(start: storage.bytes, count: byteCount))
+        }
+    }
+
+    public mutating func append(name: String, value: String) {
+        // A native String's bytes are contiguous: `withUTF8` copies none.
+        var name = name, value = value
+        name.withUTF8 { name in
+            value.withUTF8 { value in append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value)) }
+        }
+    }
+
+    public mutating func append(_ header: HTTP2Header) {
+        append(name: header.name, value: header.value)
+    }
+
+    /// Appends every field of `other`.
+    public mutating func append(contentsOf other: HTTP2Fields) {
+        other.withRecords { appendRecords($0, count: other.count) }
+    }
+
+    /// Appends `count` whole records.
+    private mutating func appendRecords(_ records: UnsafeRawBufferPointer, count: Int) {
+        if let from = records.baseAddress, records.count > 0 {
+            reserve(records.count).copyMemory(from: from, byteCount: records.count)
+            byteCount += records.count
+        }
+        self.count += count
+    }
+
+    // MARK: reading bytes
+
+    /// Calls `body` with each field's name and value bytes, in order.
+    @inlinable
+    public func forEach(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void)
+        rethrows {
+        try withRecords { raw in
+            var offset = 0
+            while offset < raw.count {
+                let (name, value, next) = Self.record(in: raw, at: offset)
+                try body(name, value)
+                offset = next
+            }
+        }
+    }
+
+    /// Calls `body` with the name and value bytes of the field at `index`.
+    @inlinable
+    public func withField<R>(at index: Index,
+                             _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> R)
+        rethrows -> R {
+        try withRecords { raw in
+            let (name, value, _) = Self.record(in: raw, at: index.offset)
+            return try body(name, value)
+        }
+    }
+
+    @inlinable
+    static func record(in raw: UnsafeRawBufferPointer, at offset: Int)
+        -> (name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, next: Int) {
+        let place = recordPlace(in: raw, at: offset)
+        return (UnsafeRawBufferPointer(rebasing: raw[place.name]), UnsafeRawBufferPointer(rebasing: raw[place.value]),
+                place.value.upperBound)
+    }
+
+    /// Where the name and the value of the record at `offset` lie.
+    @inlinable
+    static func recordPlace(in raw: UnsafeRawBufferPointer, at offset: Int) -> (name: Range<Int>, value: Range<Int>) {
+        let nameCount = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        let valueCount = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)))
+        let nameStart = offset + recordHeader
+        let valueStart = nameStart + nameCount
+        return (nameStart..<valueStart, valueStart..<(valueStart + valueCount))
+    }
+
+    /// The value of the first field named `name` (lower case), or nil.
+    public func first(name: String) -> String? {
+        var name = name
+        return name.withUTF8 { wanted in
+            var found: String?
+            forEach { fieldName, value in
+                if found == nil, fieldName.elementsEqual(wanted) { found = String(decoding: value, as: UTF8.self) }
+            }
+            return found
+        }
+    }
+
+    /// Whether a field is named `name` (lower case).
+    public func contains(name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { wanted in
+            var found = false
+            forEach { fieldName, _ in
+                if !found, fieldName.elementsEqual(wanted) { found = true }
+            }
+            return found
+        }
+    }
+
+    /// The fields for which `isIncluded` (given name and value bytes) is
+    /// true, copied as bytes.
+    public func filter(_ isIncluded: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool)
+        -> HTTP2Fields {
+        var kept = HTTP2Fields(capacity: 0, bytes: byteCount)
+        forEach { name, value in
+            if isIncluded(name, value) { kept.append(name: name, value: value) }
+        }
+        return kept
+    }
+
+    /// Names and values in bytes, with HPACK's 32 per field (RFC 7541 §4.1).
+    public var listSize: Int { byteCount + count * (32 - Self.recordHeader) }
+}
+
+extension HTTP2Fields: BidirectionalCollection {
+    /// A field's place: its record's offset in the storage.
+    public struct Index: Comparable, Hashable, Sendable {
+        @usableFromInline let offset: Int
+        @usableFromInline init(offset: Int) { self.offset = offset }
+        public static func < (lhs: Index, rhs: Index) -> Bool { lhs.offset < rhs.offset }
+    }
+
+    public var startIndex: Index { Index(offset: 0) }
+    public var endIndex: Index { Index(offset: byteCount) }
+    public var isEmpty: Bool { count == 0 }
+
+    public func index(after i: Index) -> Index {
+        withRecords { Index(offset: Self.record(in: $0, at: i.offset).next) }
+    }
+
+    /// Records have no backward link: this walks from the start (rarely
+    /// used; `last` does).
+    public func index(before i: Index) -> Index {
+        var previous = startIndex
+        var current = startIndex
+        while current < i {
+            previous = current
+            current = index(after: current)
+        }
+        return previous
+    }
+
+    public func distance(from start: Index, to end: Index) -> Int {
+        if start == startIndex && end == endIndex { return count }
+        var steps = 0
+        var index = Swift.min(start, end)
+        while index < Swift.max(start, end) {
+            index = self.index(after: index)
+            steps += 1
+        }
+        return start <= end ? steps : -steps
+    }
+
+    public func index(_ i: Index, offsetBy distance: Int) -> Index {
+        if distance >= 0 {
+            var index = i
+            for _ in 0..<distance { index = self.index(after: index) }
+            return index
+        }
+        var index = i
+        for _ in 0..<(-distance) { index = self.index(before: index) }
+        return index
+    }
+
+    public subscript(position: Index) -> HTTP2Header {
+        withField(at: position) { name, value in
+            HTTP2Header(HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self))
+        }
+    }
+}
+
+extension HTTP2Fields: RangeReplaceableCollection {
+    public mutating func replaceSubrange<C: Collection>(_ subrange: Range<Index>, with newElements: C)
+        where C.Element == HTTP2Header {
+        var rebuilt = HTTP2Fields(capacity: 0, bytes: byteCount)
+        withRecords { raw in
+            rebuilt.appendRecords(UnsafeRawBufferPointer(rebasing: raw[..<subrange.lowerBound.offset]),
+                                  count: distance(from: startIndex, to: subrange.lowerBound))
+            for header in newElements { rebuilt.append(header) }
+            rebuilt.appendRecords(UnsafeRawBufferPointer(rebasing: raw[subrange.upperBound.offset...]),
+                                  count: count - distance(from: startIndex, to: subrange.upperBound))
+        }
+        self = rebuilt
+    }
+}
+
+extension HTTP2Fields: Hashable {
+    public static func == (lhs: HTTP2Fields, rhs: HTTP2Fields) -> Bool {
+        lhs.count == rhs.count && lhs.withRecords { left in rhs.withRecords { right in left.elementsEqual(right) } }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(count)
+        withRecords { hasher.combine(bytes: $0) }
+    }
+}
+
+extension HTTP2Fields: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: HTTP2Header...) {
+        self.init(elements)
+    }
+}
+
+extension HTTP2Fields: CustomStringConvertible {
+    public var description: String { "[" + map(\.description).joined(separator: ", ") + "]" }
+}
+
+/// The storage of `HTTP2Fields`: its header is its capacity in bytes.
+@usableFromInline
+final class FieldBytes: ManagedBuffer<Int, UInt8> {
+    static func make(capacity: Int) -> FieldBytes {
+        let made = create(minimumCapacity: capacity) { _ in capacity }
+        return unsafeDowncast(made, to: FieldBytes.self)
+    }
+
+    /// The first byte; stable while the buffer lives.
+    @inlinable
+    var bytes: UnsafeMutableRawPointer {
+        withUnsafeMutablePointerToElements { UnsafeMutableRawPointer($0) }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether these bytes begin with `prefix`.
+    @inlinable
+    public func hasPrefix(_ prefix: StaticString) -> Bool {
+        guard count >= prefix.utf8CodeUnitCount, let base = baseAddress else { return prefix.utf8CodeUnitCount == 0 }
+        return memcmp(base, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0
+    }
+
+    /// Whether these bytes spell `text` exactly.
+    @inlinable
+    public func equals(_ text: StaticString) -> Bool {
+        guard count == text.utf8CodeUnitCount, let base = baseAddress else { return count == 0 && text.utf8CodeUnitCount == 0 }
+        return memcmp(base, text.utf8Start, count) == 0
+    }
+}

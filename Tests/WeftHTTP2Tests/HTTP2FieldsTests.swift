@@ -1,0 +1,122 @@
+import XCTest
+@testable import WeftHTTP2
+
+/// A header block held as bytes: what goes in comes out, in order, by
+/// every way of reading it, and edits keep the records whole.
+final class HTTP2FieldsTests: XCTestCase {
+    private let sample: [HTTP2Header] = [
+        HTTP2Header(":status", "200"),
+        HTTP2Header("content-type", "text/plain; charset=utf-8"),
+        HTTP2Header("x-empty", ""),
+        HTTP2Header("x-long", String(repeating: "v", count: 70_000)),
+        HTTP2Header("set-cookie", "a=1"),
+        HTTP2Header("set-cookie", "b=2"),
+    ]
+
+    func testFieldsReadBackAsTheyWereAppended() {
+        let fields = HTTP2Fields(sample)
+        XCTAssertEqual(fields.count, sample.count)
+        XCTAssertEqual(Array(fields), sample)
+        XCTAssertEqual(fields.last, sample.last)
+        XCTAssertEqual(fields.reversed().map(\.name), sample.reversed().map(\.name))
+        XCTAssertEqual(fields.distance(from: fields.startIndex, to: fields.endIndex), sample.count)
+        let third = fields.index(fields.startIndex, offsetBy: 2)
+        XCTAssertEqual(fields[third], sample[2])
+        XCTAssertEqual(fields.distance(from: third, to: fields.startIndex), -2)
+        XCTAssertEqual(fields.index(third, offsetBy: -2), fields.startIndex)
+
+        var seen: [HTTP2Header] = []
+        fields.forEach { name, value in
+            seen.append(HTTP2Header(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
+        XCTAssertEqual(seen, sample)
+        XCTAssertTrue(fields.withField(at: third) { name, value in name.equals("x-empty") && value.isEmpty })
+    }
+
+    func testBytesAndStringsMakeTheSameBlock() {
+        var fromBytes = HTTP2Fields()
+        for header in sample {
+            var name = header.name, value = header.value
+            name.withUTF8 { name in
+                value.withUTF8 { value in
+                    fromBytes.append(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
+                }
+            }
+        }
+        XCTAssertEqual(fromBytes, HTTP2Fields(sample))
+        XCTAssertNotEqual(fromBytes, HTTP2Fields(sample.dropLast()))
+        var joined = HTTP2Fields(sample.prefix(2))
+        joined.append(contentsOf: HTTP2Fields(sample.dropFirst(2)))
+        XCTAssertEqual(joined, fromBytes)
+    }
+
+    func testLookupsMatchWholeNamesOnly() {
+        let fields = HTTP2Fields(sample)
+        XCTAssertEqual(fields.first(name: "set-cookie"), "a=1")
+        XCTAssertEqual(fields.first(name: "x-empty"), "")
+        XCTAssertNil(fields.first(name: "set-cookie2"))
+        XCTAssertNil(fields.first(name: "set-cooki"))
+        XCTAssertTrue(fields.contains(name: ":status"))
+        XCTAssertFalse(fields.contains(name: ":path"))
+        XCTAssertFalse(HTTP2Fields().contains(name: ":status"))
+    }
+
+    func testFilterAndEditsKeepTheRecordsWhole() {
+        let fields = HTTP2Fields(sample)
+        let cookies = fields.filter { name, _ in name.equals("set-cookie") }
+        XCTAssertEqual(Array(cookies), Array(sample.suffix(2)))
+
+        var edited = fields
+        edited.removeAll { $0.name.hasPrefix("x-") }
+        XCTAssertEqual(Array(edited), sample.filter { !$0.name.hasPrefix("x-") })
+        XCTAssertEqual(edited.count, 4)
+        edited.insert(HTTP2Header("x-new", "1"), at: edited.index(after: edited.startIndex))
+        XCTAssertEqual(edited.map(\.name), [":status", "x-new", "content-type", "set-cookie", "set-cookie"])
+        edited.remove(at: edited.startIndex)
+        XCTAssertEqual(edited.first, HTTP2Header("x-new", "1"))
+        XCTAssertEqual(edited.count, 4)
+        XCTAssertEqual(edited.first(name: "set-cookie"), "a=1")
+    }
+
+    /// A copy is a value: writing to one leaves the other as it was, and
+    /// a block grows far past its first room.
+    func testCopiesAreIndependentAndBlocksGrow() {
+        var first = HTTP2Fields(capacity: 1, bytes: 8)
+        first.append(name: "a", value: "1")
+        var second = first
+        second.append(name: "b", value: "2")
+        first.append(name: "c", value: "3")
+        XCTAssertEqual(first.map(\.name), ["a", "c"])
+        XCTAssertEqual(second.map(\.name), ["a", "b"])
+
+        var many = HTTP2Fields()
+        for index in 0..<2_000 { many.append(name: "x-\(index)", value: String(repeating: "v", count: index % 50)) }
+        XCTAssertEqual(many.count, 2_000)
+        XCTAssertEqual(many.last, HTTP2Header("x-1999", String(repeating: "v", count: 49)))
+        XCTAssertEqual(many.first(name: "x-1000"), "")
+        XCTAssertEqual(Array(many).count, 2_000)
+    }
+
+    func testTheListSizeIsHPACKs() {
+        let fields: HTTP2Fields = [HTTP2Header(":status", "200"), HTTP2Header("a", "")]
+        XCTAssertEqual(fields.listSize, (7 + 3 + 32) + (1 + 0 + 32))
+        XCTAssertEqual(HTTP2Fields().listSize, 0)
+    }
+
+    func testByteComparisons() {
+        let bytes: [UInt8] = Array("weft-dst".utf8)
+        bytes.withUnsafeBytes { raw in
+            XCTAssertTrue(raw.equals("weft-dst"))
+            XCTAssertFalse(raw.equals("weft-ds"))
+            XCTAssertFalse(raw.equals("weft-dsT"))
+            XCTAssertTrue(raw.hasPrefix("weft-"))
+            XCTAssertTrue(raw.hasPrefix(""))
+            XCTAssertFalse(raw.hasPrefix("weft-dst-"))
+        }
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        XCTAssertTrue(empty.equals(""))
+        XCTAssertFalse(empty.equals("a"))
+        XCTAssertTrue(empty.hasPrefix(""))
+        XCTAssertFalse(empty.hasPrefix("a"))
+    }
+}
