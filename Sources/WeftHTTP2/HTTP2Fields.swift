@@ -61,6 +61,25 @@ public struct HTTP2Fields: @unchecked Sendable {
         count += 1
     }
 
+    /// Appends a field whose name is lower-cased on the way in (an HTTP/1
+    /// name, as HTTP/2 wants it).
+    public mutating func append(lowercasing name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        let size = Self.recordHeader + name.count + value.count
+        let base = reserve(size)
+        base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
+        (base + 4).storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, as: UInt32.self)
+        let nameTarget = base + Self.recordHeader
+        // The storage's bytes are bound to UInt8 (its elements).
+        let lowered = nameTarget.assumingMemoryBound(to: UInt8.self)
+        for index in 0..<name.count {
+            let byte = name[index]
+            lowered[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+        }
+        if let from = value.baseAddress { (nameTarget + name.count).copyMemory(from: from, byteCount: value.count) }
+        byteCount += size
+        count += 1
+    }
+
     /// Where `size` more bytes go: the storage made this value's own, with
     /// room (doubling) for them.
     private mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
@@ -304,6 +323,12 @@ final class FieldBytes: ManagedBuffer<Int, UInt8> {
 }
 
 extension UnsafeRawBufferPointer {
+    /// The bytes of `text` (a literal's: they live as long as the program).
+    @inlinable
+    public init(_ text: StaticString) {
+        self.init(start: text.utf8Start, count: text.utf8CodeUnitCount)
+    }
+
     /// Whether these bytes begin with `prefix`.
     @inlinable
     public func hasPrefix(_ prefix: StaticString) -> Bool {

@@ -66,4 +66,9 @@ public struct ConnectionOptions: Equatable, Sendable {
     public func names(_ name: String) -> Bool {
         !names.isEmpty && names.contains(name)
     }
+
+    /// The same for a name as bytes.
+    public func names(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        !names.isEmpty && names.contains { $0.utf8.elementsEqual(name) }
+    }
 }

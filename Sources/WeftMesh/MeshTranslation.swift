@@ -233,8 +233,27 @@ public enum MeshTranslation {
     /// Whether a Content-Length value fits the 63 bits HTTP/2 peers read it
     /// into. HTTP/1 parsers take up to 2^64 − 1 (RFC 9110 §8.6 warns of the
     /// overflow); a larger length would make the peer refuse the message.
-    public static func isCarriableLength(_ value: String) -> Bool {
-        Int64(value.trimmingSpaces) != nil
+    /// Read as `Int64(_:)` reads text: a sign, then digits; spaces and
+    /// tabs around them are no part of the value.
+    public static func isCarriableLength(_ value: UnsafeRawBufferPointer) -> Bool {
+        var start = 0, end = value.count
+        while start < end, HTTPFieldSyntax.isSpaceOrTab(value[start]) { start += 1 }
+        while end > start, HTTPFieldSyntax.isSpaceOrTab(value[end - 1]) { end -= 1 }
+        guard start < end else { return false }
+        var limit = UInt64(Int64.max)
+        if value[start] == UInt8(ascii: "+") || value[start] == UInt8(ascii: "-") {
+            if value[start] == UInt8(ascii: "-") { limit += 1 }
+            start += 1
+            guard start < end else { return false }
+        }
+        var magnitude: UInt64 = 0
+        for index in start..<end {
+            let digit = value[index] &- UInt8(ascii: "0")
+            let (tens, overflowed) = magnitude.multipliedReportingOverflow(by: 10)
+            guard digit < 10, !overflowed, tens <= limit - UInt64(digit) else { return false }
+            magnitude = tens + UInt64(digit)
+        }
+        return true
     }
 
     /// Whether a peer node takes `fields` as one header block: within the
@@ -247,7 +266,7 @@ public enum MeshTranslation {
         fields.forEach { name, value in
             // Names are lower-case already (the translation made them so).
             if carriable, name.equals("content-length") {
-                carriable = isCarriableLength(String(decoding: value, as: UTF8.self))
+                carriable = isCarriableLength(value)
             }
         }
         return carriable
@@ -265,6 +284,41 @@ public enum MeshTranslation {
         let bodyless = head.status.code < 200 || head.status.code == 204
         appendEndToEnd(head.headers, connection: connection, to: &fields, dropping: bodyless ? "content-length" : nil)
         return fields
+    }
+
+    /// The same from a response head's fields as bytes, as weft's HTTP/1
+    /// parser leaves them: names lower-case, values without the
+    /// whitespace around them. No String is made.
+    public static func upgradeResponse(status: HTTPResponseStatus, fields: HTTP2Fields,
+                                       connection: ConnectionOptions) -> HTTP2Fields {
+        var upgraded = HTTP2Fields(capacity: fields.count + 1, bytes: fields.listSize)
+        let code = Int(status.code)
+        if (100...999).contains(code) {
+            let digits = (UInt8(ascii: "0") + UInt8(code / 100), UInt8(ascii: "0") + UInt8(code / 10 % 10),
+                          UInt8(ascii: "0") + UInt8(code % 10))
+            withUnsafeBytes(of: digits) { upgraded.append(name: .init(":status"), value: $0) }
+        } else {
+            upgraded.append(name: ":status", value: String(code))
+        }
+        let bodyless = status.code < 200 || status.code == 204
+        fields.forEach { name, value in
+            let bytes = name.assumingMemoryBound(to: UInt8.self)
+            switch classify(bytes).role {
+            case .meshOnly, .hopByHop:
+                return
+            case .te:
+                var trailers = false
+                HTTPFieldSyntax.forEachListMember(of: value.assumingMemoryBound(to: UInt8.self)) { member in
+                    if member.count == 8 && member.equalsASCIICaseInsensitive("trailers") { trailers = true }
+                }
+                if trailers { upgraded.append(name: name, value: .init("trailers")) }
+            case .endToEnd:
+                if bodyless && name.equals("content-length") { return }
+                if connection.names(bytes) { return }
+                upgraded.append(name: name, value: value)
+            }
+        }
+        return upgraded
     }
 
     /// The sending node's half: HTTP/2 response headers → head for the app,
@@ -388,32 +442,34 @@ public enum MeshTranslation {
     /// `http2-settings`; `te` keeps its `trailers`.
     static func classify(_ name: String) -> (role: FieldRole, lowercase: Bool) {
         var name = name
-        return name.withUTF8 { bytes in
-            var lowercase = true
-            for byte in bytes where (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || byte >= 0x80 {
-                lowercase = false
-                break
-            }
-            guard let first = bytes.first else { return (.endToEnd, lowercase) }
-            let role: FieldRole
-            switch first | 0x20 {
-            case UInt8(ascii: "w"): role = bytes.hasASCIIPrefixCaseInsensitive("weft-") ? .meshOnly : .endToEnd
-            case UInt8(ascii: "p"): role = bytes.hasASCIIPrefixCaseInsensitive("proxy-") ? .meshOnly : .endToEnd
-            case UInt8(ascii: "t"):
-                if bytes.count == 2 {
-                    role = bytes[1] | 0x20 == UInt8(ascii: "e") ? .te : .endToEnd
-                } else {
-                    role = bytes.count == 17 && bytes.equalsASCIICaseInsensitive("transfer-encoding") ? .hopByHop : .endToEnd
-                }
-            case UInt8(ascii: "c"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("connection") ? .hopByHop : .endToEnd
-            case UInt8(ascii: "k"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("keep-alive") ? .hopByHop : .endToEnd
-            case UInt8(ascii: "u"): role = bytes.count == 7 && bytes.equalsASCIICaseInsensitive("upgrade") ? .hopByHop : .endToEnd
-            case UInt8(ascii: "h"):
-                role = bytes.count == 14 && bytes.equalsASCIICaseInsensitive("http2-settings") ? .hopByHop : .endToEnd
-            default: role = .endToEnd
-            }
-            return (role, lowercase)
+        return name.withUTF8 { classify($0) }
+    }
+
+    static func classify(_ bytes: UnsafeBufferPointer<UInt8>) -> (role: FieldRole, lowercase: Bool) {
+        var lowercase = true
+        for byte in bytes where (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) || byte >= 0x80 {
+            lowercase = false
+            break
         }
+        guard let first = bytes.first else { return (.endToEnd, lowercase) }
+        let role: FieldRole
+        switch first | 0x20 {
+        case UInt8(ascii: "w"): role = bytes.hasASCIIPrefixCaseInsensitive("weft-") ? .meshOnly : .endToEnd
+        case UInt8(ascii: "p"): role = bytes.hasASCIIPrefixCaseInsensitive("proxy-") ? .meshOnly : .endToEnd
+        case UInt8(ascii: "t"):
+            if bytes.count == 2 {
+                role = bytes[1] | 0x20 == UInt8(ascii: "e") ? .te : .endToEnd
+            } else {
+                role = bytes.count == 17 && bytes.equalsASCIICaseInsensitive("transfer-encoding") ? .hopByHop : .endToEnd
+            }
+        case UInt8(ascii: "c"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("connection") ? .hopByHop : .endToEnd
+        case UInt8(ascii: "k"): role = bytes.count == 10 && bytes.equalsASCIICaseInsensitive("keep-alive") ? .hopByHop : .endToEnd
+        case UInt8(ascii: "u"): role = bytes.count == 7 && bytes.equalsASCIICaseInsensitive("upgrade") ? .hopByHop : .endToEnd
+        case UInt8(ascii: "h"):
+            role = bytes.count == 14 && bytes.equalsASCIICaseInsensitive("http2-settings") ? .hopByHop : .endToEnd
+        default: role = .endToEnd
+        }
+        return (role, lowercase)
     }
 
     /// A field value without the whitespace around it, which is not part of

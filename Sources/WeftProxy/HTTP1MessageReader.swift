@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftHTTP2
 import WeftMesh
 
 /// Why bytes are not an HTTP/1.1 message (RFC 9112): the connection's
@@ -393,33 +394,59 @@ struct HTTP1MessageReader {
     /// `forRequest`: what the request rules check is gathered too.
     mutating func headFields(of section: ByteBuffer, from start: Int, forRequest: Bool) throws(HTTP1ParseError)
         -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
-        try fields(of: section, from: start, gathering: true, forRequest: forRequest)
+        var facts = HTTP1HeadFacts()
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(16)
+        try forEachField(of: section, from: start) { name, value in
+            let field = (Self.lowercasedName(name), String(decoding: value, as: UTF8.self))
+            facts.note(name: name, value: value, forRequest: forRequest)
+            if forRequest { facts.countOnward(field) }
+            fields.append(field)
+        }
+        return (fields, facts)
+    }
+
+    /// A response head's field lines as bytes (names lower-cased), and
+    /// what they say of its framing and connection: no String is made.
+    mutating func headFieldBlock(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
+        -> (fields: HTTP2Fields, facts: HTTP1HeadFacts) {
+        var facts = HTTP1HeadFacts()
+        var fields = HTTP2Fields(capacity: 16, bytes: section.readableBytes)
+        try forEachField(of: section, from: start) { name, value in
+            facts.note(name: name, value: value, forRequest: false)
+            fields.append(lowercasing: name, value: value)
+        }
+        return (fields, facts)
     }
 
     /// The field lines from `start` to the empty line that ends `section`
     /// (RFC 9112 §5): `token ":" OWS value OWS CRLF`, the value without
     /// the whitespace around it. A bad line fails the reader.
     mutating func fields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError) -> [(String, String)] {
-        try fields(of: section, from: start, gathering: false, forRequest: false).fields
+        var fields: [(String, String)] = []
+        try forEachField(of: section, from: start) { name, value in
+            fields.append((Self.lowercasedName(name), String(decoding: value, as: UTF8.self)))
+        }
+        return fields
     }
 
-    private mutating func fields(of section: ByteBuffer, from start: Int, gathering: Bool,
-                                 forRequest: Bool) throws(HTTP1ParseError)
-        -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
-        var facts = HTTP1HeadFacts()
-        let parsed: Result<[(String, String)], HTTP1ParseError> = section.withUnsafeReadableBytes { bytes in
+    /// Calls `body` with each field line's name and value (without the
+    /// whitespace around it) from `start` to the empty line that ends
+    /// `section`; a bad line fails the reader.
+    private mutating func forEachField(of section: ByteBuffer, from start: Int,
+                                       _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void)
+        throws(HTTP1ParseError) {
+        let parsed: HTTP1ParseError? = section.withUnsafeReadableBytes { bytes in
             Self.byteClasses.withUnsafeBufferPointer { classes in
-                var fields: [(String, String)] = []
-                fields.reserveCapacity(16)
                 var index = start - section.readerIndex
                 let end = bytes.count - 2  // the empty line's CRLF
                 while index < end {
                     let nameStart = index
                     while index < end, classes[Int(bytes[index])] & Self.token != 0 { index += 1 }
                     guard index > nameStart else {
-                        return .failure(bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField)
+                        return bytes[index] == 0x20 || bytes[index] == 0x09 ? .foldedField : .badField
                     }
-                    guard index < end, bytes[index] == UInt8(ascii: ":") else { return .failure(.badField) }
+                    guard index < end, bytes[index] == UInt8(ascii: ":") else { return .badField }
                     let nameEnd = index
                     index += 1
                     while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
@@ -436,24 +463,18 @@ struct HTTP1MessageReader {
                         } else if bytes[index] == 0x0D {
                             break
                         } else {
-                            return .failure(.badField)
+                            return .badField
                         }
                     }
-                    guard bytes[index + 1] == 0x0A else { return .failure(.badField) }
+                    guard bytes[index + 1] == 0x0A else { return .badField }
                     index += 2
-                    let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
-                    let valueBytes = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
-                    let field = (Self.lowercasedName(nameBytes), String(decoding: valueBytes, as: UTF8.self))
-                    if gathering { facts.note(name: nameBytes, value: valueBytes, as: field, forRequest: forRequest) }
-                    fields.append(field)
+                    body(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]),
+                         UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
                 }
-                return .success(fields)
+                return nil
             }
         }
-        switch parsed {
-        case .success(let fields): return (fields, facts)
-        case .failure(let error): return try fail(error)
-        }
+        if let parsed { return try fail(parsed) }
     }
 
     /// A field name (token bytes, so ASCII) lower-cased as it is copied: as
@@ -556,23 +577,25 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
             var name = field.name, value = field.value
             name.withUTF8 { name in
                 value.withUTF8 { value in
-                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), as: field,
-                         forRequest: true)
+                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), forRequest: true)
                 }
             }
+            countOnward(field)
         }
+    }
+
+    /// Counts `field`, as it goes on, into `listBytes` (a request's).
+    mutating func countOnward(_ field: (name: String, value: String)) {
+        listBytes += field.name.utf8.count + field.value.utf8.count + 32
     }
 
     /// What one field says, if it is a field the facts tell of (told by
     /// its length first: most fields are none of these).
-    /// `field` is the field as it goes on, made of these bytes.
     /// `forRequest`: what the request rules check is noted too (a
     /// response's framing and options are all its parser needs).
-    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, as field: (String, String),
-                       forRequest: Bool) {
+    mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, forRequest: Bool) {
         let name = name.assumingMemoryBound(to: UInt8.self)
         let value = value.assumingMemoryBound(to: UInt8.self)
-        if forRequest { listBytes += field.0.utf8.count + field.1.utf8.count + 32 }
         switch name.count {
         case 4 where forRequest && name.equalsASCIICaseInsensitive("host"):
             hosts += 1

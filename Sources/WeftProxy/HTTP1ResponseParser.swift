@@ -1,7 +1,38 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftHTTP2
 import WeftMesh
+
+/// A response head as weft's parser reads it: status and version, its
+/// fields as the bytes that came (`HTTP2Fields`; names lower-cased, values
+/// without the whitespace around them), and what its `Connection` fields
+/// say, gathered in the same pass. A mesh node upgrades it to HTTP/2
+/// fields from those bytes; `head` makes Strings of them for the rest.
+public struct HTTP1ResponseHead {
+    public var version: HTTPVersion
+    public var status: HTTPResponseStatus
+    public var fields: HTTP2Fields
+    public var connection: ConnectionOptions
+
+    public init(version: HTTPVersion, status: HTTPResponseStatus, fields: HTTP2Fields,
+                connection: ConnectionOptions) {
+        self.version = version
+        self.status = status
+        self.fields = fields
+        self.connection = connection
+    }
+
+    /// The head with its fields as `HTTPHeaders`.
+    public var head: HTTPResponseHead {
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(fields.count)
+        fields.forEach { name, value in
+            pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
+        }
+        return HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(pairs))
+    }
+}
 
 /// The response side of weft's HTTP/1.1 upstream connections (RFC 9112),
 /// as a state machine with no I/O: bytes in, heads, body slices and ends
@@ -14,9 +45,8 @@ import WeftMesh
 /// no response due, are refused rather than kept for the next.
 public struct HTTP1ResponseParser {
     public enum Event {
-        /// A 1xx interim head (more heads follow), or the final head, with
-        /// what its `Connection` fields said (read with the fields).
-        case head(HTTPResponseHead, ConnectionOptions)
+        /// A 1xx interim head (more heads follow), or the final head.
+        case head(HTTP1ResponseHead)
         case body(ByteBuffer)
         /// The response ended, with its trailers (chunked bodies only).
         case end(HTTPHeaders?)
@@ -54,7 +84,7 @@ public struct HTTP1ResponseParser {
         case .head(let section):
             let (head, facts) = try parseHead(section)
             try startBody(head, facts)
-            return .head(head, facts.connection)
+            return .head(head)
         case .body(let body): return .body(body)
         case .end(let trailers): return .end(trailers)
         }
@@ -74,7 +104,7 @@ public struct HTTP1ResponseParser {
     // MARK: the head
 
     private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
-        -> (HTTPResponseHead, HTTP1HeadFacts) {
+        -> (HTTP1ResponseHead, HTTP1HeadFacts) {
         // `HTTP/1.x SP 3DIGIT SP reason CRLF` (RFC 9112 §4); the reason
         // may be empty, and its SP is then tolerated missing.
         let line: (major: UInt8, minor: UInt8, status: Int, next: Int)? =
@@ -105,18 +135,18 @@ public struct HTTP1ResponseParser {
         }
         let version: HTTPVersion = line.minor == UInt8(ascii: "0") ? .http1_0 : .http1_1
         guard line.status != 101 else { return try reader.fail(.unexpectedUpgrade) }
-        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next, forRequest: false)
+        let (fields, facts) = try reader.headFieldBlock(of: head, from: head.readerIndex + line.next)
         // The reason phrase is not kept (RFC 9112 §4: clients ignore it;
         // the mesh hop has none): each status goes on with its own.
-        return (HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
-                                 headers: HTTPHeaders(fields)), facts)
+        return (HTTP1ResponseHead(version: version, status: HTTPResponseStatus(statusCode: line.status),
+                                  fields: fields, connection: facts.connection), facts)
     }
 
     // MARK: framing
 
     /// How the body of the response `head` is framed (RFC 9112 §6.3), set
     /// in the reader.
-    private mutating func startBody(_ head: HTTPResponseHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
+    private mutating func startBody(_ head: HTTP1ResponseHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
         let code = head.status.code
         let framing = try reader.framing(of: facts)
         if code < 200 {

@@ -4,9 +4,8 @@ import WeftMesh
 
 /// Receives one response from an HTTP/1.1 upstream.
 protocol HTTP1ResponseReceiver: AnyObject {
-    /// A 1xx informational head, or the final head (once), with what its
-    /// `Connection` fields said.
-    func receiveHead(_ head: HTTPResponseHead, connection: ConnectionOptions)
+    /// A 1xx informational head, or the final head (once).
+    func receiveHead(_ head: HTTP1ResponseHead)
     func receiveBody(_ buffer: ByteBuffer)
     func receiveEnd(_ trailers: HTTPHeaders?)
     /// The connection failed or closed before the response ended.
@@ -211,10 +210,10 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     private func handle(_ event: HTTP1ResponseParser.Event, context: ChannelHandlerContext) {
         switch event {
-        case .head(let head, let connection):
-            if !connection.isPersistent(version: head.version) { reusable = false }
-            if let value = head.headers.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
-            receiver?.receiveHead(head, connection: connection)
+        case .head(let head):
+            if !head.connection.isPersistent(version: head.version) { reusable = false }
+            if let value = head.fields.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
+            receiver?.receiveHead(head)
         case .body(let buffer):
             receiver?.receiveBody(buffer)
         case .end(let trailers):

@@ -179,10 +179,11 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     // MARK: HTTP1ResponseReceiver
 
-    func receiveHead(_ head: HTTPResponseHead, connection options: ConnectionOptions) {
+    func receiveHead(_ head: HTTP1ResponseHead) {
         guard !finished else { return }
         dispatch.responded()
-        let fields = MeshTranslation.upgradeResponse(head, connection: options)
+        let fields = MeshTranslation.upgradeResponse(status: head.status, fields: head.fields,
+                                                     connection: head.connection)
         guard MeshTranslation.fitsPeerLimits(fields) else {
             // The peer would refuse it; the rest of it is not read either.
             dispatch.abandon()

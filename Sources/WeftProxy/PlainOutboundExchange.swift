@@ -98,11 +98,12 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
 
     // MARK: HTTP1ResponseReceiver: the response, from the endpoint
 
-    func receiveHead(_ response: HTTPResponseHead, connection: ConnectionOptions) {
+    func receiveHead(_ parsed: HTTP1ResponseHead) {
+        let response = parsed.head
         guard !done else { return }
         dispatch.responded()
         var relayed = AppResponseHead(MeshTranslation.relayResponse(response, version: head.version,
-                                                                    connection: connection))
+                                                                    connection: parsed.connection))
         if response.status.code < 200 {
             // 100 Continue and friends go through as they are, unflushed.
             handler?.writeHead(relayed)

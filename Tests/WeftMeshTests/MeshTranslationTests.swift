@@ -84,6 +84,37 @@ final class MeshTranslationTests: XCTestCase {
                        "a 304's length is the representation's, and allowed")
     }
 
+    /// A parsed response's fields (names lower case, values trimmed) are
+    /// upgraded from their bytes by the same rules as a head's Strings:
+    /// `:status` first, hop-by-hop and mesh fields and those `Connection`
+    /// names dropped, `te` only as `trailers`, no length in a 1xx or 204.
+    func testAResponsesFieldBytesAreUpgradedByTheSameRules() {
+        var options = ConnectionOptions()
+        options.add("close, x-hop")
+        let fields: HTTP2Fields = [
+            HTTP2Header("content-type", "text/plain"), HTTP2Header("connection", "close, x-hop"),
+            HTTP2Header("x-hop", "1"), HTTP2Header("keep-alive", "timeout=5"), HTTP2Header("te", "gzip, trailers"),
+            HTTP2Header("transfer-encoding", "chunked"), HTTP2Header("weft-dst", "198.18.0.9:1"),
+            HTTP2Header("proxy-authenticate", "x"), HTTP2Header("content-length", "4"), HTTP2Header("x-kept", "k"),
+        ]
+        let expected: HTTP2Fields = [
+            HTTP2Header(":status", "200"), HTTP2Header("content-type", "text/plain"), HTTP2Header("te", "trailers"),
+            HTTP2Header("content-length", "4"), HTTP2Header("x-kept", "k"),
+        ]
+        XCTAssertEqual(MeshTranslation.upgradeResponse(status: .ok, fields: fields, connection: options), expected)
+        let head = HTTPResponseHead(version: .http1_1, status: .ok,
+                                    headers: HTTPHeaders(fields.map { ($0.name, $0.value) }))
+        XCTAssertEqual(MeshTranslation.upgradeResponse(head, connection: options), expected)
+
+        for status in [HTTPResponseStatus.noContent, .continue] {
+            let upgraded = MeshTranslation.upgradeResponse(status: status, fields: fields, connection: options)
+            XCTAssertFalse(upgraded.contains(name: "content-length"), "\(status)")
+            XCTAssertEqual(upgraded.first, HTTP2Header(":status", String(status.code)))
+        }
+        XCTAssertEqual(MeshTranslation.upgradeResponse(status: .notModified, fields: fields, connection: options)
+            .first(name: "content-length"), "4", "a 304's length is the representation's")
+    }
+
     /// Found by FuzzTranslation: a peer's `:path` with a byte outside
     /// visible ASCII (which nghttp2 lets through) became a request line the
     /// app cannot parse.
@@ -102,6 +133,16 @@ final class MeshTranslationTests: XCTestCase {
 
     /// Found by FuzzTranslation: an app response with more fields than a
     /// node takes was sent on, and the peer reset it.
+    /// A length is carriable where `Int64` reads it.
+    func testACarriableLengthIsOneInt64Reads() {
+        for text in ["0", "9223372036854775807", " 5\t", "+5", "-9223372036854775808", "00000000000000000000012",
+                     "x", "", " ", "+", "9223372036854775808", "-9223372036854775809", "5a", "5 5", "18446744073709551616"] {
+            var bytes = text
+            let carriable = bytes.withUTF8 { MeshTranslation.isCarriableLength(UnsafeRawBufferPointer($0)) }
+            XCTAssertEqual(carriable, Int64(text.trimmingSpaces) != nil, text)
+        }
+    }
+
     func testWhatFitsAPeersHeaderLimits() {
         let status: HTTP2Fields = [HTTP2Header(":status", "200")]
         let many = status + (0..<99).map { HTTP2Header("x-f\($0)", "v") }

@@ -20,8 +20,13 @@ final class HTTP1CodecTests: XCTestCase {
         var events: [String] = []
         func record(_ event: HTTP1ResponseParser.Event) {
             switch event {
-            case .head(let head, let connection):
-                XCTAssertEqual(connection, ConnectionOptions(of: head.headers), "gathered as the fields were read")
+            case .head(let parsed):
+                let head = parsed.head
+                XCTAssertEqual(parsed.connection, ConnectionOptions(of: head.headers), "gathered as the fields were read")
+                XCTAssertEqual(MeshTranslation.upgradeResponse(status: parsed.status, fields: parsed.fields,
+                                                               connection: parsed.connection),
+                               MeshTranslation.upgradeResponse(head, connection: parsed.connection),
+                               "upgraded from the bytes as from the Strings")
                 events.append("head \(head.status.code) \(head.version) \(HTTP1ParserTestSupport.fields(head.headers))")
             case .body(let body): events.appendBody(body)
             case .end(let trailers): events.appendEnd(trailers)

@@ -23,7 +23,7 @@ final class HTTP1DispatchTests: XCTestCase {
 
         func dispatchConnected(_ connection: HTTP1UpstreamConnection) { dispatch.attach(connection, receiver: self) }
         func dispatchFailed(_ reason: ErrorReason) { answer.succeed("failed: \(reason.rawValue)") }
-        func receiveHead(_ head: HTTPResponseHead, connection: ConnectionOptions) { dispatch.responded() }
+        func receiveHead(_ head: HTTP1ResponseHead) { dispatch.responded() }
         func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
         func receiveEnd(_ trailers: HTTPHeaders?) {
             dispatch.finished()

@@ -84,7 +84,7 @@ private final class RecordingReceiver: HTTP1ResponseReceiver, @unchecked Sendabl
     var body = ""
     let done: EventLoopPromise<Result<String, Error>>
     init(eventLoop: EventLoop) { done = eventLoop.makePromise() }
-    func receiveHead(_ head: HTTPResponseHead, connection: ConnectionOptions) { heads.append(head) }
+    func receiveHead(_ head: HTTP1ResponseHead) { heads.append(head.head) }
     func receiveBody(_ buffer: ByteBuffer) { body += String(buffer: buffer) }
     func receiveEnd(_ trailers: HTTPHeaders?) { done.succeed(.success(body)) }
     func receiveFailure(_ error: Error) { done.succeed(.failure(error)) }

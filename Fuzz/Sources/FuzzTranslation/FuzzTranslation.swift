@@ -185,7 +185,7 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     func drain() {
         while !llhttpEnded, let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
             switch part {
-            case .head(let head): llhttp.append(describe(.head(head, ConnectionOptions())))
+            case .head(let head): llhttp.append(describe(head))
             case .body(let body): llhttp.append(describe(HTTP1ResponseParser.Event.body(body)))
             case .end(let trailers):
                 llhttp.append(describe(HTTP1ResponseParser.Event.end(trailers)))
@@ -203,22 +203,40 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     require(merged(weft) == merged(llhttp),
             "weft read \(weft), llhttp \(llhttp) from \(String(decoding: bytes, as: UTF8.self).debugDescription)")
 
-    var head: (HTTPResponseHead, ConnectionOptions)?
+    var parsed: HTTP1ResponseHead?
     var again = HTTP1ResponseParser()
     again.expectResponse(toHEAD: false)
     var copy = ByteBuffer(bytes: bytes)
-    while head == nil, let event = try? again.next(&copy) {
-        if case .head(let got, let connection) = event, got.status.code >= 200 {
-            require(connection == ConnectionOptions(of: got.headers), "\(connection) gathered from \(got)")
-            head = (got, connection)
+    while parsed == nil, let event = try? again.next(&copy) {
+        if case .head(let got) = event, got.status.code >= 200 {
+            require(got.connection == ConnectionOptions(of: got.head.headers), "\(got.connection) gathered from \(got.head)")
+            parsed = got
         }
     }
-    guard let (head, connection) = head else { return }
-    let fields = MeshTranslation.upgradeResponse(head, connection: connection)
+    guard let parsed else { return }
+    let head = parsed.head
+    let fields = MeshTranslation.upgradeResponse(status: parsed.status, fields: parsed.fields,
+                                                 connection: parsed.connection)
+    // The upgrade from the bytes is the one from Strings, where the bytes
+    // are UTF-8 (elsewhere the Strings hold U+FFFD, and the bytes go on).
+    if isUTF8(parsed.fields) {
+        let fromStrings = MeshTranslation.upgradeResponse(head, connection: parsed.connection)
+        require(fields == fromStrings, "upgraded \(head) from bytes to \(fields), from Strings to \(fromStrings)")
+    }
     // What the receiving node sends on (it answers 502 for the rest).
     guard MeshTranslation.fitsPeerLimits(fields) else { return }
     let received = HeaderRelay.response(fields)
     require(received?.last == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
+}
+
+/// Whether every name and value of `fields` is UTF-8.
+private func isUTF8(_ fields: HTTP2Fields) -> Bool {
+    var valid = true
+    fields.forEach { name, value in
+        if valid { valid = Array(String(decoding: value, as: UTF8.self).utf8).elementsEqual(value)
+            && Array(String(decoding: name, as: UTF8.self).utf8).elementsEqual(name) }
+    }
+    return valid
 }
 
 /// Fields as text to compare: lower-case names, values without the
@@ -229,9 +247,13 @@ private func describe(_ headers: HTTPHeaders) -> String {
 
 /// An event as text to compare: statuses, fields, body bytes, the end and
 /// its trailers.
+private func describe(_ head: HTTPResponseHead) -> String {
+    "head \(head.status.code) \(head.version) \(describe(head.headers))"
+}
+
 private func describe(_ event: HTTP1ResponseParser.Event) -> String {
     switch event {
-    case .head(let head, _): return "head \(head.status.code) \(head.version) \(describe(head.headers))"
+    case .head(let head): return describe(head.head)
     case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
     case .end(let trailers): return "end " + (trailers.map(describe) ?? "")
     }
