@@ -55,12 +55,34 @@ public struct OrigProto: Equatable, Sendable {
     }
 }
 
-/// A mesh request after the receiving node has taken it apart.
+/// A mesh request after the receiving node has taken it apart: the request
+/// line and the Host weft sets (`line`), and the peer's block, whose fields
+/// that are the app's (`isForApp(requestField:hostSet:)`) go on as the
+/// bytes that came (`peerFields`), before the Host.
 public struct DowngradedRequest: Equatable {
-    public var head: HTTPRequestHead
+    public var line: HTTPRequestHead
+    public var peerFields: HTTP2Fields
+    /// `line` holds the Host, in place of any the peer's block has.
+    public var setsHost: Bool
     /// The endpoint the sending node chose (`weft-dst`).
     public var destination: IPEndpoint
     public var origProto: OrigProto
+
+    /// The whole head, the peer's fields made Strings (for the stages that
+    /// read every field: ext_authz).
+    public var head: HTTPRequestHead {
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(peerFields.count + line.headers.count)
+        peerFields.forEach { name, value in
+            if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) {
+                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
+            }
+        }
+        for (name, value) in line.headers { pairs.append((name, value)) }
+        var head = line
+        head.headers = HTTPHeaders(pairs)
+        return head
+    }
 }
 
 public enum TranslationError: Error, Equatable, CustomStringConvertible {
@@ -173,12 +195,6 @@ public enum MeshTranslation {
     public static func downgradeRequest(_ fields: HTTP2Fields) throws(TranslationError) -> DowngradedRequest {
         var method: String?, authority: String?, path: String?
         var origProtoValue: String?, destinationValue: String?
-        // Gathered, then made `HTTPHeaders` at once: `add` scans each name
-        // for non-ASCII bytes, which HTTP/2 names (tokens, checked by
-        // nghttp2) never have.
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(fields.count)
-        var hasHostField = false
         fields.forEach { name, value in
             // Most fields are neither pseudo nor weft's: one byte tells.
             if name.first == UInt8(ascii: ":") {
@@ -188,18 +204,13 @@ public enum MeshTranslation {
                     authority = String(decoding: value, as: UTF8.self)
                 } else if name.equals(":path") {
                     path = String(decoding: value, as: UTF8.self)
-                } else if !name.equals(":scheme") && !name.equals(":protocol") {
-                    pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
                 }
-            } else if name.hasPrefix("weft-") {
+            } else if name.first == UInt8(ascii: "w") {
                 if name.equals("weft-orig-proto") {
                     origProtoValue = String(decoding: value, as: UTF8.self)
                 } else if name.equals("weft-dst") {
                     destinationValue = String(decoding: value, as: UTF8.self)
                 }
-            } else {
-                if name.equals("host") { hasHostField = true }
-                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
             }
         }
         guard let method else { throw .missingPseudoHeader(":method") }
@@ -218,16 +229,20 @@ public enum MeshTranslation {
         var uri = path
         if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
         // Host, last, in place of any the list had (HTTP/2 names are lower
-        // case); set on the pairs, whose storage `HTTPHeaders` then takes
-        // over, so nothing is copied.
+        // case).
         let host = origProto.emptyHost ? "" : origProto.noHost ? nil : authority
-        if let host {
-            if hasHostField { pairs.removeAll { $0.0 == "host" } }
-            pairs.append(("host", host))
-        }
-        let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri,
-                                   headers: HTTPHeaders(pairs))
-        return DowngradedRequest(head: head, destination: destination, origProto: origProto)
+        let line = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri,
+                                   headers: host.map { HTTPHeaders([("host", $0)]) } ?? HTTPHeaders())
+        return DowngradedRequest(line: line, peerFields: fields, setsHost: host != nil, destination: destination,
+                                 origProto: origProto)
+    }
+
+    /// Whether a peer's request field goes on to the app: not a pseudo
+    /// field (those make the request line), not a mesh field, and not a
+    /// `host` when the request line's authority sets the Host instead.
+    @inlinable
+    public static func isForApp(requestField name: UnsafeRawBufferPointer, hostSet: Bool) -> Bool {
+        name.first != UInt8(ascii: ":") && !name.hasPrefix("weft-") && !(hostSet && name.equals("host"))
     }
 
     /// Whether a Content-Length value fits the 63 bits HTTP/2 peers read it

@@ -30,19 +30,24 @@ struct HTTP1Dispatch {
     /// opened for it.
     var waiting: HTTP1UpstreamPool.Waiter?
     /// The head, until a connection takes it.
-    private var head: HTTPRequestHead?
+    private var head: AppRequestHead?
     private var held: [HTTPClientRequestPart] = []
     /// A request sent on a reused keep-alive connection, kept (up to
     /// `replayLimit` of body) until its response starts: if the upstream
     /// closes that connection first, it closed an idle connection as the
     /// request arrived (the "503 UC" race), and the request goes once more
     /// on a fresh connection.
-    private var sent: (head: HTTPRequestHead, body: [ByteBuffer], bytes: Int, end: HTTPHeaders??)?
+    private var sent: (head: AppRequestHead, body: [ByteBuffer], bytes: Int, end: HTTPHeaders??)?
     static let replayLimit = 64 * 1024
 
     /// Sends `head` on an idle pooled connection to `target` if there is
     /// one (true); else holds it and gives false: then call `connect`.
     mutating func start(_ head: HTTPRequestHead, to target: TargetKey, pool: HTTP1UpstreamPool,
+                        receiver: HTTP1ResponseReceiver) -> Bool {
+        start(AppRequestHead(head), to: target, pool: pool, receiver: receiver)
+    }
+
+    mutating func start(_ head: AppRequestHead, to target: TargetKey, pool: HTTP1UpstreamPool,
                         receiver: HTTP1ResponseReceiver) -> Bool {
         self.head = head
         guard let idle = pool.idleConnection(target) else { return false }

@@ -83,11 +83,16 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     /// flushes (at once when no body part follows right away, so the app
     /// can answer `Expect: 100-continue`).
     func start(_ head: HTTPRequestHead, receiver: HTTP1ResponseReceiver) {
+        start(AppRequestHead(head), receiver: receiver)
+    }
+
+    func start(_ head: AppRequestHead, receiver: HTTP1ResponseReceiver) {
         if self.receiver == nil && (requestEnded || responseEnded) { reused = true }
         self.receiver = receiver
         requestEnded = false
         responseEnded = false
-        if !head.isPersistent { reusable = false }
+        // A peer's fields never say `Connection` (HTTP/2 refuses it).
+        if !head.head.isPersistent { reusable = false }
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method == .HEAD)
         let plan = writer.plan(head)

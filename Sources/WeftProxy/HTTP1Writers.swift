@@ -42,6 +42,11 @@ public struct HTTP1RequestWriter {
 
     /// Chooses the body's framing for `head` (see the type's rules).
     public mutating func plan(_ head: HTTPRequestHead) -> HeadPlan {
+        plan(AppRequestHead(head))
+    }
+
+    mutating func plan(_ request: AppRequestHead) -> HeadPlan {
+        let head = request.head
         var hasLength = false, hasChunked = false
         var bytes = head.uri.utf8.count + 32
         for (name, value) in head.headers {
@@ -51,6 +56,11 @@ public struct HTTP1RequestWriter {
             } else if !hasChunked && name.utf8.count == 17 && name.equalsASCIICaseInsensitive("transfer-encoding") {
                 hasChunked = value.equalsASCIICaseInsensitive("chunked")
             }
+        }
+        // A peer's names are lower case; HTTP/2 carries no Transfer-Encoding.
+        request.forEachPeerField { name, value in
+            bytes += name.count + value.count + 4
+            if name.count == 14 && name.equals("content-length") { hasLength = true }
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
         let keepLength: Bool, keepCoding: Bool, addChunked: Bool
@@ -71,11 +81,21 @@ public struct HTTP1RequestWriter {
 
     /// Writes `head` as `plan` (from `plan(_:)`) says.
     public func write(_ head: HTTPRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        write(AppRequestHead(head), plan, into: &buffer)
+    }
+
+    func write(_ request: AppRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
+        let head = request.head
         buffer.writeHead(room: plan.bytes) { text in
             text.append(head.method.rawValue)
             text.append(byte: UInt8(ascii: " "))
             text.append(head.uri)
             text.append(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+            request.forEachPeerField { name, value in
+                if plan.keepLength || !(name.count == 14 && name.equals("content-length")) {
+                    text.append(fieldBytes: name, value)
+                }
+            }
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             if plan.addChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")

@@ -81,13 +81,17 @@ struct HeadTextWriter {
             switch name.count {
             case 14 where !keepingLength && name.equals("content-length"): return
             case 17 where !keepingCoding && name.equals("transfer-encoding"): return
-            default:
-                copy(name.baseAddress, name.count)
-                append(": ")
-                copy(value.baseAddress, value.count)
-                append("\r\n")
+            default: append(fieldBytes: name, value)
             }
         }
+    }
+
+    /// One field line, `name: value` CRLF, from bytes.
+    mutating func append(fieldBytes name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        copy(name.baseAddress, name.count)
+        append(": ")
+        copy(value.baseAddress, value.count)
+        append("\r\n")
     }
 
     private mutating func copy(_ source: UnsafeRawPointer?, _ length: Int) {

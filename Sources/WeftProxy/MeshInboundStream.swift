@@ -95,20 +95,21 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         record.endpoint = target
         let key = TargetKey(endpoint: target)
         guard let settings = context.extAuthz, let services = context.services else {
-            return send(request.head, to: key, endStream: endStream)
+            return send(AppRequestHead(request), to: key, endStream: endStream)
         }
         // The body that comes meanwhile is held, unconsumed (so bounded by
         // the stream window), until the verdict.
         if endStream { deliver(.end(nil)) }
-        authzCheck = ExtAuthzCheck.start(for: request.head, peer: connection.peerIdentity, settings: settings,
+        let head = request.head
+        authzCheck = ExtAuthzCheck.start(for: head, peer: connection.peerIdentity, settings: settings,
                                          services: services, meshPort: context.meshPort,
                                          logger: context.logger) { [weak self] verdict in
-            self?.authorized(verdict, request.head, to: key, settings: settings)
+            self?.authorized(verdict, head, to: key, settings: settings)
         }
     }
 
     /// The delivery stage: the request to the local app.
-    private func send(_ head: HTTPRequestHead, to key: TargetKey, endStream: Bool) {
+    private func send(_ head: AppRequestHead, to key: TargetKey, endStream: Bool) {
         let attached = dispatch.start(head, to: key, pool: context.pool, receiver: self)
         if endStream { deliver(.end(nil)) }
         if !attached {
@@ -126,7 +127,8 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         switch verdict {
         case .allow(let fields):
             // The end (if it came) is held in the dispatch already.
-            send(ExtAuthzCheck.forwarding(fields, into: head, settings: settings), to: key, endStream: false)
+            send(AppRequestHead(ExtAuthzCheck.forwarding(fields, into: head, settings: settings)), to: key,
+                 endStream: false)
         case .deny(let fields, let body):
             answerWith(fields, body: body)
         case .refuse(let reason):

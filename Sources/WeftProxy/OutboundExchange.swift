@@ -49,6 +49,40 @@ protocol ExchangeResponder: AnyObject {
     func record(_ record: RequestRecord)
 }
 
+/// A request head on its way to an HTTP/1 app or endpoint: the request line
+/// and the fields weft or the app gave (`head`), and the fields a peer node
+/// sent (`peerFields`, kept as the bytes that came), of which those that
+/// are the app's (`MeshTranslation.isForApp(requestField:hostSet:)`) are
+/// written before `head`'s. A plain request has no peer fields.
+struct AppRequestHead {
+    var head: HTTPRequestHead
+    var peerFields: HTTP2Fields
+    /// `head` holds the Host, in place of any in `peerFields`.
+    var setsHost: Bool
+
+    init(_ head: HTTPRequestHead) {
+        self.head = head
+        peerFields = HTTP2Fields()
+        setsHost = false
+    }
+
+    init(_ request: DowngradedRequest) {
+        head = request.line
+        peerFields = request.peerFields
+        setsHost = request.setsHost
+    }
+
+    var method: HTTPMethod { head.method }
+
+    /// Calls `body` with each of the peer's fields that are the app's.
+    func forEachPeerField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
+        guard !peerFields.isEmpty else { return }
+        peerFields.forEach { name, value in
+            if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) { body(name, value) }
+        }
+    }
+}
+
 /// A response head on its way to an HTTP/1 app: status, version and the
 /// fields weft or a plain endpoint gave (`head`), then the fields a peer
 /// node sent (`peerFields`), kept as the bytes that came. Only the peer's

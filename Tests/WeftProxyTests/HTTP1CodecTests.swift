@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import WeftCore
 import WeftHTTP2
 import WeftMesh
 import XCTest
@@ -235,6 +236,41 @@ final class HTTP1CodecTests: XCTestCase {
 
     private func head(_ method: HTTPMethod, _ version: HTTPVersion, _ headers: [(String, String)]) -> HTTPRequestHead {
         HTTPRequestHead(version: version, method: method, uri: "/p?q=1", headers: HTTPHeaders(headers))
+    }
+
+    /// A mesh request's fields go to the app from the peer's bytes as the
+    /// whole head made of Strings would: the app's fields in the block's
+    /// order, the Host weft sets last and in place of the block's, the
+    /// framing chosen from the peer's length.
+    func testAPeersRequestFieldsAreWrittenAsTheWholeHeadWouldBe() throws {
+        let destination = try XCTUnwrap(IPEndpoint("198.18.0.3:8080"))
+        let heads = [
+            head(.GET, .http1_1, [("Host", "backend"), ("Accept", "*/*"), ("X-Two", "a"), ("x-two", "b")]),
+            head(.POST, .http1_1, [("Host", "backend"), ("Content-Length", "4"), ("Content-Type", "text/plain")]),
+            head(.PUT, .http1_1, [("Host", "backend"), ("X-Streamed", "1")]),
+            head(.GET, .http1_0, [("User-Agent", "old")]),
+            head(.GET, .http1_1, [("Host", ""), ("X-Empty-Host", "1")]),
+            HTTPRequestHead(version: .http1_1, method: .GET, uri: "http://other:81/a?b", headers: ["Host": "backend"]),
+        ]
+        for original in heads {
+            var fields = try MeshTranslation.upgradeRequest(original, destination: destination)
+            // A peer's own `host` beside :authority: the authority wins.
+            fields.append(HTTP2Header("host", "peer-said"))
+            let request = try MeshTranslation.downgradeRequest(fields)
+            var direct = HTTP1RequestWriter()
+            var directBytes = ByteBuffer()
+            let plan = direct.plan(AppRequestHead(request))
+            direct.write(AppRequestHead(request), plan, into: &directBytes)
+            var whole = HTTP1RequestWriter()
+            var wholeBytes = ByteBuffer()
+            whole.writeHead(request.head, into: &wholeBytes)
+            XCTAssertEqual(String(buffer: directBytes), String(buffer: wholeBytes), "\(original)")
+            // With no Host of weft's (an HTTP/1.0 request that had none),
+            // the block's goes on, as it did when the head was Strings.
+            XCTAssertEqual(String(buffer: directBytes).contains("peer-said"), !request.setsHost, "\(original)")
+            XCTAssertEqual(direct.isChunked, original.method != .GET && original.version == .http1_1
+                && !original.headers.contains(name: "content-length"), "\(original)")
+        }
     }
 
     func testRequestsAreFramedByLengthOrChunks() {
