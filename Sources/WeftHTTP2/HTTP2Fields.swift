@@ -181,7 +181,9 @@ public struct HTTP2Fields: @unchecked Sendable {
         return name.withUTF8 { wanted in
             var found: String?
             forEach { fieldName, value in
-                if found == nil, fieldName.elementsEqual(wanted) { found = String(decoding: value, as: UTF8.self) }
+                if found == nil, fieldName.equals(UnsafeRawBufferPointer(wanted)) {
+                    found = String(decoding: value, as: UTF8.self)
+                }
             }
             return found
         }
@@ -193,7 +195,7 @@ public struct HTTP2Fields: @unchecked Sendable {
         return name.withUTF8 { wanted in
             var found = false
             forEach { fieldName, _ in
-                if !found, fieldName.elementsEqual(wanted) { found = true }
+                if !found, fieldName.equals(UnsafeRawBufferPointer(wanted)) { found = true }
             }
             return found
         }
@@ -288,7 +290,7 @@ extension HTTP2Fields: RangeReplaceableCollection {
 
 extension HTTP2Fields: Hashable {
     public static func == (lhs: HTTP2Fields, rhs: HTTP2Fields) -> Bool {
-        lhs.count == rhs.count && lhs.withRecords { left in rhs.withRecords { right in left.elementsEqual(right) } }
+        lhs.count == rhs.count && lhs.withRecords { left in rhs.withRecords { right in left.equals(right) } }
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -334,6 +336,14 @@ extension UnsafeRawBufferPointer {
     public func hasPrefix(_ prefix: StaticString) -> Bool {
         guard count >= prefix.utf8CodeUnitCount, let base = baseAddress else { return prefix.utf8CodeUnitCount == 0 }
         return memcmp(base, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0
+    }
+
+    /// Whether these bytes are `other`'s.
+    @inlinable
+    public func equals(_ other: UnsafeRawBufferPointer) -> Bool {
+        guard count == other.count else { return false }
+        guard count > 0, let base = baseAddress, let otherBase = other.baseAddress else { return true }
+        return memcmp(base, otherBase, count) == 0
     }
 
     /// Whether these bytes spell `text` exactly.

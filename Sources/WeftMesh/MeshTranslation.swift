@@ -318,7 +318,7 @@ public enum MeshTranslation {
         let bodyless = status.code < 200 || status.code == 204
         fields.forEach { name, value in
             let bytes = name.assumingMemoryBound(to: UInt8.self)
-            switch classify(bytes).role {
+            switch role(of: bytes) {
             case .meshOnly, .hopByHop:
                 return
             case .te:
@@ -466,7 +466,12 @@ public enum MeshTranslation {
             lowercase = false
             break
         }
-        guard let first = bytes.first else { return (.endToEnd, lowercase) }
+        return (role(of: bytes), lowercase)
+    }
+
+    /// The role of a field, from its name in any case.
+    static func role(of bytes: UnsafeBufferPointer<UInt8>) -> FieldRole {
+        guard let first = bytes.first else { return .endToEnd }
         let role: FieldRole
         switch first | 0x20 {
         case UInt8(ascii: "w"): role = bytes.hasASCIIPrefixCaseInsensitive("weft-") ? .meshOnly : .endToEnd
@@ -484,7 +489,7 @@ public enum MeshTranslation {
             role = bytes.count == 14 && bytes.equalsASCIICaseInsensitive("http2-settings") ? .hopByHop : .endToEnd
         default: role = .endToEnd
         }
-        return (role, lowercase)
+        return role
     }
 
     /// A field value without the whitespace around it, which is not part of

@@ -108,7 +108,8 @@ struct AppResponseHead {
         var wanted = name
         wanted.withUTF8 { wanted in
             peerFields.forEach { fieldName, value in
-                if found == nil, MeshTranslation.isForApp(responseField: fieldName), fieldName.elementsEqual(wanted) {
+                if found == nil, MeshTranslation.isForApp(responseField: fieldName),
+                   fieldName.equals(UnsafeRawBufferPointer(wanted)) {
                     found = String(decoding: value, as: UTF8.self)
                 }
             }
