@@ -150,7 +150,7 @@ public enum MeshTranslation {
 
     /// A request head that announces a body: any Transfer-Encoding, or a
     /// Content-Length other than 0.
-    static func declaresBody(_ headers: HTTPHeaders) -> Bool {
+    public static func declaresBody(_ headers: HTTPHeaders) -> Bool {
         if headers.contains(name: "transfer-encoding") { return true }
         guard let length = headers.first(name: "content-length") else { return false }
         return Int(length) != 0  // the parser strips the value's whitespace

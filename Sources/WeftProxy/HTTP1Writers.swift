@@ -8,10 +8,14 @@ import WeftMesh
 /// expects:
 /// - a `Content-Length` frames the body, and any `Transfer-Encoding` goes;
 /// - else a POST, PUT or PATCH over HTTP/1.1 is sent chunked (a mesh
-///   request's length is not known until its stream ends);
+///   request's length is not known until its stream ends), and so is any
+///   request a body follows (`AppRequestHead.bodyFollows`: a GET's, say);
 /// - else the head's own `Transfer-Encoding: chunked` (a relayed request)
 ///   is kept, and anything else has no body framing;
-/// - a TRACE never has a body (RFC 9110 §9.3.8).
+/// - a TRACE has no body (RFC 9110 §9.3.8) unless one follows.
+///
+/// A body is never written after a head that does not frame it: the app
+/// would read it as the start of another request.
 public struct HTTP1RequestWriter {
     /// What follows each chunk's data.
     public static let chunkEnd: ByteBuffer = {
@@ -65,11 +69,13 @@ public struct HTTP1RequestWriter {
         let http11 = head.version.major == 1 && head.version.minor >= 1
         let keepLength: Bool, keepCoding: Bool, addChunked: Bool
         switch head.method {
-        case .TRACE:
+        case .TRACE where !request.bodyFollows:
             (keepLength, keepCoding, addChunked, isChunked) = (false, false, false, false)
         case _ where hasLength:
             (keepLength, keepCoding, addChunked, isChunked) = (true, false, false, false)
         case .POST, .PUT, .PATCH:
+            (keepLength, keepCoding, addChunked, isChunked) = (true, false, http11, http11)
+        case _ where request.bodyFollows && !hasChunked:
             (keepLength, keepCoding, addChunked, isChunked) = (true, false, http11, http11)
         default:
             (keepLength, keepCoding, addChunked, isChunked) = (true, true, false, http11 && hasChunked)

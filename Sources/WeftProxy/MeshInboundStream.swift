@@ -25,6 +25,10 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     private var requestEnded = false
     private var responseStarted = false
     private var finished = false
+    /// The request is HTTP/1.0 with no length, and its stream did not end
+    /// with its HEADERS: a body, if bytes come, has no framing the app
+    /// reads (HTTP/1.0 has no chunks), so it is refused, never written.
+    private var unframedBody = false
     /// The `ext_authz` call for this request, while it runs.
     private var authzCheck: ExtAuthzCheck?
     /// What the request came to, recorded once when the stream is done.
@@ -54,6 +58,10 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
     }
 
     func streamData(_ data: ByteBuffer, endStream: Bool) {
+        if unframedBody, data.readableBytes > 0, !finished {
+            dispatch.abandon()
+            return fail(.badMeshRequest, detail: "a body of no length for an HTTP/1.0 app")
+        }
         unconsumed += data.readableBytes
         record.bytesIn += data.readableBytes
         if data.readableBytes > 0 { deliver(.body(.byteBuffer(data))) }
@@ -94,8 +102,9 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         }
         record.endpoint = target
         let key = TargetKey(endpoint: target)
+        unframedBody = !endStream && request.line.version == .http1_0 && !request.peerFields.contains(name: "content-length")
         guard let settings = context.extAuthz, let services = context.services else {
-            return send(AppRequestHead(request), to: key, endStream: endStream)
+            return send(AppRequestHead(request, bodyFollows: !endStream), to: key, endStream: endStream)
         }
         // The body that comes meanwhile is held, unconsumed (so bounded by
         // the stream window), until the verdict.
@@ -104,7 +113,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         authzCheck = ExtAuthzCheck.start(for: head, peer: connection.peerIdentity, settings: settings,
                                          services: services, meshPort: context.meshPort,
                                          logger: context.logger) { [weak self] verdict in
-            self?.authorized(verdict, head, to: key, settings: settings)
+            self?.authorized(verdict, head, bodyFollows: !endStream, to: key, settings: settings)
         }
     }
 
@@ -120,15 +129,15 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
 
     /// The `ext_authz` verdict: deliver (with the service's headers in
     /// place of any the caller sent under those names), or answer.
-    private func authorized(_ verdict: ExtAuthzCheck.Verdict, _ head: HTTPRequestHead, to key: TargetKey,
-                            settings: ExtAuthzSettings) {
+    private func authorized(_ verdict: ExtAuthzCheck.Verdict, _ head: HTTPRequestHead, bodyFollows: Bool,
+                            to key: TargetKey, settings: ExtAuthzSettings) {
         authzCheck = nil
         guard !finished else { return }
         switch verdict {
         case .allow(let fields):
             // The end (if it came) is held in the dispatch already.
-            send(AppRequestHead(ExtAuthzCheck.forwarding(fields, into: head, settings: settings)), to: key,
-                 endStream: false)
+            send(AppRequestHead(ExtAuthzCheck.forwarding(fields, into: head, settings: settings),
+                                bodyFollows: bodyFollows), to: key, endStream: false)
         case .deny(let fields, let body):
             answerWith(fields, body: body)
         case .refuse(let reason):

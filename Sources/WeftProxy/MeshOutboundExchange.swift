@@ -42,6 +42,10 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private var unconsumed = 0
     private var responseStarted = false
     private var keepAlive: Bool
+    /// The request has no body (RFC 9112 §6.3): its stream ends with its
+    /// HEADERS, so that the receiving node writes no body framing, and a
+    /// stream that goes on is one whose body the app must get framed.
+    private let headOnly: Bool
     private var done = false
     /// When the response head must have arrived (SPEC §4 `timeouts.request`);
     /// nil once it has, or once the exchange is over. The app connection's
@@ -61,6 +65,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.cluster = cluster
         self.logger = logger
         self.keepAlive = connection.isPersistent(version: head.version)
+        self.headOnly = !MeshTranslation.declaresBody(head.headers)
     }
 
     /// Starts the exchange; without a response head by `deadline` (checked
@@ -111,7 +116,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private func open(on connection: MeshConnection, headers: HTTP2Fields, pool: MeshConnectionPool,
                       peer: IPEndpoint, retried: Bool) {
         do {
-            streamID = try connection.openStream(headers: headers, endStream: false, handler: self)
+            streamID = try connection.openStream(headers: headers, endStream: headOnly, handler: self)
             self.connection = connection
         } catch {
             // The connection filled up or went away between the pool's
@@ -151,6 +156,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     }
 
     func sendEnd(_ trailers: HTTPHeaders?) {
+        guard !headOnly else { return }  // the stream ended with its HEADERS
         guard let connection, let streamID else {
             pendingEnd = .some(trailers)
             return

@@ -59,17 +59,22 @@ struct AppRequestHead {
     var peerFields: HTTP2Fields
     /// `head` holds the Host, in place of any in `peerFields`.
     var setsHost: Bool
+    /// A body follows whatever the head says (a mesh stream that did not
+    /// end with its HEADERS): it must reach the app framed.
+    var bodyFollows: Bool
 
-    init(_ head: HTTPRequestHead) {
+    init(_ head: HTTPRequestHead, bodyFollows: Bool = false) {
         self.head = head
         peerFields = HTTP2Fields()
         setsHost = false
+        self.bodyFollows = bodyFollows
     }
 
-    init(_ request: DowngradedRequest) {
+    init(_ request: DowngradedRequest, bodyFollows: Bool) {
         head = request.line
         peerFields = request.peerFields
         setsHost = request.setsHost
+        self.bodyFollows = bodyFollows
     }
 
     var method: HTTPMethod { head.method }

@@ -259,8 +259,8 @@ final class HTTP1CodecTests: XCTestCase {
             let request = try MeshTranslation.downgradeRequest(fields)
             var direct = HTTP1RequestWriter()
             var directBytes = ByteBuffer()
-            let plan = direct.plan(AppRequestHead(request))
-            direct.write(AppRequestHead(request), plan, into: &directBytes)
+            let plan = direct.plan(AppRequestHead(request, bodyFollows: false))
+            direct.write(AppRequestHead(request, bodyFollows: false), plan, into: &directBytes)
             var whole = HTTP1RequestWriter()
             var wholeBytes = ByteBuffer()
             whole.writeHead(request.head, into: &wholeBytes)
@@ -270,6 +270,23 @@ final class HTTP1CodecTests: XCTestCase {
             XCTAssertEqual(String(buffer: directBytes).contains("peer-said"), !request.setsHost, "\(original)")
             XCTAssertEqual(direct.isChunked, original.method != .GET && original.version == .http1_1
                 && !original.headers.contains(name: "content-length"), "\(original)")
+        }
+    }
+
+    /// A body that follows a head declaring none (a GET's or a TRACE's,
+    /// its mesh stream going on past its HEADERS) is sent chunked; with no
+    /// body following, neither gets framing.
+    func testABodyThatFollowsIsFramedWhateverTheMethod() {
+        for method in [HTTPMethod.GET, .TRACE, .DELETE, .OPTIONS] {
+            let bare = head(method, .http1_1, [("Host", "backend")])
+            var writer = HTTP1RequestWriter()
+            var bytes = ByteBuffer()
+            let plan = writer.plan(AppRequestHead(bare, bodyFollows: true))
+            writer.write(AppRequestHead(bare, bodyFollows: true), plan, into: &bytes)
+            XCTAssertEqual(String(buffer: bytes),
+                           "\(method.rawValue) /p?q=1 HTTP/1.1\r\nHost: backend\r\ntransfer-encoding: chunked\r\n\r\n")
+            XCTAssertTrue(writer.isChunked, "\(method)")
+            XCTAssertFalse(written(bare).contains("chunked"), "\(method) with no body has no framing")
         }
     }
 

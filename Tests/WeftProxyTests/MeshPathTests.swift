@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -105,6 +106,24 @@ final class MeshPathTests: XCTestCase {
         XCTAssertTrue(response.contains("uri=/after"), "the request after it must be served")
         XCTAssertFalse(response.contains("upgrade="), "the declined Upgrade must not reach the app")
         XCTAssertEqual(a.server.metrics.meshStreams.client.load(ordering: .relaxed), 2, "two requests, no CONNECT")
+        XCTAssertNoThrow(try a.server.close().wait())
+        XCTAssertNoThrow(try b.server.close().wait())
+    }
+
+    /// A GET with a chunked body: the body crosses as DATA, and must reach
+    /// the app framed, never as bytes after a head that declares none,
+    /// where the app would read them as a request of their own.
+    func testABodyOnAGetReachesTheAppFramed() throws {
+        let (a, b) = try nodes()
+        let inner = "GET /smuggled HTTP/1.1\r\nHost: backend\r\n\r\n"
+        let response = send("GET /outer HTTP/1.1\r\nHost: backend\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            + String(inner.utf8.count, radix: 16) + "\r\n" + inner + "\r\n0\r\n\r\n"
+                            + "GET /after HTTP/1.1\r\nHost: backend\r\n\r\n",
+                            to: try a.port(.outbound), responses: 2)
+        XCTAssertTrue(response.contains("uri=/outer body=\(inner)"), "the body must reach the app as a body: \(response)")
+        XCTAssertTrue(response.contains("uri=/after"), response)
+        XCTAssertFalse(EchoHTTPApp.targets.withLockedValue { $0 }.contains("/smuggled"),
+                       "the body was read as a request: \(EchoHTTPApp.targets.withLockedValue { $0 })")
         XCTAssertNoThrow(try a.server.close().wait())
         XCTAssertNoThrow(try b.server.close().wait())
     }
@@ -401,12 +420,15 @@ final class UpgradeThenEchoHandler: ChannelInboundHandler, @unchecked Sendable {
 private final class EchoHTTPApp: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
+    /// Every request target any instance read, in order.
+    static let targets = NIOLockedValueBox<[String]>([])
     private var head: HTTPRequestHead?
     private var body = ""
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            Self.targets.withLockedValue { $0.append(head.uri) }
             self.head = head
             body = ""
         case .body(let buffer):

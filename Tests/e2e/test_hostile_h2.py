@@ -129,6 +129,19 @@ def test_malformed_requests_are_reset_and_never_reach_the_app_as_http1(lab):
     assert "/good" in seen
 
 
+def test_a_body_its_head_does_not_frame_never_reaches_the_app_as_a_request(lab):
+    result = peer(lab, "unframed-body")
+    print(f"unframed-body: {result}")
+    # A GET whose stream goes on: its body is sent to the app chunked.
+    assert result["cases"]["get"]["status"] == 200, result
+    # HTTP/1.0 has no chunks: a body of no length is refused, never written.
+    assert result["cases"]["http10"]["status"] == 400, result
+    assert result["cases"]["http10"]["reason"] == "bad_mesh_request", result
+    seen = lab.app.log()
+    assert "/get-with-body" in seen
+    assert "/smuggled" not in seen, f"a body was read as a request:\n{seen[-2000:]}"
+
+
 # kind, frames sent, whether the node says why with GOAWAY ENHANCE_YOUR_CALM
 # (the other two end in nghttp2's own checks: the connection is just closed).
 FLOODS = [

@@ -261,6 +261,34 @@ def malformed(args) -> dict:
     return {"cases": results, "good": good, "goaway": peer.goaway}
 
 
+def unframed_body(args) -> dict:
+    """Bodies whose heads declare none, as an older node or a hostile peer
+    sends them: a GET whose stream goes on with DATA that spells a request,
+    and an HTTP/1.0 POST of no length. Neither may reach the app unframed,
+    where it would read the bytes as a request of their own."""
+    peer = Peer(args.host, args.port, args.timeout)
+    smuggled = b"GET /smuggled-%s HTTP/1.1\r\nHost: app\r\n\r\n"
+    cases = {
+        "get": (mesh_request(args.dst, "/get-with-body"), smuggled % b"get"),
+        "http10": ([(":method", "POST"), (":scheme", "http"), (":path", "/post10"), (":authority", "app"),
+                    ("weft-dst", args.dst), ("weft-orig-proto", "HTTP/1.0")], smuggled % b"http10"),
+    }
+    results = {}
+    stream_id = 1
+    for name, (headers, body) in cases.items():
+        peer.conn.send_headers(stream_id, headers, end_stream=False)
+        peer.conn.send_data(stream_id, body, end_stream=True)
+        peer.flush()
+        sid = stream_id
+        peer.pump(until=lambda: sid in peer.resets or peer.responses.get(sid, {}).get("ended"), timeout=args.timeout)
+        got = peer.responses.get(sid, {})
+        results[name] = {"status": got.get("status"), "reason": got.get("reason", ""), "reset": peer.resets.get(sid)}
+        stream_id += 2
+        if peer.closed:
+            break
+    return {"cases": results, "goaway": peer.goaway}
+
+
 def lower_stream(args) -> dict:
     peer = Peer(args.host, args.port, args.timeout)
     peer.conn.send_headers(5, mesh_request(args.dst), end_stream=True)
@@ -403,7 +431,7 @@ def hpack_bomb(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["rapid-reset", "request", "lower-stream", "malformed", "flood", "hpack-bomb",
-                                     "zero-window", "many-streams"])
+                                     "zero-window", "many-streams", "unframed-body"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--dst", required=True)
@@ -421,7 +449,7 @@ def main() -> int:
     ORIG_PROTO = args.orig_proto
     run = {"rapid-reset": rapid_reset, "request": request, "lower-stream": lower_stream,
            "malformed": malformed, "flood": flood, "hpack-bomb": hpack_bomb, "zero-window": zero_window,
-           "many-streams": many_streams}[args.mode]
+           "many-streams": many_streams, "unframed-body": unframed_body}[args.mode]
     print(json.dumps(run(args)))
     return 0
 
