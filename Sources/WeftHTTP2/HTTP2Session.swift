@@ -608,7 +608,9 @@ public final class HTTP2Session {
                 let bytes = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: UInt8.self))
                 var offset = 0
                 var index = 0
-                while offset < raw.count {
+                // One entry per record: `count` of them (bounded too, so that
+                // a miscount could never write past the array).
+                while offset < raw.count && index < headers.count {
                     let (name, value) = HTTP2Fields.recordPlace(in: raw, at: offset)
                     let unique = Self.isUniquePerRequest(UnsafeRawBufferPointer(rebasing: raw[name]))
                     nva.initializeElement(at: index, to: nghttp2_nv(

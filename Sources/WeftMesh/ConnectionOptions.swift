@@ -64,10 +64,13 @@ public struct ConnectionOptions: Equatable, Sendable {
 
     /// Whether `name` (lower-case) is one of the fields the options name.
     public func names(_ name: String) -> Bool {
-        !names.isEmpty && names.contains(name)
+        guard !names.isEmpty else { return false }
+        var name = name
+        return name.withUTF8 { names($0) }
     }
 
-    /// The same for a name as bytes.
+    /// The same for a name as bytes. Compared byte for byte, as the name
+    /// goes on (not as Unicode text, in which distinct bytes can be equal).
     public func names(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
         !names.isEmpty && names.contains { $0.utf8.elementsEqual(name) }
     }

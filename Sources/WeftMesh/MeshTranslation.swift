@@ -384,11 +384,6 @@ public enum MeshTranslation {
 
     // MARK: hop-by-hop
 
-    /// A field of weft's own: its lower-case name starts with `weft-`.
-    static func isWeftHeader(_ lower: String) -> Bool {
-        lower.hasASCIIPrefix("weft-")
-    }
-
     /// What an inbound mesh stream carries, read from its request fields in
     /// one pass: a CONNECT tunnel, an HTTP/2 app's stream (`weft-orig-proto:
     /// HTTP/2`), or an HTTP/1.x app's request.

@@ -390,17 +390,17 @@ struct HTTP1MessageReader {
         (byte < 0x20 && byte != 0x09) || byte == 0x7F
     }
 
-    /// A head's field lines (`fields(of:from:)`), and what they say.
-    /// `forRequest`: what the request rules check is gathered too.
-    mutating func headFields(of section: ByteBuffer, from start: Int, forRequest: Bool) throws(HTTP1ParseError)
+    /// A request head's field lines (`fields(of:from:)`), and what they
+    /// say, the request rules' checks included.
+    mutating func requestHeadFields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
         -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
         var facts = HTTP1HeadFacts()
         var fields: [(String, String)] = []
         fields.reserveCapacity(16)
         try forEachField(of: section, from: start) { name, value in
             let field = (Self.lowercasedName(name), String(decoding: value, as: UTF8.self))
-            facts.note(name: name, value: value, forRequest: forRequest)
-            if forRequest { facts.countOnward(field) }
+            facts.note(name: name, value: value, forRequest: true)
+            facts.countOnward(field)
             fields.append(field)
         }
         return (fields, facts)

@@ -135,7 +135,7 @@ public struct HTTP1RequestParser {
         case .success(let parsedLine): line = parsedLine
         case .failure(let error): return try reader.fail(error)
         }
-        let (fields, facts) = try reader.headFields(of: head, from: head.readerIndex + line.next, forRequest: true)
+        let (fields, facts) = try reader.requestHeadFields(of: head, from: head.readerIndex + line.next)
         return (HTTPRequestHead(version: line.version, method: line.method, uri: line.uri, headers: HTTPHeaders(fields)),
                 facts)
     }

@@ -98,9 +98,7 @@ public struct HTTP1RequestWriter {
             text.append(head.uri)
             text.append(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
             request.forEachPeerField { name, value in
-                if plan.keepLength || !(name.count == 14 && name.equals("content-length")) {
-                    text.append(fieldBytes: name, value)
-                }
+                text.append(fieldBytes: name, value, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             }
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             if plan.addChunked { text.append("transfer-encoding: chunked\r\n") }
@@ -174,8 +172,7 @@ struct HTTP1ResponseWriter {
                 declaredLength = Int(value)
             }
         }
-        response.peerFields.forEach { name, value in
-            guard MeshTranslation.isForApp(responseField: name) else { return }
+        response.forEachPeerField { name, value in
             bytes += name.count + value.count + 4
             if name.count == 14 && name.equals("content-length") {
                 hasLength = true
@@ -212,7 +209,9 @@ struct HTTP1ResponseWriter {
             text.append(head.status.reasonPhrase)
             text.append("\r\n")
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
-            text.append(peerFields: response.peerFields, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            response.forEachPeerField { name, value in
+                text.append(fieldBytes: name, value, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            }
             if plan.addsChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")
         }

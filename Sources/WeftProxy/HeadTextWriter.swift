@@ -11,7 +11,8 @@ import WeftMesh
 /// checks the room left: a head that does not fit (a plan that counted
 /// short) is not written at all (`ByteBuffer.writeHeadText`), and is
 /// written again with twice the room (`ByteBuffer.writeHead`). Every
-/// field line weft writes to HTTP/1 goes through `append(fields:...)`.
+/// field line weft writes to HTTP/1 goes through `append(fields:...)`
+/// (Strings) or `append(fieldBytes:...)` (a peer's bytes).
 struct HeadTextWriter {
     private let base: UnsafeMutableRawPointer
     private let room: Int
@@ -73,25 +74,19 @@ struct HeadTextWriter {
         }
     }
 
-    /// The same for the fields of a peer's response that are the app's
-    /// (`MeshTranslation.isForApp`), their bytes as they came.
-    mutating func append(peerFields fields: HTTP2Fields, keepingLength: Bool, keepingCoding: Bool) {
-        fields.forEach { name, value in
-            guard MeshTranslation.isForApp(responseField: name) else { return }
-            switch name.count {
-            case 14 where !keepingLength && name.equals("content-length"): return
-            case 17 where !keepingCoding && name.equals("transfer-encoding"): return
-            default: append(fieldBytes: name, value)
-            }
+    /// The same for one field of a peer's, its bytes as they came (its
+    /// name lower case, as HTTP/2 has it).
+    mutating func append(fieldBytes name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer,
+                         keepingLength: Bool, keepingCoding: Bool) {
+        switch name.count {
+        case 14 where !keepingLength && name.equals("content-length"): return
+        case 17 where !keepingCoding && name.equals("transfer-encoding"): return
+        default:
+            copy(name.baseAddress, name.count)
+            append(": ")
+            copy(value.baseAddress, value.count)
+            append("\r\n")
         }
-    }
-
-    /// One field line, `name: value` CRLF, from bytes.
-    mutating func append(fieldBytes name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
-        copy(name.baseAddress, name.count)
-        append(": ")
-        copy(value.baseAddress, value.count)
-        append("\r\n")
     }
 
     private mutating func copy(_ source: UnsafeRawPointer?, _ length: Int) {

@@ -105,16 +105,22 @@ struct AppResponseHead {
 
     var status: HTTPResponseStatus { head.status }
 
+    /// Calls `body` with each of the peer's fields that are the app's.
+    func forEachPeerField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
+        guard !peerFields.isEmpty else { return }
+        peerFields.forEach { name, value in
+            if MeshTranslation.isForApp(responseField: name) { body(name, value) }
+        }
+    }
+
     /// The first value of the field `name` (lower case) in either part.
     func first(name: String) -> String? {
         if let value = head.headers.first(name: name) { return value }
-        guard !peerFields.isEmpty else { return nil }
         var found: String?
         var wanted = name
         wanted.withUTF8 { wanted in
-            peerFields.forEach { fieldName, value in
-                if found == nil, MeshTranslation.isForApp(responseField: fieldName),
-                   fieldName.equals(UnsafeRawBufferPointer(wanted)) {
+            forEachPeerField { fieldName, value in
+                if found == nil, fieldName.equals(UnsafeRawBufferPointer(wanted)) {
                     found = String(decoding: value, as: UTF8.self)
                 }
             }
@@ -126,10 +132,8 @@ struct AppResponseHead {
     /// few stages that read every field: ext_authz's verdicts).
     var merged: HTTPResponseHead {
         var merged = head
-        peerFields.forEach { name, value in
-            if MeshTranslation.isForApp(responseField: name) {
-                merged.headers.add(name: HTTP2Header.name(from: name), value: String(decoding: value, as: UTF8.self))
-            }
+        forEachPeerField { name, value in
+            merged.headers.add(name: HTTP2Header.name(from: name), value: String(decoding: value, as: UTF8.self))
         }
         return merged
     }

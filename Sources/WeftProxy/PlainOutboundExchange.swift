@@ -99,8 +99,8 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     // MARK: HTTP1ResponseReceiver: the response, from the endpoint
 
     func receiveHead(_ parsed: HTTP1ResponseHead) {
-        let response = parsed.head
         guard !done else { return }
+        let response = parsed.head
         dispatch.responded()
         var relayed = AppResponseHead(MeshTranslation.relayResponse(response, version: head.version,
                                                                     connection: parsed.connection))

@@ -131,8 +131,6 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertNoThrow(try MeshTranslation.downgradeRequest(fields("/a?b=%C3%A9&c=~!*")))
     }
 
-    /// Found by FuzzTranslation: an app response with more fields than a
-    /// node takes was sent on, and the peer reset it.
     /// A length is carriable where `Int64` reads it.
     func testACarriableLengthIsOneInt64Reads() {
         for text in ["0", "9223372036854775807", " 5\t", "+5", "-9223372036854775808", "00000000000000000000012",
@@ -143,6 +141,8 @@ final class MeshTranslationTests: XCTestCase {
         }
     }
 
+    /// Found by FuzzTranslation: an app response with more fields than a
+    /// node takes was sent on, and the peer reset it.
     func testWhatFitsAPeersHeaderLimits() {
         let status: HTTP2Fields = [HTTP2Header(":status", "200")]
         let many = status + (0..<99).map { HTTP2Header("x-f\($0)", "v") }
