@@ -146,6 +146,21 @@ public struct HTTP2Fields: @unchecked Sendable {
         }
     }
 
+    /// The first non-nil result of `body` for the fields in order (the walk
+    /// stops there), or nil.
+    @inlinable
+    public func firstResult<R>(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> R?) -> R? {
+        withRecords { raw in
+            var offset = 0
+            while offset < raw.count {
+                let (name, value, next) = Self.record(in: raw, at: offset)
+                if let result = body(name, value) { return result }
+                offset = next
+            }
+            return nil
+        }
+    }
+
     /// Calls `body` with the name and value bytes of the field at `index`.
     @inlinable
     public func withField<R>(at index: Index,
@@ -179,13 +194,9 @@ public struct HTTP2Fields: @unchecked Sendable {
     public func first(name: String) -> String? {
         var name = name
         return name.withUTF8 { wanted in
-            var found: String?
-            forEach { fieldName, value in
-                if found == nil, fieldName.equals(UnsafeRawBufferPointer(wanted)) {
-                    found = String(decoding: value, as: UTF8.self)
-                }
+            firstResult { fieldName, value in
+                fieldName.equals(UnsafeRawBufferPointer(wanted)) ? String(decoding: value, as: UTF8.self) : nil
             }
-            return found
         }
     }
 
@@ -193,11 +204,7 @@ public struct HTTP2Fields: @unchecked Sendable {
     public func contains(name: String) -> Bool {
         var name = name
         return name.withUTF8 { wanted in
-            var found = false
-            forEach { fieldName, _ in
-                if !found, fieldName.equals(UnsafeRawBufferPointer(wanted)) { found = true }
-            }
-            return found
+            firstResult { fieldName, _ in fieldName.equals(UnsafeRawBufferPointer(wanted)) ? true : nil } ?? false
         }
     }
 

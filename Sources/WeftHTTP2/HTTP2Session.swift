@@ -911,13 +911,10 @@ public final class HTTP2Session {
     }
 
     private func kind(of headers: HTTP2Fields, category: nghttp2_headers_category) -> HTTP2HeadersKind {
-        var status: (found: Bool, informational: Bool) = (false, false)
-        headers.forEach { name, value in
-            if !status.found, name.equals(":status") {
-                status = (true, value.count == 3 && value.first == UInt8(ascii: "1"))
-            }
+        let informational = headers.firstResult { name, value in
+            name.equals(":status") ? value.count == 3 && value.first == UInt8(ascii: "1") : nil
         }
-        if status.found { return status.informational ? .informational : .response }
+        if let informational { return informational ? .informational : .response }
         return category == NGHTTP2_HCAT_REQUEST ? .request : .trailers
     }
 

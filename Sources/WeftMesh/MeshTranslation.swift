@@ -354,17 +354,20 @@ public enum MeshTranslation {
 
     /// A response's `:status`: three digits, 100 to 999.
     public static func responseStatus(of fields: HTTP2Fields) throws(TranslationError) -> HTTPResponseStatus {
-        var code: Int?
-        var text: String?
-        fields.forEach { name, value in
-            guard text == nil, name.equals(":status") else { return }
-            text = String(decoding: value, as: UTF8.self)
+        // The code; or, when it is no status, the text (for the error).
+        let status: Result<Int, TranslationError>? = fields.firstResult { name, value in
+            guard name.equals(":status") else { return nil }
             if value.count == 3, value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
-                code = value.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                let code = value.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                if code >= 100 { return .success(code) }
             }
+            return .failure(.badStatus(String(decoding: value, as: UTF8.self)))
         }
-        guard let code, code >= 100 else { throw .badStatus(text) }
-        return HTTPResponseStatus(statusCode: code)
+        switch status {
+        case .success(let code)?: return HTTPResponseStatus(statusCode: code)
+        case .failure(let error)?: throw error
+        case nil: throw .badStatus(nil)
+        }
     }
 
     /// Whether a peer's response field goes on to the app: not a pseudo
