@@ -29,6 +29,14 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
         self = endpoint
     }
 
+    /// The same from UTF-8 bytes (a field's value, as it came): the usual
+    /// `a.b.c.d:port` read in place, anything else as text.
+    public init?(utf8 bytes: UnsafeRawBufferPointer) {
+        guard let endpoint = bytes.withMemoryRebound(to: UInt8.self, Self.parseIPv4)
+            ?? Self.parseAny(String(decoding: bytes, as: UTF8.self)) else { return nil }
+        self = endpoint
+    }
+
     /// Either family, through `IPAddress`'s parser (inet_pton).
     static func parseAny(_ text: some StringProtocol) -> IPEndpoint? {
         let string = String(text)

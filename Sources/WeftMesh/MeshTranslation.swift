@@ -25,6 +25,18 @@ public struct OrigProto: Equatable, Sendable {
         self.emptyHost = emptyHost
     }
 
+    /// The same from the field's bytes: the values every node sends for
+    /// plain requests are read without a String.
+    init?(headerBytes bytes: UnsafeRawBufferPointer) {
+        if bytes.equals("HTTP/1.1") {
+            self = OrigProto(version: .http11)
+        } else if bytes.equals("HTTP/1.0") {
+            self = OrigProto(version: .http10)
+        } else {
+            self.init(headerValue: String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
     init?(headerValue: String) {
         // The values every node sends for plain requests, without a split.
         switch headerValue {
@@ -193,13 +205,15 @@ public enum MeshTranslation {
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
     public static func downgradeRequest(_ fields: HTTP2Fields) throws(TranslationError) -> DowngradedRequest {
-        var method: String?, authority: String?, path: String?
-        var origProtoValue: String?, destinationValue: String?
+        var method: HTTPMethod?, authority: String?, path: String?
+        // Read from the bytes; a value's text is made only for the error.
+        var destination: Result<IPEndpoint, TranslationError> = .failure(.badDestination(nil))
+        var origProtoRead: Result<OrigProto, TranslationError> = .success(OrigProto(version: .http11))
         fields.forEach { name, value in
             // Most fields are neither pseudo nor weft's: one byte tells.
             if name.first == UInt8(ascii: ":") {
                 if name.equals(":method") {
-                    method = String(decoding: value, as: UTF8.self)
+                    method = Self.method(value)
                 } else if name.equals(":authority") {
                     authority = String(decoding: value, as: UTF8.self)
                 } else if name.equals(":path") {
@@ -207,9 +221,11 @@ public enum MeshTranslation {
                 }
             } else if name.first == UInt8(ascii: "w") {
                 if name.equals("weft-orig-proto") {
-                    origProtoValue = String(decoding: value, as: UTF8.self)
+                    origProtoRead = OrigProto(headerBytes: value).map { .success($0) }
+                        ?? .failure(.badOrigProto(String(decoding: value, as: UTF8.self)))
                 } else if name.equals("weft-dst") {
-                    destinationValue = String(decoding: value, as: UTF8.self)
+                    destination = IPEndpoint(utf8: value).map { .success($0) }
+                        ?? .failure(.badDestination(String(decoding: value, as: UTF8.self)))
                 }
             }
         }
@@ -219,22 +235,32 @@ public enum MeshTranslation {
         // holds (RFC 9112 §3.2: visible ASCII); an app would refuse or
         // misread the rest.
         guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw .badRequestTarget(path) }
-        guard let destinationValue, let destination = IPEndpoint(destinationValue) else {
-            throw .badDestination(destinationValue)
-        }
-        guard let origProto = OrigProto(headerValue: origProtoValue ?? "HTTP/1.1") else {
-            throw .badOrigProto(origProtoValue)
-        }
+        let destinationEndpoint = try destination.get()
+        let origProto = try origProtoRead.get()
         let version: HTTPVersion = origProto.version == .http10 ? .http1_0 : .http1_1
         var uri = path
         if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
         // Host, last, in place of any the list had (HTTP/2 names are lower
         // case).
         let host = origProto.emptyHost ? "" : origProto.noHost ? nil : authority
-        let line = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: method), uri: uri,
+        let line = HTTPRequestHead(version: version, method: method, uri: uri,
                                    headers: host.map { HTTPHeaders([("host", $0)]) } ?? HTTPHeaders())
-        return DowngradedRequest(line: line, peerFields: fields, setsHost: host != nil, destination: destination,
-                                 origProto: origProto)
+        return DowngradedRequest(line: line, peerFields: fields, setsHost: host != nil,
+                                 destination: destinationEndpoint, origProto: origProto)
+    }
+
+    /// A request method from its bytes: the common ones without a String.
+    static func method(_ bytes: UnsafeRawBufferPointer) -> HTTPMethod {
+        switch bytes.count {
+        case 3 where bytes.equals("GET"): return .GET
+        case 3 where bytes.equals("PUT"): return .PUT
+        case 4 where bytes.equals("POST"): return .POST
+        case 4 where bytes.equals("HEAD"): return .HEAD
+        case 5 where bytes.equals("PATCH"): return .PATCH
+        case 6 where bytes.equals("DELETE"): return .DELETE
+        case 7 where bytes.equals("OPTIONS"): return .OPTIONS
+        default: return HTTPMethod(rawValue: String(decoding: bytes, as: UTF8.self))
+        }
     }
 
     /// Whether a peer's request field goes on to the app: not a pseudo

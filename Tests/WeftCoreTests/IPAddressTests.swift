@@ -61,6 +61,15 @@ final class IPEndpointTests: XCTestCase {
         XCTAssertEqual(IPEndpoint("198.18.0.2:65535")?.description, "198.18.0.2:65535")
     }
 
+    /// From bytes as from text, both families, and the bad forms refused.
+    func testParsesFromBytesAsFromText() {
+        for text in ["198.18.0.2:9090", "[2001:2::3]:80", "1.2.3.4:0", "2001:2::3:80", "01.2.3.4:80", "x", ""] {
+            let fromBytes = Array(text.utf8).withUnsafeBytes { IPEndpoint(utf8: $0) }
+            XCTAssertEqual(fromBytes, IPEndpoint(text), text)
+        }
+        XCTAssertNotNil(Array("[2001:2::3]:80".utf8).withUnsafeBytes { IPEndpoint(utf8: $0) })
+    }
+
     /// The byte parser of `a.b.c.d:port` accepts exactly what the general
     /// one (inet_pton) does, with the same result: on edge cases, and on
     /// inputs made from the characters that matter.
