@@ -154,10 +154,12 @@ public enum MeshTranslation {
     /// and nothing sent after it is mistaken for the new protocol. WebSocket
     /// handshakes have no body (RFC 6455 §4.1); curl's `--http2` POST over
     /// plain HTTP, an `h2c` upgrade with a body, is answered in HTTP/1.1.
-    public static func opensTunnel(_ head: HTTPRequestHead) -> Bool {
+    /// `connection`: the head's `Connection` options, when its parser read
+    /// them already (most heads have none, which settles it at once).
+    public static func opensTunnel(_ head: HTTPRequestHead, connection: ConnectionOptions? = nil) -> Bool {
         if head.method == .CONNECT { return true }
-        guard head.headers.contains(name: "upgrade"), !declaresBody(head.headers) else { return false }
-        return head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        let connection = connection ?? ConnectionOptions(of: head.headers)
+        return connection.names("upgrade") && head.headers.contains(name: "upgrade") && !declaresBody(head.headers)
     }
 
     /// A request head that announces a body: any Transfer-Encoding, or a

@@ -204,7 +204,7 @@ public struct HTTP1RequestParser {
     /// (RFC 9110 §9.3.6); its tunnel starts after the head.
     private mutating func startBody(_ head: HTTPRequestHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
         let framing = try reader.framing(of: facts)
-        opensTunnel = MeshTranslation.opensTunnel(head)
+        opensTunnel = MeshTranslation.opensTunnel(head, connection: facts.connection)
         closesConnection = !facts.connection.isPersistent(version: head.version)
         if head.method == .CONNECT {
             reader.startBody(.none)

@@ -235,9 +235,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 // A refused tunnel closes: the bytes after it are the
                 // tunnel's, not HTTP.
                 return refuse(head, reason, cluster: target.name,
-                              keepAlive: connection.isPersistent(version: head.version) && !MeshTranslation.opensTunnel(head))
+                              keepAlive: connection.isPersistent(version: head.version)
+                                  && !MeshTranslation.opensTunnel(head, connection: connection))
             }
-            if MeshTranslation.opensTunnel(head) {
+            if MeshTranslation.opensTunnel(head, connection: connection) {
                 upgrade = (head, target, lease)
                 return
             }
