@@ -452,8 +452,24 @@ struct HTTP1MessageReader {
                     while index < end, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
                     let valueStart = index
                     var valueEnd = index
-                    // Up to the CR, which the section's end guarantees.
+                    // Up to the CR, which the section's end guarantees:
+                    // eight bytes at a time while none of them may be a
+                    // control byte or DEL, then one at a time (the CR is
+                    // near, or a tab).
+                    var wordwise = true
                     while true {
+                        if wordwise && index + 8 <= bytes.count {
+                            let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                            if !Self.mayHoldControl(word) {
+                                // Value bytes and spaces: the value ends after
+                                // the last byte that is no space.
+                                let nonSpace = word ^ 0x2020_2020_2020_2020
+                                if nonSpace != 0 { valueEnd = index + (63 - nonSpace.leadingZeroBitCount) / 8 + 1 }
+                                index += 8
+                                continue
+                            }
+                            wordwise = false
+                        }
                         let byteClass = classes[Int(bytes[index])]
                         if byteClass & Self.valueByte != 0 {
                             index += 1
@@ -475,6 +491,17 @@ struct HTTP1MessageReader {
             }
         }
         if let parsed { return try fail(parsed) }
+    }
+
+    /// Whether any of the eight bytes of `word` may be below 0x20 (CR, HTAB
+    /// and the controls) or DEL: never false when one is (a true may be
+    /// wrong, and the bytes are then read one at a time).
+    @inline(__always)
+    static func mayHoldControl(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let below = (word &- ones &* 0x20) & ~word & highs
+        let del = word ^ (ones &* 0x7F)
+        return below | ((del &- ones) & ~del & highs) != 0
     }
 
     /// A field name (token bytes, so ASCII) lower-cased as it is copied: as

@@ -57,6 +57,51 @@ final class HTTP1RequestParserTests: XCTestCase {
         }
     }
 
+    /// The eight-bytes-at-a-time test never misses a control byte or DEL,
+    /// and passes every other byte, wherever it sits in the word.
+    func testAWordWithAControlByteIsAlwaysSeen() {
+        for value in 0...255 {
+            let byte = UInt8(value)
+            for position in 0..<8 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
+                bytes[position] = byte
+                let word = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+                XCTAssertEqual(HTTP1MessageReader.mayHoldControl(word), byte < 0x20 || byte == 0x7F,
+                               "byte \(byte) at \(position)")
+            }
+        }
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<100_000 {
+            let bytes = (0..<8).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let word = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
+                XCTAssertTrue(HTTP1MessageReader.mayHoldControl(word), "\(bytes)")
+            }
+        }
+    }
+
+    /// Values long enough for the eight-byte reads: a control byte at any
+    /// place is refused, spaces at the end are no part of the value, and
+    /// obs-text and inner spaces are kept.
+    func testLongValuesAreReadWhole() {
+        for length in [7, 8, 9, 15, 16, 17, 40] {
+            let value = String((0..<length).map { index in index % 5 == 4 ? " " : "v" })
+            for trailing in ["", " ", "        ", " \t  \t          "] {
+                let raw = "GET / HTTP/1.1\r\nHost: b\r\nX-Long:  \(value)\(trailing)\r\nX-Next: n\r\n\r\n"
+                let trimmed = String(value.reversed().drop { $0 == " " }.reversed())
+                assertParses(raw, ["GET / HTTP/1.1 [\"host: b\", \"x-long: \(trimmed)\", \"x-next: n\"]", "end []"])
+            }
+            for place in [0, length / 2, length - 1] {
+                for bad in ["\u{01}", "\u{7F}", "\r", "\n", "\u{00}"] {
+                    var broken = Array(value)
+                    broken[place] = Character(bad)
+                    let raw = "GET / HTTP/1.1\r\nHost: b\r\nX-Long: \(String(broken))x\r\n\r\n"
+                    XCTAssertNotNil(parse(raw).error, "\(bad.debugDescription) at \(place) of \(length)")
+                }
+            }
+        }
+    }
+
     func testRequestsAreReadWithTheirBodiesInTurn() {
         assertParses("GET /a?b=1 HTTP/1.1\r\nHost: svc\r\nX-Pad:  a b \t\r\n\r\n"
                      + "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello"
