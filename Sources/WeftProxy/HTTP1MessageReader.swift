@@ -205,6 +205,12 @@ struct HTTP1MessageReader {
             guard let section = try takeSection(from: &buffer, scanned: scanned, limit: Self.maxHeadBytes,
                                                 pending: { .trailers(scanned: $0) }) else { return nil }
             let trailers = try fields(of: section, from: section.readerIndex + 2)
+            // Framing fields have no place in trailers (RFC 9110 §6.5.1),
+            // and llhttp, which apps' other clients use, refuses them: so
+            // does weft (names are lower-cased already).
+            if trailers.contains(where: { $0.0 == "content-length" || $0.0 == "transfer-encoding" }) {
+                return try fail(.badField)
+            }
             state = .idle
             return .end(trailers.isEmpty ? nil : HTTPHeaders(trailers))
         case .untilClose:
@@ -483,9 +489,18 @@ struct HTTP1MessageReader {
                         }
                     }
                     guard bytes[index + 1] == 0x0A else { return .badField }
+                    let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
+                    // llhttp, which apps' other clients use, takes only
+                    // spaces after a Content-Length's digits; a tab there
+                    // (whitespace to RFC 9110) is refused, as weft may
+                    // refuse more than llhttp but never read otherwise.
+                    if valueEnd < index, name.count == 14,
+                       bytes[valueEnd..<index].contains(0x09),
+                       name.assumingMemoryBound(to: UInt8.self).equalsASCIICaseInsensitive("content-length") {
+                        return .badContentLength
+                    }
                     index += 2
-                    body(UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]),
-                         UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
+                    body(name, UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
                 }
                 return nil
             }

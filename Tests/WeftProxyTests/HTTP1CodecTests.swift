@@ -106,6 +106,18 @@ final class HTTP1CodecTests: XCTestCase {
         XCTAssertFalse(HTTP1UpstreamError.isMalformedResponse(HTTP1UpstreamError.closedEarly))
     }
 
+    /// Whitespace llhttp takes around a Content-Length, weft takes too: a
+    /// tab before it, spaces after it; and a tab after any other value.
+    func testWhitespaceAroundALengthThatLlhttpTakesIsRead() {
+        for raw in ["HTTP/1.1 200 OK\r\nContent-Length:\t2\r\n\r\nok",
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2   \r\n\r\nok",
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Tab: v\t\r\n\r\nok"] {
+            let parsed = parse(raw)
+            XCTAssertNil(parsed.error, raw.debugDescription)
+            XCTAssertTrue(parsed.events.contains("body ok"), "\(raw.debugDescription): \(parsed.events)")
+        }
+    }
+
     /// The broken responses of the e2e test's app, and more: each refused
     /// with its reason, and a refusal is final.
     func testBrokenResponsesAreRefused() {
@@ -118,6 +130,16 @@ final class HTTP1CodecTests: XCTestCase {
             ("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", .badContentLength),
             ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", .badContentLength),
             ("HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\nok", .badContentLength),
+            // Found by FuzzTranslation: llhttp refuses framing fields in
+            // trailers.
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Length: 2\r\n\r\n",
+             .badField),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nTransfer-Encoding: x\r\n\r\n",
+             .badField),
+            // Found by FuzzTranslation: llhttp takes only spaces after the
+            // digits (a space there is fine, below).
+            ("HTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok", .badContentLength),
+            ("HTTP/1.1 200 OK\r\ncontent-LENGTH: 2  \t \r\n\r\nok", .badContentLength),
             ("HTTP/1.1 100 Continue\r\nContent-Length: 2x\r\n\r\n", .badContentLength),
             ("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n", .conflictingFraming),
             ("HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok", .badContentLength),

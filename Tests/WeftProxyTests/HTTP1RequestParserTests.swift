@@ -102,6 +102,22 @@ final class HTTP1RequestParserTests: XCTestCase {
         }
     }
 
+    /// A tab after a Content-Length's digits is refused, as llhttp does;
+    /// spaces there are read.
+    /// Framing fields in trailers are refused, as llhttp does; others are
+    /// read.
+    func testFramingFieldsInTrailersAreRefused() {
+        let chunked = "POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+        XCTAssertEqual(parse(chunked + "Content-Length: 2\r\n\r\n").error, .badField)
+        XCTAssertEqual(parse(chunked + "transfer-encoding: chunked\r\n\r\n").error, .badField)
+        XCTAssertNil(parse(chunked + "X-Checksum: 1\r\n\r\n").error)
+    }
+
+    func testATabAfterALengthIsRefused() {
+        XCTAssertEqual(parse("POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 2\t\r\n\r\nok").error, .badContentLength)
+        XCTAssertNil(parse("POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 2 \r\n\r\nok").error)
+    }
+
     func testRequestsAreReadWithTheirBodiesInTurn() {
         assertParses("GET /a?b=1 HTTP/1.1\r\nHost: svc\r\nX-Pad:  a b \t\r\n\r\n"
                      + "POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello"
