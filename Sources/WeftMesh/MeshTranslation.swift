@@ -83,13 +83,7 @@ public struct DowngradedRequest: Equatable {
     /// The whole head, the peer's fields made Strings (for the stages that
     /// read every field: ext_authz).
     public var head: HTTPRequestHead {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(peerFields.count + line.headers.count)
-        peerFields.forEach { name, value in
-            if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) {
-                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
-            }
-        }
+        var pairs = peerFields.pairs { MeshTranslation.isForApp(requestField: $0, hostSet: setsHost) }
         for (name, value) in line.headers { pairs.append((name, value)) }
         var head = line
         head.headers = HTTPHeaders(pairs)
@@ -370,14 +364,7 @@ public enum MeshTranslation {
     /// `isForApp(responseField:)`; this makes them Strings.)
     public static func downgradeResponse(_ fields: HTTP2Fields, version: HTTPVersion) throws(TranslationError) -> HTTPResponseHead {
         let status = try responseStatus(of: fields)
-        var pairs: [(String, String)] = []  // as in downgradeRequest
-        pairs.reserveCapacity(fields.count)
-        fields.forEach { name, value in
-            if isForApp(responseField: name) {
-                pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
-            }
-        }
-        return HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(pairs))
+        return HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(fields.pairs(keeping: isForApp)))
     }
 
     /// A response's `:status`: three digits, 100 to 999.
@@ -570,6 +557,22 @@ public enum MeshTranslation {
         var path = String(rest[end...])
         if path.isEmpty { path = "/" } else if path.hasPrefix("?") { path = "/" + path }
         return (authority, path)
+    }
+}
+
+extension HTTP2Fields {
+    /// The fields whose names `isIncluded` keeps, as name and value
+    /// Strings, for the stages that read every field as text. Made into
+    /// `HTTPHeaders` at once (`HTTPHeaders(_:)`), they are not scanned
+    /// again as `add` would.
+    public func pairs(keeping isIncluded: (_ name: UnsafeRawBufferPointer) -> Bool = { _ in true })
+        -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(count)
+        forEach { name, value in
+            if isIncluded(name) { pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self))) }
+        }
+        return pairs
     }
 }
 

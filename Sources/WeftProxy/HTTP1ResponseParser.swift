@@ -25,12 +25,7 @@ public struct HTTP1ResponseHead {
 
     /// The head with its fields as `HTTPHeaders`.
     public var head: HTTPResponseHead {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(fields.count)
-        fields.forEach { name, value in
-            pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self)))
-        }
-        return HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(pairs))
+        HTTPResponseHead(version: version, status: status, headers: HTTPHeaders(fields.pairs()))
     }
 }
 

@@ -132,9 +132,7 @@ struct AppResponseHead {
     /// few stages that read every field: ext_authz's verdicts).
     var merged: HTTPResponseHead {
         var merged = head
-        forEachPeerField { name, value in
-            merged.headers.add(name: HTTP2Header.name(from: name), value: String(decoding: value, as: UTF8.self))
-        }
+        merged.headers.add(contentsOf: peerFields.pairs(keeping: MeshTranslation.isForApp(responseField:)))
         return merged
     }
 }
