@@ -85,37 +85,72 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     public static let loopbackV4 = IPAddress.v4(0x7f00_0001)
     public static let loopbackV6 = IPAddress.v6(high: 0, low: 1)
 
-    /// Canonical text: dotted quad, or RFC 5952 compressed IPv6. Built
-    /// without heap buffers (it is on the per-request path as `weft-dst`).
+    /// Canonical text: dotted quad, or RFC 5952 compressed IPv6.
     public var description: String {
+        var text = ""
+        withText { text = String(decoding: $0, as: UTF8.self) }
+        return text
+    }
+
+    /// Calls `body` with the canonical text's UTF-8 bytes, written on the
+    /// stack: no String, no heap buffer. Not generic, so that callers in
+    /// other modules need no metadata for it.
+    public func withText(_ body: (UnsafeRawBufferPointer) -> Void) {
+        var storage = TextStorage()
+        withUnsafeMutableBytes(of: &storage) { raw in
+            let text = raw.bindMemory(to: UInt8.self)
+            body(UnsafeRawBufferPointer(rebasing: raw[..<write(to: text)]))
+        }
+    }
+
+    /// Room on the stack for an endpoint's text: "[", an IPv6 address,
+    /// "]:" and a port (46 + 8 bytes, rounded up to words).
+    struct TextStorage {
+        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
+    }
+
+    /// Writes the canonical text at the start of `text` (room for
+    /// a full IPv6 address, `INET6_ADDRSTRLEN`); returns its length.
+    func write(to text: UnsafeMutableBufferPointer<UInt8>) -> Int {
         switch self {
         case .v4(let value):
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 15) { text in
-                var count = 0
-                for index in 0..<4 {
-                    if index > 0 {
-                        text[count] = UInt8(ascii: ".")
-                        count += 1
-                    }
-                    var octet = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(index)))
-                    let digits = octet >= 100 ? 3 : octet >= 10 ? 2 : 1
-                    for position in stride(from: count + digits - 1, through: count, by: -1) {
-                        text[position] = UInt8(ascii: "0") + octet % 10
-                        octet /= 10
-                    }
-                    count += digits
+            var count = 0
+            for index in 0..<4 {
+                if index > 0 {
+                    text[count] = UInt8(ascii: ".")
+                    count += 1
                 }
-                return String(decoding: UnsafeBufferPointer(rebasing: text[..<count]), as: UTF8.self)
+                count += Self.writeDecimal(UInt16(truncatingIfNeeded: value >> (24 - 8 * UInt32(index))) & 0xFF,
+                                           to: text, at: count)
             }
+            return count
         case .v6(let high, let low):
             var raw = (high.bigEndian, low.bigEndian)
-            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { text in
-                let ok = withUnsafeMutableBytes(of: &raw) { bytes in
-                    inet_ntop(AF_INET6, bytes.baseAddress, text.baseAddress, socklen_t(text.count)) != nil
+            let ok = withUnsafeMutableBytes(of: &raw) { bytes in
+                text.withMemoryRebound(to: CChar.self) { chars in
+                    inet_ntop(AF_INET6, bytes.baseAddress, chars.baseAddress, socklen_t(chars.count)) != nil
                 }
-                guard ok, let base = text.baseAddress else { return "?" }
-                return String(cString: base)
             }
+            guard ok else {
+                text[0] = UInt8(ascii: "?")
+                return 1
+            }
+            return text.firstIndex(of: 0) ?? 0
         }
+    }
+
+    /// Writes `value` in decimal at `offset`; returns how many digits.
+    static func writeDecimal(_ value: UInt16, to text: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
+        var digits = 1, rest = value
+        while rest >= 10 {
+            digits += 1
+            rest /= 10
+        }
+        rest = value
+        for position in stride(from: offset + digits - 1, through: offset, by: -1) {
+            text[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        }
+        return digits
     }
 }

@@ -111,9 +111,33 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     /// `1.2.3.4:80` or `[2001:db8::1]:80`.
     public var description: String {
-        switch address {
-        case .v4: return address.description + ":" + String(port)
-        case .v6: return "[\(address)]:\(port)"
+        var text = ""
+        withText { text = String(decoding: $0, as: UTF8.self) }
+        return text
+    }
+
+    /// Calls `body` with `description`'s UTF-8 bytes, written on the stack:
+    /// no String, no heap buffer (it is on the per-request path as
+    /// `weft-dst`). Not generic, so that callers in other modules need no
+    /// metadata for it.
+    public func withText(_ body: (UnsafeRawBufferPointer) -> Void) {
+        var storage = IPAddress.TextStorage()
+        withUnsafeMutableBytes(of: &storage) { raw in
+            let text = raw.bindMemory(to: UInt8.self)
+            var count = 0
+            if case .v6 = address {
+                text[0] = UInt8(ascii: "[")
+                count = 1
+            }
+            count += address.write(to: UnsafeMutableBufferPointer(rebasing: text[count...]))
+            if case .v6 = address {
+                text[count] = UInt8(ascii: "]")
+                count += 1
+            }
+            text[count] = UInt8(ascii: ":")
+            count += 1
+            count += IPAddress.writeDecimal(port, to: text, at: count)
+            body(UnsafeRawBufferPointer(rebasing: raw[..<count]))
         }
     }
 }

@@ -151,17 +151,39 @@ public enum MeshTranslation {
     /// `connection`: the head's `Connection` options, when its parser read
     /// them already (most heads have none, which settles it at once).
     public static func opensTunnel(_ head: HTTPRequestHead, connection: ConnectionOptions? = nil) -> Bool {
-        if head.method == .CONNECT { return true }
-        let connection = connection ?? ConnectionOptions(of: head.headers)
-        return connection.names("upgrade") && head.headers.contains(name: "upgrade") && !declaresBody(head.headers)
+        opensTunnel(method: head.method, fields: HTTP2Fields(lowercasing: head.headers),
+                    connection: connection ?? ConnectionOptions(of: head.headers))
+    }
+
+    /// The same from a head's fields as weft's parser leaves them (names
+    /// lower-case).
+    public static func opensTunnel(method: HTTPMethod, fields: HTTP2Fields, connection: ConnectionOptions) -> Bool {
+        if method == .CONNECT { return true }
+        return connection.names("upgrade") && fields.contains(name: "upgrade") && !declaresBody(fields)
     }
 
     /// A request head that announces a body: any Transfer-Encoding, or a
     /// Content-Length other than 0.
     public static func declaresBody(_ headers: HTTPHeaders) -> Bool {
-        if headers.contains(name: "transfer-encoding") { return true }
-        guard let length = headers.first(name: "content-length") else { return false }
-        return Int(length) != 0  // the parser strips the value's whitespace
+        declaresBody(HTTP2Fields(lowercasing: headers))
+    }
+
+    /// The same from fields as weft's parser leaves them (names lower-case,
+    /// values without the whitespace around them).
+    public static func declaresBody(_ fields: HTTP2Fields) -> Bool {
+        var declares = false, length = false
+        fields.forEach { name, value in
+            guard !declares else { return }
+            if name.equals("transfer-encoding") {
+                declares = true
+            } else if !length, name.equals("content-length") {
+                // The first Content-Length decides, as `Int(_:)` reads it.
+                length = true
+                declares = !(value.count == 1 && value[0] == UInt8(ascii: "0"))
+                    && Int(String(decoding: value, as: UTF8.self)) != 0
+            }
+        }
+        return declares
     }
 
     /// The sending node's half: request head → HTTP/2 header list.
@@ -169,34 +191,59 @@ public enum MeshTranslation {
     /// them already (else they are read here).
     public static func upgradeRequest(_ head: HTTPRequestHead, destination: IPEndpoint,
                                       connection: ConnectionOptions? = nil) throws(TranslationError) -> HTTP2Fields {
-        let version: OrigProto.Version = head.version.minor == 0 ? .http10 : .http11
-        var origProto = OrigProto(version: version)
-        var authority = head.headers.first(name: "host")
-        var path = head.uri
-        if !head.uri.hasPrefix("/") && head.uri != "*" && head.method != .CONNECT {
+        try upgradeRequest(method: head.method, uri: head.uri, version: head.version,
+                           fields: HTTP2Fields(lowercasing: head.headers), destination: destination,
+                           connection: connection ?? ConnectionOptions(of: head.headers))
+    }
+
+    /// The same from a head's fields as weft's parser leaves them (names
+    /// lower-case, values without the whitespace around them): they go on
+    /// as the bytes that came, and no String is made of them.
+    public static func upgradeRequest(method: HTTPMethod, uri: String, version: HTTPVersion, fields: HTTP2Fields,
+                                      destination: IPEndpoint,
+                                      connection: ConnectionOptions) throws(TranslationError) -> HTTP2Fields {
+        var origProto = OrigProto(version: version.minor == 0 ? .http10 : .http11)
+        var absolute: (authority: String, path: String)?
+        if uri.utf8.first != UInt8(ascii: "/") && uri != "*" && method != .CONNECT {
             // Absolute form: `GET http://backend:9090/a HTTP/1.1`.
-            guard let (uriAuthority, uriPath) = splitAbsoluteURI(head.uri) else {
-                throw .badRequestTarget(head.uri)
-            }
+            guard let split = splitAbsoluteURI(uri) else { throw .badRequestTarget(uri) }
             origProto.absoluteForm = true
-            authority = uriAuthority
-            path = uriPath
+            absolute = split
         }
-        let destinationText = destination.description
-        if authority == nil { origProto.noHost = true }
-        if authority == "" {
-            origProto.emptyHost = true
-            authority = nil
+        var upgraded = HTTP2Fields(capacity: fields.count + 6, bytes: fields.listSize + uri.utf8.count + 96)
+        upgraded.append(name: .init(":method"), method: method)
+        upgraded.append(name: .init(":scheme"), value: .init("http"))
+        // The authority: the absolute form's, else the Host's; none (or an
+        // empty one) is the destination's, and the flags say so.
+        var hasHost = false
+        if let absolute {
+            upgraded.append(name: ":authority", value: absolute.authority)
+        } else {
+            fields.forEach { name, value in
+                guard !hasHost, name.equals("host") else { return }
+                hasHost = true
+                if value.isEmpty {
+                    origProto.emptyHost = true
+                } else {
+                    upgraded.append(name: .init(":authority"), value: value)
+                }
+            }
+            if !hasHost { origProto.noHost = true }
+            if !hasHost || origProto.emptyHost {
+                destination.withText { upgraded.append(name: .init(":authority"), value: $0) }
+            }
         }
-        var fields = HTTP2Fields(capacity: head.headers.count + 6, bytes: (head.headers.count + 6) * 40 + path.utf8.count)
-        fields.append(name: ":method", value: head.method.rawValue)
-        fields.append(name: ":scheme", value: "http")
-        fields.append(name: ":authority", value: authority ?? destinationText)
-        fields.append(name: ":path", value: path)
-        appendEndToEnd(head.headers, connection: connection, to: &fields, dropping: "host")
-        fields.append(name: origProtoHeader, value: origProto.headerValue)
-        fields.append(name: destinationHeader, value: destinationText)
-        return fields
+        var path = absolute?.path ?? uri
+        path.withUTF8 { upgraded.append(name: .init(":path"), value: UnsafeRawBufferPointer($0)) }
+        appendEndToEnd(fields, connection: connection, to: &upgraded, dropping: "host")
+        if origProto == OrigProto(version: origProto.version) {
+            let value: StaticString = origProto.version == .http10 ? "HTTP/1.0" : "HTTP/1.1"
+            upgraded.append(name: .init("weft-orig-proto"), value: .init(value))
+        } else {
+            upgraded.append(name: origProtoHeader, value: origProto.headerValue)
+        }
+        destination.withText { upgraded.append(name: .init("weft-dst"), value: $0) }
+        return upgraded
     }
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
@@ -338,23 +385,7 @@ public enum MeshTranslation {
             upgraded.append(name: ":status", value: String(code))
         }
         let bodyless = status.code < 200 || status.code == 204
-        fields.forEach { name, value in
-            let bytes = name.assumingMemoryBound(to: UInt8.self)
-            switch role(of: bytes) {
-            case .meshOnly, .hopByHop:
-                return
-            case .te:
-                var trailers = false
-                HTTPFieldSyntax.forEachListMember(of: value.assumingMemoryBound(to: UInt8.self)) { member in
-                    if member.count == 8 && member.equalsASCIICaseInsensitive("trailers") { trailers = true }
-                }
-                if trailers { upgraded.append(name: name, value: .init("trailers")) }
-            case .endToEnd:
-                if bodyless && name.equals("content-length") { return }
-                if connection.names(bytes) { return }
-                upgraded.append(name: name, value: value)
-            }
-        }
+        appendEndToEnd(fields, connection: connection, to: &upgraded, dropping: bodyless ? "content-length" : nil)
         return upgraded
     }
 
@@ -418,6 +449,31 @@ public enum MeshTranslation {
             }
         }
         return kind
+    }
+
+    /// Appends every end-to-end field of `fields` (names lower-case, as
+    /// weft's parsers and HTTP/2 give them), as the bytes that came: the
+    /// rules of `forEachEndToEnd`, read from bytes, and no String made.
+    public static func appendEndToEnd(_ fields: HTTP2Fields, connection: ConnectionOptions,
+                                      to upgraded: inout HTTP2Fields, dropping extra: StaticString?) {
+        let extra = extra.map { UnsafeRawBufferPointer($0) }
+        fields.forEach { name, value in
+            let bytes = name.assumingMemoryBound(to: UInt8.self)
+            switch role(of: bytes) {
+            case .meshOnly, .hopByHop:
+                return
+            case .te:
+                var trailers = false
+                HTTPFieldSyntax.forEachListMember(of: value.assumingMemoryBound(to: UInt8.self)) { member in
+                    if member.count == 8 && member.equalsASCIICaseInsensitive("trailers") { trailers = true }
+                }
+                if trailers { upgraded.append(name: name, value: .init("trailers")) }
+            case .endToEnd:
+                if let extra, name.equals(extra) { return }
+                if connection.names(bytes) { return }
+                upgraded.append(name: name, value: value)
+            }
+        }
     }
 
     /// Appends every end-to-end header, names lower-cased. `TE: trailers`
@@ -573,6 +629,35 @@ extension HTTP2Fields {
             if isIncluded(name) { pairs.append((HTTP2Header.name(from: name), String(decoding: value, as: UTF8.self))) }
         }
         return pairs
+    }
+}
+
+extension HTTP2Fields {
+    /// `headers` as weft's parsers leave a head's fields: names lower-cased
+    /// (as `String.lowercased()` does, so a name beyond ASCII takes the
+    /// role of what it lower-cases to), values without the whitespace
+    /// around them.
+    public init(lowercasing headers: HTTPHeaders) {
+        self.init(capacity: headers.count, bytes: headers.count * 40)
+        for (name, value) in headers {
+            append(name: name.utf8.allSatisfy { $0 < 0x80 && !($0 >= 0x41 && $0 <= 0x5A) } ? name : name.lowercased(),
+                   value: MeshTranslation.withoutOuterWhitespace(value))
+        }
+    }
+
+    /// Appends a request method as the field `name`: the common ones from
+    /// static text.
+    mutating func append(name: UnsafeRawBufferPointer, method: HTTPMethod) {
+        switch method {
+        case .GET: append(name: name, value: .init("GET"))
+        case .POST: append(name: name, value: .init("POST"))
+        case .PUT: append(name: name, value: .init("PUT"))
+        case .HEAD: append(name: name, value: .init("HEAD"))
+        case .DELETE: append(name: name, value: .init("DELETE"))
+        default:
+            var text = method.rawValue
+            text.withUTF8 { append(name: name, value: UnsafeRawBufferPointer($0)) }
+        }
     }
 }
 

@@ -82,7 +82,8 @@ final class ExtAuthzCheck: ExchangeResponder {
             return check
         }
         let deadline = NIODeadline.now() + TimeAmount(settings.timeout)
-        OutboundDispatch.start(head, connection: nil, lease: lease, target: target, responder: check, services: services,
+        OutboundDispatch.start(HTTP1RequestHead(head), connection: ConnectionOptions(of: head.headers), lease: lease,
+                               target: target, responder: check, services: services,
                                logger: logger, deadline: deadline) { check.exchange = $0 }
         check.exchange?.sendEnd(nil)
         if check.completion != nil {

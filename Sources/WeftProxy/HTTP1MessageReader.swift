@@ -396,18 +396,16 @@ struct HTTP1MessageReader {
         (byte < 0x20 && byte != 0x09) || byte == 0x7F
     }
 
-    /// A request head's field lines (`fields(of:from:)`), and what they
-    /// say, the request rules' checks included.
+    /// A request head's field lines as bytes (names lower-cased), and what
+    /// they say, the request rules' checks included: no String is made.
     mutating func requestHeadFields(of section: ByteBuffer, from start: Int) throws(HTTP1ParseError)
-        -> (fields: [(String, String)], facts: HTTP1HeadFacts) {
+        -> (fields: HTTP2Fields, facts: HTTP1HeadFacts) {
         var facts = HTTP1HeadFacts()
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(16)
+        var fields = HTTP2Fields(capacity: 16, bytes: section.readableBytes)
         try forEachField(of: section, from: start) { name, value in
-            let field = (Self.lowercasedName(name), String(decoding: value, as: UTF8.self))
             facts.note(name: name, value: value, forRequest: true)
-            facts.countOnward(field)
-            fields.append(field)
+            facts.listBytes += name.count + value.count + 32
+            fields.append(lowercasing: name, value: value)
         }
         return (fields, facts)
     }
@@ -606,29 +604,18 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     /// byte no host may hold, or a Content-Length that is not digits
     /// fitting 63 bits (no peer carries it).
     var fieldViolation: HTTP1RequestRules.Violation?
-    /// HPACK's size of the fields as they go on (name + value + 32 each):
-    /// counted from the Strings made of them, since bytes that are not
-    /// UTF-8 come out as U+FFFD.
+    /// HPACK's size of the fields as they go on (name + value + 32 each).
     var listBytes = 0
 
     public init() {}
 
-    /// The facts of `headers`, by one walk.
-    public init(of headers: HTTPHeaders) {
-        for field in headers {
-            var name = field.name, value = field.value
-            name.withUTF8 { name in
-                value.withUTF8 { value in
-                    note(name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value), forRequest: true)
-                }
-            }
-            countOnward(field)
+    /// The facts of a head's `fields` (as weft's parser leaves them), by
+    /// one walk.
+    public init(of fields: HTTP2Fields) {
+        fields.forEach { name, value in
+            note(name: name, value: value, forRequest: true)
+            listBytes += name.count + value.count + 32
         }
-    }
-
-    /// Counts `field`, as it goes on, into `listBytes` (a request's).
-    mutating func countOnward(_ field: (name: String, value: String)) {
-        listBytes += field.name.utf8.count + field.value.utf8.count + 32
     }
 
     /// What one field says, if it is a field the facts tell of (told by

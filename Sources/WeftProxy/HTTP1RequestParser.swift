@@ -1,7 +1,48 @@
 import NIOCore
 import NIOHTTP1
 import WeftCore
+import WeftHTTP2
 import WeftMesh
+
+/// A request head as weft's parser reads it: the request line, and its
+/// fields as the bytes that came (`HTTP2Fields`; names lower-cased, values
+/// without the whitespace around them). The mesh upgrade, the route stage
+/// and the access log read those bytes; `head` makes Strings of them for
+/// the stages that need text (a plain endpoint's request).
+public struct HTTP1RequestHead {
+    public var method: HTTPMethod
+    public var uri: String
+    public var version: HTTPVersion
+    public var fields: HTTP2Fields
+
+    public init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: HTTP2Fields) {
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.fields = fields
+    }
+
+    /// A head of Strings, its fields as the parser would leave them.
+    public init(_ head: HTTPRequestHead) {
+        self.init(method: head.method, uri: head.uri, version: head.version,
+                  fields: HTTP2Fields(lowercasing: head.headers))
+    }
+
+    /// The head with its fields as `HTTPHeaders`.
+    public var head: HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(fields.pairs()))
+    }
+
+    /// The value of the first field named `name` (lower case).
+    public func first(name: String) -> String? { fields.first(name: name) }
+
+    /// Whether the request turns the connection into a tunnel
+    /// (`MeshTranslation.opensTunnel`); `connection`: its `Connection`
+    /// options, as the parser read them.
+    public func opensTunnel(connection: ConnectionOptions) -> Bool {
+        MeshTranslation.opensTunnel(method: method, fields: fields, connection: connection)
+    }
+}
 
 /// The request side of an app's HTTP/1.x connection (RFC 9112), as a
 /// state machine with no I/O: bytes in, heads, body slices and ends out,
@@ -22,7 +63,7 @@ public struct HTTP1RequestParser {
     public enum Event {
         /// A request head, with what its fields said (read with them, so
         /// that nothing walks them again for it).
-        case head(HTTPRequestHead, HTTP1HeadFacts)
+        case head(HTTP1RequestHead, HTTP1HeadFacts)
         case body(ByteBuffer)
         /// The request ended, with its trailers (chunked bodies only).
         case end(HTTPHeaders?)
@@ -94,7 +135,7 @@ public struct HTTP1RequestParser {
     // MARK: the request line
 
     private mutating func parseHead(_ head: ByteBuffer) throws(HTTP1ParseError)
-        -> (HTTPRequestHead, HTTP1HeadFacts) {
+        -> (HTTP1RequestHead, HTTP1HeadFacts) {
         // `method SP request-target SP HTTP/1.x CRLF` (RFC 9112 §3).
         let parsed: Result<(method: HTTPMethod, uri: String, version: HTTPVersion, next: Int), HTTP1ParseError> =
             head.withUnsafeReadableBytes { bytes in
@@ -136,8 +177,7 @@ public struct HTTP1RequestParser {
         case .failure(let error): return try reader.fail(error)
         }
         let (fields, facts) = try reader.requestHeadFields(of: head, from: head.readerIndex + line.next)
-        return (HTTPRequestHead(version: line.version, method: line.method, uri: line.uri, headers: HTTPHeaders(fields)),
-                facts)
+        return (HTTP1RequestHead(method: line.method, uri: line.uri, version: line.version, fields: fields), facts)
     }
 
     /// The methods llhttp reads (its `HTTP_METHOD_MAP`), the common ones
@@ -202,9 +242,9 @@ public struct HTTP1RequestParser {
     /// How the body of the request `head` is framed (RFC 9112 §6.3), set
     /// in the reader: chunked, a length, or none. CONNECT has no body
     /// (RFC 9110 §9.3.6); its tunnel starts after the head.
-    private mutating func startBody(_ head: HTTPRequestHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
+    private mutating func startBody(_ head: HTTP1RequestHead, _ facts: HTTP1HeadFacts) throws(HTTP1ParseError) {
         let framing = try reader.framing(of: facts)
-        opensTunnel = MeshTranslation.opensTunnel(head, connection: facts.connection)
+        opensTunnel = head.opensTunnel(connection: facts.connection)
         closesConnection = !facts.connection.isPersistent(version: head.version)
         if head.method == .CONNECT {
             reader.startBody(.none)

@@ -52,16 +52,16 @@ public enum HTTP1RequestRules {
     }
 
     /// The rule `head` breaks, if any; its fields read by one walk.
-    public static func violation(of head: HTTPRequestHead) -> Violation? {
-        violation(of: head, facts: HTTP1HeadFacts(of: head.headers))
+    public static func violation(of head: HTTP1RequestHead) -> Violation? {
+        violation(of: head, facts: HTTP1HeadFacts(of: head.fields))
     }
 
     /// The rule `head` breaks, if any, from what its parser gathered as it
     /// read the fields (`facts`): nothing walks them again.
-    public static func violation(of head: HTTPRequestHead, facts: HTTP1HeadFacts) -> Violation? {
+    public static func violation(of head: HTTP1RequestHead, facts: HTTP1HeadFacts) -> Violation? {
         if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
         if head.uri == "*" && head.method != .OPTIONS { return .asteriskFormNotOptions }
-        if head.headers.count > maxHeaderCount { return .tooManyHeaders }
+        if head.fields.count > maxHeaderCount { return .tooManyHeaders }
         if let violation = facts.fieldViolation { return violation }
         if head.version == .http1_1 || head.version.major > 1 || head.version.minor > 1 {
             if facts.hosts == 0 { return .missingHost }

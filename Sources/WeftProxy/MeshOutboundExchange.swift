@@ -17,7 +17,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// Weak: the app connection may be gone while stream events are still
     /// on their way; then there is nobody to answer.
     private weak var handler: (any ExchangeResponder)?
-    private let head: HTTPRequestHead
+    private let head: HTTP1RequestHead
     /// What the head's `Connection` fields said.
     private let connectionOptions: ConnectionOptions
     private let destination: IPEndpoint
@@ -52,7 +52,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     /// handler owns the timer that checks it.
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: any ExchangeResponder, head: HTTPRequestHead, connection: ConnectionOptions, lease: Lease,
+    init(handler: any ExchangeResponder, head: HTTP1RequestHead, connection: ConnectionOptions, lease: Lease,
          cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
@@ -65,7 +65,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.cluster = cluster
         self.logger = logger
         self.keepAlive = connection.isPersistent(version: head.version)
-        self.headOnly = !MeshTranslation.declaresBody(head.headers)
+        self.headOnly = !MeshTranslation.declaresBody(head.fields)
     }
 
     /// Starts the exchange; without a response head by `deadline` (checked
@@ -84,7 +84,9 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
     private func start(pool: MeshConnectionPool, peer: IPEndpoint) {
         let headers: HTTP2Fields
         do {
-            headers = try MeshTranslation.upgradeRequest(head, destination: destination, connection: connectionOptions)
+            headers = try MeshTranslation.upgradeRequest(method: head.method, uri: head.uri, version: head.version,
+                                                         fields: head.fields, destination: destination,
+                                                         connection: connectionOptions)
         } catch {
             keepAlive = false
             record.status = ErrorReason.badRequestTarget.status

@@ -68,13 +68,13 @@ struct MeshRoute {
     /// The route stage for an HTTP/1 request head (absolute-form targets
     /// carry their own authority). Closures are passed as literals, never
     /// kept in a local: a kept closure would box the head on every request.
-    func target(for head: HTTPRequestHead) -> RequestTarget {
+    func target(for head: HTTP1RequestHead) -> RequestTarget {
         guard hasRules else { return target(of: cluster, balancer: balancer, timeout: nil) }
         if !head.uri.hasPrefix("/"), let (authority, path) = MeshTranslation.splitAbsoluteURI(head.uri) {
-            return target(authority: authority, path: path, header: { head.headers.first(name: $0) })
+            return target(authority: authority, path: path, header: { head.fields.first(name: $0) })
         }
-        return target(authority: head.headers.first(name: "host"), path: head.uri,
-                      header: { head.headers.first(name: $0) })
+        return target(authority: head.fields.first(name: "host"), path: head.uri,
+                      header: { head.fields.first(name: $0) })
     }
 
     /// The route stage for an HTTP/2 request's header list.

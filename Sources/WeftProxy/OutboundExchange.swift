@@ -143,7 +143,7 @@ struct AppResponseHead {
 enum ResponseFraming {
     /// A peer's fields never say `Connection` (HTTP/2 refuses it, RFC
     /// 9113 §8.2.2), so only `head`'s are replaced.
-    static func frame(_ response: inout AppResponseHead, for request: HTTPRequestHead, keepAlive: inout Bool,
+    static func frame(_ response: inout AppResponseHead, for request: HTTP1RequestHead, keepAlive: inout Bool,
                       draining: Bool) {
         if draining { keepAlive = false }
         let hasLength = response.head.headers.contains(name: "content-length")
@@ -164,11 +164,10 @@ enum ResponseFraming {
 /// it (`adopt`) before it starts: starting may already answer.
 enum OutboundDispatch {
     /// `connection`: the head's `Connection` options, as its parser read
-    /// them (nil: read from the head).
-    static func start(_ head: HTTPRequestHead, connection: ConnectionOptions?, lease: Lease, target: RequestTarget,
+    /// them.
+    static func start(_ head: HTTP1RequestHead, connection: ConnectionOptions, lease: Lease, target: RequestTarget,
                       responder: any ExchangeResponder, services: LoopServices, logger: Logger, deadline: NIODeadline,
                       adopt: (any OutboundExchange) -> Void) {
-        let connection = connection ?? ConnectionOptions(of: head.headers)
         if target.isMeshed(lease.endpoint) {
             let exchange = MeshOutboundExchange(handler: responder, head: head, connection: connection, lease: lease,
                                                 cluster: target.name, logger: logger)

@@ -89,7 +89,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// An HTTP/1.1 Upgrade (WebSocket) or CONNECT request waiting for its
     /// end, after which the connection becomes a CONNECT tunnel (holding
     /// the lease).
-    private var upgrade: (head: HTTPRequestHead, target: RequestTarget, lease: Lease)?
+    private var upgrade: (head: HTTP1RequestHead, target: RequestTarget, lease: Lease)?
 
     init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger) {
         self.route = route
@@ -223,12 +223,12 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             }
             // The edge of the mesh: a request without an id gets one, which
             // every hop and the app then see (SPEC §6).
-            if !head.headers.contains(name: "x-request-id") {
-                head.headers.add(name: "x-request-id", value: services.makeRequestID())
+            if !head.fields.contains(name: "x-request-id") {
+                head.fields.append(name: "x-request-id", value: services.makeRequestID())
             }
             let target = route.target(for: head)
             let lease: Lease
-            switch target.lease(header: { head.headers.first(name: $0) }) {
+            switch target.lease(header: { head.fields.first(name: $0) }) {
             case .success(let leased): lease = leased
             case .failure(let reason):
                 logger.debug("request refused", metadata: ["cluster": "\(target.name)", "reason": "\(reason.rawValue)"])
@@ -236,9 +236,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
                 // tunnel's, not HTTP.
                 return refuse(head, reason, cluster: target.name,
                               keepAlive: connection.isPersistent(version: head.version)
-                                  && !MeshTranslation.opensTunnel(head, connection: connection))
+                                  && !head.opensTunnel(connection: connection))
             }
-            if MeshTranslation.opensTunnel(head, connection: connection) {
+            if head.opensTunnel(connection: connection) {
                 upgrade = (head, target, lease)
                 return
             }
@@ -272,10 +272,16 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// `101` comes back the same way. Once the tunnel is in place this
     /// handler leaves, handing the tunnel the bytes the app sent after the
     /// request.
-    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, target: RequestTarget, lease: Lease) {
-        var text = "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n"
-        for (name, value) in head.headers { text += "\(name): \(value)\r\n" }
-        text += "\r\n"
+    private func startTunnel(context: ChannelHandlerContext, head: HTTP1RequestHead, target: RequestTarget, lease: Lease) {
+        // The head as it came, but for names lower-cased and `x-request-id`.
+        var text = ByteBuffer(string: "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n")
+        head.fields.forEach { name, value in
+            text.writeBytes(name)
+            text.writeStaticString(": ")
+            text.writeBytes(value)
+            text.writeStaticString("\r\n")
+        }
+        text.writeStaticString("\r\n")
         tunnelling = true
         let channel = context.channel
         let removeHTTPHandlers = { (channel: Channel) in
@@ -283,10 +289,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         if target.isMeshed(lease.endpoint) {
             MeshTunnel.open(on: channel, pool: services.meshPool, peer: target.meshPeer(of: lease.endpoint), lease: lease,
-                            initialBytes: ByteBuffer(string: text), logger: logger, metrics: metrics,
+                            initialBytes: text, logger: logger, metrics: metrics,
                             cluster: target.name, installed: removeHTTPHandlers)
         } else {
-            PlainTunnel.open(on: channel, connector: services.connector, lease: lease, head: ByteBuffer(string: text),
+            PlainTunnel.open(on: channel, connector: services.connector, lease: lease, head: text,
                              timeout: TimeAmount(target.cluster.config.timeouts.connect), logger: logger,
                              metrics: metrics, cluster: target.name,
                              removeHTTPHandlers: removeHTTPHandlers) { [weak self] in
@@ -494,7 +500,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     /// Answers `head` with weft's error for `reason`, recorded as the
     /// request's outcome.
-    private func refuse(_ head: HTTPRequestHead, _ reason: ErrorReason, cluster: String, endpoint: IPEndpoint? = nil,
+    private func refuse(_ head: HTTP1RequestHead, _ reason: ErrorReason, cluster: String, endpoint: IPEndpoint? = nil,
                         keepAlive: Bool) {
         var record = RequestRecord(direction: .outbound, cluster: cluster, endpoint: endpoint)
         record.answered(by: reason)

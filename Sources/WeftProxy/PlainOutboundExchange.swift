@@ -16,7 +16,7 @@ import WeftUpstream
 final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     /// Weak: the app connection may be gone while the upstream still talks.
     private weak var handler: (any ExchangeResponder)?
-    private let head: HTTPRequestHead
+    private let head: HTTP1RequestHead
     /// What the head's `Connection` fields said.
     private let connectionOptions: ConnectionOptions
     private let target: TargetKey
@@ -37,7 +37,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
     private var done = false
     private(set) var responseDeadline: NIODeadline?
 
-    init(handler: any ExchangeResponder, head: HTTPRequestHead, connection: ConnectionOptions, lease: Lease,
+    init(handler: any ExchangeResponder, head: HTTP1RequestHead, connection: ConnectionOptions, lease: Lease,
          cluster: String, logger: Logger) {
         self.handler = handler
         self.head = head
@@ -56,7 +56,7 @@ final class PlainOutboundExchange: OutboundExchange, HTTP1DispatchOwner {
         responseDeadline = deadline
         self.pool = pool
         self.connectTimeout = connectTimeout
-        let relayed = MeshTranslation.relayRequest(head, endpoint: target.endpoint, connection: connectionOptions)
+        let relayed = MeshTranslation.relayRequest(head.head, endpoint: target.endpoint, connection: connectionOptions)
         if !dispatch.start(relayed, to: target, pool: pool, receiver: self) {
             guard pending.take(for: lease) else { return fail(.overflow) }
             handler?.setReadsPaused(true)

@@ -8,15 +8,18 @@ import WeftObservability
 /// access log reads these: with none (`metrics` has no `access_log`, the
 /// default), the head is not read for them.
 extension RequestRecord {
-    mutating func describe(_ head: HTTPRequestHead, for metrics: ProxyMetrics) {
+    mutating func describe(_ head: HTTP1RequestHead, for metrics: ProxyMetrics) {
         guard metrics.accessLog != nil else { return }
         // One pass over the fields, the length first: most are none of these.
         var host: String?, requestID: String?, traceparent: String?
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 12 where requestID == nil && name.equalsASCIICaseInsensitive("x-request-id"): requestID = value
-            case 11 where traceparent == nil && name.equalsASCIICaseInsensitive("traceparent"): traceparent = value
-            case 4 where host == nil && name.equalsASCIICaseInsensitive("host"): host = value
+        head.fields.forEach { name, value in
+            switch name.count {
+            case 12 where requestID == nil && name.equals("x-request-id"):
+                requestID = String(decoding: value, as: UTF8.self)
+            case 11 where traceparent == nil && name.equals("traceparent"):
+                traceparent = String(decoding: value, as: UTF8.self)
+            case 4 where host == nil && name.equals("host"):
+                host = String(decoding: value, as: UTF8.self)
             default: break
             }
         }

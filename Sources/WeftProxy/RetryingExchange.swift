@@ -21,7 +21,7 @@ import WeftUpstream
 /// attempt, `timeouts.request` (or the route's) all of them.
 final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private weak var handler: OutboundHTTPHandler?
-    private let head: HTTPRequestHead
+    private let head: HTTP1RequestHead
     /// What the head's `Connection` fields said, for every attempt.
     private let connectionOptions: ConnectionOptions
     private var attempts: RetryAttempts
@@ -43,7 +43,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private var answered = false
     private var finished = false
 
-    init(handler: OutboundHTTPHandler, head: HTTPRequestHead, connection: ConnectionOptions, target: RequestTarget,
+    init(handler: OutboundHTTPHandler, head: HTTP1RequestHead, connection: ConnectionOptions, target: RequestTarget,
          policy: RetryPolicy, services: LoopServices, logger: Logger, deadline: NIODeadline) {
         self.handler = handler
         self.head = head
@@ -186,7 +186,7 @@ final class RetryingExchange: OutboundExchange, ExchangeResponder {
     private func nextAttempt() {
         backoff = nil
         guard !finished else { return }
-        guard let lease = attempts.nextLease(header: { head.headers.first(name: $0) }) else {
+        guard let lease = attempts.nextLease(header: { head.fields.first(name: $0) }) else {
             return giveUp(pendingFailure ?? .noEndpoint)
         }
         pendingFailure = nil

@@ -61,6 +61,26 @@ final class IPEndpointTests: XCTestCase {
         XCTAssertEqual(IPEndpoint("198.18.0.2:65535")?.description, "198.18.0.2:65535")
     }
 
+    /// The text, written without a String, has every port width and both
+    /// families, and reads back to the same endpoint.
+    func testTextOfEveryPortWidthReadsBack() {
+        let addresses = ["0.0.0.0", "198.18.0.2", "255.255.255.255", "2001:2::3", "::", "::ffff:198.18.0.2",
+                         "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"].compactMap { IPAddress($0) }
+        XCTAssertEqual(addresses.count, 7)
+        for address in addresses {
+            for port: UInt16 in [1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535] {
+                let endpoint = IPEndpoint(address: address, port: port)
+                var text = ""
+                endpoint.withText { text = String(decoding: $0, as: UTF8.self) }
+                let expected = address.family == .ipv4 ? "\(address.description):\(port)"
+                    : "[\(address.description)]:\(port)"
+                XCTAssertEqual(text, expected)
+                XCTAssertEqual(endpoint.description, expected)
+                XCTAssertEqual(IPEndpoint(text), endpoint, text)
+            }
+        }
+    }
+
     /// From bytes as from text, both families, and the bad forms refused.
     func testParsesFromBytesAsFromText() {
         for text in ["198.18.0.2:9090", "[2001:2::3]:80", "1.2.3.4:0", "2001:2::3:80", "01.2.3.4:80", "x", ""] {

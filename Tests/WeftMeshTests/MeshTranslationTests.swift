@@ -24,6 +24,54 @@ final class MeshTranslationTests: XCTestCase {
         ])
     }
 
+    /// A head's fields as weft's parser leaves them go on as the bytes that
+    /// came: a value that is not UTF-8 (obs-text) is not made U+FFFD, and
+    /// the rules for Strings hold (hop-by-hop and Connection-named fields
+    /// dropped, `TE` kept as `trailers`, the Host made `:authority`).
+    func testARequestsFieldBytesGoOnUnchanged() throws {
+        var fields = HTTP2Fields()
+        let latin: [UInt8] = Array("caf".utf8) + [0xE9]
+        fields.append(name: "host", value: "backend:9090")
+        latin.withUnsafeBytes { fields.append(name: .init("x-latin"), value: $0) }
+        fields.append(name: "connection", value: "x-hop, close")
+        fields.append(name: "x-hop", value: "1")
+        fields.append(name: "te", value: "gzip, trailers")
+        fields.append(name: "keep-alive", value: "timeout=5")
+        fields.append(name: "weft-dst", value: "198.18.0.9:1")
+        fields.append(name: "x-after", value: "2")
+        var connection = ConnectionOptions()
+        connection.add("x-hop, close")
+        let upgraded = try MeshTranslation.upgradeRequest(method: .POST, uri: "/p", version: .http1_1, fields: fields,
+                                                          destination: destination, connection: connection)
+        XCTAssertEqual(upgraded.map(\.name), [":method", ":scheme", ":authority", ":path", "x-latin", "te", "x-after",
+                                             "weft-orig-proto", "weft-dst"])
+        XCTAssertEqual(upgraded.first(name: ":authority"), "backend:9090")
+        XCTAssertEqual(upgraded.first(name: "te"), "trailers")
+        XCTAssertEqual(upgraded.first(name: "weft-dst"), "198.18.0.3:9090")
+        let value = upgraded.firstResult { name, value in name.equals("x-latin") ? Array(value) : nil }
+        XCTAssertEqual(value, latin)
+    }
+
+    /// Whether a head announces a body, from its fields' bytes.
+    func testABodyIsDeclaredByAnyCodingOrALengthOtherThanZero() {
+        func declares(_ pairs: [(String, String)]) -> Bool {
+            var fields = HTTP2Fields()
+            for (name, value) in pairs { fields.append(name: name, value: value) }
+            return MeshTranslation.declaresBody(fields)
+        }
+        XCTAssertFalse(declares([("host", "a")]))
+        XCTAssertFalse(declares([("content-length", "0")]))
+        XCTAssertFalse(declares([("content-length", "000")]))
+        XCTAssertTrue(declares([("content-length", "5")]))
+        XCTAssertTrue(declares([("content-length", "10")]))
+        XCTAssertTrue(declares([("transfer-encoding", "chunked")]))
+        XCTAssertTrue(declares([("content-length", "0"), ("transfer-encoding", "chunked")]))
+        XCTAssertFalse(declares([("content-length", "0"), ("content-length", "5")]), "the first length decides")
+        XCTAssertEqual(MeshTranslation.declaresBody(HTTPHeaders([("Content-Length", "7")])), true)
+        XCTAssertEqual(MeshTranslation.declaresBody(HTTPHeaders([("Transfer-Encoding", "chunked")])), true)
+        XCTAssertEqual(MeshTranslation.declaresBody(HTTPHeaders([("Content-Length", "0")])), false)
+    }
+
     func testAStreamsKindIsReadFromItsFields() {
         let get: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":path", "/"), HTTP2Header("weft-dst", "198.18.0.3:9090")]
         XCTAssertEqual(MeshTranslation.streamKind(of: get), .http1App)

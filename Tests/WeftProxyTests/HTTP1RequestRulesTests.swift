@@ -6,8 +6,8 @@ import XCTest
 /// RFC 9112's Host and Transfer-Encoding rules, as a pure check.
 final class HTTP1RequestRulesTests: XCTestCase {
     private func check(_ version: HTTPVersion, _ headers: [(String, String)]) -> HTTP1RequestRules.Violation? {
-        HTTP1RequestRules.violation(of: HTTPRequestHead(version: version, method: .POST, uri: "/",
-                                                        headers: HTTPHeaders(headers)))
+        HTTP1RequestRules.violation(of: HTTP1RequestHead(HTTPRequestHead(version: version, method: .POST, uri: "/",
+                                                                         headers: HTTPHeaders(headers))))
     }
 
     func testExactlyOneHostOnHTTP11() {
@@ -58,8 +58,8 @@ final class HTTP1RequestRulesTests: XCTestCase {
     /// which HTTP/2 allows for OPTIONS only.
     func testTheAsteriskFormIsForOPTIONSOnly() {
         func target(_ method: HTTPMethod, _ uri: String) -> HTTP1RequestRules.Violation? {
-            HTTP1RequestRules.violation(of: HTTPRequestHead(version: .http1_1, method: method, uri: uri,
-                                                            headers: HTTPHeaders([("Host", "a")])))
+            HTTP1RequestRules.violation(of: HTTP1RequestHead(HTTPRequestHead(version: .http1_1, method: method, uri: uri,
+                                                                             headers: HTTPHeaders([("Host", "a")]))))
         }
         XCTAssertNil(target(.OPTIONS, "*"))
         XCTAssertEqual(target(.GET, "*"), .asteriskFormNotOptions)

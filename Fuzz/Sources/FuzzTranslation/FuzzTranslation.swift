@@ -43,15 +43,15 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     var parser = HTTP1RequestParser()
     var buffer = ByteBuffer(bytes: bytes)
     var weft: [String] = []
-    var heads: [(HTTPRequestHead, HTTP1HeadFacts)] = []
+    var heads: [(HTTP1RequestHead, HTTP1HeadFacts)] = []
     var refused = false
     do {
         reading: while let event = try parser.next(&buffer) {
             if case .head(let head, let facts) = event {
                 // What the parser gathered is what a walk finds, and the
                 // rules judge the head the same from either.
-                require(facts == HTTP1HeadFacts(of: head.headers), "\(facts) gathered from \(head)")
-                require(facts.connection == ConnectionOptions(of: head.headers), "\(facts.connection) from \(head)")
+                require(facts == HTTP1HeadFacts(of: head.fields), "\(facts) gathered from \(head)")
+                require(facts.connection == ConnectionOptions(of: head.head.headers), "\(facts.connection) from \(head)")
                 let violation = HTTP1RequestRules.violation(of: head, facts: facts)
                 require(violation == HTTP1RequestRules.violation(of: head), "\(String(describing: violation)) for \(head)")
                 if violation != nil {
@@ -74,7 +74,7 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
     func drain() {
         while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
             switch part {
-            case .head(let head): llhttp.append(describe(HTTP1RequestParser.Event.head(head, HTTP1HeadFacts())))
+            case .head(let head): llhttp.append(describe(head))
             case .body(let body): llhttp.append(describe(HTTP1RequestParser.Event.body(body)))
             case .end(let trailers): llhttp.append(describe(HTTP1RequestParser.Event.end(trailers)))
             }
@@ -102,11 +102,22 @@ private func upgradeRequests(_ bytes: UnsafeRawBufferPointer) {
         require(refused || parser.isTunnelling, "weft read \(ours) and stopped, llhttp \(theirs) from \(wire)")
     }
 
-    for (head, facts) in heads where !MeshTranslation.opensTunnel(head) {
+    for (head, facts) in heads where !head.opensTunnel(connection: facts.connection) {
         // What the outbound handler translates: tunnels cross as bytes.
-        guard let fields = try? MeshTranslation.upgradeRequest(head, destination: destination,
-                                                              connection: facts.connection)
+        guard let fields = try? MeshTranslation.upgradeRequest(method: head.method, uri: head.uri,
+                                                              version: head.version, fields: head.fields,
+                                                              destination: destination, connection: facts.connection)
         else { continue }
+        // The fields that go on from the bytes are the ones the rules for
+        // Strings keep (`forEachEndToEnd`, which plain endpoints' requests
+        // follow), where the bytes are UTF-8.
+        if isUTF8(head.fields) {
+            var fromStrings: [String] = []
+            MeshTranslation.forEachEndToEnd(head.head.headers, dropping: "host") { fromStrings.append("\($0): \($1)") }
+            let fromBytes = fields.filter { name, _ in name.first != UInt8(ascii: ":") && !name.hasPrefix("weft-") }
+                .map { "\($0.name): \($0.value)" }
+            require(fromBytes == fromStrings, "upgraded \(head.head) from bytes to \(fromBytes), by Strings \(fromStrings)")
+        }
         let received = HeaderRelay.request(fields)
         require(received == fields, "upgraded \(head) to \(fields); the peer got \(String(describing: received))")
     }
@@ -168,9 +179,16 @@ private func upgradeResponses(_ bytes: UnsafeRawBufferPointer) {
     } catch {
         return  // refused: the app gets a 502, nothing of this is read
     }
-    if !ended, case .success(let event?) = parser.inputEnded() {
-        weft.append(describe(event))
-        ended = true
+    if !ended {
+        switch parser.inputEnded() {
+        case .success(let event?):
+            weft.append(describe(event))
+            ended = true
+        case .success(nil):
+            break
+        case .failure:
+            return  // cut short: refused as above (a 502, or the app's connection closed mid-response)
+        }
     }
     guard weft.contains(where: { $0.hasPrefix("head ") }) else { return }
 
@@ -259,12 +277,15 @@ private func describe(_ event: HTTP1ResponseParser.Event) -> String {
     }
 }
 
+private func describe(_ head: HTTPRequestHead) -> String {
+    // NIO spells llhttp's M-SEARCH `MSEARCH`; weft keeps the name.
+    let method = head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue
+    return "head \(method) \(head.uri) \(head.version) \(describe(head.headers))"
+}
+
 private func describe(_ event: HTTP1RequestParser.Event) -> String {
     switch event {
-    case .head(let head, _):
-        // NIO spells llhttp's M-SEARCH `MSEARCH`; weft keeps the name.
-        let method = head.method == .MSEARCH ? "M-SEARCH" : head.method.rawValue
-        return "head \(method) \(head.uri) \(head.version) \(describe(head.headers))"
+    case .head(let head, _): return describe(head.head)
     case .body(let body): return "body " + String(decoding: body.readableBytesView, as: UTF8.self)
     case .end(let trailers): return "end " + (trailers.map(describe) ?? "")
     }
