@@ -102,6 +102,28 @@ final class HTTP1RequestParserTests: XCTestCase {
         }
     }
 
+    /// A head ends at its first empty line wherever that falls in the
+    /// eight-byte words the search reads, fed whole or split anywhere, and
+    /// an LF or CR LF short of it ends nothing.
+    func testAHeadEndsAtItsEmptyLineWhereverItFalls() {
+        for pad in 0..<20 {
+            let padding = String(repeating: "p", count: pad)
+            let raw = "GET /\(padding) HTTP/1.1\r\nHost: a\r\nX-P: \(padding)\r\n\r\nGET /2 HTTP/1.1\r\nHost: b\r\n\r\n"
+            assertParses(raw, ["GET /\(padding) HTTP/1.1 [\"host: a\", \"x-p: \(padding)\"]", "end []",
+                               "GET /2 HTTP/1.1 [\"host: b\"]", "end []"])
+            for step in [2, 3, 5, 8, 9] {
+                XCTAssertEqual(parse(raw, step: step).events.count, 4, "pad \(pad), step \(step)")
+            }
+            // No empty line yet: the head waits, whatever its last bytes.
+            for unfinished in ["\r\n", "\r\n\r", "\n\r\n", "\r\r\n"] {
+                let partial = "GET /\(padding) HTTP/1.1\r\nHost: a\r\nX-P: \(padding)" + unfinished
+                let got = parse(partial)
+                XCTAssertEqual(got.events, [], "pad \(pad), \(unfinished.debugDescription)")
+                XCTAssertEqual(got.error, .truncated, "pad \(pad), \(unfinished.debugDescription)")
+            }
+        }
+    }
+
     /// Framing fields in trailers are refused, as llhttp does; others are
     /// read.
     func testFramingFieldsInTrailersAreRefused() {
