@@ -33,6 +33,37 @@ final class HTTP2FieldsTests: XCTestCase {
         XCTAssertTrue(fields.withField(at: third) { name, value in name.equals("x-empty") && value.isEmpty })
     }
 
+    /// A name lower-cased on the way in has A–Z made a–z and every other
+    /// byte kept, whatever the name's length and bytes: every byte value in
+    /// every place, and random names of up to 40 bytes.
+    func testANameIsLowerCasedByteForByte() {
+        func expected(_ name: [UInt8]) -> [UInt8] {
+            name.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }
+        }
+        func lowered(_ name: [UInt8]) -> [UInt8] {
+            var fields = HTTP2Fields()
+            name.withUnsafeBytes { name in fields.append(lowercasing: name, value: .init("v")) }
+            return fields.firstResult { name, value in value.equals("v") ? Array(name) : nil } ?? []
+        }
+        var names: [[UInt8]] = []
+        for byte in 0...255 {
+            for place in 0..<9 {
+                var name = Array("Content-Ty".utf8)
+                name[place] = UInt8(byte)
+                names.append(name)
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let length = Int.random(in: 0...40, using: &generator)
+            names.append((0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+        for name in names {
+            XCTAssertEqual(lowered(name), expected(name), "\(name)")
+        }
+        XCTAssertEqual(lowered(Array("X-Forwarded-For-Original-Host".utf8)), Array("x-forwarded-for-original-host".utf8))
+    }
+
     func testBytesAndStringsMakeTheSameBlock() {
         var fromBytes = HTTP2Fields()
         for header in sample {
