@@ -67,27 +67,90 @@ public struct OrigProto: Equatable, Sendable {
     }
 }
 
-/// A mesh request after the receiving node has taken it apart: the request
-/// line and the Host weft sets (`line`), and the peer's block, whose fields
-/// that are the app's (`isForApp(requestField:hostSet:)`) go on as the
-/// bytes that came (`peerFields`), before the Host.
+/// A mesh request after the receiving node has taken it apart: its method
+/// and version, and the peer's block, kept as the bytes that came. The
+/// request target and the Host weft writes are read from the block's
+/// `:path` and `:authority` as they are written (`forEachTargetPart`,
+/// `withHost`): no String is made of them. The fields that are the app's
+/// (`isForApp(requestField:hostSet:)`) go on as they came, before the Host.
 public struct DowngradedRequest: Equatable {
-    public var line: HTTPRequestHead
-    public var peerFields: HTTP2Fields
-    /// `line` holds the Host, in place of any the peer's block has.
-    public var setsHost: Bool
+    /// The Host weft writes, in place of any `host` the peer's block has.
+    public enum Host: Equatable, Sendable {
+        /// None: the app sent none (`no-host`; or the block has no
+        /// `:authority`), and a `host` in the block goes on.
+        case none
+        /// An empty one (`empty-host`).
+        case empty
+        /// The `:authority`.
+        case authority
+    }
+
+    public var method: HTTPMethod
+    public var version: HTTPVersion
+    public let peerFields: HTTP2Fields
+    public var host: Host
     /// The endpoint the sending node chose (`weft-dst`).
     public var destination: IPEndpoint
     public var origProto: OrigProto
 
+    /// Weft writes a Host, in place of any the peer's block has.
+    public var setsHost: Bool { host != .none }
+
+    /// Calls `body` with the request target's parts in order: `:path`, or,
+    /// in absolute form, `http://`, the `:authority` and `:path`.
+    @inlinable
+    public func forEachTargetPart(_ body: (UnsafeRawBufferPointer) -> Void) {
+        if origProto.absoluteForm {
+            _ = peerFields.withPseudoField(":authority") { (authority: UnsafeRawBufferPointer) -> Void in
+                body(.init("http://"))
+                body(authority)
+            }
+        }
+        _ = peerFields.withPseudoField(":path", body)
+    }
+
+    /// Calls `body` with the Host's value, when weft writes one.
+    @inlinable
+    public func withHost(_ body: (UnsafeRawBufferPointer) -> Void) {
+        switch host {
+        case .none: return
+        case .empty: body(UnsafeRawBufferPointer(start: nil, count: 0))
+        case .authority: _ = peerFields.withPseudoField(":authority", body)
+        }
+    }
+
+    /// The request target as text.
+    public var uri: String {
+        var uri = ""
+        forEachTargetPart { uri += String(decoding: $0, as: UTF8.self) }
+        return uri
+    }
+
+    /// The request line, and the Host weft sets, as a head of Strings.
+    public var line: HTTPRequestHead {
+        var headers = HTTPHeaders()
+        withHost { headers.add(name: "host", value: String(decoding: $0, as: UTF8.self)) }
+        return HTTPRequestHead(version: version, method: method, uri: uri, headers: headers)
+    }
+
     /// The whole head, the peer's fields made Strings (for the stages that
     /// read every field: ext_authz).
     public var head: HTTPRequestHead {
-        var pairs = peerFields.pairs { MeshTranslation.isForApp(requestField: $0, hostSet: setsHost) }
-        for (name, value) in line.headers { pairs.append((name, value)) }
         var head = line
+        var pairs = peerFields.pairs { MeshTranslation.isForApp(requestField: $0, hostSet: setsHost) }
+        for (name, value) in head.headers { pairs.append((name, value)) }
         head.headers = HTTPHeaders(pairs)
         return head
+    }
+}
+
+extension HTTP2Fields {
+    /// Calls `body` with the value of the first field named `name` (a
+    /// pseudo field's: they come first, so the walk is short); nil when
+    /// there is none.
+    @inlinable
+    public func withPseudoField<R>(_ name: StaticString, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        firstResult { fieldName, value in fieldName.equals(name) ? body(value) : nil }
     }
 }
 
@@ -248,8 +311,9 @@ public enum MeshTranslation {
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
     public static func downgradeRequest(_ fields: HTTP2Fields) throws(TranslationError) -> DowngradedRequest {
-        var method: HTTPMethod?, authority: String?, path: String?
-        // Read from the bytes; a value's text is made only for the error.
+        var method: HTTPMethod?, hasAuthority = false
+        // Read from the bytes; a value's text is made only for an error.
+        var path: Result<Void, TranslationError> = .failure(.missingPseudoHeader(":path"))
         var destination: Result<IPEndpoint, TranslationError> = .failure(.badDestination(nil))
         var origProtoRead: Result<OrigProto, TranslationError> = .success(OrigProto(version: .http11))
         fields.forEach { name, value in
@@ -258,9 +322,13 @@ public enum MeshTranslation {
                 if name.equals(":method") {
                     method = Self.method(value)
                 } else if name.equals(":authority") {
-                    authority = String(decoding: value, as: UTF8.self)
+                    hasAuthority = true
                 } else if name.equals(":path") {
-                    path = String(decoding: value, as: UTF8.self)
+                    // HTTP/2 lets more bytes into :path than an HTTP/1.1
+                    // request line holds (RFC 9112 §3.2: visible ASCII); an
+                    // app would refuse or misread the rest.
+                    path = value.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) ? .success(())
+                        : .failure(.badRequestTarget(String(decoding: value, as: UTF8.self)))
                 }
             } else if name.first == UInt8(ascii: "w") {
                 if name.equals("weft-orig-proto") {
@@ -273,23 +341,16 @@ public enum MeshTranslation {
             }
         }
         guard let method else { throw .missingPseudoHeader(":method") }
-        guard let path else { throw .missingPseudoHeader(":path") }
-        // HTTP/2 lets more bytes into :path than an HTTP/1.1 request line
-        // holds (RFC 9112 §3.2: visible ASCII); an app would refuse or
-        // misread the rest.
-        guard path.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw .badRequestTarget(path) }
+        try path.get()
         let destinationEndpoint = try destination.get()
         let origProto = try origProtoRead.get()
-        let version: HTTPVersion = origProto.version == .http10 ? .http1_0 : .http1_1
-        var uri = path
-        if origProto.absoluteForm, let authority { uri = "http://\(authority)\(path)" }
         // Host, last, in place of any the list had (HTTP/2 names are lower
         // case).
-        let host = origProto.emptyHost ? "" : origProto.noHost ? nil : authority
-        let line = HTTPRequestHead(version: version, method: method, uri: uri,
-                                   headers: host.map { HTTPHeaders([("host", $0)]) } ?? HTTPHeaders())
-        return DowngradedRequest(line: line, peerFields: fields, setsHost: host != nil,
-                                 destination: destinationEndpoint, origProto: origProto)
+        let host: DowngradedRequest.Host = origProto.emptyHost ? .empty
+            : origProto.noHost || !hasAuthority ? .none : .authority
+        return DowngradedRequest(method: method, version: origProto.version == .http10 ? .http1_0 : .http1_1,
+                                 peerFields: fields, host: host, destination: destinationEndpoint,
+                                 origProto: origProto)
     }
 
     /// A request method from its bytes: the common ones without a String.

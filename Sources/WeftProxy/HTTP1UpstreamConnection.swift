@@ -91,8 +91,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         self.receiver = receiver
         requestEnded = false
         responseEnded = false
-        // A peer's fields never say `Connection` (HTTP/2 refuses it).
-        if !head.head.isPersistent { reusable = false }
+        if !head.isPersistent { reusable = false }
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method == .HEAD)
         let plan = writer.plan(head)

@@ -50,10 +50,13 @@ public struct HTTP1RequestWriter {
     }
 
     mutating func plan(_ request: AppRequestHead) -> HeadPlan {
-        let head = request.head
         var hasLength = false, hasChunked = false
-        var bytes = head.uri.utf8.count + 32
-        for (name, value) in head.headers {
+        // A peer's target and Host are its `:path` and `:authority` (twice
+        // in absolute form): its block's size (32 a field besides the
+        // bytes) has room for them and every field line.
+        var bytes = (request.uri?.utf8.count ?? 0) + 32
+        if let peer = request.peer { bytes += peer.peerFields.listSize * (peer.origProto.absoluteForm ? 2 : 1) }
+        for (name, value) in request.headers {
             bytes += name.utf8.count + value.utf8.count + 4
             if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") {
                 hasLength = true
@@ -62,13 +65,12 @@ public struct HTTP1RequestWriter {
             }
         }
         // A peer's names are lower case; HTTP/2 carries no Transfer-Encoding.
-        request.forEachPeerField { name, value in
-            bytes += name.count + value.count + 4
+        request.forEachPeerField { name, _ in
             if name.count == 14 && name.equals("content-length") { hasLength = true }
         }
-        let http11 = head.version.major == 1 && head.version.minor >= 1
+        let http11 = request.version.major == 1 && request.version.minor >= 1
         let keepLength: Bool, keepCoding: Bool, addChunked: Bool
-        switch head.method {
+        switch request.method {
         case .TRACE where !request.bodyFollows:
             (keepLength, keepCoding, addChunked, isChunked) = (false, false, false, false)
         case _ where hasLength:
@@ -91,16 +93,24 @@ public struct HTTP1RequestWriter {
     }
 
     func write(_ request: AppRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        let head = request.head
         buffer.writeHead(room: plan.bytes) { text in
-            text.append(head.method.rawValue)
+            text.append(request.method.rawValue)
             text.append(byte: UInt8(ascii: " "))
-            text.append(head.uri)
-            text.append(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+            if let uri = request.uri {
+                text.append(uri)
+            } else {
+                request.peer?.forEachTargetPart { text.append(bytes: $0) }
+            }
+            text.append(request.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
             request.forEachPeerField { name, value in
                 text.append(fieldBytes: name, value, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             }
-            text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            text.append(fields: request.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
+            request.peer?.withHost { host in
+                text.append("host: ")
+                text.append(bytes: host)
+                text.append("\r\n")
+            }
             if plan.addChunked { text.append("transfer-encoding: chunked\r\n") }
             text.append("\r\n")
         }

@@ -39,6 +39,10 @@ struct HeadTextWriter {
         count += copied
     }
 
+    mutating func append(bytes: UnsafeRawBufferPointer) {
+        copy(bytes.baseAddress, bytes.count)
+    }
+
     mutating func append(byte: UInt8) {
         guard !overflowed, count < room else { return overflowed = true }
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)

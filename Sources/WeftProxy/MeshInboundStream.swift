@@ -102,7 +102,7 @@ final class MeshInboundStream: MeshStreamHandler, HTTP1DispatchOwner {
         }
         record.endpoint = target
         let key = TargetKey(endpoint: target)
-        unframedBody = !endStream && request.line.version == .http1_0 && !request.peerFields.contains(name: "content-length")
+        unframedBody = !endStream && request.version == .http1_0 && !request.peerFields.contains(name: "content-length")
         guard let settings = context.extAuthz, let services = context.services else {
             return send(AppRequestHead(request, bodyFollows: !endStream), to: key, endStream: endStream)
         }

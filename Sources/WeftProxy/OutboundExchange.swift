@@ -49,40 +49,50 @@ protocol ExchangeResponder: AnyObject {
     func record(_ record: RequestRecord)
 }
 
-/// A request head on its way to an HTTP/1 app or endpoint: the request line
-/// and the fields weft or the app gave (`head`), and the fields a peer node
-/// sent (`peerFields`, kept as the bytes that came), of which those that
-/// are the app's (`MeshTranslation.isForApp(requestField:hostSet:)`) are
-/// written before `head`'s. A plain request has no peer fields.
+/// A request head on its way to an HTTP/1 app or endpoint: a head weft or
+/// the app gave (`uri`, `headers`), or a peer node's request (`peer`),
+/// whose target, fields that are the app's
+/// (`MeshTranslation.isForApp(requestField:hostSet:)`) and Host are written
+/// from the bytes that came.
 struct AppRequestHead {
-    var head: HTTPRequestHead
-    var peerFields: HTTP2Fields
-    /// `head` holds the Host, in place of any in `peerFields`.
-    var setsHost: Bool
+    var method: HTTPMethod
+    var version: HTTPVersion
+    /// The request target; nil: the peer's (`DowngradedRequest.forEachTargetPart`).
+    var uri: String?
+    /// The fields weft or the app gave: after the peer's, before its Host.
+    var headers: HTTPHeaders
+    var peer: DowngradedRequest?
     /// A body follows whatever the head says (a mesh stream that did not
     /// end with its HEADERS): it must reach the app framed.
     var bodyFollows: Bool
 
     init(_ head: HTTPRequestHead, bodyFollows: Bool = false) {
-        self.head = head
-        peerFields = HTTP2Fields()
-        setsHost = false
+        method = head.method
+        version = head.version
+        uri = head.uri
+        headers = head.headers
+        peer = nil
         self.bodyFollows = bodyFollows
     }
 
     init(_ request: DowngradedRequest, bodyFollows: Bool) {
-        head = request.line
-        peerFields = request.peerFields
-        setsHost = request.setsHost
+        method = request.method
+        version = request.version
+        uri = nil
+        headers = HTTPHeaders()
+        peer = request
         self.bodyFollows = bodyFollows
     }
 
-    var method: HTTPMethod { head.method }
+    /// The connection stays open after the exchange (a peer's fields never
+    /// say `Connection`: HTTP/2 refuses it).
+    var isPersistent: Bool { headers.isPersistent(version: version) }
 
     /// Calls `body` with each of the peer's fields that are the app's.
     func forEachPeerField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
-        guard !peerFields.isEmpty else { return }
-        peerFields.forEach { name, value in
+        guard let peer else { return }
+        let setsHost = peer.setsHost
+        peer.peerFields.forEach { name, value in
             if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) { body(name, value) }
         }
     }

@@ -289,6 +289,23 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertNil(down10.head.headers.first(name: "host"), "the app gets no Host it never sent")
     }
 
+    /// A block without `:authority` (HTTP/2 lets a request go without
+    /// one): weft writes no Host of its own, and a `host` in the block
+    /// goes on; the target is the `:path`, read from its bytes.
+    func testARequestWithoutAnAuthorityKeepsThePeersHost() throws {
+        let fields: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
+                                   HTTP2Header(":path", "/x?y"), HTTP2Header("host", "h"),
+                                   HTTP2Header("weft-dst", "198.18.0.3:9090")]
+        let down = try MeshTranslation.downgradeRequest(fields)
+        XCTAssertEqual(down.host, .none)
+        XCTAssertFalse(down.setsHost)
+        XCTAssertEqual(down.uri, "/x?y")
+        XCTAssertEqual(down.head.headers["host"], ["h"])
+        var parts: [String] = []
+        down.forEachTargetPart { parts.append(String(decoding: $0, as: UTF8.self)) }
+        XCTAssertEqual(parts, ["/x?y"])
+    }
+
     func testDowngradeRefusesMissingOrBadMeshHeaders() {
         let base: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":path", "/")]
         XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base)) {
