@@ -61,6 +61,10 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private var reusable = true
     /// Whether the response is read (autoRead); changed only when it changes.
     private var reading = true
+    /// Bytes were written since the last flush: a flush with none written
+    /// is skipped (each costs a trip through the pipeline and the socket's
+    /// checks, and the request's head, end and last part each ask for one).
+    private var unflushed = false
     /// When the connection went idle (for the pool's idle timeout).
     var idleSince = NIODeadline.now()
     /// How long the upstream keeps an idle connection, as its last
@@ -97,21 +101,29 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         let plan = writer.plan(head)
         var bytes = context.channel.allocator.buffer(capacity: plan.bytes)
         writer.write(head, plan, into: &bytes)
-        context.write(wrapOutboundOut(bytes), promise: nil)
+        write(bytes, context)
     }
 
     func sendBody(_ buffer: ByteBuffer) {
         guard let context, buffer.readableBytes > 0 else { return }
         guard let prefix = writer.chunkPrefix(count: buffer.readableBytes, allocator: context.channel.allocator) else {
-            return context.write(wrapOutboundOut(buffer), promise: nil)
+            return write(buffer, context)
         }
-        context.write(wrapOutboundOut(prefix), promise: nil)
-        context.write(wrapOutboundOut(buffer), promise: nil)
-        context.write(wrapOutboundOut(HTTP1RequestWriter.chunkEnd), promise: nil)
+        write(prefix, context)
+        write(buffer, context)
+        write(HTTP1RequestWriter.chunkEnd, context)
     }
 
+    private func write(_ bytes: ByteBuffer, _ context: ChannelHandlerContext) {
+        unflushed = true
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Flushes what was written since the last flush, if anything was.
     func flush() {
-        context?.flush()
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
     }
 
     /// Stops (or resumes) reading the response: backpressure from the mesh
@@ -132,9 +144,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
             if writer.isChunked {
                 var bytes = context.channel.allocator.buffer(capacity: 5)
                 writer.writeEnd(trailers, into: &bytes)
-                context.write(wrapOutboundOut(bytes), promise: nil)
+                write(bytes, context)
             }
-            context.flush()
+            flush()
         }
         finishIfDone()
     }

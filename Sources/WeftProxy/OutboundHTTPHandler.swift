@@ -48,6 +48,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var waiting = CircularBuffer<HTTP1RequestParser.Event>(initialCapacity: 0)
     private var parser = HTTP1RequestParser()
     private var output = HTTP1ResponseOutput()
+    /// Bytes were written to the app since the last flush: a flush with
+    /// none written is skipped (the exchange asks for one after each mesh
+    /// read, and the response's end flushes already).
+    private var unflushed = false
     /// The app's bytes stopped being HTTP (answered, or to be): the rest
     /// is not read.
     private var unreadable = false
@@ -442,13 +446,19 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     func writeBody(_ buffer: ByteBuffer) {
         guard let context else { return }
         output.writeBody(buffer, allocator: context.channel.allocator) { bytes in
+            unflushed = true
             context.write(wrapOutboundOut(bytes), promise: nil)
         }
     }
 
     func flush() {
         guard let context else { return }
-        if let bytes = output.take() { context.write(wrapOutboundOut(bytes), promise: nil) }
+        if let bytes = output.take() {
+            unflushed = true
+            context.write(wrapOutboundOut(bytes), promise: nil)
+        }
+        guard unflushed else { return }
+        unflushed = false
         context.flush()
     }
 
@@ -459,11 +469,17 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         let bytes = output.take()
         if close {
             closing = true
+            unflushed = false
             let channel = context.channel
             let written = context.writeAndFlush(wrapOutboundOut(bytes ?? channel.allocator.buffer(capacity: 0)))
             written.whenComplete { _ in channel.close(promise: nil) }
         } else {
-            if let bytes { context.write(wrapOutboundOut(bytes), promise: nil) }
+            if let bytes {
+                unflushed = true
+                context.write(wrapOutboundOut(bytes), promise: nil)
+            }
+            guard unflushed else { return }
+            unflushed = false
             context.flush()
         }
     }
