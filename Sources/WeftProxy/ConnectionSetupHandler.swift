@@ -102,8 +102,8 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
     /// plain one.
     private func carry(_ channel: Channel, _ decision: ClusterDecision, peer: String, destination: IPEndpoint) {
         if !decision.isPassthrough {
-            let idle = IdleWatch(timeout: TimeAmount(decision.cluster.config.timeouts.idle), metrics: metrics,
-                                 logger: logger)
+            let idle = IdleWatch(clock: IdleClock(timeout: TimeAmount(decision.cluster.config.timeouts.idle),
+                                                  metrics: metrics, logger: logger))
             try? channel.pipeline.syncOperations.addHandler(idle, position: .first)
         }
         let route = route(decision, channel)
@@ -221,11 +221,15 @@ final class ConnectionSetupHandler: ChannelInboundHandler, RemovableChannelHandl
         try channel.pipeline.syncOperations.addHandler(app)
     }
 
-    /// The app connection's HTTP/1 pipeline towards the mesh.
+    /// The app connection's HTTP/1 pipeline towards the mesh: one handler,
+    /// which takes the connection's idle clock over from its `IdleWatch`.
     private static func installHTTP(on channel: Channel, route: MeshRoute, services: LoopServices,
                                     metrics: ProxyMetrics, logger: Logger) throws {
         let sync = channel.pipeline.syncOperations
-        let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger)
+        let watch = try? sync.handler(type: IdleWatch.self)
+        if let watch { sync.removeHandler(watch, promise: nil) }
+        let handler = OutboundHTTPHandler(route: route, services: services, metrics: metrics, logger: logger,
+                                          idle: watch?.clock)
         try sync.addHandler(handler)
         services.track(handler)
         if services.draining { handler.drain() }

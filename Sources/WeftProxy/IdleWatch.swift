@@ -2,19 +2,20 @@ import Logging
 import NIOCore
 import WeftObservability
 
-/// Closes an app connection that carried no byte either way for the
-/// cluster's `timeouts.idle` (SPEC §5), whatever rides it: a TCP relay, a
-/// CONNECT tunnel, HTTP. The first handler of the connection's pipeline,
-/// it only notes that something passed; a check every quarter of the
-/// timeout closes the connection after four quiet quarters in a row, so
-/// it goes between `timeout` and 1.25 × `timeout` after its last byte.
+/// The rule of the cluster's `timeouts.idle` (SPEC §5) for one app
+/// connection: it closes after carrying no byte either way for `timeout`,
+/// whatever rides it (a TCP relay, a CONNECT tunnel, HTTP). Whoever sees
+/// the connection's bytes says so (`note()`); a check every quarter of the
+/// timeout closes the connection after four quiet quarters in a row, so it
+/// goes between `timeout` and 1.25 × `timeout` after its last byte.
 /// Closing the app side ends the relay or tunnel behind it.
-final class IdleWatch: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    typealias InboundOut = NIOAny
-    typealias OutboundIn = NIOAny
-    typealias OutboundOut = NIOAny
-
+///
+/// The clock outlives the handler that notes for it: `IdleWatch` does, and
+/// an HTTP/1 app connection's handler takes it over (one handler fewer on
+/// every read, write and flush), handing it back to an `IdleWatch` when a
+/// tunnel takes the connection over. The checks stop when the connection
+/// closes.
+final class IdleClock {
     private let timeout: TimeAmount
     private let metrics: ProxyMetrics
     private let logger: Logger
@@ -28,37 +29,28 @@ final class IdleWatch: ChannelDuplexHandler, RemovableChannelHandler {
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    /// Something passed, either way.
+    @inline(__always)
+    func note() { busy = true }
+
+    /// Starts the checks of `channel`'s idleness, once.
+    func start(_ channel: Channel) {
+        guard check == nil else { return }
         let quarter = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 1_000_000))
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        check = context.eventLoop.scheduleRepeatedTask(initialDelay: quarter, delay: quarter) { _ in
-            let (watch, context) = bound.value
-            watch.tick(context)
+        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        check = channel.eventLoop.scheduleRepeatedTask(initialDelay: quarter, delay: quarter) { _ in
+            bound.value.tick(channel)
         }
+        // The task holds the clock until it is cancelled.
+        channel.closeFuture.whenComplete { _ in bound.value.stop() }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    private func stop() {
         check?.cancel()
         check = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        check?.cancel()
-        check = nil
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        busy = true
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        busy = true
-        context.write(data, promise: promise)
-    }
-
-    private func tick(_ context: ChannelHandlerContext) {
+    private func tick(_ channel: Channel) {
         if busy {
             busy = false
             quietQuarters = 0
@@ -66,10 +58,38 @@ final class IdleWatch: ChannelDuplexHandler, RemovableChannelHandler {
         }
         quietQuarters += 1
         guard quietQuarters >= 4 else { return }
-        check?.cancel()
-        check = nil
+        stop()
         metrics.idleTimeouts.wrappingIncrement(ordering: .relaxed)
         logger.debug("idle connection closed", metadata: ["idle": "\(timeout)"])
-        context.close(promise: nil)
+        channel.close(promise: nil)
+    }
+}
+
+/// The first handler of an app connection's pipeline: notes for the
+/// connection's `IdleClock` that something passed.
+final class IdleWatch: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias InboundOut = NIOAny
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
+
+    let clock: IdleClock
+
+    init(clock: IdleClock) {
+        self.clock = clock
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        clock.start(context.channel)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        clock.note()
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        clock.note()
+        context.write(data, promise: promise)
     }
 }

@@ -48,6 +48,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var waiting = CircularBuffer<HTTP1RequestParser.Event>(initialCapacity: 0)
     private var parser = HTTP1RequestParser()
     private var output = HTTP1ResponseOutput()
+    /// The connection's `timeouts.idle`, noted here for every read and
+    /// write (handed to an `IdleWatch` when a tunnel takes over).
+    private let idle: IdleClock?
     /// Bytes were written to the app since the last flush: a flush with
     /// none written is skipped (the exchange asks for one after each mesh
     /// read, and the response's end flushes already).
@@ -95,7 +98,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// the lease).
     private var upgrade: (head: HTTP1RequestHead, target: RequestTarget, lease: Lease)?
 
-    init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger) {
+    init(route: MeshRoute, services: LoopServices, metrics: ProxyMetrics, logger: Logger, idle: IdleClock? = nil) {
+        self.idle = idle
         self.route = route
         self.services = services
         self.metrics = metrics
@@ -118,6 +122,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     // MARK: requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idle?.note()
         var bytes = unwrapInboundIn(data)
         if parser.isTunnelling { return keepForTunnel(&bytes) }
         guard !unreadable, !closing else { return }
@@ -288,7 +293,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         text.writeStaticString("\r\n")
         tunnelling = true
         let channel = context.channel
+        let idle = self.idle
         let removeHTTPHandlers = { (channel: Channel) in
+            // The tunnel's bytes pass an IdleWatch again.
+            if let idle { try? channel.pipeline.syncOperations.addHandler(IdleWatch(clock: idle), position: .first) }
             channel.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
         if target.isMeshed(lease.endpoint) {
@@ -447,6 +455,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         guard let context else { return }
         output.writeBody(buffer, allocator: context.channel.allocator) { bytes in
             unflushed = true
+            idle?.note()
             context.write(wrapOutboundOut(bytes), promise: nil)
         }
     }
@@ -455,6 +464,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         guard let context else { return }
         if let bytes = output.take() {
             unflushed = true
+            idle?.note()
             context.write(wrapOutboundOut(bytes), promise: nil)
         }
         guard unflushed else { return }
@@ -470,12 +480,14 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if close {
             closing = true
             unflushed = false
+            idle?.note()
             let channel = context.channel
             let written = context.writeAndFlush(wrapOutboundOut(bytes ?? channel.allocator.buffer(capacity: 0)))
             written.whenComplete { _ in channel.close(promise: nil) }
         } else {
             if let bytes {
                 unflushed = true
+                idle?.note()
                 context.write(wrapOutboundOut(bytes), promise: nil)
             }
             guard unflushed else { return }

@@ -19,6 +19,7 @@ endpoint states:
     198.19.0.77:9390    res-breaker    circuit_breakers: max_requests 2
     198.19.0.78:9390    res-ratelimit  rate_limit: 1 per second, burst 3
     198.19.0.79:7400    res-idle       backend1's banner_app.py (TCP), timeouts.idle 1s
+    198.19.0.83:9390    res-idle-http  backend1's mesh_app.py (HTTP/1.1), timeouts.idle 1s
     198.19.0.81:9390    res-pertry     retries: 2 more attempts on gateway-error, per_try_timeout 300ms
     198.19.0.80:9390    res-locality   backend1 and backend2 in the client's zone a, backend3 in zone b
                                        (same region), with the health check; the client node is in zone a
@@ -75,6 +76,7 @@ RACE_PORT = 9391
 IDLE_CLOSE = 0.3     # seconds of idleness after which the race app closes on the next request
 IDLE = ("res-idle", "198.19.0.79")
 IDLE_PORT = 7400
+IDLE_HTTP = ("res-idle-http", "198.19.0.83")
 RACE_MESH = ("res-race-mesh", "198.19.0.74")
 RACE_PLAIN = ("res-race-plain", "198.19.0.75")
 CHECK = {"protocol": "http", "path": "/healthz", "interval": "300ms", "timeout": "250ms",
@@ -123,6 +125,9 @@ def client_config(backends: dict[str, weftlab.Pod]) -> dict:
     clusters.append({"name": IDLE[0], "addresses": [f"{IDLE[1]}:{IDLE_PORT}"], "hostnames": [IDLE[0]],
                      "protocol": "tcp", "timeouts": {"idle": "1s"},
                      "endpoints": [{"address": f"{backends['backend1'].ip4}:{IDLE_PORT}"}]})
+    clusters.append({"name": IDLE_HTTP[0], "addresses": [f"{IDLE_HTTP[1]}:{APP_PORT}"], "hostnames": [IDLE_HTTP[0]],
+                     "mesh": True, "protocol": "http1", "timeouts": {"idle": "1s"},
+                     "endpoints": [{"address": f"{backends['backend1'].ip4}:{APP_PORT}"}]})
     for (name, vip), mesh in ((RACE_MESH, True), (RACE_PLAIN, False)):
         clusters.append({"name": name, "addresses": [f"{vip}:{RACE_PORT}"], "hostnames": [name], "mesh": mesh,
                          "protocol": "http1", "endpoints": [{"address": f"{backends['backend1'].ip4}:{RACE_PORT}"}]})
@@ -135,7 +140,7 @@ def res(root, weft_bin):
     if not shutil.which("curl"):
         pytest.skip("curl not installed (scripts/install-deps)")
     with weftlab.Lab(weft_bin=weft_bin) as lab:
-        client = lab.add_pod("client", hosts={name: vip for name, vip in (*SERVICES, RACE_MESH, RACE_PLAIN, IDLE)})
+        client = lab.add_pod("client", hosts={name: vip for name, vip in (*SERVICES, RACE_MESH, RACE_PLAIN, IDLE, IDLE_HTTP)})
         backends = {name: lab.add_pod(name) for name in BACKENDS}
         apps = [(pod, pod.spawn([PY, APPS / "mesh_app.py", "--port", APP_PORT, "--name", pod.name],
                                 name="mesh_app")) for pod in backends.values()]
@@ -439,6 +444,41 @@ sys.exit(0 if closed and alive else 1)
 def test_a_tcp_session_idle_past_the_clusters_idle_timeout_is_closed(res):
     timeouts = res.client.metric("weft_idle_timeouts_total")
     result = res.client.run([PY, "-c", IDLE_CLIENT], check=False, timeout=60)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert res.client.metric("weft_idle_timeouts_total") - timeouts == 1
+
+
+IDLE_HTTP_CLIENT = """
+import socket, sys
+def response(s, until):
+    got = b""
+    while not until(got):
+        part = s.recv(65536)
+        if not part:
+            break
+        got += part
+    return got
+quiet = socket.create_connection(("res-idle-http", 9390), timeout=10)
+streaming = socket.create_connection(("res-idle-http", 9390), timeout=10)
+quiet.sendall(b"GET / HTTP/1.1\\r\\nHost: res-idle-http\\r\\n\\r\\n")
+first = response(quiet, lambda got: b"hello from" in got)
+# The app streams 8 lines 0.4 s apart: 2.8 s in which the client sends
+# nothing, past 1.25 x the idle timeout; only weft's writes to it pass.
+streaming.sendall(b"GET /slow?chunks=8&delay=0.4 HTTP/1.1\\r\\nHost: res-idle-http\\r\\n\\r\\n")
+body = response(streaming, lambda got: got.endswith(b"0\\r\\n\\r\\n"))
+streamed = body.count(b"chunk 00") == 8 and body.endswith(b"0\\r\\n\\r\\n")
+quiet.settimeout(5)
+closed = quiet.recv(100) == b""
+print(f"answered: {first[:12]!r}; quiet closed: {closed}; streamed whole: {streamed}")
+sys.exit(0 if first.startswith(b"HTTP/1.1 200") and closed and streamed else 1)
+"""
+
+
+def test_a_keep_alive_connection_idle_past_the_timeout_is_closed_not_one_streaming_a_response(res):
+    # The HTTP/1 handler notes the connection's bytes itself (no IdleWatch
+    # in its pipeline): its reads and its writes both count.
+    timeouts = res.client.metric("weft_idle_timeouts_total")
+    result = res.client.run([PY, "-c", IDLE_HTTP_CLIENT], check=False, timeout=60)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert res.client.metric("weft_idle_timeouts_total") - timeouts == 1
 
