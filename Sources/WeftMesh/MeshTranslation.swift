@@ -67,14 +67,12 @@ public struct OrigProto: Equatable, Sendable {
     }
 }
 
-/// A mesh request after the receiving node has taken it apart: its method
-/// and version, and the peer's block, kept as the bytes that came. The
-/// request target and the Host weft writes are read from the block's
-/// `:path` and `:authority` as they are written (`forEachTargetPart`,
-/// `withHost`): no String is made of them. The fields that are the app's
-/// (`isForApp(requestField:hostSet:)`) go on as they came, before the Host.
-public struct DowngradedRequest: Equatable {
-    /// The Host weft writes, in place of any `host` the peer's block has.
+/// A mesh request's block as the receiving node writes it to the app: its
+/// fields as the bytes that came, the Host weft writes, and the request
+/// target, read from the block's `:path` and `:authority` as they are
+/// written (`forEachTargetPart`, `withHost`): no String is made of them.
+public struct PeerRequestBlock: Equatable {
+    /// The Host weft writes, in place of any `host` the block has.
     public enum Host: Equatable, Sendable {
         /// None: the app sent none (`no-host`; or the block has no
         /// `:authority`), and a `host` in the block goes on.
@@ -85,28 +83,32 @@ public struct DowngradedRequest: Equatable {
         case authority
     }
 
-    public var method: HTTPMethod
-    public var version: HTTPVersion
-    public let peerFields: HTTP2Fields
-    public var host: Host
-    /// The endpoint the sending node chose (`weft-dst`).
-    public var destination: IPEndpoint
-    public var origProto: OrigProto
+    public let fields: HTTP2Fields
+    public let host: Host
+    /// The target is in absolute form (`absolute-form`): `http://`, the
+    /// `:authority`, then the `:path`.
+    public let absoluteForm: Bool
 
-    /// Weft writes a Host, in place of any the peer's block has.
+    public init(fields: HTTP2Fields, host: Host, absoluteForm: Bool) {
+        self.fields = fields
+        self.host = host
+        self.absoluteForm = absoluteForm
+    }
+
+    /// Weft writes a Host, in place of any the block has.
     public var setsHost: Bool { host != .none }
 
     /// Calls `body` with the request target's parts in order: `:path`, or,
     /// in absolute form, `http://`, the `:authority` and `:path`.
     @inlinable
     public func forEachTargetPart(_ body: (UnsafeRawBufferPointer) -> Void) {
-        if origProto.absoluteForm {
-            _ = peerFields.withPseudoField(":authority") { (authority: UnsafeRawBufferPointer) -> Void in
+        if absoluteForm {
+            _ = fields.withPseudoField(":authority") { (authority: UnsafeRawBufferPointer) -> Void in
                 body(.init("http://"))
                 body(authority)
             }
         }
-        _ = peerFields.withPseudoField(":path", body)
+        _ = fields.withPseudoField(":path", body)
     }
 
     /// Calls `body` with the Host's value, when weft writes one.
@@ -115,21 +117,46 @@ public struct DowngradedRequest: Equatable {
         switch host {
         case .none: return
         case .empty: body(UnsafeRawBufferPointer(start: nil, count: 0))
-        case .authority: _ = peerFields.withPseudoField(":authority", body)
+        case .authority: _ = fields.withPseudoField(":authority", body)
         }
     }
+
+    /// The fields that go on to the app (`isForApp(requestField:hostSet:)`).
+    @inlinable
+    public func forEachFieldForApp(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
+        let setsHost = setsHost
+        fields.forEach { name, value in
+            if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) { body(name, value) }
+        }
+    }
+}
+
+/// A mesh request after the receiving node has taken it apart: its method
+/// and version, the block as it goes to the app (`block`), and what the
+/// sending node said of it (`destination`, `origProto`).
+public struct DowngradedRequest: Equatable {
+    public var method: HTTPMethod
+    public var version: HTTPVersion
+    public let block: PeerRequestBlock
+    /// The endpoint the sending node chose (`weft-dst`).
+    public var destination: IPEndpoint
+    public var origProto: OrigProto
+
+    public var peerFields: HTTP2Fields { block.fields }
+    public var host: PeerRequestBlock.Host { block.host }
+    public var setsHost: Bool { block.setsHost }
 
     /// The request target as text.
     public var uri: String {
         var uri = ""
-        forEachTargetPart { uri += String(decoding: $0, as: UTF8.self) }
+        block.forEachTargetPart { uri += String(decoding: $0, as: UTF8.self) }
         return uri
     }
 
     /// The request line, and the Host weft sets, as a head of Strings.
     public var line: HTTPRequestHead {
         var headers = HTTPHeaders()
-        withHost { headers.add(name: "host", value: String(decoding: $0, as: UTF8.self)) }
+        block.withHost { headers.add(name: "host", value: String(decoding: $0, as: UTF8.self)) }
         return HTTPRequestHead(version: version, method: method, uri: uri, headers: headers)
     }
 
@@ -346,11 +373,12 @@ public enum MeshTranslation {
         let origProto = try origProtoRead.get()
         // Host, last, in place of any the list had (HTTP/2 names are lower
         // case).
-        let host: DowngradedRequest.Host = origProto.emptyHost ? .empty
+        let host: PeerRequestBlock.Host = origProto.emptyHost ? .empty
             : origProto.noHost || !hasAuthority ? .none : .authority
         return DowngradedRequest(method: method, version: origProto.version == .http10 ? .http1_0 : .http1_1,
-                                 peerFields: fields, host: host, destination: destinationEndpoint,
-                                 origProto: origProto)
+                                 block: PeerRequestBlock(fields: fields, host: host,
+                                                         absoluteForm: origProto.absoluteForm && hasAuthority),
+                                 destination: destinationEndpoint, origProto: origProto)
     }
 
     /// A request method from its bytes: the common ones without a String.

@@ -55,7 +55,7 @@ public struct HTTP1RequestWriter {
         // in absolute form): its block's size (32 a field besides the
         // bytes) has room for them and every field line.
         var bytes = (request.uri?.utf8.count ?? 0) + 32
-        if let peer = request.peer { bytes += peer.peerFields.listSize * (peer.origProto.absoluteForm ? 2 : 1) }
+        if let peer = request.peer { bytes += peer.fields.listSize * (peer.absoluteForm ? 2 : 1) }
         for (name, value) in request.headers {
             bytes += name.utf8.count + value.utf8.count + 4
             if name.utf8.count == 14 && name.equalsASCIICaseInsensitive("content-length") {

@@ -50,18 +50,17 @@ protocol ExchangeResponder: AnyObject {
 }
 
 /// A request head on its way to an HTTP/1 app or endpoint: a head weft or
-/// the app gave (`uri`, `headers`), or a peer node's request (`peer`),
-/// whose target, fields that are the app's
-/// (`MeshTranslation.isForApp(requestField:hostSet:)`) and Host are written
-/// from the bytes that came.
+/// the app gave (`uri`, `headers`), or a peer node's request, whose
+/// target, fields that are the app's and Host are written from its block's
+/// bytes (`peer`).
 struct AppRequestHead {
     var method: HTTPMethod
     var version: HTTPVersion
-    /// The request target; nil: the peer's (`DowngradedRequest.forEachTargetPart`).
+    /// The request target; nil: the peer's (`PeerRequestBlock.forEachTargetPart`).
     var uri: String?
     /// The fields weft or the app gave: after the peer's, before its Host.
     var headers: HTTPHeaders
-    var peer: DowngradedRequest?
+    var peer: PeerRequestBlock?
     /// A body follows whatever the head says (a mesh stream that did not
     /// end with its HEADERS): it must reach the app framed.
     var bodyFollows: Bool
@@ -80,7 +79,7 @@ struct AppRequestHead {
         version = request.version
         uri = nil
         headers = HTTPHeaders()
-        peer = request
+        peer = request.block
         self.bodyFollows = bodyFollows
     }
 
@@ -90,11 +89,7 @@ struct AppRequestHead {
 
     /// Calls `body` with each of the peer's fields that are the app's.
     func forEachPeerField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
-        guard let peer else { return }
-        let setsHost = peer.setsHost
-        peer.peerFields.forEach { name, value in
-            if MeshTranslation.isForApp(requestField: name, hostSet: setsHost) { body(name, value) }
-        }
+        peer?.forEachFieldForApp(body)
     }
 }
 

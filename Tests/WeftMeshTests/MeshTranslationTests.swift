@@ -302,7 +302,7 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertEqual(down.uri, "/x?y")
         XCTAssertEqual(down.head.headers["host"], ["h"])
         var parts: [String] = []
-        down.forEachTargetPart { parts.append(String(decoding: $0, as: UTF8.self)) }
+        down.block.forEachTargetPart { parts.append(String(decoding: $0, as: UTF8.self)) }
         XCTAssertEqual(parts, ["/x?y"])
     }
 
