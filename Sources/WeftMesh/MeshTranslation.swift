@@ -737,15 +737,28 @@ extension HTTP2Fields {
     /// Appends a request method as the field `name`: the common ones from
     /// static text.
     mutating func append(name: UnsafeRawBufferPointer, method: HTTPMethod) {
-        switch method {
-        case .GET: append(name: name, value: .init("GET"))
-        case .POST: append(name: name, value: .init("POST"))
-        case .PUT: append(name: name, value: .init("PUT"))
-        case .HEAD: append(name: name, value: .init("HEAD"))
-        case .DELETE: append(name: name, value: .init("DELETE"))
-        default:
+        if let text = method.staticName {
+            append(name: name, value: UnsafeRawBufferPointer(text))
+        } else {
             var text = method.rawValue
             text.withUTF8 { append(name: name, value: UnsafeRawBufferPointer($0)) }
+        }
+    }
+}
+
+extension HTTPMethod {
+    /// The common methods' names as static text, which is copied without
+    /// making a String (`rawValue` makes one).
+    public var staticName: StaticString? {
+        switch self {
+        case .GET: "GET"
+        case .POST: "POST"
+        case .PUT: "PUT"
+        case .HEAD: "HEAD"
+        case .DELETE: "DELETE"
+        case .PATCH: "PATCH"
+        case .OPTIONS: "OPTIONS"
+        default: nil
         }
     }
 }

@@ -94,10 +94,10 @@ public struct HTTP1RequestWriter {
 
     func write(_ request: AppRequestHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeHead(room: plan.bytes) { text in
-            text.append(request.method.rawValue)
+            text.append(method: request.method)
             text.append(byte: UInt8(ascii: " "))
             if let uri = request.uri {
-                text.append(uri)
+                text.append(string: uri)
             } else {
                 request.peer?.forEachTargetPart { text.append(bytes: $0) }
             }
@@ -216,7 +216,7 @@ struct HTTP1ResponseWriter {
             text.append(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
             text.append(decimal: Int(head.status.code))
             text.append(byte: UInt8(ascii: " "))
-            text.append(head.status.reasonPhrase)
+            text.append(string: head.status.reasonPhrase)
             text.append("\r\n")
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             response.forEachPeerField { name, value in

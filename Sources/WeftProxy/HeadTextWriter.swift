@@ -28,7 +28,10 @@ struct HeadTextWriter {
         copy(UnsafeRawPointer(text.utf8Start), text.utf8CodeUnitCount)
     }
 
-    mutating func append(_ text: String) {
+    /// (Labelled, so that a literal takes the `StaticString` overload: a
+    /// literal would otherwise be made a String and copied through its
+    /// UTF-8 view, several times the cost.)
+    mutating func append(string text: String) {
         // `initialize(from:)` copies a String's bytes in one go, small
         // strings included, without the closure and stack copy that
         // `withContiguousStorageIfAvailable` costs.
@@ -37,6 +40,11 @@ struct HeadTextWriter {
         let target = UnsafeMutableRawBufferPointer(start: base + count, count: length).bindMemory(to: UInt8.self)
         let (_, copied) = target.initialize(from: text.utf8)
         count += copied
+    }
+
+    /// A request method's name, the common ones from static text.
+    mutating func append(method: HTTPMethod) {
+        if let name = method.staticName { append(name) } else { append(string: method.rawValue) }
     }
 
     mutating func append(bytes: UnsafeRawBufferPointer) {
@@ -51,7 +59,7 @@ struct HeadTextWriter {
 
     /// `value` in decimal (a status code).
     mutating func append(decimal value: Int) {
-        guard value >= 0 else { return append(String(value)) }
+        guard value >= 0 else { return append(string: String(value)) }
         var divisor = 1
         while divisor <= value / 10 { divisor *= 10 }
         var rest = value
@@ -70,9 +78,9 @@ struct HeadTextWriter {
             case 14 where !keepingLength && name.equalsASCIICaseInsensitive("content-length"): continue
             case 17 where !keepingCoding && name.equalsASCIICaseInsensitive("transfer-encoding"): continue
             default:
-                append(name)
+                append(string: name)
                 append(": ")
-                append(value)
+                append(string: value)
                 append("\r\n")
             }
         }

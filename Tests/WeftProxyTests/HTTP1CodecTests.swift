@@ -452,7 +452,7 @@ final class HTTP1CodecTests: XCTestCase {
                 text.append("HTTP/1.1 ")
                 text.append(decimal: 204)
                 text.append(byte: UInt8(ascii: " "))
-                text.append(String(repeating: "long name ", count: 3))  // a String past 15 bytes
+                text.append(string: String(repeating: "long name ", count: 3))  // a String past 15 bytes
                 text.append(fields: HTTPHeaders([("x-a", "1"), ("content-length", "0")]),
                             keepingLength: false, keepingCoding: true)
                 text.append("\r\n")
@@ -464,6 +464,13 @@ final class HTTP1CodecTests: XCTestCase {
         XCTAssertTrue(write(room: exact) == (true, whole), "exactly the room it needs")
         XCTAssertTrue(write(room: 1000) == (true, whole))
         XCTAssertTrue(write(room: exact - 1) == (false, "before|"), "one byte short: nothing written")
+        // A request line's method from static text or, for the others, its
+        // name; either way the same bytes.
+        for method in [HTTPMethod.GET, .POST, .PUT, .HEAD, .DELETE, .PATCH, .OPTIONS, .PROPFIND, .RAW(value: "QUERY")] {
+            var buffer = ByteBuffer()
+            XCTAssertTrue(buffer.writeHeadText(room: 16) { $0.append(method: method) })
+            XCTAssertEqual(String(buffer: buffer), method.rawValue)
+        }
         // Through the writer, a reason phrase of any length: the plan counts it.
         let reason = String(repeating: "r", count: 200)
         XCTAssertEqual(written(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 299, reasonPhrase: reason),
