@@ -141,16 +141,13 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Writes `value` in decimal at `offset`; returns how many digits.
     static func writeDecimal(_ value: UInt16, to text: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
-        var digits = 1, rest = value
-        while rest >= 10 {
-            digits += 1
+        let digits = value >= 10_000 ? 5 : value >= 1_000 ? 4 : value >= 100 ? 3 : value >= 10 ? 2 : 1
+        var rest = value, position = offset + digits
+        repeat {
+            position -= 1
+            text[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
             rest /= 10
-        }
-        rest = value
-        for position in stride(from: offset + digits - 1, through: offset, by: -1) {
-            text[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-        }
+        } while rest > 0
         return digits
     }
 }
