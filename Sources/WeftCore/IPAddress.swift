@@ -92,22 +92,18 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         return text
     }
 
-    /// Calls `body` with the canonical text's UTF-8 bytes, written on the
-    /// stack: no String, no heap buffer. Not generic, so that callers in
-    /// other modules need no metadata for it.
+    /// Calls `body` with the canonical text's UTF-8 bytes, written to a
+    /// temporary buffer: no String, no heap buffer. Not generic, so that
+    /// callers in other modules need no metadata for it.
     public func withText(_ body: (UnsafeRawBufferPointer) -> Void) {
-        var storage = TextStorage()
-        withUnsafeMutableBytes(of: &storage) { raw in
-            let text = raw.bindMemory(to: UInt8.self)
-            body(UnsafeRawBufferPointer(rebasing: raw[..<write(to: text)]))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.textRoom) { text in
+            body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: text[..<write(to: text)])))
         }
     }
 
-    /// Room on the stack for an endpoint's text: "[", an IPv6 address,
-    /// "]:" and a port (46 + 8 bytes, rounded up to words).
-    struct TextStorage {
-        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
-    }
+    /// Room for an endpoint's text: "[", an IPv6 address and its NUL
+    /// (`INET6_ADDRSTRLEN`), "]:" and a port.
+    static let textRoom = Int(INET6_ADDRSTRLEN) + 8
 
     /// Writes the canonical text at the start of `text` (room for
     /// a full IPv6 address, `INET6_ADDRSTRLEN`); returns its length.

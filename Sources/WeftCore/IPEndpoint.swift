@@ -116,14 +116,12 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
         return text
     }
 
-    /// Calls `body` with `description`'s UTF-8 bytes, written on the stack:
-    /// no String, no heap buffer (it is on the per-request path as
-    /// `weft-dst`). Not generic, so that callers in other modules need no
-    /// metadata for it.
+    /// Calls `body` with `description`'s UTF-8 bytes, written to a
+    /// temporary buffer: no String, no heap buffer (it is on the
+    /// per-request path as `weft-dst`). Not generic, so that callers in
+    /// other modules need no metadata for it.
     public func withText(_ body: (UnsafeRawBufferPointer) -> Void) {
-        var storage = IPAddress.TextStorage()
-        withUnsafeMutableBytes(of: &storage) { raw in
-            let text = raw.bindMemory(to: UInt8.self)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: IPAddress.textRoom) { text in
             var count = 0
             if case .v6 = address {
                 text[0] = UInt8(ascii: "[")
@@ -137,7 +135,7 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
             text[count] = UInt8(ascii: ":")
             count += 1
             count += IPAddress.writeDecimal(port, to: text, at: count)
-            body(UnsafeRawBufferPointer(rebasing: raw[..<count]))
+            body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: text[..<count])))
         }
     }
 }

@@ -187,6 +187,9 @@ public enum TranslationError: Error, Equatable, CustomStringConvertible {
     case badOrigProto(String?)
     case badStatus(String?)
     case badRequestTarget(String)
+    /// A pseudo-header given twice (nghttp2 refuses it first; the block is
+    /// written from the first, so it is checked here too).
+    case repeatedPseudoHeader(String)
 
     public var description: String {
         switch self {
@@ -195,6 +198,7 @@ public enum TranslationError: Error, Equatable, CustomStringConvertible {
         case .badOrigProto(let value): return "bad weft-orig-proto \(value.map { "\"\($0)\"" } ?? "(absent)")"
         case .badStatus(let value): return "bad :status \(value.map { "\"\($0)\"" } ?? "(absent)")"
         case .badRequestTarget(let value): return "bad request target \"\(value)\""
+        case .repeatedPseudoHeader(let name): return "more than one \(name)"
         }
     }
 }
@@ -338,9 +342,12 @@ public enum MeshTranslation {
 
     /// The receiving node's half: HTTP/2 header list → request head for the app.
     public static func downgradeRequest(_ fields: HTTP2Fields) throws(TranslationError) -> DowngradedRequest {
-        var method: HTTPMethod?, hasAuthority = false
+        var method: HTTPMethod?, hasAuthority = false, hasPath = false
         // Read from the bytes; a value's text is made only for an error.
         var path: Result<Void, TranslationError> = .failure(.missingPseudoHeader(":path"))
+        // The writer takes the first `:path` and `:authority`: the one
+        // checked must be the one written, so a second is refused.
+        var repeated: TranslationError?
         var destination: Result<IPEndpoint, TranslationError> = .failure(.badDestination(nil))
         var origProtoRead: Result<OrigProto, TranslationError> = .success(OrigProto(version: .http11))
         fields.forEach { name, value in
@@ -349,8 +356,11 @@ public enum MeshTranslation {
                 if name.equals(":method") {
                     method = Self.method(value)
                 } else if name.equals(":authority") {
+                    if hasAuthority { repeated = .repeatedPseudoHeader(":authority") }
                     hasAuthority = true
                 } else if name.equals(":path") {
+                    if hasPath { repeated = .repeatedPseudoHeader(":path") }
+                    hasPath = true
                     // HTTP/2 lets more bytes into :path than an HTTP/1.1
                     // request line holds (RFC 9112 §3.2: visible ASCII); an
                     // app would refuse or misread the rest.
@@ -368,6 +378,7 @@ public enum MeshTranslation {
             }
         }
         guard let method else { throw .missingPseudoHeader(":method") }
+        if let repeated { throw repeated }
         try path.get()
         let destinationEndpoint = try destination.get()
         let origProto = try origProtoRead.get()

@@ -306,6 +306,26 @@ final class MeshTranslationTests: XCTestCase {
         XCTAssertEqual(parts, ["/x?y"])
     }
 
+    /// The writer takes the first `:path` and `:authority`, so the one
+    /// checked is the one written: a second of either is refused (nghttp2
+    /// refuses it first; this holds whatever the block came from).
+    func testARepeatedPathOrAuthorityIsRefused() {
+        let base = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
+                    HTTP2Header("weft-dst", "198.18.0.3:9090")]
+        let paths = base + [HTTP2Header(":path", "/a b\r\nX: y"), HTTP2Header(":path", "/ok"),
+                            HTTP2Header(":authority", "a")]
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(HTTP2Fields(paths))) { error in
+            XCTAssertEqual(error as? TranslationError, .repeatedPseudoHeader(":path"))
+        }
+        let authorities = base + [HTTP2Header(":path", "/"), HTTP2Header(":authority", "a"),
+                                  HTTP2Header(":authority", "b")]
+        XCTAssertThrowsError(try MeshTranslation.downgradeRequest(HTTP2Fields(authorities))) { error in
+            XCTAssertEqual(error as? TranslationError, .repeatedPseudoHeader(":authority"))
+        }
+        let once = base + [HTTP2Header(":path", "/ok"), HTTP2Header(":authority", "a")]
+        XCTAssertEqual(try MeshTranslation.downgradeRequest(HTTP2Fields(once)).uri, "/ok")
+    }
+
     func testDowngradeRefusesMissingOrBadMeshHeaders() {
         let base: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"), HTTP2Header(":path", "/")]
         XCTAssertThrowsError(try MeshTranslation.downgradeRequest(base)) {
