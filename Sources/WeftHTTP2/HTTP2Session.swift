@@ -1019,79 +1019,85 @@ extension HTTP2Session: Sendable {}
 // Each recovers the session from `user_data` (set unretained in init: the
 // session owns the nghttp2 object, so it outlives every callback) and forwards.
 
-private func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
-    Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+/// Calls `body` with the session, not retained for the call (it outlives
+/// every callback, and callbacks run for every frame and every header:
+/// a retain and a release each).
+@inline(__always)
+private func withOwner<Result>(_ userData: UnsafeMutableRawPointer?, _ body: (HTTP2Session) -> Result) -> Result {
+    Unmanaged<HTTP2Session>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
 }
 
 private func sendCallback(_ session: OpaquePointer?, _ data: UnsafePointer<UInt8>?, _ length: Int,
                           _ flags: Int32, _ userData: UnsafeMutableRawPointer?) -> Int {
-    owner(userData).onSend(data!, length)
+    withOwner(userData) { $0.onSend(data!, length) }
 }
 
 private func sendDataCallback(_ session: OpaquePointer?, _ frame: UnsafeMutablePointer<nghttp2_frame>?,
                               _ frameHeader: UnsafePointer<UInt8>?, _ length: Int,
                               _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                               _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onSendData(frame!, frameHeader!, length)
+    withOwner(userData) { $0.onSendData(frame!, frameHeader!, length) }
 }
 
 private func dataSourceReadCallback(_ session: OpaquePointer?, _ streamID: Int32, _ buffer: UnsafeMutablePointer<UInt8>?,
                                     _ length: Int, _ flags: UnsafeMutablePointer<UInt32>?,
                                     _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                                     _ userData: UnsafeMutableRawPointer?) -> Int {
-    owner(userData).onReadData(streamID, length, flags!)
+    withOwner(userData) { $0.onReadData(streamID, length, flags!) }
 }
 
 private func beginFrameCallback(_ session: OpaquePointer?, _ header: UnsafePointer<nghttp2_frame_hd>?,
                                 _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onBeginFrame(header!)
+    withOwner(userData) { $0.onBeginFrame(header!) }
 }
 
 private func beginHeadersCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                   _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onBeginHeaders(frame!)
+    withOwner(userData) { $0.onBeginHeaders(frame!) }
 }
 
 private func headerCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                             _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
                             _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
                             _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onHeader(frame!, UnsafeRawBufferPointer(start: name, count: nameLength),
-                             UnsafeRawBufferPointer(start: value, count: valueLength))
+    withOwner(userData) {
+        $0.onHeader(frame!, UnsafeRawBufferPointer(start: name, count: nameLength),
+                    UnsafeRawBufferPointer(start: value, count: valueLength))
+    }
 }
 
 private func frameRecvCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onFrameRecv(frame!)
+    withOwner(userData) { $0.onFrameRecv(frame!) }
 }
 
 private func dataChunkRecvCallback(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
                                    _ data: UnsafePointer<UInt8>?, _ length: Int,
                                    _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onDataChunk(streamID, UnsafeRawBufferPointer(start: data, count: length))
+    withOwner(userData) { $0.onDataChunk(streamID, UnsafeRawBufferPointer(start: data, count: length)) }
 }
 
 private func streamCloseCallback(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32,
                                  _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onStreamClose(streamID, errorCode)
+    withOwner(userData) { $0.onStreamClose(streamID, errorCode) }
 }
 
 private func frameSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onFrameSend(frame!)
+    withOwner(userData) { $0.onFrameSend(frame!) }
 }
 
 private func frameNotSendCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                   _ libraryError: Int32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onFrameNotSend(frame!, libraryError)
+    withOwner(userData) { $0.onFrameNotSend(frame!, libraryError) }
 }
 
 private func invalidFrameRecvCallback(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                                       _ libraryError: Int32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onInvalidFrameRecv(frame!, libraryError)
+    withOwner(userData) { $0.onInvalidFrameRecv(frame!, libraryError) }
 }
 
 private func errorCallback(_ session: OpaquePointer?, _ code: Int32, _ message: UnsafePointer<CChar>?,
                            _ length: Int, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    owner(userData).onError(code, UnsafeRawBufferPointer(start: message, count: length))
+    withOwner(userData) { $0.onError(code, UnsafeRawBufferPointer(start: message, count: length)) }
 }
