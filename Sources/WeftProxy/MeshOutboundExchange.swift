@@ -14,9 +14,12 @@ import WeftUpstream
 /// the stream (reopening the peer's window) only once the app socket took
 /// them, and request body reads stop while the stream's queue is full.
 final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
-    /// Weak: the app connection may be gone while stream events are still
-    /// on their way; then there is nobody to answer.
-    private weak var handler: (any ExchangeResponder)?
+    /// Strong until the exchange is done, then dropped (`letGo`): the
+    /// handler holds the exchange until its response ends, so the two
+    /// point at each other only while it runs. (A weak reference gave the
+    /// handler a side table, and every retain and release of it the slow
+    /// path.) Once done, stream events still on their way find nobody.
+    private var handler: (any ExchangeResponder)?
     private let head: HTTP1RequestHead
     /// What the head's `Connection` fields said.
     private let connectionOptions: ConnectionOptions
@@ -94,6 +97,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             done = true
             end()
+            letGo()
             return
         }
         if let ready = pool.readyConnection(to: peer) {
@@ -217,6 +221,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             outcome = .failure
             end()
             handler?.abortResponse()
+            letGo()
         } else {
             fail(errorCode == .refusedStream ? .refusedStream : .upstreamReset)
         }
@@ -244,6 +249,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         guard !done else { return }
         done = true
         end()
+        letGo()
         if let connection, let streamID { connection.reset(streamID: streamID, errorCode: .cancel) }
     }
 
@@ -255,6 +261,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         done = true
         end()
         handler?.writeEnd(trailers, close: !keepAlive, exchange: self)
+        letGo()
     }
 
     private func fail(_ reason: ErrorReason) {
@@ -275,6 +282,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             // The request body may still be arriving: close after answering.
             handler?.respondWithError(reason, keepAlive: false, version: head.version, finished: self)
         }
+        letGo()
     }
 
     /// The exchange is over: the balancer hears how the attempt went and
@@ -284,5 +292,10 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         lease?.finish(outcome)
         lease = nil
         if let handler { handler.record(record) } else { metrics.record(record) }
+    }
+
+    /// The exchange is done and has said its last to the handler.
+    private func letGo() {
+        handler = nil
     }
 }
