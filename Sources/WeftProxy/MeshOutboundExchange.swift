@@ -94,9 +94,11 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
             keepAlive = false
             record.status = ErrorReason.badRequestTarget.status
             record.reason = .badRequestTarget
-            handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
+            // Recorded before the answer, as every ending does (a retry
+            // stage records its own when it gives up on the answer).
             done = true
             end()
+            handler?.respondWithError(.badRequestTarget, keepAlive: false, version: head.version, finished: self)
             letGo()
             return
         }

@@ -47,7 +47,7 @@ final class MeshOutboundExchangeTests: XCTestCase {
             answers.append("error \(reason.rawValue)")
             if let finished, exchange === finished { exchange = nil }
         }
-        func record(_ record: RequestRecord) {}
+        func record(_ record: RequestRecord) { answers.append("record \(record.status)") }
         /// The app connection closed, as `channelInactive` tells it.
         func appClosed() {
             exchange?.appClosed()
@@ -92,7 +92,8 @@ final class MeshOutboundExchangeTests: XCTestCase {
     }
 
     /// Starts an exchange owned by a responder, on the loop; `end` ends it.
-    private func run(_ end: @escaping @Sendable (MeshOutboundExchange, Responder) -> Void) throws -> Remains {
+    private func run(uri: String = "/", _ end: @escaping @Sendable (MeshOutboundExchange, Responder) -> Void) throws
+        -> Remains {
         let lease = UncheckedBox(try lease())
         let (connector, logger, loop) = (self.connector, self.logger, self.loop!)
         return try loop.submit {
@@ -101,7 +102,7 @@ final class MeshOutboundExchangeTests: XCTestCase {
             let remains = Remains()
             let responder = Responder()
             let exchange = MeshOutboundExchange(
-                handler: responder, head: HTTP1RequestHead(method: .GET, uri: "/", version: .http1_1,
+                handler: responder, head: HTTP1RequestHead(method: .GET, uri: uri, version: .http1_1,
                                                            fields: [HTTP2Header("host", "c")]),
                 connection: ConnectionOptions(), lease: lease.value, cluster: "c", logger: logger)
             responder.exchange = exchange
@@ -142,9 +143,21 @@ final class MeshOutboundExchangeTests: XCTestCase {
         XCTAssertTrue(try handlerGone(remains), "the handler lived on with the exchange its app left")
     }
 
+    /// A request target the upgrade refuses (absolute form, not `http`)
+    /// is answered at once: recorded once, before the answer, as every
+    /// ending is (a retry stage counts on that order, or records it twice).
+    func testARefusedTargetIsRecordedOnceBeforeItsAnswer() throws {
+        let remains = try run(uri: "ftp://x/") { exchange, responder in
+            guard let pool = responder.pool else { return }
+            exchange.start(pool: pool, peer: IPEndpoint("198.18.0.9:15008")!, deadline: .now() + .seconds(5))
+        }
+        XCTAssertEqual(remains.answers, ["record 400", "error bad_request_target"])
+        XCTAssertTrue(try handlerGone(remains))
+    }
+
     func testAnExchangeThatTimesOutLetsItsHandlerGo() throws {
         let remains = try run { exchange, _ in exchange.timedOut() }
-        XCTAssertEqual(remains.answers, ["error timeout"])
+        XCTAssertEqual(remains.answers, ["record 504", "error timeout"])
         XCTAssertTrue(try handlerGone(remains), "the handler lived on with its timed-out exchange")
     }
 }
