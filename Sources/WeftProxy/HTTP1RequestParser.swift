@@ -33,9 +33,6 @@ public struct HTTP1RequestHead {
         HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(fields.pairs()))
     }
 
-    /// The value of the first field named `name` (lower case).
-    public func first(name: String) -> String? { fields.first(name: name) }
-
     /// Whether the request turns the connection into a tunnel
     /// (`MeshTranslation.opensTunnel`); `connection`: its `Connection`
     /// options, as the parser read them.

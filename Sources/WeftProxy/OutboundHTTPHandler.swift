@@ -453,20 +453,24 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func writeBody(_ buffer: ByteBuffer) {
         guard let context else { return }
-        output.writeBody(buffer, allocator: context.channel.allocator) { bytes in
-            unflushed = true
-            idle?.note()
-            context.write(wrapOutboundOut(bytes), promise: nil)
-        }
+        output.writeBody(buffer, allocator: context.channel.allocator) { bytes in write(bytes, context) }
     }
 
     func flush() {
         guard let context else { return }
-        if let bytes = output.take() {
-            unflushed = true
-            idle?.note()
-            context.write(wrapOutboundOut(bytes), promise: nil)
-        }
+        if let bytes = output.take() { write(bytes, context) }
+        flushWritten(context)
+    }
+
+    /// Writes `bytes` to the app, unflushed, noted for the idle clock.
+    private func write(_ bytes: ByteBuffer, _ context: ChannelHandlerContext) {
+        unflushed = true
+        idle?.note()
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Flushes what was written since the last flush, if anything was.
+    private func flushWritten(_ context: ChannelHandlerContext) {
         guard unflushed else { return }
         unflushed = false
         context.flush()
@@ -485,14 +489,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             let written = context.writeAndFlush(wrapOutboundOut(bytes ?? channel.allocator.buffer(capacity: 0)))
             written.whenComplete { _ in channel.close(promise: nil) }
         } else {
-            if let bytes {
-                unflushed = true
-                idle?.note()
-                context.write(wrapOutboundOut(bytes), promise: nil)
-            }
-            guard unflushed else { return }
-            unflushed = false
-            context.flush()
+            if let bytes { write(bytes, context) }
+            flushWritten(context)
         }
     }
 
