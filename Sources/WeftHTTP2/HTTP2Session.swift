@@ -91,9 +91,9 @@ public final class HTTP2Session {
     // Output of the running `produceOutput`.
     private let allocator = ByteBufferAllocator()
     private var output: [ByteBuffer] = []
-    /// Frame bytes nghttp2 hands over, gathered until a DATA payload (sent
-    /// as a slice of the app's buffer) or the end of the output cuts them
-    /// off as a slice. Kept between calls: once the slices sent earlier are
+    /// Frame bytes nghttp2 hands over, and small DATA payloads copied in,
+    /// gathered until a larger payload (sent as a slice of the app's
+    /// buffer) or the end of the output cuts them off as a slice. Kept between calls: once the slices sent earlier are
     /// gone, its storage is reused instead of allocating another.
     private var framing = ByteBuffer()
     private var outputBytes = 0
@@ -354,8 +354,9 @@ public final class HTTP2Session {
 
     // MARK: - Bodies
 
-    /// Queues body bytes for the stream; they leave as DATA frames (as slices
-    /// of `buffer`, never copied) when flow control allows. `endStream` ends
+    /// Queues body bytes for the stream; they leave as DATA frames when flow
+    /// control allows: as slices of `buffer`, or copied when a frame carries
+    /// no more than ``copiedPayloadLimit`` bytes. `endStream` ends
     /// the body after them.
     ///
     /// The queue is unbounded here; backpressure is the caller's job:
@@ -593,6 +594,13 @@ public final class HTTP2Session {
         framing.writeBytes(bytes)
     }
 
+    /// A DATA payload this size or smaller is copied into the framing
+    /// buffer, behind its frame header, rather than handed on as a slice of
+    /// the caller's buffer: a copy of a few KiB costs less than one more
+    /// buffer for the channel to queue and `writev`, and a small response's
+    /// HEADERS and DATA then leave as one buffer.
+    static let copiedPayloadLimit = 4096
+
     private static var dataProvider: nghttp2_data_provider {
         nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceReadCallback)
     }
@@ -678,8 +686,12 @@ public final class HTTP2Session {
             var padLength = UInt8(padding - 1)
             withUnsafeBytes(of: &padLength) { writeFraming($0) }
         }
-        flushFraming()
-        _ = state.dequeue(length, into: &output)
+        if length <= Self.copiedPayloadLimit {
+            _ = state.dequeue(length, copyingInto: &framing)
+        } else {
+            flushFraming()
+            _ = state.dequeue(length, into: &output)
+        }
         if padding > 1 {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: padding - 1) { zeros in
                 zeros.initialize(repeating: 0)

@@ -106,6 +106,25 @@ final class HTTP2StreamState {
         return true
     }
 
+    /// Moves the first `count` queued bytes to the end of `target` by
+    /// copying them, for a payload small enough that a copy is cheaper than
+    /// one more buffer to write. Returns false when fewer than `count` bytes
+    /// are queued.
+    func dequeue(_ count: Int, copyingInto target: inout ByteBuffer) -> Bool {
+        guard count <= queuedBytes else { return false }
+        var remaining = count
+        while remaining > 0, var head = outboundHead.take() {
+            let taken = Swift.min(remaining, head.readableBytes)
+            head.withUnsafeReadableBytes { target.writeBytes(UnsafeRawBufferPointer(rebasing: $0.prefix(taken))) }
+            head.moveReaderIndex(forwardBy: taken)
+            remaining -= taken
+            outboundHead = head.readableBytes > 0 ? head : nextQueued()
+        }
+        guard remaining == 0 else { return false }
+        queuedBytes -= count
+        return true
+    }
+
     /// Drops everything queued to send (the stream is closed).
     func dropOutbound() {
         outboundHead = nil

@@ -367,6 +367,40 @@ final class HTTP2SessionTests: XCTestCase {
                       "fed in memory, the receiver's DATA even shares the sender's storage")
     }
 
+    func testASmallPayloadLeavesInOneBufferWithItsHeadersAndALargerOneAsASlice() throws {
+        let pair = try Pair()
+        try pair.pump()
+        let limit = HTTP2Session.copiedPayloadLimit
+        // Two pieces, so the copy walks from one queued buffer to the next.
+        let first = buffer(repeating: 0x61, count: 1000)
+        let second = buffer(repeating: 0x62, count: limit - 1000)
+        pair.clientWire = []
+        let small = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: small, first)
+        try pair.client.sendData(streamID: small, second, endStream: true)
+        try pair.pump()
+        let smallWire = pair.clientWire.first { $0.readableBytes > limit }
+        XCTAssertEqual(pair.clientWire.filter { $0.readableBytes >= 1000 }.count, 1,
+                       "HEADERS, the DATA frame's header and its \(limit) payload bytes leave as one buffer")
+        XCTAssertNotNil(smallWire)
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(small), limit)
+        XCTAssertEqual(pair.serverRecorder.body(small), String(repeating: "a", count: 1000)
+                       + String(repeating: "b", count: limit - 1000), "the copied bytes arrive in order")
+
+        // One byte more is handed on as a slice of the caller's buffer.
+        let large = buffer(repeating: 0x63, count: limit + 1)
+        let base = large.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) }
+        pair.clientWire = []
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.client.sendData(streamID: id, large, endStream: true)
+        try pair.pump()
+        let sliced = pair.clientWire.filter { buffer in
+            buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) } == base
+        }
+        XCTAssertEqual(sliced.map(\.readableBytes), [limit + 1], "the payload went out uncopied")
+        XCTAssertEqual(pair.serverRecorder.bodyBytes(id), limit + 1)
+    }
+
     // MARK: - Resets, GOAWAY, PING
 
     func testResetStreamPropagatesWithItsErrorCode() throws {
