@@ -121,8 +121,52 @@ public struct HTTP2Fields: @unchecked Sendable {
         other.withRecords { appendRecords($0, count: other.count) }
     }
 
+    /// What ``append(from:_:)`` does with one field of the other block.
+    @frozen
+    public enum Transfer {
+        case keep, drop
+        /// The field goes on with this value instead.
+        case replaceValue(StaticString)
+    }
+
+    /// Appends the fields of `other` as `decide` says, in order. Each run
+    /// of kept fields is copied at once, as the bytes they are, so a block
+    /// that mostly goes on unchanged costs a copy or two, not one append a
+    /// field.
+    /// Inlinable, so that `decide` is inlined into its caller.
+    @inlinable
+    public mutating func append(from other: HTTP2Fields,
+                                _ decide: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Transfer) {
+        guard let source = other.storage, other.byteCount > 0 else { return }
+        // `other` may share this block's storage, which an append can
+        // replace: its records are read through their own reference.
+        withExtendedLifetime(source) {
+            let raw = UnsafeRawBufferPointer(start: source.bytes, count: other.byteCount)
+            var runStart = 0, runCount = 0, offset = 0
+            while offset < raw.count {
+                let (name, value, next) = Self.record(in: raw, at: offset)
+                switch decide(name, value) {
+                case .keep:
+                    runCount += 1
+                case .drop:
+                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount)
+                    runStart = next
+                    runCount = 0
+                case .replaceValue(let replacement):
+                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount)
+                    append(name: name, value: UnsafeRawBufferPointer(replacement))
+                    runStart = next
+                    runCount = 0
+                }
+                offset = next
+            }
+            appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<raw.count]), count: runCount)
+        }
+    }
+
     /// Appends `count` whole records.
-    private mutating func appendRecords(_ records: UnsafeRawBufferPointer, count: Int) {
+    @usableFromInline
+    mutating func appendRecords(_ records: UnsafeRawBufferPointer, count: Int) {
         if let from = records.baseAddress, records.count > 0 {
             reserve(records.count).copyMemory(from: from, byteCount: records.count)
             byteCount += records.count

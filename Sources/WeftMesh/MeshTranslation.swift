@@ -557,21 +557,20 @@ public enum MeshTranslation {
     public static func appendEndToEnd(_ fields: HTTP2Fields, connection: ConnectionOptions,
                                       to upgraded: inout HTTP2Fields, dropping extra: StaticString?) {
         let extra = extra.map { UnsafeRawBufferPointer($0) }
-        fields.forEach { name, value in
+        upgraded.append(from: fields) { name, value in
             let bytes = name.assumingMemoryBound(to: UInt8.self)
             switch role(of: bytes) {
             case .meshOnly, .hopByHop:
-                return
+                return .drop
             case .te:
                 var trailers = false
                 HTTPFieldSyntax.forEachListMember(of: value.assumingMemoryBound(to: UInt8.self)) { member in
                     if member.count == 8 && member.equalsASCIICaseInsensitive("trailers") { trailers = true }
                 }
-                if trailers { upgraded.append(name: name, value: .init("trailers")) }
+                return trailers ? .replaceValue("trailers") : .drop
             case .endToEnd:
-                if let extra, name.equals(extra) { return }
-                if connection.names(bytes) { return }
-                upgraded.append(name: name, value: value)
+                if let extra, name.equals(extra) { return .drop }
+                return connection.names(bytes) ? .drop : .keep
             }
         }
     }

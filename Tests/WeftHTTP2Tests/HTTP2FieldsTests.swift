@@ -111,6 +111,40 @@ final class HTTP2FieldsTests: XCTestCase {
 
     /// A copy is a value: writing to one leaves the other as it was, and
     /// a block grows far past its first room.
+    func testAppendingFromAnotherBlockKeepsDropsAndReplacesInOrder() {
+        let names = ["a", "drop-1", "b", "c", "swap", "drop-2", "d"]
+        let other = HTTP2Fields(names.map { HTTP2Header($0, "v-" + $0) })
+        let decide: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> HTTP2Fields.Transfer = { name, _ in
+            if name.hasPrefix("drop") { return .drop }
+            return name.equals("swap") ? .replaceValue("new") : .keep
+        }
+        var fields: HTTP2Fields = [HTTP2Header(":status", "200")]
+        fields.append(from: other, decide)
+        let expected = [HTTP2Header(":status", "200"), HTTP2Header("a", "v-a"), HTTP2Header("b", "v-b"),
+                        HTTP2Header("c", "v-c"), HTTP2Header("swap", "new"), HTTP2Header("d", "v-d")]
+        XCTAssertEqual(Array(fields), expected)
+        XCTAssertEqual(fields.count, expected.count, "the count follows the records kept")
+        XCTAssertEqual(fields.listSize, HTTP2Fields(expected).listSize)
+        XCTAssertEqual(Array(other), names.map { HTTP2Header($0, "v-" + $0) }, "the source is left as it was")
+
+        // Every field dropped, or none: nothing, or everything, comes over.
+        var none = HTTP2Fields()
+        none.append(from: other) { _, _ in .drop }
+        XCTAssertEqual(none.count, 0)
+        XCTAssertTrue(Array(none).isEmpty)
+        var all = HTTP2Fields()
+        all.append(from: other) { _, _ in .keep }
+        XCTAssertEqual(Array(all), Array(other))
+        all.append(from: HTTP2Fields()) { _, _ in .keep }
+        XCTAssertEqual(all.count, names.count, "an empty block adds nothing")
+
+        // From a block sharing this one's storage: the records read are the
+        // ones that were there before the append.
+        var twice = other
+        twice.append(from: twice) { name, _ in name.hasPrefix("drop") ? .drop : .keep }
+        XCTAssertEqual(Array(twice).map(\.name), names + ["a", "b", "c", "swap", "d"])
+    }
+
     func testCopiesAreIndependentAndBlocksGrow() {
         var first = HTTP2Fields(capacity: 1, bytes: 8)
         first.append(name: "a", value: "1")
