@@ -23,6 +23,11 @@ public struct HTTP2Fields: @unchecked Sendable {
     @usableFromInline var byteCount: Int
     /// The number of fields.
     public private(set) var count: Int
+    /// Whether every name is known to be lower-case, as HTTP/2 wants them:
+    /// then nghttp2 may send them from these bytes without lower-casing a
+    /// copy. Names from weft's parsers and from nghttp2 are; a name of
+    /// unknown case is checked as it is appended.
+    public private(set) var namesAreLowercase: Bool
 
     @usableFromInline static let recordHeader = 8
 
@@ -30,6 +35,7 @@ public struct HTTP2Fields: @unchecked Sendable {
         storage = nil
         byteCount = 0
         count = 0
+        namesAreLowercase = true
     }
 
     /// Empty, with room for `fields` fields of `bytes` name and value bytes
@@ -47,8 +53,20 @@ public struct HTTP2Fields: @unchecked Sendable {
 
     // MARK: appending
 
-    /// Appends a field from raw bytes (a name nghttp2 checked, say).
+    /// Appends a field from raw bytes, its name in any case.
     public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if namesAreLowercase && name.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) { namesAreLowercase = false }
+        appendRecord(name: name, value: value)
+    }
+
+    /// Appends a field whose name the caller knows to be lower-case: one
+    /// nghttp2 delivered (it refuses any other), or a literal.
+    public mutating func append(lowercaseName name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        assert(!name.contains(where: { $0 &- UInt8(ascii: "A") < 26 }), "an upper-case name")
+        appendRecord(name: name, value: value)
+    }
+
+    private mutating func appendRecord(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let size = Self.recordHeader + name.count + value.count
         let base = reserve(size)
         base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
@@ -118,7 +136,7 @@ public struct HTTP2Fields: @unchecked Sendable {
 
     /// Appends every field of `other`.
     public mutating func append(contentsOf other: HTTP2Fields) {
-        other.withRecords { appendRecords($0, count: other.count) }
+        other.withRecords { appendRecords($0, count: other.count, namesAreLowercase: other.namesAreLowercase) }
     }
 
     /// What ``append(from:_:)`` does with one field of the other block.
@@ -149,24 +167,29 @@ public struct HTTP2Fields: @unchecked Sendable {
                 case .keep:
                     runCount += 1
                 case .drop:
-                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount)
+                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount,
+                                  namesAreLowercase: other.namesAreLowercase)
                     runStart = next
                     runCount = 0
                 case .replaceValue(let replacement):
-                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount)
+                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount,
+                                  namesAreLowercase: other.namesAreLowercase)
                     append(name: name, value: UnsafeRawBufferPointer(replacement))
                     runStart = next
                     runCount = 0
                 }
                 offset = next
             }
-            appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<raw.count]), count: runCount)
+            appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<raw.count]), count: runCount,
+                          namesAreLowercase: other.namesAreLowercase)
         }
     }
 
-    /// Appends `count` whole records.
+    /// Appends `count` whole records, from a block whose names are all
+    /// lower-case or not.
     @usableFromInline
-    mutating func appendRecords(_ records: UnsafeRawBufferPointer, count: Int) {
+    mutating func appendRecords(_ records: UnsafeRawBufferPointer, count: Int, namesAreLowercase lowercase: Bool) {
+        if !lowercase && count > 0 { namesAreLowercase = false }
         if let from = records.baseAddress, records.count > 0 {
             reserve(records.count).copyMemory(from: from, byteCount: records.count)
             byteCount += records.count
@@ -330,10 +353,12 @@ extension HTTP2Fields: RangeReplaceableCollection {
         var rebuilt = HTTP2Fields(capacity: 0, bytes: byteCount)
         withRecords { raw in
             rebuilt.appendRecords(UnsafeRawBufferPointer(rebasing: raw[..<subrange.lowerBound.offset]),
-                                  count: distance(from: startIndex, to: subrange.lowerBound))
+                                  count: distance(from: startIndex, to: subrange.lowerBound),
+                                  namesAreLowercase: namesAreLowercase)
             for header in newElements { rebuilt.append(header) }
             rebuilt.appendRecords(UnsafeRawBufferPointer(rebasing: raw[subrange.upperBound.offset...]),
-                                  count: count - distance(from: startIndex, to: subrange.upperBound))
+                                  count: count - distance(from: startIndex, to: subrange.upperBound),
+                                  namesAreLowercase: namesAreLowercase)
         }
         self = rebuilt
     }

@@ -96,6 +96,12 @@ public final class HTTP2Session {
     /// buffer) or the end of the output cuts them off as a slice. Kept between calls: once the slices sent earlier are
     /// gone, its storage is reused instead of allocating another.
     private var framing = ByteBuffer()
+    /// The header blocks nghttp2 holds pointers into. Their fields go to it
+    /// uncopied (`NGHTTP2_NV_FLAG_NO_COPY_VALUE`, and `_NAME` when the names
+    /// are lower-case), so each is kept until its HEADERS frame is sent or
+    /// dropped, and all of them once nothing is queued (a frame is packed
+    /// before it leaves the queue).
+    private var lentBlocks: [FieldBytes] = []
     private var outputBytes = 0
     private var outputBudget = Int.max
     /// Streams whose data provider was deferred only because the output
@@ -252,6 +258,9 @@ public final class HTTP2Session {
             inLibrary = true
             defer { inLibrary = false }
             return nghttp2_session_send(session)
+        }
+        if !lentBlocks.isEmpty && nghttp2_session_get_outbound_queue_size(session) == 0 {
+            lentBlocks.removeAll(keepingCapacity: true)
         }
         flushFraming()
         buffers.append(contentsOf: output)
@@ -605,11 +614,18 @@ public final class HTTP2Session {
         nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: dataSourceReadCallback)
     }
 
-    /// A temporary `nghttp2_nv` array pointing into `headers`' bytes
-    /// (nghttp2 copies them on submit), on the stack when it is small, as
-    /// header blocks usually are.
+    /// A temporary `nghttp2_nv` array pointing into `headers`' bytes, on
+    /// the stack when it is small, as header blocks usually are. nghttp2
+    /// copies the array but not the bytes, so `headers`' storage is lent to
+    /// it (``lentBlocks``); names are copied (and lower-cased) only when the
+    /// block cannot vouch for their case.
     private func withNVArray<R>(_ headers: HTTP2Fields, _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, headers.count)) { nva in
+        guard let storage = headers.storage, headers.count > 0 else { return body(nil, 0) }
+        lentBlocks.append(storage)
+        let copy = headers.namesAreLowercase
+            ? NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue
+            : NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue
+        return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: headers.count) { nva in
             headers.withRecords { raw in
                 guard let base = raw.baseAddress else { return body(nil, 0) }
                 // nghttp2 takes mutable pointers but only reads through them.
@@ -621,16 +637,31 @@ public final class HTTP2Session {
                 while offset < raw.count && index < headers.count {
                     let (name, value) = HTTP2Fields.recordPlace(in: raw, at: offset)
                     let unique = Self.isUniquePerRequest(UnsafeRawBufferPointer(rebasing: raw[name]))
+                    let indexing = unique ? NGHTTP2_NV_FLAG_NO_INDEX.rawValue : NGHTTP2_NV_FLAG_NONE.rawValue
                     nva.initializeElement(at: index, to: nghttp2_nv(
                         name: bytes + name.lowerBound, value: bytes + value.lowerBound,
-                        namelen: name.count, valuelen: value.count,
-                        flags: UInt8((unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE).rawValue)))
+                        namelen: name.count, valuelen: value.count, flags: UInt8(indexing | copy)))
                     index += 1
                     offset = value.upperBound
                 }
                 return body(UnsafePointer(nva.baseAddress), index)
             }
         }
+    }
+
+    /// How many header blocks nghttp2 holds pointers into (for tests).
+    var lentBlockCount: Int { lentBlocks.count }
+
+    /// Lets go of the block a HEADERS frame pointed into, once nghttp2 has
+    /// sent or dropped the frame.
+    private func releaseBlock(of frame: UnsafePointer<nghttp2_frame>) {
+        let headers = frame.pointee.headers
+        guard !lentBlocks.isEmpty, headers.nvlen > 0, let first = headers.nva?.pointee.value else { return }
+        let address = UnsafeMutableRawPointer(first)
+        guard let index = lentBlocks.firstIndex(where: { address >= $0.bytes && address <= $0.bytes + $0.header })
+        else { return }
+        lentBlocks.swapAt(index, lentBlocks.count - 1)
+        lentBlocks.removeLast()
     }
 
     /// Fields whose value is new on every request (`x-request-id`,
@@ -835,7 +866,7 @@ public final class HTTP2Session {
                                                Self.headerLimitResetCode.rawValue)
             return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
         }
-        state.headerBlock.append(name: name, value: value)
+        state.headerBlock.append(lowercaseName: name, value: value)
         return 0
     }
 
@@ -953,6 +984,7 @@ public final class HTTP2Session {
 
     fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let type = frame.pointee.hd.type
+        if type == UInt8(NGHTTP2_HEADERS.rawValue) { releaseBlock(of: frame) }
         if type == UInt8(NGHTTP2_DATA.rawValue) { frameBudget.sentData() }
         if type == UInt8(NGHTTP2_RST_STREAM.rawValue) {
             recentlyReset[recentlyResetNext] = frame.pointee.hd.stream_id
@@ -985,6 +1017,7 @@ public final class HTTP2Session {
     }
 
     fileprivate func onFrameNotSend(_ frame: UnsafePointer<nghttp2_frame>, _ libraryError: Int32) -> Int32 {
+        if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) { releaseBlock(of: frame) }
         if frame.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) && localGoAwaysPending > 0 {
             localGoAwaysPending -= 1
         }

@@ -305,8 +305,8 @@ public enum MeshTranslation {
             absolute = split
         }
         var upgraded = HTTP2Fields(capacity: fields.count + 6, bytes: fields.listSize + uri.utf8.count + 96)
-        upgraded.append(name: .init(":method"), method: method)
-        upgraded.append(name: .init(":scheme"), value: .init("http"))
+        upgraded.append(lowercaseName: .init(":method"), method: method)
+        upgraded.append(lowercaseName: .init(":scheme"), value: .init("http"))
         // The authority: the absolute form's, else the Host's; none (or an
         // empty one) is the destination's, and the flags say so.
         var hasHost = false
@@ -319,24 +319,24 @@ public enum MeshTranslation {
                 if value.isEmpty {
                     origProto.emptyHost = true
                 } else {
-                    upgraded.append(name: .init(":authority"), value: value)
+                    upgraded.append(lowercaseName: .init(":authority"), value: value)
                 }
             }
             if !hasHost { origProto.noHost = true }
             if !hasHost || origProto.emptyHost {
-                destination.withText { upgraded.append(name: .init(":authority"), value: $0) }
+                destination.withText { upgraded.append(lowercaseName: .init(":authority"), value: $0) }
             }
         }
         var path = absolute?.path ?? uri
-        path.withUTF8 { upgraded.append(name: .init(":path"), value: UnsafeRawBufferPointer($0)) }
+        path.withUTF8 { upgraded.append(lowercaseName: .init(":path"), value: UnsafeRawBufferPointer($0)) }
         appendEndToEnd(fields, connection: connection, to: &upgraded, dropping: "host")
         if origProto == OrigProto(version: origProto.version) {
             let value: StaticString = origProto.version == .http10 ? "HTTP/1.0" : "HTTP/1.1"
-            upgraded.append(name: .init("weft-orig-proto"), value: .init(value))
+            upgraded.append(lowercaseName: .init("weft-orig-proto"), value: .init(value))
         } else {
             upgraded.append(name: origProtoHeader, value: origProto.headerValue)
         }
-        destination.withText { upgraded.append(name: .init("weft-dst"), value: $0) }
+        destination.withText { upgraded.append(lowercaseName: .init("weft-dst"), value: $0) }
         return upgraded
     }
 
@@ -480,7 +480,7 @@ public enum MeshTranslation {
         if (100...999).contains(code) {
             let digits = (UInt8(ascii: "0") + UInt8(code / 100), UInt8(ascii: "0") + UInt8(code / 10 % 10),
                           UInt8(ascii: "0") + UInt8(code % 10))
-            withUnsafeBytes(of: digits) { upgraded.append(name: .init(":status"), value: $0) }
+            withUnsafeBytes(of: digits) { upgraded.append(lowercaseName: .init(":status"), value: $0) }
         } else {
             upgraded.append(name: ":status", value: String(code))
         }
@@ -746,12 +746,12 @@ extension HTTP2Fields {
 
     /// Appends a request method as the field `name`: the common ones from
     /// static text.
-    mutating func append(name: UnsafeRawBufferPointer, method: HTTPMethod) {
+    mutating func append(lowercaseName name: UnsafeRawBufferPointer, method: HTTPMethod) {
         if let text = method.staticName {
-            append(name: name, value: UnsafeRawBufferPointer(text))
+            append(lowercaseName: name, value: UnsafeRawBufferPointer(text))
         } else {
             var text = method.rawValue
-            text.withUTF8 { append(name: name, value: UnsafeRawBufferPointer($0)) }
+            text.withUTF8 { append(lowercaseName: name, value: UnsafeRawBufferPointer($0)) }
         }
     }
 }

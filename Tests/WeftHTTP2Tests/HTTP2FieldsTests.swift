@@ -145,6 +145,40 @@ final class HTTP2FieldsTests: XCTestCase {
         XCTAssertEqual(Array(twice).map(\.name), names + ["a", "b", "c", "swap", "d"])
     }
 
+    func testABlockKnowsWhetherItsNamesAreLowerCase() {
+        var fields = HTTP2Fields()
+        XCTAssertTrue(fields.namesAreLowercase)
+        fields.append(name: "content-type", value: "Text/Plain")
+        "X-Lowered".utf8.withContiguousStorageIfAvailable {
+            fields.append(lowercasing: UnsafeRawBufferPointer($0), value: UnsafeRawBufferPointer($0))
+        }
+        XCTAssertTrue(fields.namesAreLowercase, "a value's case does not matter; a lower-cased name is lower-case")
+        var copied = HTTP2Fields()
+        copied.append(contentsOf: fields)
+        copied.append(from: fields) { _, _ in .keep }
+        XCTAssertTrue(copied.namesAreLowercase)
+
+        var mixed = fields
+        mixed.append(name: "X-Upper", value: "1")
+        XCTAssertFalse(mixed.namesAreLowercase)
+        XCTAssertTrue(fields.namesAreLowercase, "a copy's append leaves the original's flag")
+        for build in [{ (block: inout HTTP2Fields) in block.append(contentsOf: mixed) },
+                      { block in block.append(from: mixed) { _, _ in .keep } }] {
+            var block = fields
+            build(&block)
+            XCTAssertFalse(block.namesAreLowercase, "the other block's upper-case names come along")
+        }
+        var none = fields
+        none.append(from: mixed) { name, _ in name.equals("x-upper") || name.equals("X-Upper") ? .drop : .keep }
+        XCTAssertFalse(none.namesAreLowercase, "a block's flag is for the whole block, so a part of it is not vouched for")
+        mixed.removeAll { $0.name == "X-Upper" }
+        XCTAssertEqual(Array(mixed), Array(fields))
+        XCTAssertTrue(!mixed.namesAreLowercase || mixed.allSatisfy { $0.name == $0.name.lowercased() },
+                      "an edited block vouches only for names that are lower-case")
+        mixed.insert(h("Late-Upper", "1"), at: mixed.startIndex)
+        XCTAssertFalse(mixed.namesAreLowercase, "an edit that brings an upper-case name in says so")
+    }
+
     func testCopiesAreIndependentAndBlocksGrow() {
         var first = HTTP2Fields(capacity: 1, bytes: 8)
         first.append(name: "a", value: "1")

@@ -401,6 +401,71 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(pair.serverRecorder.bodyBytes(id), limit + 1)
     }
 
+    // MARK: - Header blocks lent to nghttp2
+
+    /// nghttp2 reads a submitted block's bytes in place: the session keeps
+    /// the block until its HEADERS frame is out, and no longer.
+    func testASubmittedBlockIsKeptUntilItsFrameIsSentThenLetGo() throws {
+        var serverSettings = HTTP2Settings.default
+        serverSettings.maxConcurrentStreams = 1
+        let pair = try Pair(serverSettings: serverSettings)
+        try pair.pump()
+        var answer: [Int32] = []
+        pair.serverRecorder.onHeaders = { _, id, _, _, _ in answer.append(id) }
+
+        // Three requests; the server takes one at a time, so two wait in
+        // nghttp2's queue while the first is answered.
+        weak var lastBlock: AnyObject?
+        var ids: [Int32] = []
+        for index in 0..<3 {
+            var fields = request(path: "/r\(index)", extra: [h("x-index", String(index))])
+            ids.append(try pair.client.submitRequest(headers: fields, endStream: true))
+            if index == 2 { lastBlock = fields.storage }
+            // The caller's own copy changes after the submit; what was lent
+            // stays as it was.
+            fields.append(name: "x-changed", value: "after")
+        }
+        XCTAssertEqual(pair.client.lentBlockCount, 3)
+        try pair.pump()
+        XCTAssertEqual(answer.count, 1, "one stream at a time")
+        XCTAssertNotNil(lastBlock, "a block still queued is kept")
+        XCTAssertEqual(pair.client.lentBlockCount, 2, "the sent block is let go, the two queued ones are kept")
+
+        while let id = answer.first {
+            answer.removeFirst()
+            try pair.server.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true)
+            try pair.pump()
+        }
+        for (index, id) in ids.enumerated() {
+            XCTAssertEqual(pair.serverRecorder.headerBlocks(id).first?.headers,
+                           request(path: "/r\(index)", extra: [h("x-index", String(index))]),
+                           "the bytes read long after the submit are the ones submitted")
+            XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+        }
+        XCTAssertEqual(pair.client.lentBlockCount, 0, "every block is let go once its frame is out")
+        XCTAssertEqual(pair.server.lentBlockCount, 0)
+        XCTAssertNil(lastBlock, "and freed")
+    }
+
+    /// Names that are not all lower-case are copied and lower-cased by
+    /// nghttp2; the block says which it can vouch for.
+    func testNamesOfUnknownCaseAreSentLowerCased() throws {
+        let pair = try Pair()
+        pair.serverRecorder.onHeaders = { session, id, _, _, _ in
+            var fields: HTTP2Fields = [h(":status", "200")]
+            fields.append(name: "X-Mixed-Case", value: "yes")
+            XCTAssertFalse(fields.namesAreLowercase)
+            try session.submitResponse(streamID: id, headers: fields, endStream: true)
+        }
+        var fields = request()
+        fields.append(name: "X-Upper", value: "1")
+        let id = try pair.client.submitRequest(headers: fields, endStream: true)
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.headerBlocks(id).first?.headers, request(extra: [h("x-upper", "1")]))
+        XCTAssertEqual(pair.clientRecorder.headerBlocks(id).first?.headers, [h(":status", "200"), h("x-mixed-case", "yes")])
+        XCTAssertEqual(pair.clientRecorder.closeCode(id), .noError)
+    }
+
     // MARK: - Resets, GOAWAY, PING
 
     func testResetStreamPropagatesWithItsErrorCode() throws {
