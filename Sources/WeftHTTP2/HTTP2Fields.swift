@@ -100,6 +100,7 @@ public struct HTTP2Fields: @unchecked Sendable {
 
     /// Where `size` more bytes go: the storage made this value's own, with
     /// room (doubling) for them.
+    @inline(__always)
     private mutating func reserve(_ size: Int) -> UnsafeMutableRawPointer {
         let needed = byteCount + size
         // Checked before `storage` is bound to a local, which would be a
@@ -107,6 +108,12 @@ public struct HTTP2Fields: @unchecked Sendable {
         if isKnownUniquelyReferenced(&storage), let storage, storage.header >= needed {
             return storage.bytes + byteCount
         }
+        return grow(to: needed)
+    }
+
+    /// The storage copied into a new one with room for `needed` bytes.
+    @inline(never)
+    private mutating func grow(to needed: Int) -> UnsafeMutableRawPointer {
         let grown = FieldBytes.make(capacity: Swift.max(needed, 2 * byteCount, 64))
         if let storage, byteCount > 0 { grown.bytes.copyMemory(from: storage.bytes, byteCount: byteCount) }
         storage = grown
