@@ -2,6 +2,7 @@ import NIOHTTP1
 import WeftHTTP2
 import WeftMesh
 import WeftObservability
+import WeftUpstream
 
 /// The request as the access log tells it (method, authority, path,
 /// `x-request-id`, `traceparent`), from either protocol's head. Only the
@@ -66,13 +67,31 @@ extension LoopServices {
     /// string holds inline, so the id costs no heap allocation where it is
     /// made, nor where a peer node reads it back; a UUID (36 characters)
     /// cost several per request.
+    ///
+    /// Each draw of 64 random bits gives eight characters: the bits read as
+    /// a fraction, multiplied by 62, give a character in the high word and
+    /// leave the fraction's rest in the low word (its base-62 digits).
     func makeRequestID() -> String {
-        String(unsafeUninitializedCapacity: Self.requestIDLength) { out in
-            for index in 0..<Self.requestIDLength { out[index] = Self.requestIDAlphabet[random.below(62)] }
-            return Self.requestIDLength
+        Self.requestID(using: &random)
+    }
+
+    static func requestID(using random: inout SplitMix64) -> String {
+        String(unsafeUninitializedCapacity: requestIDLength) { out in
+            var index = 0
+            while index < requestIDLength {
+                var fraction = random.next()
+                for _ in 0..<Swift.min(8, requestIDLength - index) {
+                    let product = fraction.multipliedFullWidth(by: 62)
+                    // `high` < 62: the fraction is below 1.
+                    out[index] = requestIDAlphabet.utf8Start[Int(product.high)]
+                    fraction = product.low
+                    index += 1
+                }
+            }
+            return requestIDLength
         }
     }
 
     static let requestIDLength = 15
-    private static let requestIDAlphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+    private static let requestIDAlphabet: StaticString = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 }
