@@ -9,15 +9,10 @@ public struct RequestRecord: Sendable {
     /// A TCP session (a relayed connection or a CONNECT tunnel), not an
     /// HTTP request: no method, path or status.
     public var isSession = false
-    /// The request as the app sent it (nil for a session, or a request
-    /// that could not be read).
-    public var method: String?
-    public var authority: String?
-    public var path: String?
-    /// `x-request-id` as carried (weft makes one when the app sent none).
-    public var requestID: String?
-    /// W3C `traceparent` as received, passed on unchanged.
-    public var traceparent: String?
+    /// What the access log tells of the request beyond the counters; nil
+    /// for a session, a request that could not be read, or when there is no
+    /// access log (then nothing reads it, and the record copies cheaply).
+    public private(set) var text: RequestText?
     public var cluster: String?
     public var endpoint: IPEndpoint?
     /// The status the client got; 0 when the exchange broke before a
@@ -64,12 +59,18 @@ extension RequestRecord {
     /// Fills in what the access log tells of the request, from its header
     /// fields as the app sent them (`field` by lowercase name).
     public mutating func describe(method: String, authority: String?, path: String, field: (String) -> String?) {
-        self.method = method
-        self.authority = authority
-        self.path = path
-        requestID = field("x-request-id")
-        traceparent = field("traceparent")
+        text = RequestText(method: method, authority: authority, path: path,
+                           requestID: field("x-request-id"), traceparent: field("traceparent"))
     }
+
+    /// The request as the app sent it.
+    public var method: String? { text?.method }
+    public var authority: String? { text?.authority }
+    public var path: String? { text?.path }
+    /// `x-request-id` as carried (weft makes one when the app sent none).
+    public var requestID: String? { text?.requestID }
+    /// W3C `traceparent` as received, passed on unchanged.
+    public var traceparent: String? { text?.traceparent }
 
     /// The trace id of `traceparent` (`00-<trace id>-<parent id>-<flags>`),
     /// when it has the W3C shape.
@@ -78,6 +79,25 @@ extension RequestRecord {
         let parts = traceparent.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts[1].count == 32, parts[1].allSatisfy(\.isHexDigit) else { return nil }
         return parts[1]
+    }
+}
+
+/// A request's method, authority, path, `x-request-id` and `traceparent`,
+/// for the access log: one shared, immutable box, so a record holding it
+/// copies with one reference instead of five strings.
+public final class RequestText: Sendable {
+    public let method: String
+    public let authority: String?
+    public let path: String
+    public let requestID: String?
+    public let traceparent: String?
+
+    public init(method: String, authority: String?, path: String, requestID: String?, traceparent: String?) {
+        self.method = method
+        self.authority = authority
+        self.path = path
+        self.requestID = requestID
+        self.traceparent = traceparent
     }
 }
 

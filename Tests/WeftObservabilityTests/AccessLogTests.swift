@@ -78,8 +78,9 @@ final class AccessLogTests: XCTestCase {
 
     func testRequestDataCannotBreakALineOrForgeAField() throws {
         var hostile = record()
-        hostile.path = "/a\" 200 - 0 0 0.000 1 forged\n2026-01-01T00:00:00.000Z inbound"
-        hostile.authority = "h\u{7f}\u{1}é"
+        hostile.describe(method: "GET", authority: "h\u{7f}\u{1}é",
+                         path: "/a\" 200 - 0 0 0.000 1 forged\n2026-01-01T00:00:00.000Z inbound",
+                         field: { _ in nil })
         let text = line(hostile, .text)
         XCTAssertEqual(text.filter { $0 == "\n" }.count, 1, text)
         XCTAssertTrue(text.contains("\"GET h\\x7f\\x01\\xc3\\xa9 /a\\x22\\x20200"), text)
@@ -93,9 +94,11 @@ final class AccessLogTests: XCTestCase {
     func testTraceIDOnlyFromAWellFormedTraceparent() {
         var record = record()
         XCTAssertEqual(record.traceID, "0af7651916cd43dd8448eb211c80319c")
-        record.traceparent = "00-nothex-b7ad6b7169203331-01"
+        record.describe(method: "GET", authority: nil, path: "/", field: { name in
+            name == "traceparent" ? "00-nothex-b7ad6b7169203331-01" : nil
+        })
         XCTAssertNil(record.traceID)
-        record.traceparent = nil
+        record.describe(method: "GET", authority: nil, path: "/", field: { _ in nil })
         XCTAssertNil(record.traceID)
     }
 
