@@ -15,7 +15,33 @@ extension UnsafeBufferPointer<UInt8> {
     /// Equal to the lower-case ASCII `lower`, in any ASCII case (field
     /// names and most tokens are case-insensitive, RFC 9110 §5.1).
     public func equalsASCIICaseInsensitive(_ lower: StaticString) -> Bool {
-        count == lower.utf8CodeUnitCount && hasASCIIPrefixCaseInsensitive(lower)
+        let count = lower.utf8CodeUnitCount
+        guard self.count == count else { return false }
+        guard count >= 8, let base = baseAddress else { return hasASCIIPrefixCaseInsensitive(lower) }
+        // Eight bytes at a time, the last word overlapping the one before
+        // when the length is no multiple of eight.
+        let expected = UnsafeRawPointer(lower.utf8Start)
+        var offset = 0
+        while true {
+            let word = UnsafeRawPointer(base).loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            let wanted = expected.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            if word | Self.letterBits(wanted) != wanted { return false }
+            if offset == count - 8 { return true }
+            offset = Swift.min(offset + 8, count - 8)
+        }
+    }
+
+    /// 0x20 in each byte of `word` that is a lower-case ASCII letter, 0 in
+    /// the others (for ASCII bytes): the bit that folds an upper-case
+    /// letter onto it, and that must match exactly anywhere else (0x0D | 0x20
+    /// is `-`).
+    @inline(__always)
+    static func letterBits(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        // High bit of each lane: at least "a", and below "{" (past "z").
+        let atLeastA = word &+ ones &* (0x80 - 0x61)
+        let pastZ = word &+ ones &* (0x80 - 0x7B)
+        return ((atLeastA & ~pastZ) & (ones &* 0x80)) >> 2
     }
 
     /// Starts with the lower-case ASCII `lower`, in any ASCII case.
