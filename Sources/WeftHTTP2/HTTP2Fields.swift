@@ -87,15 +87,41 @@ public struct HTTP2Fields: @unchecked Sendable {
         base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
         (base + 4).storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, as: UInt32.self)
         let nameTarget = base + Self.recordHeader
-        // The storage's bytes are bound to UInt8 (its elements).
-        let lowered = nameTarget.assumingMemoryBound(to: UInt8.self)
-        for index in 0..<name.count {
-            let byte = name[index]
-            lowered[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+        let length = name.count
+        if length >= 8, let source = name.baseAddress {
+            // Eight bytes at a time, the last word overlapping the one
+            // before when the length is no multiple of eight.
+            var offset = 0
+            while true {
+                let word = source.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                nameTarget.storeBytes(of: Self.lowercased(word), toByteOffset: offset, as: UInt64.self)
+                if offset == length - 8 { break }
+                offset = Swift.min(offset + 8, length - 8)
+            }
+        } else {
+            // The storage's bytes are bound to UInt8 (its elements).
+            let lowered = nameTarget.assumingMemoryBound(to: UInt8.self)
+            for index in 0..<length {
+                let byte = name[index]
+                lowered[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+            }
         }
         if let from = value.baseAddress { (nameTarget + name.count).copyMemory(from: from, byteCount: value.count) }
         byteCount += size
         count += 1
+    }
+
+    /// `word`'s eight bytes with each ASCII upper-case letter lower-cased
+    /// (any other byte, 0x80 and up too, as it is).
+    @inline(__always)
+    static func lowercased(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        // Each lane's low seven bits, so that no sum carries into the next.
+        let low = word & (ones &* 0x7F)
+        let atLeastA = low &+ ones &* (0x80 - 0x41)
+        let pastZ = low &+ ones &* (0x80 - 0x5B)
+        let upper = atLeastA & ~pastZ & ~word & (ones &* 0x80)
+        return word | (upper >> 2)
     }
 
     /// Where `size` more bytes go: the storage made this value's own, with

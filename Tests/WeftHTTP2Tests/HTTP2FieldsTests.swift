@@ -46,11 +46,15 @@ final class HTTP2FieldsTests: XCTestCase {
             return fields.firstResult { name, value in value.equals("v") ? Array(name) : nil } ?? []
         }
         var names: [[UInt8]] = []
-        for byte in 0...255 {
-            for place in 0..<9 {
-                var name = Array("Content-Ty".utf8)
-                name[place] = UInt8(byte)
-                names.append(name)
+        // Every byte value in every place of names read bytewise (seven
+        // bytes), in one word (eight) and in two overlapping ones (ten).
+        for base in ["Content", "Content-", "Content-Ty"] {
+            for byte in 0...255 {
+                for place in 0..<base.utf8.count {
+                    var name = Array(base.utf8)
+                    name[place] = UInt8(byte)
+                    names.append(name)
+                }
             }
         }
         var generator = SystemRandomNumberGenerator()
