@@ -47,8 +47,12 @@ public final class HTTP2Session {
     public let settings: HTTP2Settings
     public let limits: HTTP2Limits
     public let protections: HTTP2Protections
-    /// Held weakly: the handler that owns the session is usually its delegate.
-    public weak var delegate: HTTP2SessionDelegate?
+    /// Not retained: the handler that owns the session is its delegate, and
+    /// outlives it. Unowned rather than weak: a weak reference would give
+    /// the delegate a side table, which every retain and release of it then
+    /// goes through, and cost a `swift_weakLoadStrong` for every event. A
+    /// delegate must outlive the session (or be set to nil first).
+    public unowned(safe) var delegate: (any HTTP2SessionDelegate)?
 
     /// Streams opened and not yet closed (requests still queued in nghttp2
     /// waiting for a concurrency slot count too).

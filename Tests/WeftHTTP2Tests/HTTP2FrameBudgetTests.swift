@@ -58,7 +58,9 @@ final class HTTP2FrameBudgetTests: XCTestCase {
     /// A server fed `frames` after the preface; returns what `receive` threw
     /// and the GOAWAY codes it then sent.
     private func serve(_ frames: [UInt8], limits: HTTP2Limits = .default) throws -> (HTTP2SessionError?, [UInt32]) {
-        let server = try HTTP2Session(role: .server, limits: limits, delegate: Recorder())
+        let recorder = Recorder()  // the session does not keep its delegate
+        let server = try HTTP2Session(role: .server, limits: limits, delegate: recorder)
+        defer { withExtendedLifetime(recorder) {} }
         var thrown: HTTP2SessionError?
         do {
             try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings + frames))

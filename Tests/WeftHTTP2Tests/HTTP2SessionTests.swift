@@ -401,6 +401,19 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(pair.serverRecorder.bodyBytes(id), limit + 1)
     }
 
+    /// The handler that owns a session is its delegate: a session that kept
+    /// its delegate would keep both alive for ever.
+    func testASessionDoesNotKeepItsDelegate() throws {
+        var recorder: Recorder? = Recorder()
+        weak var gone = recorder
+        let session = try HTTP2Session(role: .client, delegate: recorder)
+        XCTAssertTrue(session.delegate === recorder)
+        recorder = nil
+        XCTAssertNil(gone, "the delegate went when its owner let go")
+        session.delegate = nil
+        XCTAssertNoThrow(try session.produceOutput(), "a session without a delegate still runs")
+    }
+
     // MARK: - Header blocks lent to nghttp2
 
     /// nghttp2 reads a submitted block's bytes in place: the session keeps

@@ -8,6 +8,8 @@ public enum HeaderRelay {
     /// A request from the client side, as the server session delivers it.
     public static func request(_ fields: HTTP2Fields) -> HTTP2Fields? {
         let clientSink = Sink(), serverSink = Sink()
+        // Sessions do not keep their delegates.
+        defer { withExtendedLifetime((clientSink, serverSink)) {} }
         guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
               let server = try? HTTP2Session(role: .server, delegate: serverSink),
               let streamID = try? client.submitRequest(headers: fields, endStream: false) else { return nil }
@@ -20,6 +22,7 @@ public enum HeaderRelay {
     /// delivers it (1xx blocks included, in order).
     public static func response(_ fields: HTTP2Fields) -> [HTTP2Fields]? {
         let clientSink = Sink(), serverSink = Sink()
+        defer { withExtendedLifetime((clientSink, serverSink)) {} }
         guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
               let server = try? HTTP2Session(role: .server, delegate: serverSink) else { return nil }
         let get: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
