@@ -49,9 +49,11 @@ struct HTTP1Dispatch {
 
     mutating func start(_ head: AppRequestHead, to target: TargetKey, pool: HTTP1UpstreamPool,
                         receiver: HTTP1ResponseReceiver) -> Bool {
-        self.head = head
-        guard let idle = pool.idleConnection(target) else { return false }
-        attach(idle, receiver: receiver)
+        guard let idle = pool.idleConnection(target) else {
+            self.head = head
+            return false
+        }
+        run(head, on: idle, receiver: receiver)
         return true
     }
 
@@ -84,11 +86,19 @@ struct HTTP1Dispatch {
         }
     }
 
-    /// Starts the request on `connection` and sends what was held.
+    /// Starts the held request on `connection` (one that just opened) and
+    /// sends what was held with it.
     mutating func attach(_ connection: HTTP1UpstreamConnection, receiver: HTTP1ResponseReceiver) {
         waiting = nil
-        guard let head else { return connection.abandon() }
-        self.head = nil
+        // Moved out, not copied: the head is a large value.
+        guard let head = head.take() else { return connection.abandon() }
+        run(head, on: connection, receiver: receiver)
+    }
+
+    /// Writes `head` and any held body parts to `connection`, keeping the
+    /// head for a replay when the connection is a reused one.
+    private mutating func run(_ head: AppRequestHead, on connection: HTTP1UpstreamConnection,
+                              receiver: HTTP1ResponseReceiver) {
         self.connection = connection
         connection.start(head, receiver: receiver)
         if connection.reused { sent = (head, [], 0, nil) }
