@@ -37,8 +37,19 @@ struct HTTP1Dispatch {
     /// closes that connection first, it closed an idle connection as the
     /// request arrived (the "503 UC" race), and the request goes once more
     /// on a fresh connection.
-    private var sent: (head: AppRequestHead, body: [ByteBuffer], bytes: Int, end: HTTPHeaders??)?
+    private var sent: SentRequest?
     static let replayLimit = 64 * 1024
+
+    /// What a replay sends again. A named type, not a tuple: the compiler
+    /// copies and destroys a tuple of these through its runtime metadata,
+    /// several times the cost, and `sent` is set and cleared every request.
+    private struct SentRequest {
+        var head: AppRequestHead
+        var body: [ByteBuffer] = []
+        var bytes = 0
+        /// The end, once sent (with its trailers, if any).
+        var end: HTTPHeaders??
+    }
 
     /// Sends `head` on an idle pooled connection to `target` if there is
     /// one (true); else holds it and gives false: then call `connect`.
@@ -101,7 +112,7 @@ struct HTTP1Dispatch {
                               receiver: HTTP1ResponseReceiver) {
         self.connection = connection
         connection.start(head, receiver: receiver)
-        if connection.reused { sent = (head, [], 0, nil) }
+        if connection.reused { sent = SentRequest(head: head) }
         let parts = held
         held.removeAll()
         for part in parts { write(part, to: connection) }
