@@ -301,6 +301,12 @@ public struct HTTP2Fields: @unchecked Sendable {
     }
 
     /// Whether a field is named `name` (lower case).
+    /// Whether a field is named `name` (lower case), from static text.
+    public func contains(lowercaseName name: StaticString) -> Bool {
+        let wanted = UnsafeRawBufferPointer(name)
+        return firstResult { fieldName, _ in fieldName.equals(wanted) ? true : nil } ?? false
+    }
+
     public func contains(name: String) -> Bool {
         var name = name
         return name.withUTF8 { wanted in

@@ -232,8 +232,8 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             }
             // The edge of the mesh: a request without an id gets one, which
             // every hop and the app then see (SPEC §6).
-            if !head.fields.contains(name: "x-request-id") {
-                head.fields.append(name: "x-request-id", value: services.makeRequestID())
+            if !head.fields.contains(lowercaseName: "x-request-id") {
+                services.withRequestID { head.fields.append(lowercaseName: .init("x-request-id"), value: $0) }
             }
             let target = route.target(for: head)
             let lease: Lease

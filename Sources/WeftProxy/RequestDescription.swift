@@ -75,20 +75,33 @@ extension LoopServices {
         Self.requestID(using: &random)
     }
 
+    /// The same as bytes, in a buffer that lives for `body`: no String made.
+    func withRequestID<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.requestIDLength) { out in
+            Self.writeRequestID(into: out, using: &random)
+            return body(UnsafeRawBufferPointer(out))
+        }
+    }
+
     static func requestID(using random: inout SplitMix64) -> String {
         String(unsafeUninitializedCapacity: requestIDLength) { out in
-            var index = 0
-            while index < requestIDLength {
-                var fraction = random.next()
-                for _ in 0..<Swift.min(8, requestIDLength - index) {
-                    let product = fraction.multipliedFullWidth(by: 62)
-                    // `high` < 62: the fraction is below 1.
-                    out[index] = requestIDAlphabet.utf8Start[Int(product.high)]
-                    fraction = product.low
-                    index += 1
-                }
-            }
+            writeRequestID(into: out, using: &random)
             return requestIDLength
+        }
+    }
+
+    /// Fills `out` (`requestIDLength` bytes) with a new id.
+    private static func writeRequestID(into out: UnsafeMutableBufferPointer<UInt8>, using random: inout SplitMix64) {
+        var index = 0
+        while index < requestIDLength {
+            var fraction = random.next()
+            for _ in 0..<Swift.min(8, requestIDLength - index) {
+                let product = fraction.multipliedFullWidth(by: 62)
+                // `high` < 62: the fraction is below 1.
+                out[index] = requestIDAlphabet.utf8Start[Int(product.high)]
+                fraction = product.low
+                index += 1
+            }
         }
     }
 

@@ -93,6 +93,10 @@ final class HTTP2FieldsTests: XCTestCase {
         XCTAssertNil(fields.first(name: "set-cooki"))
         XCTAssertTrue(fields.contains(name: ":status"))
         XCTAssertFalse(fields.contains(name: ":path"))
+        XCTAssertTrue(fields.contains(lowercaseName: "set-cookie"))
+        XCTAssertTrue(fields.contains(lowercaseName: "x-empty"))
+        XCTAssertFalse(fields.contains(lowercaseName: "set-cooki"))
+        XCTAssertFalse(fields.contains(lowercaseName: "set-cookie2"))
         XCTAssertFalse(HTTP2Fields().contains(name: ":status"))
     }
 
