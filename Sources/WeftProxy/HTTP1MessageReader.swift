@@ -639,6 +639,15 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     /// its length first: most fields are none of these).
     /// `forRequest`: what the request rules check is noted too (a
     /// response's framing and options are all its parser needs).
+    /// Whether the fields announce a body, as `MeshTranslation.declaresBody`
+    /// reads them; nil when the Content-Length fields do not settle it
+    /// (repeated, or no number), for that to read.
+    var declaresBody: Bool? {
+        if transferEncodingFields > 0 { return true }
+        if badLength { return nil }
+        return (length ?? 0) != 0
+    }
+
     mutating func note(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, forRequest: Bool) {
         let name = name.assumingMemoryBound(to: UInt8.self)
         let value = value.assumingMemoryBound(to: UInt8.self)

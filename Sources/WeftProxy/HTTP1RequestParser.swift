@@ -14,12 +14,18 @@ public struct HTTP1RequestHead {
     public var uri: String
     public var version: HTTPVersion
     public var fields: HTTP2Fields
+    /// Whether the head announces a body (`MeshTranslation.declaresBody`):
+    /// any Transfer-Encoding, or a Content-Length other than 0.
+    public let declaresBody: Bool
 
-    public init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: HTTP2Fields) {
+    /// `declaresBody`: when the caller read it already (the parser, from
+    /// the head's facts); else it is read from `fields`.
+    public init(method: HTTPMethod, uri: String, version: HTTPVersion, fields: HTTP2Fields, declaresBody: Bool? = nil) {
         self.method = method
         self.uri = uri
         self.version = version
         self.fields = fields
+        self.declaresBody = declaresBody ?? MeshTranslation.declaresBody(fields)
     }
 
     /// A head of Strings, its fields as the parser would leave them.
@@ -174,7 +180,8 @@ public struct HTTP1RequestParser {
         case .failure(let error): return try reader.fail(error)
         }
         let (fields, facts) = try reader.requestHeadFields(of: head, from: head.readerIndex + line.next)
-        return (HTTP1RequestHead(method: line.method, uri: line.uri, version: line.version, fields: fields), facts)
+        return (HTTP1RequestHead(method: line.method, uri: line.uri, version: line.version, fields: fields,
+                                 declaresBody: facts.declaresBody), facts)
     }
 
     /// The methods llhttp reads (its `HTTP_METHOD_MAP`), the common ones

@@ -68,7 +68,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         self.cluster = cluster
         self.logger = logger
         self.keepAlive = connection.isPersistent(version: head.version)
-        self.headOnly = !MeshTranslation.declaresBody(head.fields)
+        self.headOnly = !head.declaresBody
     }
 
     /// Starts the exchange; without a response head by `deadline` (checked

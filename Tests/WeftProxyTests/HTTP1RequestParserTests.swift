@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import WeftHTTP2
 import WeftMesh
 import XCTest
 @testable import WeftProxy
@@ -26,6 +27,8 @@ final class HTTP1RequestParserTests: XCTestCase {
                     case .head(let head, let facts):
                         XCTAssertEqual(facts, HTTP1HeadFacts(of: head.fields), "gathered as the fields were read")
                         XCTAssertEqual(facts.connection, ConnectionOptions(of: head.head.headers))
+                        XCTAssertEqual(head.declaresBody, MeshTranslation.declaresBody(head.fields),
+                                       "the facts read the framing as the fields do")
                         events.append("\(head.method.rawValue) \(head.uri) \(head.version) "
                                       + "\(HTTP1ParserTestSupport.fields(head.head.headers))")
                     case .body(let body): events.appendBody(body)
@@ -192,6 +195,27 @@ final class HTTP1RequestParserTests: XCTestCase {
         XCTAssertEqual(value, Array("caf".utf8) + [0xE9])
         XCTAssertEqual(facts, HTTP1HeadFacts(of: head.fields))
         XCTAssertEqual(facts.listBytes, (4 + 1 + 32) + (7 + 4 + 32))
+    }
+
+    func testWhetherAHeadAnnouncesABodyIsReadFromItsFacts() throws {
+        let cases: [(String, Bool)] = [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            ("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", false),
+            ("POST / HTTP/1.1\r\nContent-Length: 000\r\n\r\n", false),
+            ("POST / HTTP/1.1\r\nContent-Length: 7\r\n\r\npayload", true),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true),
+        ]
+        for (raw, declares) in cases {
+            var parser = HTTP1RequestParser()
+            var buffer = ByteBuffer(string: raw)
+            guard case .head(let head, _)? = try parser.next(&buffer) else { return XCTFail("no head: \(raw)") }
+            XCTAssertEqual(head.declaresBody, declares, raw)
+            XCTAssertEqual(head.declaresBody, MeshTranslation.declaresBody(head.fields), raw)
+        }
+        // A head made elsewhere reads it from its fields.
+        let made = HTTP1RequestHead(method: .PUT, uri: "/", version: .http1_1,
+                                    fields: [HTTP2Header("content-length", "3")])
+        XCTAssertTrue(made.declaresBody)
     }
 
     func testTheInputEndingInsideARequestIsTruncated() {
