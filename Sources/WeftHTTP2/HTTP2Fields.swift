@@ -300,13 +300,22 @@ public struct HTTP2Fields: @unchecked Sendable {
         }
     }
 
-    /// Whether a field is named `name` (lower case).
-    /// Whether a field is named `name` (lower case), from static text.
+    /// The value of the first field named `name`, from static text (lower
+    /// case), or nil: a String is made only of a value found.
+    public func first(lowercaseName name: StaticString) -> String? {
+        let wanted = UnsafeRawBufferPointer(name)
+        return firstResult { fieldName, value in
+            fieldName.equals(wanted) ? String(decoding: value, as: UTF8.self) : nil
+        }
+    }
+
+    /// Whether a field is named `name`, from static text (lower case).
     public func contains(lowercaseName name: StaticString) -> Bool {
         let wanted = UnsafeRawBufferPointer(name)
         return firstResult { fieldName, _ in fieldName.equals(wanted) ? true : nil } ?? false
     }
 
+    /// Whether a field is named `name` (lower case).
     public func contains(name: String) -> Bool {
         var name = name
         return name.withUTF8 { wanted in

@@ -228,7 +228,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         switch event {
         case .head(let head):
             if !head.connection.isPersistent(version: head.version) { reusable = false }
-            if let value = head.fields.first(name: "keep-alive") { keepAliveTimeout = Self.timeout(inKeepAlive: value) }
+            if let value = head.fields.first(lowercaseName: "keep-alive") {
+                keepAliveTimeout = Self.timeout(inKeepAlive: value)
+            }
             receiver?.receiveHead(head)
         case .body(let buffer):
             receiver?.receiveBody(buffer)

@@ -151,10 +151,13 @@ enum ResponseFraming {
     static func frame(_ response: inout AppResponseHead, for request: HTTP1RequestHead, keepAlive: inout Bool,
                       draining: Bool) {
         if draining { keepAlive = false }
-        let hasLength = response.head.headers.contains(name: "content-length")
-            || response.peerFields.contains(name: "content-length")
         let bodyless = request.method == .HEAD || response.status == .noContent || response.status == .notModified
-        if request.version == .http1_0 && !hasLength && !bodyless { keepAlive = false }
+        // Only an HTTP/1.0 app's body needs a length to keep the connection.
+        if request.version == .http1_0 && !bodyless
+            && !response.head.headers.contains(name: "content-length")
+            && !response.peerFields.contains(lowercaseName: "content-length") {
+            keepAlive = false
+        }
         if !keepAlive {
             response.head.headers.replaceOrAdd(name: "connection", value: "close")
         } else if request.version == .http1_0 {

@@ -97,6 +97,9 @@ final class HTTP2FieldsTests: XCTestCase {
         XCTAssertTrue(fields.contains(lowercaseName: "x-empty"))
         XCTAssertFalse(fields.contains(lowercaseName: "set-cooki"))
         XCTAssertFalse(fields.contains(lowercaseName: "set-cookie2"))
+        XCTAssertEqual(fields.first(lowercaseName: "set-cookie"), "a=1")
+        XCTAssertEqual(fields.first(lowercaseName: "x-empty"), "")
+        XCTAssertNil(fields.first(lowercaseName: "set-cooki"))
         XCTAssertFalse(HTTP2Fields().contains(name: ":status"))
     }
 
