@@ -55,6 +55,16 @@ final class PlainEndpointTests: XCTestCase {
 
     /// Sends `count` pipelined GETs on one connection; returns the names
     /// that answered, in order, and the raw text.
+    /// Waits until every loop has taken the snapshot the server published
+    /// last: loops take it on their next turn, in the order tasks were
+    /// queued. A moment first, for a discovery source's publish (made on
+    /// its own thread just after the server shows the new endpoints) to be
+    /// queued; then a task on every loop, which runs after it.
+    private func loopsTookTheSnapshot() throws {
+        usleep(20_000)
+        for loop in group.makeIterator() { try loop.submit {}.wait() }
+    }
+
     private func requests(_ count: Int, port: Int, extra: String = "") -> (names: [String], text: String) {
         guard case .success(let fd) = rawConnect(port: port) else { return ([], "") }
         defer { close(fd) }
@@ -191,8 +201,7 @@ final class PlainEndpointTests: XCTestCase {
         configuration.clusters[0].endpoints = all
         XCTAssertEqual(node.server.reload(configuration), .applied(version: 2))
         XCTAssertEqual(node.server.configurationVersion, 2)
-        // The loops switch on their next turn.
-        usleep(100_000)
+        try loopsTookTheSnapshot()
         let same = ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: 30), count: 30, on: fd).names
         XCTAssertEqual(same.count, 30, "the open connection kept working")
         XCTAssertEqual(Set(same), ["one", "two", "three"], "\(same)")
@@ -209,7 +218,7 @@ final class PlainEndpointTests: XCTestCase {
         // Endpoints leave: only the one that stays answers.
         configuration.clusters[0].endpoints = [all[2]]
         XCTAssertEqual(node.server.reload(configuration), .applied(version: 3))
-        usleep(100_000)
+        try loopsTookTheSnapshot()
         XCTAssertEqual(Set(ask(String(repeating: "GET / HTTP/1.1\r\nHost: plain\r\n\r\n", count: 6), count: 6, on: fd).names), ["three"])
         XCTAssertNoThrow(try node.server.close().wait())
     }
@@ -244,11 +253,12 @@ final class PlainEndpointTests: XCTestCase {
         let node = try ProxyFixture(group: group, clusters: [cluster])
         node.resolver.set(IPEndpoint("198.19.0.30:8080"))
         XCTAssertTrue(eventually { node.server.endpoints(of: "plain") == [all[0].address] })
+        try loopsTookTheSnapshot()
         XCTAssertEqual(Set(requests(6, port: try node.port(.outbound)).names), ["one"])
 
         try write(all)
         XCTAssertTrue(eventually { node.server.endpoints(of: "plain").count == 3 })
-        usleep(100_000)  // the loops switch on their next turn
+        try loopsTookTheSnapshot()
         XCTAssertEqual(Set(requests(30, port: try node.port(.outbound)).names), ["one", "two", "three"])
         XCTAssertEqual(node.server.metrics.endpointUpdates.load(ordering: .relaxed), 2)
         XCTAssertEqual(node.server.configurationVersion, 1, "discovery changes endpoints, not the configuration")
@@ -269,7 +279,7 @@ final class PlainEndpointTests: XCTestCase {
         let node = try ProxyFixture(group: group, clusters: [cluster], hostResolver: resolver)
         node.resolver.set(IPEndpoint("198.19.0.30:8080"))
         XCTAssertTrue(eventually { node.server.endpoints(of: "plain").count == 1 })
-        usleep(100_000)
+        try loopsTookTheSnapshot()
         XCTAssertEqual(Set(requests(6, port: try node.port(.outbound)).names), ["one"])
 
         resolver.set("two.internal", ["127.0.0.1"])
