@@ -97,14 +97,14 @@ public final class HTTP2Session {
     private var output: [ByteBuffer] = []
     /// Frame bytes nghttp2 hands over, and small DATA payloads copied in,
     /// gathered until a larger payload (sent as a slice of the app's
-    /// buffer) or the end of the output cuts them off as a slice. Kept between calls: once the slices sent earlier are
-    /// gone, its storage is reused instead of allocating another.
+    /// buffer) or the end of the output cuts them off as a slice. Kept
+    /// between calls: once the slices sent earlier are gone, its storage is
+    /// reused instead of allocating another.
     private var framing = ByteBuffer()
     /// The header blocks nghttp2 holds pointers into. Their fields go to it
     /// uncopied (`NGHTTP2_NV_FLAG_NO_COPY_VALUE`, and `_NAME` when the names
     /// are lower-case), so each is kept until its HEADERS frame is sent or
-    /// dropped, and all of them once nothing is queued (a frame is packed
-    /// before it leaves the queue).
+    /// dropped, and all of them once nothing is queued or half sent.
     private var lentBlocks: [FieldBytes] = []
     private var outputBytes = 0
     private var outputBudget = Int.max
@@ -263,7 +263,13 @@ public final class HTTP2Session {
             defer { inLibrary = false }
             return nghttp2_session_send(session)
         }
-        if !lentBlocks.isEmpty && nghttp2_session_get_outbound_queue_size(session) == 0 {
+        // No frame points into a lent block any more when none is queued
+        // and none is half sent. A send the budget cut short (`onSend`'s
+        // WOULDBLOCK, only once the budget is used up) leaves its frame
+        // active, which the queue's size does not count: its block stays
+        // lent until the frame's own callback, or the callback would match
+        // the address of a block made later in the same place.
+        if !lentBlocks.isEmpty && outputBytes < outputBudget && nghttp2_session_get_outbound_queue_size(session) == 0 {
             lentBlocks.removeAll(keepingCapacity: true)
         }
         flushFraming()

@@ -460,6 +460,55 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertNil(lastBlock, "and freed")
     }
 
+    /// A send the output budget cuts short leaves a HEADERS frame packed
+    /// but not all sent, which nghttp2's queue no longer counts: its block
+    /// stays lent until the frame's own callback. Let go early, the frame's
+    /// callback matched whatever block was made next at the same address
+    /// (the same size, so the allocator hands the address back), and let
+    /// that one go while its own frame was still queued.
+    func testABlockOfAFrameTheBudgetCutShortIsKeptUntilTheFrameIsOut() throws {
+        var serverSettings = HTTP2Settings.default
+        serverSettings.maxConcurrentStreams = 1
+        let pair = try Pair(serverSettings: serverSettings)
+        try pair.pump()
+        func block(_ path: String) -> HTTP2Fields {
+            var fields = HTTP2Fields(capacity: 8, bytes: 300)
+            fields.append(contentsOf: request(path: path, extra: [h("x-path", path)]))
+            return fields
+        }
+        try pair.client.ping()
+        let first = try pair.client.submitRequest(headers: block("/aaaa"), endStream: true)
+        var wire: [ByteBuffer] = []
+        try pair.client.produceOutput(into: &wire, maxBytes: 1)
+        XCTAssertTrue(pair.client.wantsWrite, "the budget cut the output short")
+        XCTAssertEqual(pair.client.lentBlockCount, 1, "the half-sent frame's block is kept")
+
+        // A second request, one stream at a time: it waits in the queue.
+        var second: HTTP2Fields? = block("/bbbb")
+        weak var secondBlock = second?.storage
+        let secondID = try pair.client.submitRequest(headers: try XCTUnwrap(second), endStream: true)
+        second = nil
+        try pair.client.produceOutput(into: &wire)
+        XCTAssertNotNil(secondBlock, "a queued frame's block is kept")
+        XCTAssertEqual(pair.client.lentBlockCount, 1, "the first frame is out, the second queued")
+
+        // Same-size blocks over any memory let go, then both exchanges.
+        let junk = (0..<8).map { _ in block("/zzzz") }
+        pair.serverRecorder.onHeaders = { session, id, _, _, _ in
+            try session.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true)
+        }
+        for buffer in wire { try pair.server.receive(buffer) }
+        try pair.pump()
+        XCTAssertEqual(pair.serverRecorder.headerBlocks(first).first?.headers,
+                       request(path: "/aaaa", extra: [h("x-path", "/aaaa")]))
+        XCTAssertEqual(pair.serverRecorder.headerBlocks(secondID).first?.headers,
+                       request(path: "/bbbb", extra: [h("x-path", "/bbbb")]))
+        XCTAssertEqual(pair.clientRecorder.closeCode(secondID), .noError)
+        XCTAssertEqual(pair.client.lentBlockCount, 0)
+        XCTAssertNil(secondBlock)
+        withExtendedLifetime(junk) {}
+    }
+
     /// Names that are not all lower-case are copied and lower-cased by
     /// nghttp2; the block says which it can vouch for.
     func testNamesOfUnknownCaseAreSentLowerCased() throws {
