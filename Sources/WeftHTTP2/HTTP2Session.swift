@@ -268,8 +268,10 @@ public final class HTTP2Session {
         // WOULDBLOCK, only once the budget is used up) leaves its frame
         // active, which the queue's size does not count: its block stays
         // lent until the frame's own callback, or the callback would match
-        // the address of a block made later in the same place.
-        if !lentBlocks.isEmpty && outputBytes < outputBudget && nghttp2_session_get_outbound_queue_size(session) == 0 {
+        // the address of a block made later in the same place. (A send that
+        // failed may have stopped mid-frame too.)
+        if !lentBlocks.isEmpty && rv == 0 && outputBytes < outputBudget
+            && nghttp2_session_get_outbound_queue_size(session) == 0 {
             lentBlocks.removeAll(keepingCapacity: true)
         }
         flushFraming()
