@@ -55,23 +55,33 @@ public struct HTTP2Fields: @unchecked Sendable {
 
     /// Appends a field from raw bytes, its name in any case.
     public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        if namesAreLowercase && name.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) { namesAreLowercase = false }
+        if namesAreLowercase && name.contains(where: Self.isUppercase) { namesAreLowercase = false }
         appendRecord(name: name, value: value)
     }
 
     /// Appends a field whose name the caller knows to be lower-case: one
     /// nghttp2 delivered (it refuses any other), or a literal.
     public mutating func append(lowercaseName name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        assert(!name.contains(where: { $0 &- UInt8(ascii: "A") < 26 }), "an upper-case name")
+        assert(!name.contains(where: Self.isUppercase), "an upper-case name")
         appendRecord(name: name, value: value)
     }
 
     private mutating func appendRecord(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        appendRecord(name: name, value: value) { target, name in
+            if let from = name.baseAddress { target.copyMemory(from: from, byteCount: name.count) }
+        }
+    }
+
+    /// Appends one record: its header, the name as `copyName` writes it
+    /// (into room for `name.count` bytes), the value.
+    @inline(__always)
+    private mutating func appendRecord(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+                                       copyName: (UnsafeMutableRawPointer, UnsafeRawBufferPointer) -> Void) {
         let size = Self.recordHeader + name.count + value.count
         let base = reserve(size)
         base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
         (base + 4).storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, as: UInt32.self)
-        if let from = name.baseAddress { (base + Self.recordHeader).copyMemory(from: from, byteCount: name.count) }
+        copyName(base + Self.recordHeader, name)
         if let from = value.baseAddress {
             (base + Self.recordHeader + name.count).copyMemory(from: from, byteCount: value.count)
         }
@@ -79,14 +89,17 @@ public struct HTTP2Fields: @unchecked Sendable {
         count += 1
     }
 
+    private static func isUppercase(_ byte: UInt8) -> Bool { byte &- UInt8(ascii: "A") < 26 }
+
     /// Appends a field whose name is lower-cased on the way in (an HTTP/1
     /// name, as HTTP/2 wants it).
     public mutating func append(lowercasing name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        let size = Self.recordHeader + name.count + value.count
-        let base = reserve(size)
-        base.storeBytes(of: UInt32(truncatingIfNeeded: name.count).littleEndian, as: UInt32.self)
-        (base + 4).storeBytes(of: UInt32(truncatingIfNeeded: value.count).littleEndian, as: UInt32.self)
-        let nameTarget = base + Self.recordHeader
+        appendRecord(name: name, value: value) { nameTarget, name in Self.writeLowercased(name, to: nameTarget) }
+    }
+
+    /// `name` lower-cased into `nameTarget`.
+    @inline(__always)
+    private static func writeLowercased(_ name: UnsafeRawBufferPointer, to nameTarget: UnsafeMutableRawPointer) {
         let length = name.count
         if length >= 8, let source = name.baseAddress {
             // Eight bytes at a time, the last word overlapping the one
@@ -103,12 +116,9 @@ public struct HTTP2Fields: @unchecked Sendable {
             let lowered = nameTarget.assumingMemoryBound(to: UInt8.self)
             for index in 0..<length {
                 let byte = name[index]
-                lowered[index] = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+                lowered[index] = isUppercase(byte) ? byte | 0x20 : byte
             }
         }
-        if let from = value.baseAddress { (nameTarget + name.count).copyMemory(from: from, byteCount: value.count) }
-        byteCount += size
-        count += 1
     }
 
     /// `word`'s eight bytes with each ASCII upper-case letter lower-cased
@@ -196,18 +206,16 @@ public struct HTTP2Fields: @unchecked Sendable {
             var runStart = 0, runCount = 0, offset = 0
             while offset < raw.count {
                 let (name, value, next) = Self.record(in: raw, at: offset)
-                switch decide(name, value) {
-                case .keep:
+                let transfer = decide(name, value)
+                if case .keep = transfer {
                     runCount += 1
-                case .drop:
+                } else {
+                    // The run ends before this field.
                     appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount,
                                   namesAreLowercase: other.namesAreLowercase)
-                    runStart = next
-                    runCount = 0
-                case .replaceValue(let replacement):
-                    appendRecords(UnsafeRawBufferPointer(rebasing: raw[runStart..<offset]), count: runCount,
-                                  namesAreLowercase: other.namesAreLowercase)
-                    append(name: name, value: UnsafeRawBufferPointer(replacement))
+                    if case .replaceValue(let replacement) = transfer {
+                        append(name: name, value: UnsafeRawBufferPointer(replacement))
+                    }
                     runStart = next
                     runCount = 0
                 }
