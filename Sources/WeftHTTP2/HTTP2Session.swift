@@ -912,15 +912,12 @@ public final class HTTP2Session {
         switch UInt32(hd.type) {
         case NGHTTP2_DATA.rawValue:
             guard let state = streams[streamID], !state.rejected else { return 0 }
-            let count = state.pendingData.count
-            if count == 0 {
+            if state.pendingData.isEmpty {
                 if endStream { events.append(.data(streamID, ByteBuffer(), endStream: true)) }
             } else {
-                for (index, chunk) in state.pendingData.enumerated() {
-                    events.append(.data(streamID, chunk, endStream: endStream && index == count - 1))
+                state.pendingData.drain { chunk, isLast in
+                    events.append(.data(streamID, chunk, endStream: endStream && isLast))
                 }
-                // Emptied in place: the stream's next DATA frame reuses the array.
-                state.pendingData.removeAll(keepingCapacity: true)
             }
         case NGHTTP2_HEADERS.rawValue:
             headerBlockStream = nil
@@ -979,8 +976,8 @@ public final class HTTP2Session {
         state.closed = true
         state.dropOutbound()
         // Chunks of a DATA frame cut short by the close were never delivered.
-        let undelivered = state.pendingData.reduce(0) { $0 + $1.readableBytes }
-        state.pendingData = []
+        let undelivered = state.pendingData.readableBytes
+        state.pendingData.removeAll()
         state.headerBlock = []
         if undelivered > 0 {
             state.unconsumed -= undelivered

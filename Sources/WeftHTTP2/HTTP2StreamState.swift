@@ -51,7 +51,7 @@ final class HTTP2StreamState {
     /// Headers broke a limit; the stream is being reset, its input dropped.
     var rejected = false
     /// DATA chunks of the frame being received (delivered when it completes).
-    var pendingData: [ByteBuffer] = []
+    var pendingData = PendingChunks()
     /// Bytes handed to the delegate and not yet given back with `consume`.
     var unconsumed = 0
 
@@ -131,5 +131,38 @@ final class HTTP2StreamState {
         outbound = nil
         queuedBytes = 0
         trailers = nil
+    }
+}
+
+/// The DATA chunks of one frame being received. A frame read in one piece
+/// is one chunk, held inline; an array is made only for a frame that
+/// arrives split across reads.
+struct PendingChunks {
+    private var first: ByteBuffer?
+    private var rest: [ByteBuffer] = []
+
+    var isEmpty: Bool { first == nil }
+
+    /// Their bytes, together.
+    var readableBytes: Int {
+        rest.reduce(first?.readableBytes ?? 0) { $0 + $1.readableBytes }
+    }
+
+    mutating func append(_ chunk: ByteBuffer) {
+        if first == nil { first = chunk } else { rest.append(chunk) }
+    }
+
+    /// Hands out the chunks in order, the last one flagged, and empties
+    /// the list (the array keeps its storage for the stream's next frame).
+    mutating func drain(_ body: (ByteBuffer, _ isLast: Bool) -> Void) {
+        guard let head = first.take() else { return }
+        body(head, rest.isEmpty)
+        for (index, chunk) in rest.enumerated() { body(chunk, index == rest.count - 1) }
+        rest.removeAll(keepingCapacity: true)
+    }
+
+    mutating func removeAll() {
+        first = nil
+        rest = []
     }
 }

@@ -50,6 +50,33 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertTrue(pair.client.wantsRead, "an idle connection stays open")
     }
 
+    /// A DATA frame that arrives in pieces (one read each) is delivered as
+    /// its pieces, in order, END_STREAM on the last only; the next frame of
+    /// the same stream starts afresh.
+    func testADataFrameSplitAcrossReadsIsDeliveredInOrderWithEndStreamOnItsLastPiece() throws {
+        let pair = try Pair()
+        let id = try pair.client.submitRequest(headers: request("POST"), endStream: false)
+        try pair.pump()
+        let first = String(repeating: "a", count: 40) + String(repeating: "b", count: 40)
+        try pair.client.sendData(streamID: id, buffer(first))
+        var wire = ByteBuffer()
+        for var part in try pair.client.produceOutput() { wire.writeBuffer(&part) }
+        while wire.readableBytes > 0, let piece = wire.readSlice(length: min(25, wire.readableBytes)) {
+            try pair.server.receive(piece)
+        }
+        try pair.client.sendData(streamID: id, buffer("tail"), endStream: true)
+        try pair.pump()
+
+        let pieces = pair.serverRecorder.events.compactMap { event -> (String, Bool)? in
+            if case .data(id, let text, let end) = event { return (text, end) }
+            return nil
+        }
+        XCTAssertGreaterThan(pieces.count, 3, "the first frame came in several pieces")
+        XCTAssertEqual(pieces.map(\.0).joined(), first + "tail")
+        XCTAssertEqual(pieces.map(\.1), Array(repeating: false, count: pieces.count - 1) + [true])
+        XCTAssertEqual(pieces.last?.0, "tail", "the second frame is one piece of its own")
+    }
+
     /// A server that answers before the request body ended gets its whole
     /// answer to the client, then RST_STREAM(NO_ERROR) stops the body
     /// (RFC 9113 §8.1); a reset submitted at once would have dropped it.
