@@ -58,6 +58,13 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Server role: makes the handler of each new request stream, from its headers.
     private let acceptStream: ((MeshConnection, Int32, HTTP2Fields) -> MeshStreamHandler)?
     private var flushPending = false
+    /// The loop task that runs a scheduled flush, made once so that
+    /// scheduling allocates nothing (not optional: an optional closure is
+    /// re-wrapped, allocating, each time it is passed on). It holds the
+    /// connection unowned; `queuedFlushHold` keeps the connection alive
+    /// while the task is queued.
+    private var flushTask: () -> Void = {}
+    private var queuedFlushHold: MeshConnection?
     /// The output buffers array `flushNow` reuses.
     private var outputScratch: [ByteBuffer] = []
     public private(set) var goingAway = false
@@ -115,6 +122,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         self.countsAsMesh = countsAsMesh
         self.logger = logger
         self.acceptStream = acceptStream
+        flushTask = { [unowned self] in self.runQueuedFlush() }
     }
 
     public var eventLoop: EventLoop? { context?.eventLoop }
@@ -366,10 +374,15 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private func scheduleFlush() {
         guard !flushPending, let context else { return }
         flushPending = true
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            if bound.value.flushPending { bound.value.flushNow() }
-        }
+        // A task still queued (a read flushed meanwhile) will find this one.
+        guard queuedFlushHold == nil else { return }
+        queuedFlushHold = self
+        context.eventLoop.assumeIsolatedUnsafeUnchecked().execute(flushTask)
+    }
+
+    private func runQueuedFlush() {
+        queuedFlushHold = nil
+        if flushPending { flushNow() }
     }
 
     /// Writes what the session wants to send, as much as the socket takes.

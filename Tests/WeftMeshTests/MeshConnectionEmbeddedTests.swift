@@ -78,6 +78,21 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertNil(server, "the server connection outlived its channel")
     }
 
+    /// A queued flush task keeps its connection alive only until it runs,
+    /// even when the channel closed while it was queued.
+    func testAConnectionWithAFlushQueuedAtItsCloseIsFreedOnceTheTaskRan() throws {
+        weak var client: MeshConnection?
+        do {
+            let pair = try MeshPair()
+            try pair.pump()
+            _ = try pair.open(MeshExchange.request("/get", method: "GET"), endStream: true)
+            client = pair.client
+            pair.clientChannel.close(promise: nil)
+            pair.finish()
+        }
+        XCTAssertNil(client, "the queued flush task kept the connection")
+    }
+
     func testRequestWithoutBodyEndsOnItsHeaders() throws {
         let pair = try MeshPair()
         pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
