@@ -63,6 +63,9 @@ public final class HTTP2Session {
     public private(set) var lastLibraryMessage: String?
 
     private let session: OpaquePointer
+    /// Where nghttp2 allocates. A stored property, so it is released only
+    /// after `deinit` has deleted the session.
+    let memoryPool = HTTP2MemoryPool()
     private var streams = StreamSlots<HTTP2StreamState>()
     /// The stream whose header block is being read, kept at hand: its
     /// fields arrive one callback each.
@@ -150,12 +153,19 @@ public final class HTTP2Session {
         // nghttp2_option_set_no_http_messaging): nghttp2 validates
         // pseudo-headers, content-length against DATA, and so on.
         nghttp2_option_set_no_auto_window_update(option, 1)
+        // A server session would keep up to SETTINGS_MAX_CONCURRENT_STREAMS
+        // closed streams (224 bytes each) for RFC 7540 priority trees that
+        // weft's peers do not build on closed streams; freed at close instead.
+        nghttp2_option_set_no_closed_streams(option, 1)
         protections.apply(to: option!, limits: limits)
 
+        // nghttp2 copies the allocator; the pool it points to is this
+        // session's and outlives `nghttp2_session_del` (see deinit).
+        var mem = memoryPool.allocator
         var raw: OpaquePointer?
         let rv = role == .client
-            ? nghttp2_session_client_new2(&raw, callbacks, nil, option)
-            : nghttp2_session_server_new2(&raw, callbacks, nil, option)
+            ? nghttp2_session_client_new3(&raw, callbacks, nil, option, &mem)
+            : nghttp2_session_server_new3(&raw, callbacks, nil, option, &mem)
         try Self.check(rv)
         self.session = raw!
         self.role = role
