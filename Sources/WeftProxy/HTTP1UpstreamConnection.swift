@@ -55,6 +55,8 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private weak var pool: HTTP1UpstreamPool?
     private var receiver: HTTP1ResponseReceiver?
     private var writer = HTTP1RequestWriter()
+    /// The buffer of the last request head, for the next.
+    private var headBuffer = RecycledBuffer()
     private var parser = HTTP1ResponseParser()
     private var requestEnded = false
     private var responseEnded = false
@@ -99,8 +101,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method == .HEAD)
         let plan = writer.plan(head)
-        var bytes = context.channel.allocator.buffer(capacity: plan.bytes)
+        var bytes = headBuffer.take(capacity: plan.bytes, allocator: context.channel.allocator)
         writer.write(head, plan, into: &bytes)
+        headBuffer.keep(bytes)
         write(bytes, context)
     }
 

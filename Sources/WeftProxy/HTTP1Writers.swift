@@ -170,8 +170,7 @@ struct HTTP1ResponseWriter {
         plan(AppResponseHead(head), toHEAD: toHEAD)
     }
 
-    mutating func plan(_ response: AppResponseHead, toHEAD: Bool = false) -> HeadPlan {
-        let head = response.head
+    mutating func plan(_ head: AppResponseHead, toHEAD: Bool = false) -> HeadPlan {
         var hasLength = false
         var declaredLength: Int?
         var bytes = 32 + head.status.reasonPhrase.utf8.count
@@ -182,7 +181,7 @@ struct HTTP1ResponseWriter {
                 declaredLength = Int(value)
             }
         }
-        response.forEachPeerField { name, value in
+        head.forEachPeerField { name, value in
             bytes += name.count + value.count + 4
             if name.count == 14 && name.equals("content-length") {
                 hasLength = true
@@ -210,8 +209,7 @@ struct HTTP1ResponseWriter {
         write(AppResponseHead(head), plan, into: &buffer)
     }
 
-    func write(_ response: AppResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
-        let head = response.head
+    func write(_ head: AppResponseHead, _ plan: HeadPlan, into buffer: inout ByteBuffer) {
         buffer.writeHead(room: plan.bytes) { text in
             text.append(head.version.minor == 0 && head.version.major == 1 ? "HTTP/1.0 " : "HTTP/1.1 ")
             text.append(decimal: Int(head.status.code))
@@ -219,7 +217,7 @@ struct HTTP1ResponseWriter {
             text.append(string: head.status.reasonPhrase)
             text.append("\r\n")
             text.append(fields: head.headers, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
-            response.forEachPeerField { name, value in
+            head.forEachPeerField { name, value in
                 text.append(fieldBytes: name, value, keepingLength: plan.keepLength, keepingCoding: plan.keepCoding)
             }
             if plan.addsChunked { text.append("transfer-encoding: chunked\r\n") }
@@ -251,6 +249,8 @@ struct HTTP1ResponseOutput {
 
     private var writer = HTTP1ResponseWriter()
     private var gathered: ByteBuffer?
+    /// The buffer last taken, for the next head.
+    private var recycled = RecycledBuffer()
     /// The response being written answers HEAD: no body.
     private var bodiless = false
 
@@ -261,7 +261,7 @@ struct HTTP1ResponseOutput {
         let plan = writer.plan(head, toHEAD: bodiless)
         // Room for the head and a small body it announces: one allocation.
         let room = plan.bytes + min(max(plan.declaredLength ?? 0, 0), Self.copyLimit)
-        var buffer = gathered ?? allocator.buffer(capacity: room)
+        var buffer = gathered ?? recycled.take(capacity: room, allocator: allocator)
         gathered = nil  // so that `buffer` is the storage's only owner
         buffer.reserveCapacity(minimumWritableBytes: room)
         writer.write(head, plan, into: &buffer)
@@ -304,7 +304,33 @@ struct HTTP1ResponseOutput {
     mutating func take() -> ByteBuffer? {
         defer { gathered = nil }
         guard let gathered, gathered.readableBytes > 0 else { return nil }
+        recycled.keep(gathered)
         return gathered
+    }
+}
+
+/// A connection's buffer for the heads it writes, used again once the
+/// channel is done with it. The channel lets its copy go when the bytes are
+/// on the socket; the storage is then this one's alone, and the next head
+/// is written into it without allocating. While a write still holds it,
+/// `clear` gives a new storage instead. Only a buffer of up to
+/// `keptCapacity` is kept: an idle connection holds at most that.
+struct RecycledBuffer {
+    static let keptCapacity = 4 * 1024
+
+    private var spare: ByteBuffer?
+
+    /// An empty buffer of at least `capacity`: the last one kept when the
+    /// channel has let it go, else a new one.
+    mutating func take(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard var buffer = spare.take() else { return allocator.buffer(capacity: capacity) }
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
+    /// Keeps `buffer`, about to be written, for the next `take`.
+    mutating func keep(_ buffer: ByteBuffer) {
+        spare = buffer.capacity <= Self.keptCapacity ? buffer : nil
     }
 }
 

@@ -184,7 +184,7 @@ final class MeshOutboundExchange: MeshStreamHandler, OutboundExchange {
         switch kind {
         case .informational, .response:
             guard let status = try? MeshTranslation.responseStatus(of: headers) else { return fail(.badResponse) }
-            var response = AppResponseHead(HTTPResponseHead(version: head.version, status: status), peerFields: headers)
+            var response = AppResponseHead(version: head.version, status: status, peerFields: headers)
             if kind == .informational {
                 handler?.writeHead(response)
                 return

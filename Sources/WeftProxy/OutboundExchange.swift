@@ -94,21 +94,34 @@ struct AppRequestHead {
 }
 
 /// A response head on its way to an HTTP/1 app: status, version and the
-/// fields weft or a plain endpoint gave (`head`), then the fields a peer
+/// fields weft or a plain endpoint gave (`headers`), then the fields a peer
 /// node sent (`peerFields`), kept as the bytes that came. Only the peer's
 /// fields that are the app's (`MeshTranslation.isForApp`) are read or
 /// written: no String is made of them on the way, and a value's bytes
 /// reach the app as they were sent.
+///
+/// Its parts are held apart, not as an `HTTPResponseHead`: that one boxes
+/// them, an allocation for every response a peer sends.
 struct AppResponseHead {
-    var head: HTTPResponseHead
+    var version: HTTPVersion
+    var status: HTTPResponseStatus
+    var headers: HTTPHeaders
     var peerFields: HTTP2Fields
 
     init(_ head: HTTPResponseHead, peerFields: HTTP2Fields = HTTP2Fields()) {
-        self.head = head
+        self.init(version: head.version, status: head.status, headers: head.headers, peerFields: peerFields)
+    }
+
+    init(version: HTTPVersion, status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(),
+         peerFields: HTTP2Fields = HTTP2Fields()) {
+        self.version = version
+        self.status = status
+        self.headers = headers
         self.peerFields = peerFields
     }
 
-    var status: HTTPResponseStatus { head.status }
+    /// Status, version and `headers` as NIO's head (the peer's fields left out).
+    var head: HTTPResponseHead { HTTPResponseHead(version: version, status: status, headers: headers) }
 
     /// Calls `body` with each of the peer's fields that are the app's.
     func forEachPeerField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
@@ -120,7 +133,7 @@ struct AppResponseHead {
 
     /// The first value of the field `name` (lower case) in either part.
     func first(name: String) -> String? {
-        if let value = head.headers.first(name: name) { return value }
+        if let value = headers.first(name: name) { return value }
         var found: String?
         var wanted = name
         wanted.withUTF8 { wanted in
@@ -154,14 +167,14 @@ enum ResponseFraming {
         let bodyless = request.method == .HEAD || response.status == .noContent || response.status == .notModified
         // Only an HTTP/1.0 app's body needs a length to keep the connection.
         if request.version == .http1_0 && !bodyless
-            && !response.head.headers.contains(name: "content-length")
+            && !response.headers.contains(name: "content-length")
             && !response.peerFields.contains(lowercaseName: "content-length") {
             keepAlive = false
         }
         if !keepAlive {
-            response.head.headers.replaceOrAdd(name: "connection", value: "close")
+            response.headers.replaceOrAdd(name: "connection", value: "close")
         } else if request.version == .http1_0 {
-            response.head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            response.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
     }
 }

@@ -395,7 +395,7 @@ final class HTTP1CodecTests: XCTestCase {
         for (fields, toHEAD, body) in cases {
             let status = try MeshTranslation.responseStatus(of: fields)
             var direct = AppResponseHead(HTTPResponseHead(version: .http1_1, status: status), peerFields: fields)
-            direct.head.headers.add(name: "connection", value: "close")
+            direct.headers.add(name: "connection", value: "close")
             let downgraded = try MeshTranslation.downgradeResponse(fields, version: .http1_1)
             var translated = HTTPResponseHead(version: .http1_1, status: status, headers: ["connection": "close"])
             translated.headers.add(contentsOf: downgraded.headers)
@@ -421,6 +421,73 @@ final class HTTP1CodecTests: XCTestCase {
         let bytes = output.take().map { Array($0.readableBytesView) } ?? []
         XCTAssertEqual(bytes, Array("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-name: caf".utf8) + [0xE9]
             + Array("\r\n\r\n".utf8))
+    }
+
+    /// The address of a buffer's storage, to tell reuse from a new one.
+    private func storage(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
+        buffer.withVeryUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
+    }
+
+    /// A kept buffer is written into again once nobody else holds it; one
+    /// a write still holds is left alone; a large one is not kept.
+    func testARecycledBufferIsReusedOnlyOnceTheChannelLetItGo() {
+        let allocator = ByteBufferAllocator()
+        var recycled = RecycledBuffer()
+        var first = recycled.take(capacity: 100, allocator: allocator)
+        first.writeString("first head")
+        recycled.keep(first)
+        var held: ByteBuffer? = first  // the channel's copy, until written
+        let second = recycled.take(capacity: 100, allocator: allocator)
+        XCTAssertNotEqual(storage(second), storage(first), "still held by a write")
+        XCTAssertEqual(held.map { String(buffer: $0) }, "first head", "the pending write's bytes untouched")
+        recycled.keep(second)
+        held = nil
+        first = ByteBuffer()
+        let secondAddress = storage(second)
+        var third = recycled.take(capacity: 100, allocator: allocator)
+        XCTAssertEqual(third.readableBytes, 0)
+        XCTAssertNotEqual(storage(third), secondAddress, "the test's own copy still holds it")
+
+        recycled.keep(third)
+        third.writeString("x")  // a copy written to: storage copied, the kept one untouched
+        var again = recycled.take(capacity: 100, allocator: allocator)
+        again.writeString("reused")
+        recycled.keep(again)
+        let againAddress = storage(again)
+        again = ByteBuffer()
+        XCTAssertEqual(storage(recycled.take(capacity: 50, allocator: allocator)), againAddress,
+                       "nobody else held it: the same storage")
+
+        let large = recycled.take(capacity: RecycledBuffer.keptCapacity * 2, allocator: allocator)
+        recycled.keep(large)
+        XCTAssertNotEqual(storage(recycled.take(capacity: 10, allocator: allocator)), storage(large),
+                          "a large buffer is not kept")
+    }
+
+    /// Response after response on one connection, each written out and let
+    /// go before the next, the output writes into one storage.
+    func testResponseOutputWritesEachHeadIntoTheBufferTheChannelLetGo() throws {
+        var output = HTTP1ResponseOutput()
+        let allocator = ByteBufferAllocator()
+        var addresses: Set<UnsafeRawPointer?> = []
+        // Each takes the place a freed storage would leave, so that a new
+        // storage could not land at the old address by chance.
+        var blockers: [ByteBuffer] = []
+        for index in 0..<5 {
+            let capacity = try {
+                output.writeHead(AppResponseHead(HTTPResponseHead(version: .http1_1, status: .ok,
+                                                                  headers: ["content-length": "2"])),
+                                 toHEAD: false, allocator: allocator)
+                output.writeBody(ByteBuffer(string: "o\(index)"), allocator: allocator) { _ in XCTFail("gathered") }
+                output.writeEnd(nil, allocator: allocator)
+                let bytes = try XCTUnwrap(output.take())
+                XCTAssertEqual(String(buffer: bytes), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no\(index)")
+                addresses.insert(storage(bytes))
+                return bytes.capacity
+            }()
+            blockers.append(allocator.buffer(capacity: capacity))
+        }
+        XCTAssertEqual(addresses.count, 1)
     }
 
     func testResponsesAreFramedAsNIOsEncoderFramesThem() throws {

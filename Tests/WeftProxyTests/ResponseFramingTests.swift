@@ -12,7 +12,7 @@ final class ResponseFramingTests: XCTestCase {
         var response = AppResponseHead(HTTPResponseHead(version: version, status: status), peerFields: peerFields)
         var keepAlive = true
         ResponseFraming.frame(&response, for: request, keepAlive: &keepAlive, draining: draining)
-        return (keepAlive, response.head.headers.first(name: "connection"))
+        return (keepAlive, response.headers.first(name: "connection"))
     }
 
     func testAnHTTP10BodyWithoutALengthClosesTheConnection() {
