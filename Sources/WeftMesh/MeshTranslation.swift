@@ -252,7 +252,7 @@ public enum MeshTranslation {
     /// The same from a head's fields as weft's parser leaves them (names
     /// lower-case).
     public static func opensTunnel(method: HTTPMethod, fields: HTTP2Fields, connection: ConnectionOptions) -> Bool {
-        if method == .CONNECT { return true }
+        if method.isCONNECT { return true }
         return connection.names("upgrade") && fields.contains(name: "upgrade") && !declaresBody(fields)
     }
 
@@ -298,7 +298,7 @@ public enum MeshTranslation {
                                       connection: ConnectionOptions) throws(TranslationError) -> HTTP2Fields {
         var origProto = OrigProto(version: version.minor == 0 ? .http10 : .http11)
         var absolute: (authority: String, path: String)?
-        if uri.utf8.first != UInt8(ascii: "/") && uri != "*" && method != .CONNECT {
+        if uri.utf8.first != UInt8(ascii: "/") && uri != "*" && !method.isCONNECT {
             // Absolute form: `GET http://backend:9090/a HTTP/1.1`.
             guard let split = splitAbsoluteURI(uri) else { throw .badRequestTarget(uri) }
             origProto.absoluteForm = true

@@ -212,7 +212,7 @@ public struct HTTP1RequestParser {
     /// which takes no other. The bytes are visible ASCII already.
     private static func isValidTarget(_ target: UnsafeRawBufferPointer, method: HTTPMethod) -> Bool {
         guard let first = target.first else { return false }
-        if method == .CONNECT {
+        if method.isCONNECT {
             // `uri-host ":" port`: no path, no userinfo.
             guard let colon = target.lastIndex(of: UInt8(ascii: ":")), colon > 0, colon < target.count - 1 else {
                 return false
@@ -250,7 +250,7 @@ public struct HTTP1RequestParser {
         let framing = try reader.framing(of: facts)
         opensTunnel = head.opensTunnel(connection: facts.connection)
         closesConnection = !facts.connection.isPersistent(version: head.version)
-        if head.method == .CONNECT {
+        if head.method.isCONNECT {
             reader.startBody(.none)
         } else if framing.coded {
             guard framing.chunked else { return try reader.fail(.unsupportedTransferCoding) }

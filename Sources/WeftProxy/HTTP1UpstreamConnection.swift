@@ -99,7 +99,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         responseEnded = false
         if !head.isPersistent { reusable = false }
         guard let context else { return }
-        parser.expectResponse(toHEAD: head.method == .HEAD)
+        parser.expectResponse(toHEAD: head.method.isHEAD)
         let plan = writer.plan(head)
         var bytes = headBuffer.take(capacity: plan.bytes, allocator: context.channel.allocator)
         writer.write(head, plan, into: &bytes)

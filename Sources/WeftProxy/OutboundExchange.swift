@@ -164,7 +164,7 @@ enum ResponseFraming {
     static func frame(_ response: inout AppResponseHead, for request: HTTP1RequestHead, keepAlive: inout Bool,
                       draining: Bool) {
         if draining { keepAlive = false }
-        let bodyless = request.method == .HEAD || response.status == .noContent || response.status == .notModified
+        let bodyless = request.method.isHEAD || response.status == .noContent || response.status == .notModified
         // Only an HTTP/1.0 app's body needs a length to keep the connection.
         if request.version == .http1_0 && !bodyless
             && !response.headers.contains(name: "content-length")

@@ -224,7 +224,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         switch consume part {
         case .head(var head, let facts):
             responseStarted = false
-            answeringHEAD = head.method == .HEAD
+            answeringHEAD = head.method.isHEAD
             let connection = facts.connection
             if let violation = HTTP1RequestRules.violation(of: head, facts: facts) {
                 logger.debug("request refused", metadata: ["reason": "\(violation.rawValue)"])
