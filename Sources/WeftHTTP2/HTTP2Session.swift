@@ -67,9 +67,15 @@ public final class HTTP2Session {
     /// after `deinit` has deleted the session.
     let memoryPool = HTTP2MemoryPool()
     private var streams = StreamSlots<HTTP2StreamState>()
-    /// The stream whose header block is being read, kept at hand: its
-    /// fields arrive one callback each.
-    private var headerBlockStream: (id: Int32, state: HTTP2StreamState)?
+    /// The header block being read. Its fields arrive one callback each,
+    /// and blocks one at a time (a HEADERS frame's CONTINUATIONs follow it
+    /// with nothing between), so the session holds the one being read:
+    /// its stream (0 for none), whether it is being dropped (its stream is
+    /// unknown or rejected), its fields and their running size.
+    private var blockStreamID: Int32 = 0
+    private var blockDropped = false
+    private var block = HTTP2Fields()
+    private var blockBytes = 0
 
     // Events are collected while nghttp2 runs and delivered once it returns,
     // so the delegate never runs inside a libnghttp2 callback.
@@ -846,13 +852,15 @@ public final class HTTP2Session {
             openStreamCount += 1
             frameBudget.streamOpened()
         }
-        if let state = streams[streamID] {
+        blockStreamID = streamID
+        blockBytes = 0
+        if let state = streams[streamID], !state.rejected {
+            blockDropped = false
             // Room for a typical block at once, instead of growing header by header.
-            state.headerBlock = HTTP2Fields(capacity: 12, bytes: 400)
-            state.headerBlockBytes = 0
-            headerBlockStream = (streamID, state)
+            block = HTTP2Fields(capacity: 12, bytes: 400)
         } else {
-            headerBlockStream = nil
+            blockDropped = true
+            block = HTTP2Fields()
         }
         return 0
     }
@@ -860,20 +868,12 @@ public final class HTTP2Session {
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeRawBufferPointer,
                               _ value: UnsafeRawBufferPointer) -> Int32 {
         let streamID = frame.pointee.hd.stream_id
-        let state: HTTP2StreamState
-        if let block = headerBlockStream, block.id == streamID {
-            state = block.state
-        } else if let known = streams[streamID] {
-            state = known
-        } else {
-            return 0
-        }
-        guard !state.rejected else { return 0 }
-        state.headerBlockBytes += name.count + value.count + 32
+        guard streamID == blockStreamID, !blockDropped else { return 0 }
+        blockBytes += name.count + value.count + 32
         var rejection: HTTP2StreamRejection?
-        if state.headerBlock.count + 1 > limits.maxHeaderCount {
+        if block.count + 1 > limits.maxHeaderCount {
             rejection = .tooManyHeaders(limit: limits.maxHeaderCount)
-        } else if state.headerBlockBytes > limits.maxHeaderListBytes {
+        } else if blockBytes > limits.maxHeaderListBytes {
             rejection = .headerListTooLarge(limit: limits.maxHeaderListBytes)
         }
         if let rejection {
@@ -881,14 +881,15 @@ public final class HTTP2Session {
             // still decodes it to keep HPACK in sync; nothing is stored).
             // Returning NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE would also reset,
             // but always with INTERNAL_ERROR.
-            state.rejected = true
-            state.headerBlock = []
+            streams[streamID]?.rejected = true
+            blockDropped = true
+            block = HTTP2Fields()
             events.append(.rejected(streamID, rejection))
             let rv = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
                                                Self.headerLimitResetCode.rawValue)
             return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
         }
-        state.headerBlock.append(lowercaseName: name, value: value)
+        block.append(lowercaseName: name, value: value)
         return 0
     }
 
@@ -930,11 +931,11 @@ public final class HTTP2Session {
                 }
             }
         case NGHTTP2_HEADERS.rawValue:
-            headerBlockStream = nil
-            guard let state = streams[streamID], !state.rejected else { return 0 }
-            let headers = state.headerBlock
-            state.headerBlock = []
-            state.headerBlockBytes = 0
+            let dropped = blockDropped || streamID != blockStreamID
+            blockStreamID = 0
+            let headers = block
+            block = HTTP2Fields()
+            guard !dropped, let state = streams[streamID], !state.rejected else { return 0 }
             events.append(.headers(streamID, headers, kind(of: headers, category: frame.pointee.headers.cat),
                                    endStream: endStream))
         case NGHTTP2_SETTINGS.rawValue:
@@ -981,14 +982,16 @@ public final class HTTP2Session {
     }
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
-        if headerBlockStream?.id == streamID { headerBlockStream = nil }
+        if blockStreamID == streamID {
+            blockStreamID = 0
+            block = HTTP2Fields()
+        }
         guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
         state.dropOutbound()
         // Chunks of a DATA frame cut short by the close were never delivered.
         let undelivered = state.pendingData.readableBytes
         state.pendingData.removeAll()
-        state.headerBlock = []
         if undelivered > 0 {
             state.unconsumed -= undelivered
             if nghttp2_session_consume_connection(session, undelivered) < 0 {

@@ -45,9 +45,6 @@ final class HTTP2StreamState {
 
     /// Closed by nghttp2; the entry lives on only while `unconsumed > 0`.
     var closed = false
-    /// Header block being received, and its running size and count.
-    var headerBlock: HTTP2Fields = []
-    var headerBlockBytes = 0
     /// Headers broke a limit; the stream is being reset, its input dropped.
     var rejected = false
     /// DATA chunks of the frame being received (delivered when it completes).
