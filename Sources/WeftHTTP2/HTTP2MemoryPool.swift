@@ -38,10 +38,11 @@ final class HTTP2MemoryPool {
 
     /// The lists' state in one allocation the C callbacks reach without
     /// reference counting: word `i` is class `i`'s first kept block,
-    /// word `classCount + i` how many it keeps, and the last word how many
-    /// blocks came from malloc (for tests and profiles).
+    /// word `classCount + i` how many it keeps, then how many blocks came
+    /// from malloc (for tests and profiles), then 1 when blocks are kept.
     private let words: UnsafeMutablePointer<Int>
-    private static let wordCount = 2 * classCount + 1
+    private static let wordCount = 2 * classCount + 2
+    private static let keepsWord = 2 * classCount + 1
 
     /// What nghttp2 is given; valid as long as the pool.
     var allocator: nghttp2_mem {
@@ -49,9 +50,12 @@ final class HTTP2MemoryPool {
                     calloc: poolCalloc, realloc: poolRealloc)
     }
 
-    init() {
+    /// - Parameter keepsBlocks: false frees every block at once, so that
+    ///   AddressSanitizer sees nghttp2's use of each (the fuzz harnesses).
+    init(keepsBlocks: Bool = true) {
         words = .allocate(capacity: Self.wordCount)
         words.initialize(repeating: 0, count: Self.wordCount)
+        words[Self.keepsWord] = keepsBlocks ? 1 : 0
     }
 
     deinit {
@@ -107,7 +111,8 @@ final class HTTP2MemoryPool {
         guard let pointer else { return }
         let block = pointer - headerSize
         let sizeClass = block.load(as: Int.self)
-        guard sizeClass >= 0, words[classCount + sizeClass] < keptBytesPerClass / classSize(sizeClass) else {
+        guard sizeClass >= 0, words[keepsWord] != 0,
+              words[classCount + sizeClass] < keptBytesPerClass / classSize(sizeClass) else {
             free(block)
             return
         }

@@ -65,7 +65,7 @@ public final class HTTP2Session {
     private let session: OpaquePointer
     /// Where nghttp2 allocates. A stored property, so it is released only
     /// after `deinit` has deleted the session.
-    let memoryPool = HTTP2MemoryPool()
+    let memoryPool: HTTP2MemoryPool
     private var streams = StreamSlots<HTTP2StreamState>()
     /// The header block being read. Its fields arrive one callback each,
     /// and blocks one at a time (a HEADERS frame's CONTINUATIONs follow it
@@ -132,9 +132,13 @@ public final class HTTP2Session {
     ///
     /// - Parameter protections: which optional libnghttp2 protections to use;
     ///   ``HTTP2Protections/detected`` unless a test injects another probe.
+    /// - Parameter recyclesLibraryMemory: false gives every block nghttp2
+    ///   frees back to the system at once (see `HTTP2MemoryPool`), so that
+    ///   AddressSanitizer watches each; for the fuzz harnesses.
     public init(role: Role, settings: HTTP2Settings = .default, limits: HTTP2Limits = .default,
-                protections: HTTP2Protections = .detected,
+                protections: HTTP2Protections = .detected, recyclesLibraryMemory: Bool = true,
                 delegate: HTTP2SessionDelegate?) throws {
+        memoryPool = HTTP2MemoryPool(keepsBlocks: recyclesLibraryMemory)
         var callbacks: OpaquePointer?
         try Self.check(nghttp2_session_callbacks_new(&callbacks))
         defer { nghttp2_session_callbacks_del(callbacks) }

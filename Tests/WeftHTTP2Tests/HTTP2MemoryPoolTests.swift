@@ -66,6 +66,23 @@ final class HTTP2MemoryPoolTests: XCTestCase {
         XCTAssertEqual(pool.keptBlocks, cap)
     }
 
+    /// For the fuzz harnesses: nothing kept, every block from malloc.
+    func testAPoolThatKeepsNothingFreesEveryBlock() throws {
+        let pool = HTTP2MemoryPool(keepsBlocks: false)
+        let calls = Calls(mem: pool.allocator)
+        for round in 1...3 {
+            calls.free(try XCTUnwrap(calls.malloc(100)))
+            XCTAssertEqual(pool.keptBlocks, 0)
+            XCTAssertEqual(pool.systemAllocations, round)
+        }
+        let pair = try Pair()
+        let session = try HTTP2Session(role: .client, recyclesLibraryMemory: false, delegate: pair.clientRecorder)
+        for index in 0..<3 { _ = try session.submitRequest(headers: request(path: "/\(index)"), endStream: true) }
+        _ = try session.produceOutput()
+        XCTAssertEqual(session.memoryPool.keptBlocks, 0)
+        XCTAssertGreaterThan(session.memoryPool.systemAllocations, 3)
+    }
+
     func testReallocKeepsTheBytesWithinAClassAcrossClassesAndToALargeBlock() throws {
         let pool = HTTP2MemoryPool()
         let calls = Calls(mem: pool.allocator)

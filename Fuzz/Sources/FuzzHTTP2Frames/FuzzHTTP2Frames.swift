@@ -17,7 +17,7 @@ public func fuzzHTTP2Frames(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
     let readSize = 1 + Int(control >> 1) * 8
     let node = Node()
     defer { withExtendedLifetime(node) {} }  // the session does not keep its delegate
-    guard let session = try? HTTP2Session(role: role, delegate: node) else { return 0 }
+    guard let session = try? HTTP2Session(role: role, recyclesLibraryMemory: false, delegate: node) else { return 0 }
     if role == .client {
         _ = try? session.submitRequest(headers: [HTTP2Header(":method", "POST"), HTTP2Header(":scheme", "http"),
                                                  HTTP2Header(":authority", "app"), HTTP2Header(":path", "/")],

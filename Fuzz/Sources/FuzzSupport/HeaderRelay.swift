@@ -10,8 +10,8 @@ public enum HeaderRelay {
         let clientSink = Sink(), serverSink = Sink()
         // Sessions do not keep their delegates.
         defer { withExtendedLifetime((clientSink, serverSink)) {} }
-        guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
-              let server = try? HTTP2Session(role: .server, delegate: serverSink),
+        guard let client = try? HTTP2Session(role: .client, recyclesLibraryMemory: false, delegate: clientSink),
+              let server = try? HTTP2Session(role: .server, recyclesLibraryMemory: false, delegate: serverSink),
               let streamID = try? client.submitRequest(headers: fields, endStream: false) else { return nil }
         sendBody(declaredBy: fields, on: client, streamID: streamID)
         pump(client, server)
@@ -23,8 +23,8 @@ public enum HeaderRelay {
     public static func response(_ fields: HTTP2Fields) -> [HTTP2Fields]? {
         let clientSink = Sink(), serverSink = Sink()
         defer { withExtendedLifetime((clientSink, serverSink)) {} }
-        guard let client = try? HTTP2Session(role: .client, delegate: clientSink),
-              let server = try? HTTP2Session(role: .server, delegate: serverSink) else { return nil }
+        guard let client = try? HTTP2Session(role: .client, recyclesLibraryMemory: false, delegate: clientSink),
+              let server = try? HTTP2Session(role: .server, recyclesLibraryMemory: false, delegate: serverSink) else { return nil }
         let get: HTTP2Fields = [HTTP2Header(":method", "GET"), HTTP2Header(":scheme", "http"),
                    HTTP2Header(":authority", "app"), HTTP2Header(":path", "/")]
         guard let streamID = try? client.submitRequest(headers: get, endStream: true) else { return nil }
