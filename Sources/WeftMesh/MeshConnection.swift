@@ -58,6 +58,11 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Server role: makes the handler of each new request stream, from its headers.
     private let acceptStream: ((MeshConnection, Int32, HTTP2Fields) -> MeshStreamHandler)?
     private var flushPending = false
+    /// The channel's state as its events told it, so that the per-request
+    /// paths do not ask the channel (each ask goes through the pipeline to
+    /// the socket's lifecycle).
+    private var channelIsActive = false
+    private var channelIsWritable = true
     /// The loop task that runs a scheduled flush, made once so that
     /// scheduling allocates nothing (not optional: an optional closure is
     /// re-wrapped, allocating, each time it is passed on). It holds the
@@ -130,7 +135,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     /// Whether a new stream may be opened now (client role).
     public var hasCapacity: Bool {
-        guard let session, !goingAway, !isClosed, context?.channel.isActive == true else { return false }
+        guard let session, !goingAway, !isClosed, channelIsActive else { return false }
         let limit = Int(session.remoteMaxConcurrentStreams)
         return session.isRequestAllowed
             && streams.count < (peerSettingsReceived ? limit : min(limit, Self.streamsBeforeSettings))
@@ -240,6 +245,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         upkeepTask?.cancel()
         upkeepTask = nil
         self.context = nil
+        channelIsActive = false
         session = nil
     }
 
@@ -252,6 +258,8 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var counted = false
 
     private func becameActive() {
+        channelIsActive = true
+        channelIsWritable = context?.channel.isWritable ?? true
         if !counted, countsAsMesh {
             counted = true
             metrics.meshConnectionOpened(role)
@@ -315,7 +323,8 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { flushNow() }
+        channelIsWritable = context.channel.isWritable
+        if channelIsWritable { flushNow() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -338,6 +347,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     public func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
+        channelIsActive = false
         upkeepTask?.cancel()
         upkeepTask = nil
         markUnusable()
@@ -388,7 +398,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Writes what the session wants to send, as much as the socket takes.
     private func flushNow() {
         flushPending = false
-        guard let context, let session, context.channel.isActive else { return }
+        guard let context, let session, channelIsActive else { return }
         // The array is kept between flushes; taken out while in use, so a
         // flush re-entered from a write starts from an empty one.
         var buffers = outputScratch
@@ -400,7 +410,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         // Written and not yet flushed.
         var unflushed = false
         let budget = 64 * 1024
-        while context.channel.isWritable {
+        while channelIsWritable {
             buffers.removeAll(keepingCapacity: true)
             let produced: Int
             do {

@@ -57,6 +57,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private var writer = HTTP1RequestWriter()
     /// The buffer of the last request head, for the next.
     private var headBuffer = RecycledBuffer()
+    /// The channel's allocator, taken once (asking the channel each time
+    /// goes through its pipeline).
+    private var allocator = ByteBufferAllocator()
     private var parser = HTTP1ResponseParser()
     private var requestEnded = false
     private var responseEnded = false
@@ -101,7 +104,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method.isHEAD)
         let plan = writer.plan(head)
-        var bytes = headBuffer.take(capacity: plan.bytes, allocator: context.channel.allocator)
+        var bytes = headBuffer.take(capacity: plan.bytes, allocator: allocator)
         writer.write(head, plan, into: &bytes)
         headBuffer.keep(bytes)
         write(bytes, context)
@@ -109,7 +112,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
 
     func sendBody(_ buffer: ByteBuffer) {
         guard let context, buffer.readableBytes > 0 else { return }
-        guard let prefix = writer.chunkPrefix(count: buffer.readableBytes, allocator: context.channel.allocator) else {
+        guard let prefix = writer.chunkPrefix(count: buffer.readableBytes, allocator: allocator) else {
             return write(buffer, context)
         }
         write(prefix, context)
@@ -206,6 +209,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         channel = context.channel
+        allocator = context.channel.allocator
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

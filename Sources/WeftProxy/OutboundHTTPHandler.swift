@@ -48,6 +48,9 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var waiting = CircularBuffer<HTTP1RequestParser.Event>(initialCapacity: 0)
     private var parser = HTTP1RequestParser()
     private var output = HTTP1ResponseOutput()
+    /// The channel's allocator, taken once (asking the channel each time
+    /// goes through its pipeline).
+    private var allocator = ByteBufferAllocator()
     /// The connection's `timeouts.idle`, noted here for every read and
     /// write (handed to an `IdleWatch` when a tunnel takes over).
     private let idle: IdleClock?
@@ -106,7 +109,10 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        allocator = context.channel.allocator
+    }
     func handlerRemoved(context: ChannelHandlerContext) {
         deadlineTimer?.cancel()
         deadlineTimer = nil
@@ -448,12 +454,12 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     func writeHead(_ head: AppResponseHead) {
         guard let context else { return }
         if head.status.code >= 200 { responseStarted = true }
-        output.writeHead(head, toHEAD: answeringHEAD, allocator: context.channel.allocator)
+        output.writeHead(head, toHEAD: answeringHEAD, allocator: allocator)
     }
 
     func writeBody(_ buffer: ByteBuffer) {
         guard let context else { return }
-        output.writeBody(buffer, allocator: context.channel.allocator) { bytes in write(bytes, context) }
+        output.writeBody(buffer, allocator: allocator) { bytes in write(bytes, context) }
     }
 
     func flush() {
@@ -479,7 +485,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// Ends the response: what was gathered goes out, flushed; then the
     /// connection closes if `close`.
     private func writeEndAndFlush(_ trailers: HTTPHeaders?, close: Bool, context: ChannelHandlerContext) {
-        output.writeEnd(trailers, allocator: context.channel.allocator)
+        output.writeEnd(trailers, allocator: allocator)
         let bytes = output.take()
         if close {
             closing = true

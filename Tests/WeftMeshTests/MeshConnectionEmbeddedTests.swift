@@ -355,6 +355,7 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
         try pair.pump()
         pair.clientChannel.isWritable = false
+        pair.clientChannel.pipeline.fireChannelWritabilityChanged()  // as a socket's channel does
         let stream = try pair.open(MeshExchange.request("/held"), endStream: false)
         try pair.client.sendData(streamID: XCTUnwrap(stream.streamID), ByteBuffer(string: "held back"), endStream: true)
         pair.loop.run()
