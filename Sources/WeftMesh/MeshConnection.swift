@@ -60,9 +60,21 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var flushPending = false
     /// The channel's state as its events told it, so that the per-request
     /// paths do not ask the channel (each ask goes through the pipeline to
-    /// the socket's lifecycle).
+    /// the socket's lifecycle). Read activity through `isChannelActive`.
     private var channelIsActive = false
     private var channelIsWritable = true
+
+    /// Whether the channel is active. A connect completes its promise
+    /// before `channelActive` reaches the handlers, and the pool hands the
+    /// connection out from that promise: until the event comes, the
+    /// channel is asked.
+    private var isChannelActive: Bool {
+        if channelIsActive { return true }
+        guard !isClosed, let context, context.channel.isActive else { return false }
+        channelIsActive = true
+        channelIsWritable = context.channel.isWritable
+        return true
+    }
     /// The loop task that runs a scheduled flush, made once so that
     /// scheduling allocates nothing (not optional: an optional closure is
     /// re-wrapped, allocating, each time it is passed on). It holds the
@@ -135,7 +147,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
 
     /// Whether a new stream may be opened now (client role).
     public var hasCapacity: Bool {
-        guard let session, !goingAway, !isClosed, channelIsActive else { return false }
+        guard let session, !goingAway, !isClosed, isChannelActive else { return false }
         let limit = Int(session.remoteMaxConcurrentStreams)
         return session.isRequestAllowed
             && streams.count < (peerSettingsReceived ? limit : min(limit, Self.streamsBeforeSettings))
@@ -398,7 +410,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     /// Writes what the session wants to send, as much as the socket takes.
     private func flushNow() {
         flushPending = false
-        guard let context, let session, channelIsActive else { return }
+        guard let context, let session, isChannelActive else { return }
         // The array is kept between flushes; taken out while in use, so a
         // flush re-entered from a write starts from an empty one.
         var buffers = outputScratch

@@ -93,6 +93,31 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertNil(client, "the queued flush task kept the connection")
     }
 
+    /// A connect completes its promise before `channelActive` reaches the
+    /// handlers, and the pool hands the connection out from that promise:
+    /// it must take streams then, or the pool opens another connection.
+    func testAConnectionTakesStreamsOnceItsChannelIsActiveBeforeTheEventReachesIt() throws {
+        /// Keeps `channelActive` from the handlers behind it.
+        final class HoldsActive: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            func channelActive(context: ChannelHandlerContext) {}
+        }
+        var logger = Logger(label: "test.mesh")
+        logger.logLevel = .critical
+        let connection = MeshConnection(role: .client, metrics: ProxyMetrics(), logger: logger)
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(HoldsActive())
+        try channel.pipeline.syncOperations.addHandler(connection)
+        XCTAssertFalse(connection.hasCapacity, "not connected")
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 15008)).wait()
+        XCTAssertTrue(channel.isActive)
+        XCTAssertTrue(connection.hasCapacity, "active, though the event has not come")
+        _ = try connection.openStream(headers: MeshExchange.request("/early"), endStream: true, handler: RecordingStream())
+        channel.embeddedEventLoop.run()
+        XCTAssertNotNil(try channel.readOutbound(as: ByteBuffer.self), "the preface and request were written")
+        XCTAssertNoThrow(try channel.finish(acceptAlreadyClosed: true))
+    }
+
     func testRequestWithoutBodyEndsOnItsHeaders() throws {
         let pair = try MeshPair()
         pair.accepted.answer = MeshExchange.answerWithBodyAndTrailers
