@@ -86,8 +86,9 @@ final class HTTP2MemoryPool {
     // MARK: the operations, on the words
 
     static func allocate(_ size: Int, _ words: UnsafeMutablePointer<Int>) -> UnsafeMutableRawPointer? {
+        // A size_t above Int.max arrives negative: no such block.
         let (total, overflow) = size.addingReportingOverflow(headerSize)
-        guard !overflow else { return nil }
+        guard size >= 0, !overflow else { return nil }
         if total <= largestClassSize {
             let sizeClass = sizeClass(holding: total)
             if let block = UnsafeMutableRawPointer(bitPattern: words[sizeClass]) {
@@ -111,7 +112,7 @@ final class HTTP2MemoryPool {
         guard let pointer else { return }
         let block = pointer - headerSize
         let sizeClass = block.load(as: Int.self)
-        guard sizeClass >= 0, words[keepsWord] != 0,
+        guard sizeClass >= 0, sizeClass < classCount, words[keepsWord] != 0,
               words[classCount + sizeClass] < keptBytesPerClass / classSize(sizeClass) else {
             free(block)
             return
@@ -138,7 +139,7 @@ final class HTTP2MemoryPool {
     static func allocateZeroed(_ count: Int, _ size: Int,
                                _ words: UnsafeMutablePointer<Int>) -> UnsafeMutableRawPointer? {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
-        guard !overflow, let pointer = allocate(total, words) else { return nil }
+        guard count >= 0, size >= 0, !overflow, let pointer = allocate(total, words) else { return nil }
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: total)
         return pointer
     }

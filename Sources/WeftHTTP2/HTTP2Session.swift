@@ -163,10 +163,6 @@ public final class HTTP2Session {
         // nghttp2_option_set_no_http_messaging): nghttp2 validates
         // pseudo-headers, content-length against DATA, and so on.
         nghttp2_option_set_no_auto_window_update(option, 1)
-        // A server session would keep up to SETTINGS_MAX_CONCURRENT_STREAMS
-        // closed streams (224 bytes each) for RFC 7540 priority trees that
-        // weft's peers do not build on closed streams; freed at close instead.
-        nghttp2_option_set_no_closed_streams(option, 1)
         protections.apply(to: option!, limits: limits)
 
         // nghttp2 copies the allocator; the pool it points to is this

@@ -777,6 +777,45 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(server.protocolViolations, 1)
     }
 
+    /// nghttp2 keeps a server's closed streams (up to
+    /// SETTINGS_MAX_CONCURRENT_STREAMS), which is what tells a late frame
+    /// on a stream this side reset from one on a stream never opened, well
+    /// past the last 64 resets the session remembers itself. A session that
+    /// freed closed streams at once answered these trailers with GOAWAY.
+    func testTrailersOnAStreamResetSeventyResetsAgoAreIgnored() throws {
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        var wire = RawFrame.preface + RawFrame.emptySettings
+        for index in 0..<70 {
+            wire += RawFrame.frame(type: 1, flags: 0x4, stream: UInt32(2 * index + 1), payload: block)
+        }
+        try server.receive(ByteBuffer(bytes: wire))
+        for index in 0..<70 { try server.resetStream(streamID: Int32(2 * index + 1), errorCode: .cancel) }
+        _ = try server.produceOutput()
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        let out = RawFrame.parse(try server.produceOutput())
+        XCTAssertFalse(out.contains { $0.type == 7 }, "GOAWAY: \(out.map(\.type))")
+        XCTAssertEqual(server.protocolViolations, 0)
+    }
+
+    /// DATA on a stream both sides ended is a connection error
+    /// STREAM_CLOSED (RFC 9113 §5.1).
+    func testDataOnAStreamBothSidesEndedIsAStreamClosedError() throws {
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: block)))
+        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
+        _ = try server.produceOutput()
+        XCTAssertEqual(recorder.closeCode(1), .noError)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0x1, stream: 1, payload: Array("late".utf8))))
+        let goaway = RawFrame.parse(try server.produceOutput()).first { $0.type == 7 }
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.streamClosed.rawValue)
+    }
+
     func testTrailersOnAStreamThisSideResetAreIgnoredNotAViolation() throws {
         // The peer may still have frames in flight for a stream we reset.
         let recorder = Recorder()
