@@ -55,8 +55,6 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     private weak var pool: HTTP1UpstreamPool?
     private var receiver: HTTP1ResponseReceiver?
     private var writer = HTTP1RequestWriter()
-    /// The buffer of the last request head, for the next.
-    private var headBuffer = RecycledBuffer()
     /// The channel's allocator, taken once (asking the channel each time
     /// goes through its pipeline).
     private var allocator = ByteBufferAllocator()
@@ -78,9 +76,13 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
     /// Whether the connection carried an exchange before the current one.
     private(set) var reused = false
 
+    /// The loop's buffers for request heads (the pool's).
+    private let headBuffers: RecycledBuffers
+
     init(target: TargetKey, pool: HTTP1UpstreamPool) {
         self.target = target
         self.pool = pool
+        headBuffers = pool.headBuffers
     }
 
     var isActive: Bool { context?.channel.isActive ?? false }
@@ -104,9 +106,9 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         guard let context else { return }
         parser.expectResponse(toHEAD: head.method.isHEAD)
         let plan = writer.plan(head)
-        var bytes = headBuffer.take(capacity: plan.bytes, allocator: allocator)
+        var bytes = headBuffers.take(capacity: plan.bytes, allocator: allocator)
         writer.write(head, plan, into: &bytes)
-        headBuffer.keep(bytes)
+        headBuffers.keep(bytes)
         write(bytes, context)
     }
 

@@ -89,6 +89,10 @@ final class HTTP1UpstreamPool {
     /// For what the pool's connections see go wrong with an upstream.
     let logger: Logger
 
+    /// The loop's buffers for the HTTP/1 heads its connections write,
+    /// requests here and, through `LoopServices`, responses to apps.
+    let headBuffers = RecycledBuffers()
+
     init(eventLoop: EventLoop, limits: Limits = Limits(), connector: any Connector = TCPConnector(),
          logger: Logger = Logger(label: "weft")) {
         self.eventLoop = eventLoop

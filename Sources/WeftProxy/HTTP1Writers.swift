@@ -249,8 +249,12 @@ struct HTTP1ResponseOutput {
 
     private var writer = HTTP1ResponseWriter()
     private var gathered: ByteBuffer?
-    /// The buffer last taken, for the next head.
-    private var recycled = RecycledBuffer()
+    /// Where heads are written: the loop's recycled buffers.
+    private let recycled: RecycledBuffers
+
+    init(buffers: RecycledBuffers = RecycledBuffers()) {
+        recycled = buffers
+    }
     /// The response being written answers HEAD: no body.
     private var bodiless = false
 
@@ -309,28 +313,36 @@ struct HTTP1ResponseOutput {
     }
 }
 
-/// A connection's buffer for the heads it writes, used again once the
-/// channel is done with it. The channel lets its copy go when the bytes are
-/// on the socket; the storage is then this one's alone, and the next head
-/// is written into it without allocating. While a write still holds it,
-/// `clear` gives a new storage instead. Only a buffer of up to
-/// `keptCapacity` is kept: an idle connection holds at most that.
-struct RecycledBuffer {
+/// A loop's buffers for the HTTP/1 heads its connections write (responses
+/// to apps, requests to apps), used again once the channel a buffer was
+/// written to has let it go: the storage is then the list's alone, and the
+/// next head is written into it without allocating. The oldest is handed
+/// out first, the one most likely written by then; one a write still holds
+/// gets a new storage from `clear`, and the held one is left to the write.
+///
+/// One list a loop, not a buffer a connection: what is kept does not grow
+/// with idle connections. At most `keptCount` buffers of up to
+/// `keptCapacity` each. Used on its loop only.
+final class RecycledBuffers {
     static let keptCapacity = 4 * 1024
+    static let keptCount = 16
 
-    private var spare: ByteBuffer?
+    private var buffers = CircularBuffer<ByteBuffer>(initialCapacity: RecycledBuffers.keptCount)
 
-    /// An empty buffer of at least `capacity`: the last one kept when the
-    /// channel has let it go, else a new one.
-    mutating func take(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard var buffer = spare.take() else { return allocator.buffer(capacity: capacity) }
+    /// Buffers kept now.
+    var count: Int { buffers.count }
+
+    /// An empty buffer of at least `capacity`: the oldest kept, else a new one.
+    func take(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard var buffer = buffers.popFirst() else { return allocator.buffer(capacity: capacity) }
         buffer.clear(minimumCapacity: capacity)
         return buffer
     }
 
-    /// Keeps `buffer`, about to be written, for the next `take`.
-    mutating func keep(_ buffer: ByteBuffer) {
-        spare = buffer.capacity <= Self.keptCapacity ? buffer : nil
+    /// Keeps `buffer`, about to be written, for a later `take`.
+    func keep(_ buffer: ByteBuffer) {
+        guard buffer.capacity <= Self.keptCapacity, buffers.count < Self.keptCount else { return }
+        buffers.append(buffer)
     }
 }
 

@@ -47,7 +47,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     /// most what one read of the socket decoded to.
     private var waiting = CircularBuffer<HTTP1RequestParser.Event>(initialCapacity: 0)
     private var parser = HTTP1RequestParser()
-    private var output = HTTP1ResponseOutput()
+    private var output: HTTP1ResponseOutput
     /// The channel's allocator, taken once (asking the channel each time
     /// goes through its pipeline).
     private var allocator = ByteBufferAllocator()
@@ -105,6 +105,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         self.idle = idle
         self.route = route
         self.services = services
+        output = HTTP1ResponseOutput(buffers: services.upstreamPool.headBuffers)
         self.metrics = metrics
         self.logger = logger
     }

@@ -429,39 +429,35 @@ final class HTTP1CodecTests: XCTestCase {
     }
 
     /// A kept buffer is written into again once nobody else holds it; one
-    /// a write still holds is left alone; a large one is not kept.
-    func testARecycledBufferIsReusedOnlyOnceTheChannelLetItGo() {
+    /// a write still holds is left to it; the oldest is handed out first;
+    /// a large one is not kept, nor more than `keptCount`.
+    func testRecycledBuffersAreReusedOnlyOnceTheChannelLetThemGo() {
         let allocator = ByteBufferAllocator()
-        var recycled = RecycledBuffer()
-        var first = recycled.take(capacity: 100, allocator: allocator)
-        first.writeString("first head")
-        recycled.keep(first)
-        var held: ByteBuffer? = first  // the channel's copy, until written
+        let recycled = RecycledBuffers()
+        var held = recycled.take(capacity: 100, allocator: allocator)
+        held.writeString("first head")
+        recycled.keep(held)  // `held` plays the pending write's copy
         let second = recycled.take(capacity: 100, allocator: allocator)
-        XCTAssertNotEqual(storage(second), storage(first), "still held by a write")
-        XCTAssertEqual(held.map { String(buffer: $0) }, "first head", "the pending write's bytes untouched")
-        recycled.keep(second)
-        held = nil
-        first = ByteBuffer()
-        let secondAddress = storage(second)
-        var third = recycled.take(capacity: 100, allocator: allocator)
-        XCTAssertEqual(third.readableBytes, 0)
-        XCTAssertNotEqual(storage(third), secondAddress, "the test's own copy still holds it")
+        XCTAssertNotEqual(storage(second), storage(held), "still held by a write")
+        XCTAssertEqual(String(buffer: held), "first head", "the pending write's bytes untouched")
+        XCTAssertEqual(recycled.count, 0)
 
-        recycled.keep(third)
-        third.writeString("x")  // a copy written to: storage copied, the kept one untouched
-        var again = recycled.take(capacity: 100, allocator: allocator)
-        again.writeString("reused")
-        recycled.keep(again)
-        let againAddress = storage(again)
-        again = ByteBuffer()
-        XCTAssertEqual(storage(recycled.take(capacity: 50, allocator: allocator)), againAddress,
-                       "nobody else held it: the same storage")
+        // Two kept, both let go by their writes: handed out oldest first.
+        var one: ByteBuffer? = recycled.take(capacity: 100, allocator: allocator)
+        var two: ByteBuffer? = recycled.take(capacity: 100, allocator: allocator)
+        let (oneAddress, twoAddress) = (one.flatMap(storage), two.flatMap(storage))
+        recycled.keep(one!)
+        recycled.keep(two!)
+        one = nil
+        two = nil
+        XCTAssertEqual(storage(recycled.take(capacity: 50, allocator: allocator)), oneAddress, "the oldest, reused")
+        XCTAssertEqual(storage(recycled.take(capacity: 50, allocator: allocator)), twoAddress)
 
-        let large = recycled.take(capacity: RecycledBuffer.keptCapacity * 2, allocator: allocator)
+        let large = recycled.take(capacity: RecycledBuffers.keptCapacity * 2, allocator: allocator)
         recycled.keep(large)
-        XCTAssertNotEqual(storage(recycled.take(capacity: 10, allocator: allocator)), storage(large),
-                          "a large buffer is not kept")
+        XCTAssertEqual(recycled.count, 0, "a large buffer is not kept")
+        for _ in 0..<(RecycledBuffers.keptCount + 3) { recycled.keep(allocator.buffer(capacity: 64)) }
+        XCTAssertEqual(recycled.count, RecycledBuffers.keptCount)
     }
 
     /// Response after response on one connection, each written out and let
