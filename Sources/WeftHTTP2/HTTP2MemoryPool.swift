@@ -124,9 +124,13 @@ final class HTTP2MemoryPool {
 
     static func resize(_ pointer: UnsafeMutableRawPointer?, to size: Int,
                        _ words: UnsafeMutablePointer<Int>) -> UnsafeMutableRawPointer? {
+        // A size_t above Int.max arrives negative: no such block (the old
+        // one stays as it was, as realloc leaves it on failure).
+        guard size >= 0 else { return nil }
         guard let pointer else { return allocate(size, words) }
         let block = pointer - headerSize
         let sizeClass = block.load(as: Int.self)
+        guard sizeClass < classCount else { return nil }
         let capacity = sizeClass >= 0 ? classSize(sizeClass) - headerSize
                                       : block.load(fromByteOffset: 8, as: Int.self)
         if size <= capacity { return pointer }

@@ -113,6 +113,12 @@ final class HTTP2MemoryPoolTests: XCTestCase {
         // A size_t above Int.max arrives negative.
         XCTAssertNil(calls.malloc(-8))
         XCTAssertNil(calls.realloc(nil, -8))
+        let kept = try XCTUnwrap(calls.malloc(100))
+        kept.storeBytes(of: 42, as: UInt8.self)
+        XCTAssertNil(calls.realloc(kept, -8), "not the old block, as if it held that much")
+        XCTAssertEqual(kept.load(as: UInt8.self), 42, "left as it was")
+        calls.free(kept)
+        XCTAssertNil(calls.calloc(-1, -8))
         XCTAssertNil(calls.calloc(-1, 8))
         XCTAssertNil(calls.calloc(1, -8))
     }

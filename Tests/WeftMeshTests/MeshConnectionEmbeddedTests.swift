@@ -114,7 +114,10 @@ final class MeshConnectionEmbeddedTests: XCTestCase {
         XCTAssertTrue(connection.hasCapacity, "active, though the event has not come")
         _ = try connection.openStream(headers: MeshExchange.request("/early"), endStream: true, handler: RecordingStream())
         channel.embeddedEventLoop.run()
-        XCTAssertNotNil(try channel.readOutbound(as: ByteBuffer.self), "the preface and request were written")
+        var written = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&part) }
+        XCTAssertEqual(written.readString(length: 24), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "the preface first")
+        XCTAssertGreaterThan(written.readableBytes, 9 + 9, "then SETTINGS and the request's HEADERS")
         XCTAssertNoThrow(try channel.finish(acceptAlreadyClosed: true))
     }
 
