@@ -15,30 +15,42 @@ import NIOPosix
 /// configuration (cluster names) and from weft's own enums, never from
 /// request data, so the number of series stays bounded.
 final class RequestStats: Sendable {
-    /// Each loop's table, found by a scan: a handful of loops (one per
-    /// core) are compared faster than an identifier is hashed.
+    /// Each loop's table, for a scrape (which asks each loop for a copy).
     private let tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)]
+    /// The same tables for `add`, found by a scan of their loops' ids: a
+    /// handful of loops (one per core) are compared faster than an
+    /// identifier is hashed. `add` touches a table only when the running
+    /// loop is the table's, the check `NIOLoopBound` would make again.
+    private let loopIDs: [ObjectIdentifier]
+    private let loopTables: [StatsTable]
     /// Records made off those loops (tests, embedded loops).
     private let fallback = NIOLockedValueBox(StatsTable())
 
     /// One table per loop of `group` (made on each loop; call off them).
     init(group: EventLoopGroup?) {
         var tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)] = []
+        var loopTables: [StatsTable] = []
         for loop in group?.makeIterator() ?? EventLoopIterator([]) {
-            if let table = try? loop.submit({ NIOLoopBound(StatsTable(), eventLoop: loop) }).wait() {
+            if let table = try? loop.submit({ NIOLoopBound(StatsTable(), eventLoop: loop) }).wait(),
+               let plain = try? loop.submit({ table.value }).wait() {
                 tables.append((ObjectIdentifier(loop), table))
+                loopTables.append(plain)
             }
         }
         self.tables = tables
+        self.loopIDs = tables.map(\.loop)
+        self.loopTables = loopTables
     }
 
     func add(_ record: RequestRecord, seconds: Double) {
-        if let loop = MultiThreadedEventLoopGroup.currentEventLoop,
-           let entry = tables.first(where: { $0.loop == ObjectIdentifier(loop) }) {
-            entry.table.value.add(record, seconds: seconds)  // a class: counted in place
-        } else {
-            fallback.withLockedValue { $0.add(record, seconds: seconds) }
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop {
+            let running = ObjectIdentifier(loop)
+            for index in loopIDs.indices where loopIDs[index] == running {
+                loopTables[index].add(record, seconds: seconds)  // a class: counted in place
+                return
+            }
         }
+        fallback.withLockedValue { $0.add(record, seconds: seconds) }
     }
 
     /// Every loop's counts added up.
