@@ -70,12 +70,17 @@ public final class HTTP2Session {
     /// The header block being read. Its fields arrive one callback each,
     /// and blocks one at a time (a HEADERS frame's CONTINUATIONs follow it
     /// with nothing between), so the session holds the one being read:
-    /// its stream (0 for none), whether it is being dropped (its stream is
-    /// unknown or rejected), its fields and their running size.
+    /// its stream (0 for none, or for a block being dropped because its
+    /// stream is unknown or rejected), its fields and their running size.
     private var blockStreamID: Int32 = 0
-    private var blockDropped = false
     private var block = HTTP2Fields()
     private var blockBytes = 0
+
+    /// Stops reading the current header block; what follows of it is dropped.
+    private func endBlock() {
+        blockStreamID = 0
+        block = HTTP2Fields()
+    }
 
     // Events are collected while nghttp2 runs and delivered once it returns,
     // so the delegate never runs inside a libnghttp2 callback.
@@ -852,15 +857,13 @@ public final class HTTP2Session {
             openStreamCount += 1
             frameBudget.streamOpened()
         }
-        blockStreamID = streamID
         blockBytes = 0
         if let state = streams[streamID], !state.rejected {
-            blockDropped = false
+            blockStreamID = streamID
             // Room for a typical block at once, instead of growing header by header.
             block = HTTP2Fields(capacity: 12, bytes: 400)
         } else {
-            blockDropped = true
-            block = HTTP2Fields()
+            endBlock()
         }
         return 0
     }
@@ -868,7 +871,7 @@ public final class HTTP2Session {
     fileprivate func onHeader(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeRawBufferPointer,
                               _ value: UnsafeRawBufferPointer) -> Int32 {
         let streamID = frame.pointee.hd.stream_id
-        guard streamID == blockStreamID, !blockDropped else { return 0 }
+        guard streamID == blockStreamID else { return 0 }
         blockBytes += name.count + value.count + 32
         var rejection: HTTP2StreamRejection?
         if block.count + 1 > limits.maxHeaderCount {
@@ -882,8 +885,7 @@ public final class HTTP2Session {
             // Returning NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE would also reset,
             // but always with INTERNAL_ERROR.
             streams[streamID]?.rejected = true
-            blockDropped = true
-            block = HTTP2Fields()
+            endBlock()
             events.append(.rejected(streamID, rejection))
             let rv = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
                                                Self.headerLimitResetCode.rawValue)
@@ -931,11 +933,10 @@ public final class HTTP2Session {
                 }
             }
         case NGHTTP2_HEADERS.rawValue:
-            let dropped = blockDropped || streamID != blockStreamID
-            blockStreamID = 0
+            let read = streamID == blockStreamID
             let headers = block
-            block = HTTP2Fields()
-            guard !dropped, let state = streams[streamID], !state.rejected else { return 0 }
+            endBlock()
+            guard read, let state = streams[streamID], !state.rejected else { return 0 }
             events.append(.headers(streamID, headers, kind(of: headers, category: frame.pointee.headers.cat),
                                    endStream: endStream))
         case NGHTTP2_SETTINGS.rawValue:
@@ -982,10 +983,7 @@ public final class HTTP2Session {
     }
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
-        if blockStreamID == streamID {
-            blockStreamID = 0
-            block = HTTP2Fields()
-        }
+        if blockStreamID == streamID { endBlock() }
         guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
         state.dropOutbound()
