@@ -71,9 +71,14 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var isChannelActive: Bool {
         if channelIsActive { return true }
         guard !isClosed, let context, context.channel.isActive else { return false }
-        channelIsActive = true
-        channelIsWritable = context.channel.isWritable
+        noteActive(context.channel)
         return true
+    }
+
+    /// The channel is active: from now on its events keep the flags.
+    private func noteActive(_ channel: Channel) {
+        channelIsActive = true
+        channelIsWritable = channel.isWritable
     }
     /// The loop task that runs a scheduled flush, made once so that
     /// scheduling allocates nothing (not optional: an optional closure is
@@ -270,8 +275,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var counted = false
 
     private func becameActive() {
-        channelIsActive = true
-        channelIsWritable = context?.channel.isWritable ?? true
+        if let context { noteActive(context.channel) }
         if !counted, countsAsMesh {
             counted = true
             metrics.meshConnectionOpened(role)
