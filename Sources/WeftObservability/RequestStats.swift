@@ -15,12 +15,11 @@ import NIOPosix
 /// configuration (cluster names) and from weft's own enums, never from
 /// request data, so the number of series stays bounded.
 final class RequestStats: Sendable {
-    /// Each loop's table, for a scrape (which asks each loop for a copy).
-    private let tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)]
-    /// The same tables for `add`, found by a scan of their loops' ids: a
-    /// handful of loops (one per core) are compared faster than an
-    /// identifier is hashed. `add` touches a table only when the running
-    /// loop is the table's, the check `NIOLoopBound` would make again.
+    /// Each loop's table, beside its loop and the loop's id. `add` finds
+    /// the running loop's by a scan of the ids (a handful of loops, one per
+    /// core, are compared faster than an identifier is hashed) and counts
+    /// into it only there; a scrape asks each loop for a copy of its own.
+    private let loops: [EventLoop]
     private let loopIDs: [ObjectIdentifier]
     private let loopTables: [StatsTable]
     /// Records made off those loops (tests, embedded loops).
@@ -28,17 +27,16 @@ final class RequestStats: Sendable {
 
     /// One table per loop of `group` (made on each loop; call off them).
     init(group: EventLoopGroup?) {
-        var tables: [(loop: ObjectIdentifier, table: NIOLoopBound<StatsTable>)] = []
+        var loops: [EventLoop] = []
         var loopTables: [StatsTable] = []
         for loop in group?.makeIterator() ?? EventLoopIterator([]) {
-            if let table = try? loop.submit({ NIOLoopBound(StatsTable(), eventLoop: loop) }).wait(),
-               let plain = try? loop.submit({ table.value }).wait() {
-                tables.append((ObjectIdentifier(loop), table))
-                loopTables.append(plain)
+            if let table = try? loop.submit({ StatsTable() }).wait() {
+                loops.append(loop)
+                loopTables.append(table)
             }
         }
-        self.tables = tables
-        self.loopIDs = tables.map(\.loop)
+        self.loops = loops
+        self.loopIDs = loops.map { ObjectIdentifier($0) }
         self.loopTables = loopTables
     }
 
@@ -55,7 +53,7 @@ final class RequestStats: Sendable {
 
     /// Every loop's counts added up.
     func totals(on loop: EventLoop) -> EventLoopFuture<[StatsKey: Tally]> {
-        let copies = tables.map { entry in entry.table.eventLoop.submit { entry.table.value.tallies } }
+        let copies = zip(loops, loopTables).map { loop, table in loop.submit { table.tallies } }
         let fallback = self.fallback
         return EventLoopFuture.whenAllSucceed(copies, on: loop).map { perLoop in
             var total = fallback.withLockedValue { $0.tallies }
