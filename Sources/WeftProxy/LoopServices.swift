@@ -11,6 +11,9 @@ final class LoopServices {
     let meshPool: MeshConnectionPool
     /// h2c connections to HTTP/2 apps and plain endpoints (not the mesh).
     var appHTTP2Pool: MeshConnectionPool { meshListener.http2Pool }
+    /// The loop's buffers for HTTP/1 heads, shared by its app connections
+    /// and its upstream connections (kept by the upstream pool).
+    var headBuffers: RecycledBuffers { upstreamPool.headBuffers }
     let meshListener: MeshListenerContext
     /// Opens every upstream connection this loop makes.
     var connector: any Connector { meshListener.connector }

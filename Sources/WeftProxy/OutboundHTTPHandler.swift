@@ -105,7 +105,7 @@ final class OutboundHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         self.idle = idle
         self.route = route
         self.services = services
-        output = HTTP1ResponseOutput(buffers: services.upstreamPool.headBuffers)
+        output = HTTP1ResponseOutput(buffers: services.headBuffers)
         self.metrics = metrics
         self.logger = logger
     }
