@@ -168,6 +168,8 @@ public final class HTTP2Session {
         // nghttp2_option_set_no_http_messaging): nghttp2 validates
         // pseudo-headers, content-length against DATA, and so on.
         nghttp2_option_set_no_auto_window_update(option, 1)
+        // Closed streams are the session's own record (`closedStreams`).
+        nghttp2_option_set_no_closed_streams(option, 1)
         protections.apply(to: option!, limits: limits)
 
         // nghttp2 copies the allocator; the pool it points to is this
@@ -181,6 +183,7 @@ public final class HTTP2Session {
         self.session = raw!
         self.role = role
         self.settings = settings
+        self.closedStreams = ClosedStreams(capacity: Int(min(settings.maxConcurrentStreams, 4096)))
         self.limits = limits
         self.frameBudget = HTTP2FrameBudget(limits: limits.frameBudget)
         self.protections = protections
@@ -804,14 +807,23 @@ public final class HTTP2Session {
 
     /// The highest stream id the peer opened (server side).
     private var highestPeerStream: Int32 = 0
-    /// Streams this side reset lately: the peer may still have frames for
-    /// them in flight, which RFC 9113 §5.1 says to ignore.
-    private var recentlyReset = [Int32](repeating: 0, count: 64)
-    private var recentlyResetNext = 0
+    /// The peer's streams that closed lately (server side).
+    private var closedStreams: ClosedStreams
+    /// The lowest last-stream-id of a GOAWAY this side sent: the peer's
+    /// streams above it are ignored, and so are their frames.
+    private var goAwayLastStream = Int32.max
 
-    /// A server must treat HEADERS that would open a stream with an id not
-    /// above every id the peer used as a connection error (RFC 9113
-    /// §5.1.1); libnghttp2 drops such a frame, and the request would hang.
+    /// A server's rules for HEADERS on a peer's stream id that is not open
+    /// (RFC 9113 §5.1, §5.1.1), which libnghttp2 would drop:
+    /// - the peer had ended the stream: a connection error STREAM_CLOSED;
+    /// - the stream was reset lately: ignored (trailers in flight when it was);
+    /// - an id neither open nor lately closed, at or below every id the peer
+    ///   used: HEADERS that would open a stream with a used id, a connection
+    ///   error PROTOCOL_ERROR (dropped, the request would hang);
+    /// - above the last stream id of a GOAWAY this side sent: ignored, like
+    ///   the stream.
+    /// DATA on a stream nghttp2 no longer has is dropped by nghttp2 before
+    /// any callback (RFC 9113 lets a closed stream's frames be ignored).
     fileprivate func onBeginFrame(_ header: UnsafePointer<nghttp2_frame_hd>) -> Int32 {
         if let flood = frameBudget.received(type: header.pointee.type, flags: header.pointee.flags,
                                             length: header.pointee.length) {
@@ -824,9 +836,18 @@ public final class HTTP2Session {
             highestPeerStream = streamID
             return 0
         }
-        guard nghttp2_session_find_stream(session, streamID) == nil, !recentlyReset.contains(streamID) else { return 0 }
+        guard nghttp2_session_find_stream(session, streamID) == nil else { return 0 }
+        switch closedStreams.closure(of: streamID) {
+        case .endedByPeer?: return endForViolation(.streamClosed)
+        case .cutShort?: return 0
+        case nil: return streamID <= goAwayLastStream ? endForViolation(.protocolError) : 0
+        }
+    }
+
+    /// Ends the connection for a violation the session caught itself.
+    private func endForViolation(_ code: HTTP2ErrorCode) -> Int32 {
         protocolViolations += 1
-        let rv = nghttp2_session_terminate_session2(session, highestPeerStream, HTTP2ErrorCode.protocolError.rawValue)
+        let rv = nghttp2_session_terminate_session2(session, highestPeerStream, code.rawValue)
         return rv < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
     }
 
@@ -846,7 +867,8 @@ public final class HTTP2Session {
     }
 
     /// Connections this session ended for a peer's protocol violation that
-    /// the wrapper itself caught (a HEADERS on a used stream id).
+    /// the wrapper itself caught (a HEADERS on a used stream id, a frame on
+    /// a stream the peer had ended).
     public private(set) var protocolViolations = 0
 
     fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
@@ -984,6 +1006,10 @@ public final class HTTP2Session {
 
     fileprivate func onStreamClose(_ streamID: Int32, _ errorCode: UInt32) -> Int32 {
         if blockStreamID == streamID { endBlock() }
+        if role == .server {
+            // nghttp2 still has the stream while it tells of the close.
+            closedStreams.record(streamID, endedByPeer: nghttp2_session_get_stream_remote_close(session, streamID) == 1)
+        }
         guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
         state.dropOutbound()
@@ -1006,10 +1032,6 @@ public final class HTTP2Session {
         let type = frame.pointee.hd.type
         if type == UInt8(NGHTTP2_HEADERS.rawValue) { releaseBlock(of: frame) }
         if type == UInt8(NGHTTP2_DATA.rawValue) { frameBudget.sentData() }
-        if type == UInt8(NGHTTP2_RST_STREAM.rawValue) {
-            recentlyReset[recentlyResetNext] = frame.pointee.hd.stream_id
-            recentlyResetNext = (recentlyResetNext + 1) % recentlyReset.count
-        }
         if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue),
            frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
            let state = streams[frame.pointee.hd.stream_id], state.resetAfterEnd, !state.closed,
@@ -1020,6 +1042,7 @@ public final class HTTP2Session {
                                           HTTP2ErrorCode.noError.rawValue)
         }
         guard type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
+        goAwayLastStream = min(goAwayLastStream, frame.pointee.goaway.last_stream_id)
         if localGoAwaysPending > 0 {
             localGoAwaysPending -= 1
             return 0

@@ -777,9 +777,12 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(server.protocolViolations, 1)
     }
 
-    /// DATA on a stream both sides ended is a connection error
-    /// STREAM_CLOSED (RFC 9113 §5.1).
-    func testDataOnAStreamBothSidesEndedIsAStreamClosedError() throws {
+    /// DATA on a stream both sides ended is dropped, and the connection
+    /// goes on: RFC 9113 §5.1 lets an endpoint ignore a closed stream's
+    /// frames, and libnghttp2, which keeps no closed streams here, drops
+    /// DATA for a stream it does not have before any callback. (libnghttp2
+    /// 1.52 keeping them made this a connection error STREAM_CLOSED.)
+    func testDataOnAStreamBothSidesEndedIsDropped() throws {
         let recorder = Recorder()
         let server = try HTTP2Session(role: .server, delegate: recorder)
         let block = RawFrame.requestBlockPieces.flatMap { $0 }
@@ -788,9 +791,11 @@ final class HTTP2SessionTests: XCTestCase {
         try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
         _ = try server.produceOutput()
         XCTAssertEqual(recorder.closeCode(1), .noError)
-        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0x1, stream: 1, payload: Array("late".utf8))))
-        let goaway = RawFrame.parse(try server.produceOutput()).first { $0.type == 7 }
-        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.streamClosed.rawValue)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0x1, stream: 1, payload: Array("late".utf8))
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: block)))
+        XCTAssertEqual(recorder.body(1), "")
+        XCTAssertEqual(recorder.headerBlocks(3).count, 1, "the next request is served")
+        XCTAssertFalse(RawFrame.parse(try server.produceOutput()).contains { $0.type == 7 })
     }
 
     /// The peer may still have frames in flight for a stream we reset:
@@ -823,13 +828,86 @@ final class HTTP2SessionTests: XCTestCase {
         try assertTrailersAreIgnoredOnAStreamReset(amongFirst: 1)
     }
 
-    /// nghttp2 keeps a server's closed streams (up to
-    /// SETTINGS_MAX_CONCURRENT_STREAMS), which is what tells a late frame
-    /// on a stream this side reset from one on a stream never opened, well
-    /// past the last 64 resets the session remembers itself. A session that
-    /// freed closed streams at once answered these trailers with GOAWAY.
+    /// The session's record of closed streams (not nghttp2's, which keeps
+    /// none here) is what tells a late frame on a stream this side reset
+    /// from one on a stream never opened, 70 closures later.
     func testTrailersOnAStreamResetSeventyResetsAgoAreIgnored() throws {
         try assertTrailersAreIgnoredOnAStreamReset(amongFirst: 70)
+    }
+
+    /// The session keeps its own record of closed streams (libnghttp2 is
+    /// asked to keep none): the last SETTINGS_MAX_CONCURRENT_STREAMS of
+    /// them. Stream 1 is opened (body to follow) and reset, then
+    /// `closuresSince` requests complete; then trailers for stream 1 come.
+    /// Returns the connection errors the session caught itself.
+    private func violationsForTrailers(afterAResetAnd closuresSince: Int, capacity: UInt32) throws -> Int {
+        var settings = HTTP2Settings()
+        settings.maxConcurrentStreams = capacity
+        let recorder = Recorder()  // the session does not keep its delegate
+        let server = try HTTP2Session(role: .server, settings: settings, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x4, stream: 1, payload: block)))
+        try server.resetStream(streamID: 1, errorCode: .cancel)
+        _ = try server.produceOutput()
+        for index in 1...closuresSince {
+            let id = Int32(2 * index + 1)
+            try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: UInt32(id), payload: block)))
+            try server.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true)
+            _ = try server.produceOutput()
+        }
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        _ = try server.produceOutput()
+        return server.protocolViolations
+    }
+
+    func testTheRecordOfClosedStreamsHoldsTheLastMaxConcurrentStreams() throws {
+        XCTAssertEqual(try violationsForTrailers(afterAResetAnd: 15, capacity: 16), 0,
+                       "stream 1 is among the last 16 closed: its trailers are ignored")
+        XCTAssertEqual(try violationsForTrailers(afterAResetAnd: 16, capacity: 16), 1,
+                       "stream 1 is forgotten: HEADERS on a used id")
+    }
+
+    /// HEADERS on a stream both sides ended: STREAM_CLOSED, like DATA.
+    func testHeadersOnAStreamBothSidesEndedIsAStreamClosedError() throws {
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: block)))
+        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
+        _ = try server.produceOutput()
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        let goaway = RawFrame.parse(try server.produceOutput()).first { $0.type == 7 }
+        XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.streamClosed.rawValue)
+        XCTAssertEqual(server.protocolViolations, 1)
+    }
+
+    /// After this side's GOAWAY, the peer's streams above its last stream id
+    /// are ignored, and so are their frames: trailers for such a stream
+    /// are not HEADERS on a used id.
+    func testFramesOfAStreamOpenedAfterOurGoAwayAreIgnored() throws {
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: block)))
+        try server.goAway(lastStreamID: 1)
+        _ = try server.produceOutput()
+        // Sent before the peer saw the GOAWAY: a request with a body and trailers.
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x4, stream: 3, payload: block)
+                                          + RawFrame.frame(type: 0, flags: 0, stream: 3, payload: Array("body".utf8))
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: trailers)))
+        let out = RawFrame.parse(try server.produceOutput())
+        XCTAssertFalse(out.contains { $0.type == 7 }, "a second GOAWAY: \(out.map(\.type))")
+        XCTAssertEqual(server.protocolViolations, 0)
+        XCTAssertEqual(recorder.headerBlocks(3).count, 0, "stream 3 was served")
+        // Stream 1 is still served.
+        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
+        XCTAssertTrue(RawFrame.parse(try server.produceOutput()).contains { $0.type == 1 && $0.stream == 1 })
     }
 
     func testContentLengthMismatchIsCaughtByNghttp2() throws {
