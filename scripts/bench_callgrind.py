@@ -80,19 +80,32 @@ def functions(dump: Path) -> tuple[dict[str, int], dict[str, int]]:
     res = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", str(dump)],
                          capture_output=True, text=True, timeout=300)
     costs: dict[str, int] = {}
-    objects: dict[str, int] = {}
+    # callgrind_annotate names the object only for a function's own lines:
+    # code inlined from another file comes without it, and takes the object
+    # its function is named with elsewhere.
+    owner: dict[str, str] = {}
     for line in res.stdout.splitlines():
         m = re.match(r"\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(\S.*)$", line)
         if m and "PROGRAM TOTALS" not in m.group(2) and not m.group(2).startswith(("Ir", "--")):
-            ir = int(m.group(1).replace(",", ""))
             # Keyed without the object (` [path]`): the binary's copy lives
             # in each run's own directory, and the runs' costs must meet.
-            name = re.sub(r"\s+\[[^\]]*\]$", "", m.group(2).strip())
-            costs[name] = costs.get(name, 0) + ir
-            obj = re.search(r"\[([^\]]*)\]$", m.group(2).strip())
-            lib = object_name(obj.group(1)) if obj else "?"
-            objects[lib] = objects.get(lib, 0) + ir
+            symbol = m.group(2).strip()
+            name = re.sub(r"\s+\[[^\]]*\]$", "", symbol)
+            costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
+            obj = re.search(r"\[([^\]]*)\]$", symbol)
+            if obj:
+                owner.setdefault(function_of(name), object_name(obj.group(1)))
+    objects: dict[str, int] = {}
+    for name, ir in costs.items():
+        lib = owner.get(function_of(name), "?")
+        objects[lib] = objects.get(lib, 0) + ir
     return costs, objects
+
+
+def function_of(name: str) -> str:
+    """`_int_free` for `./malloc/./malloc/malloc.c:_int_free` or `???:_int_free`."""
+    m = re.match(r"^(\?\?\?|[^\s:]*[/.][^\s:]*):(.*)$", name)
+    return m.group(2) if m else name
 
 
 def object_name(path: str) -> str:

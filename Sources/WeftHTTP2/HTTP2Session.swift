@@ -183,7 +183,7 @@ public final class HTTP2Session {
         self.session = raw!
         self.role = role
         self.settings = settings
-        self.closedStreams = ClosedStreams(capacity: Int(min(settings.maxConcurrentStreams, 4096)))
+        self.closedStreams = ClosedStreams(capacity: Int(min(settings.maxConcurrentStreams, Self.closedStreamsKept)))
         self.limits = limits
         self.frameBudget = HTTP2FrameBudget(limits: limits.frameBudget)
         self.protections = protections
@@ -807,8 +807,12 @@ public final class HTTP2Session {
 
     /// The highest stream id the peer opened (server side).
     private var highestPeerStream: Int32 = 0
-    /// The peer's streams that closed lately (server side).
+    /// The peer's streams that closed lately (server side): of each kind,
+    /// the last SETTINGS_MAX_CONCURRENT_STREAMS, at most `closedStreamsKept`.
     private var closedStreams: ClosedStreams
+    /// Bounds the record, and the scan of it for HEADERS on a stream id no
+    /// longer open; libnghttp2 1.52 kept as many with the default settings.
+    static let closedStreamsKept: UInt32 = 1024
     /// The lowest last-stream-id of a GOAWAY this side sent: the peer's
     /// streams above it are ignored, and so are their frames.
     private var goAwayLastStream = Int32.max
@@ -1008,7 +1012,8 @@ public final class HTTP2Session {
         if blockStreamID == streamID { endBlock() }
         if role == .server {
             // nghttp2 still has the stream while it tells of the close.
-            closedStreams.record(streamID, endedByPeer: nghttp2_session_get_stream_remote_close(session, streamID) == 1)
+            let endedByPeer = nghttp2_session_get_stream_remote_close(session, streamID) == 1
+            closedStreams.record(streamID, endedByPeer ? .endedByPeer : .cutShort)
         }
         guard let state = streams[streamID], !state.closed else { return 0 }
         state.closed = true
@@ -1032,6 +1037,13 @@ public final class HTTP2Session {
         let type = frame.pointee.hd.type
         if type == UInt8(NGHTTP2_HEADERS.rawValue) { releaseBlock(of: frame) }
         if type == UInt8(NGHTTP2_DATA.rawValue) { frameBudget.sentData() }
+        if type == UInt8(NGHTTP2_RST_STREAM.rawValue), role == .server,
+           nghttp2_session_find_stream(session, frame.pointee.hd.stream_id) == nil {
+            // A stream nghttp2 refused at its HEADERS never had a stream
+            // object, so no close is told of it: its body and trailers may
+            // still be on their way.
+            closedStreams.record(frame.pointee.hd.stream_id, .cutShort)
+        }
         if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue),
            frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
            let state = streams[frame.pointee.hd.stream_id], state.resetAfterEnd, !state.closed,

@@ -4,39 +4,40 @@ import XCTest
 final class ClosedStreamsTests: XCTestCase {
     func testTellsHowAStreamClosed() {
         var record = ClosedStreams(capacity: 8)
-        record.record(1, endedByPeer: true)
-        record.record(3, endedByPeer: false)
+        record.record(1, .endedByPeer)
+        record.record(3, .cutShort)
         XCTAssertEqual(record.closure(of: 1), .endedByPeer)
         XCTAssertEqual(record.closure(of: 3), .cutShort)
         XCTAssertNil(record.closure(of: 5), "never closed")
-        XCTAssertNil(record.closure(of: 0))
-        XCTAssertNil(record.closure(of: -1))
     }
 
-    func testKeepsTheLastCapacityClosedAndForgetsTheOldestFirst() {
-        var record = ClosedStreams(capacity: 4)
-        for id in stride(from: Int32(1), through: 11, by: 2) {  // 1, 3, ..., 11: six closures
-            record.record(id, endedByPeer: id % 4 == 1)
-        }
-        XCTAssertNil(record.closure(of: 1))
+    func testEachKindKeepsItsLastCapacityAndForgetsItsOldestFirst() {
+        var record = ClosedStreams(capacity: 2)
+        record.record(1, .cutShort)
+        for id: Int32 in [3, 5, 7, 9] { record.record(id, .endedByPeer) }
+        XCTAssertEqual(record.closure(of: 1), .cutShort, "completions do not push out a reset")
         XCTAssertNil(record.closure(of: 3))
-        XCTAssertEqual(record.closure(of: 5), .endedByPeer)
-        XCTAssertEqual(record.closure(of: 7), .cutShort)
-        XCTAssertEqual(record.closure(of: 9), .endedByPeer)
-        XCTAssertEqual(record.closure(of: 11), .cutShort)
-        // Wrapping on: 13 takes the place of 5, the oldest left.
-        record.record(13, endedByPeer: false)
         XCTAssertNil(record.closure(of: 5))
-        XCTAssertEqual(record.closure(of: 7), .cutShort)
+        XCTAssertEqual(record.closure(of: 7), .endedByPeer)
+        XCTAssertEqual(record.closure(of: 9), .endedByPeer)
+        record.record(11, .cutShort)
+        record.record(13, .cutShort)
+        XCTAssertNil(record.closure(of: 1), "two later resets did")
+        XCTAssertEqual(record.closure(of: 11), .cutShort)
         XCTAssertEqual(record.closure(of: 13), .cutShort)
     }
 
-    func testACapacityBelowOneKeepsOne() {
-        var record = ClosedStreams(capacity: 0)
-        XCTAssertEqual(record.capacity, 1)
-        record.record(1, endedByPeer: true)
-        record.record(3, endedByPeer: true)
-        XCTAssertNil(record.closure(of: 1))
-        XCTAssertEqual(record.closure(of: 3), .endedByPeer)
+    func testRecentIDsWrapAroundAndKeepAtLeastOne() {
+        var ids = RecentStreamIDs(capacity: 3)
+        for id: Int32 in [1, 3, 5, 7, 9] { ids.insert(id) }
+        XCTAssertEqual([1, 3, 5, 7, 9].map { ids.contains($0) }, [false, false, true, true, true])
+        ids.insert(11)  // takes the place of 5, the oldest left
+        XCTAssertEqual([5, 7, 9, 11].map { ids.contains($0) }, [false, true, true, true])
+        var one = RecentStreamIDs(capacity: 0)
+        XCTAssertEqual(one.capacity, 1)
+        one.insert(1)
+        one.insert(3)
+        XCTAssertFalse(one.contains(1))
+        XCTAssertTrue(one.contains(3))
     }
 }

@@ -836,24 +836,34 @@ final class HTTP2SessionTests: XCTestCase {
     }
 
     /// The session keeps its own record of closed streams (libnghttp2 is
-    /// asked to keep none): the last SETTINGS_MAX_CONCURRENT_STREAMS of
-    /// them. Stream 1 is opened (body to follow) and reset, then
-    /// `closuresSince` requests complete; then trailers for stream 1 come.
-    /// Returns the connection errors the session caught itself.
-    private func violationsForTrailers(afterAResetAnd closuresSince: Int, capacity: UInt32) throws -> Int {
+    /// asked to keep none): of each kind, the last
+    /// SETTINGS_MAX_CONCURRENT_STREAMS. Stream 1 is opened (body to follow)
+    /// and reset; then `completed` requests are answered and `reset` more
+    /// are opened and reset; then trailers for stream 1 come. Returns the
+    /// connection errors the session caught itself.
+    private func violationsForTrailersOnStream1(afterResetting reset: Int, completing completed: Int,
+                                                capacity: UInt32) throws -> Int {
         var settings = HTTP2Settings()
         settings.maxConcurrentStreams = capacity
         let recorder = Recorder()  // the session does not keep its delegate
         let server = try HTTP2Session(role: .server, settings: settings, delegate: recorder)
         let block = RawFrame.requestBlockPieces.flatMap { $0 }
         try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 4, flags: 0x1, stream: 0)
                                           + RawFrame.frame(type: 1, flags: 0x4, stream: 1, payload: block)))
         try server.resetStream(streamID: 1, errorCode: .cancel)
         _ = try server.produceOutput()
-        for index in 1...closuresSince {
-            let id = Int32(2 * index + 1)
+        var id: Int32 = 1
+        for _ in 0..<completed {
+            id += 2
             try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: UInt32(id), payload: block)))
             try server.submitResponse(streamID: id, headers: [h(":status", "200")], endStream: true)
+            _ = try server.produceOutput()
+        }
+        for _ in 0..<reset {
+            id += 2
+            try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x4, stream: UInt32(id), payload: block)))
+            try server.resetStream(streamID: id, errorCode: .cancel)
             _ = try server.produceOutput()
         }
         let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
@@ -862,11 +872,35 @@ final class HTTP2SessionTests: XCTestCase {
         return server.protocolViolations
     }
 
-    func testTheRecordOfClosedStreamsHoldsTheLastMaxConcurrentStreams() throws {
-        XCTAssertEqual(try violationsForTrailers(afterAResetAnd: 15, capacity: 16), 0,
-                       "stream 1 is among the last 16 closed: its trailers are ignored")
-        XCTAssertEqual(try violationsForTrailers(afterAResetAnd: 16, capacity: 16), 1,
+    func testTheRecordKeepsTheLastMaxConcurrentStreamsResetsWhateverCompletesMeanwhile() throws {
+        XCTAssertEqual(try violationsForTrailersOnStream1(afterResetting: 15, completing: 40, capacity: 16), 0,
+                       "stream 1 is among the last 16 reset: its trailers are ignored")
+        XCTAssertEqual(try violationsForTrailersOnStream1(afterResetting: 16, completing: 0, capacity: 16), 1,
                        "stream 1 is forgotten: HEADERS on a used id")
+    }
+
+    /// A stream nghttp2 refuses at its HEADERS (over a limit the peer has
+    /// not acknowledged yet) never has a stream object, so no close is told
+    /// of it; its body and trailers, already sent, are ignored like those
+    /// of any stream reset, and the other streams go on.
+    func testTrailersOfARefusedStreamAreIgnored() throws {
+        var settings = HTTP2Settings()
+        settings.maxConcurrentStreams = 3
+        let recorder = Recorder()
+        let server = try HTTP2Session(role: .server, settings: settings, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        var wire = RawFrame.preface + RawFrame.emptySettings
+        for id: UInt32 in [1, 3, 5, 7] { wire += RawFrame.frame(type: 1, flags: 0x4, stream: id, payload: block) }
+        try server.receive(ByteBuffer(bytes: wire))
+        let refused = RawFrame.parse(try server.produceOutput()).filter { $0.type == 3 }
+        XCTAssertEqual(refused.map(\.stream), [7])
+        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0, stream: 7, payload: Array("body".utf8))
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 7, payload: trailers)))
+        XCTAssertFalse(RawFrame.parse(try server.produceOutput()).contains { $0.type == 7 })
+        XCTAssertEqual(server.protocolViolations, 0)
+        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
+        XCTAssertTrue(RawFrame.parse(try server.produceOutput()).contains { $0.type == 1 && $0.stream == 1 })
     }
 
     /// HEADERS on a stream both sides ended: STREAM_CLOSED, like DATA.
