@@ -1691,7 +1691,7 @@ def report(env: dict, args: argparse.Namespace, res: dict, summary: dict, runtim
     if mem:
         a("Idle memory split by kind (`/proc/<pid>/smaps_rollup`): *private* pages are this process's "
           "alone (heap, stacks, written data); *shared* pages are library and binary pages that other "
-          "processes map too (the two weft nodes share their binary and the Swift runtime); PSS charges "
+          "processes map too (the two weft nodes share their binary, the Swift runtime linked in); PSS charges "
           "each shared page to its sharers in equal parts.")
         a("")
         a("| process | RSS | private | shared | PSS |")
