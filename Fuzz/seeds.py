@@ -50,6 +50,9 @@ HTTP1_RESPONSES = [
     b"5;x=1\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n",
     b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
     b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nX-Pad:  a \t\r\n\r\nnot",
+    # Found by FuzzTranslation: llhttp reads `chunked,` as not chunked.
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n"
+    b"0;x=1\r\nhellogrpc-status: 0\r\n\r\n",
 ]
 
 

@@ -871,8 +871,8 @@ public final class HTTP2Session {
     }
 
     /// Connections this session ended for a peer's protocol violation that
-    /// the wrapper itself caught (a HEADERS on a used stream id, a frame on
-    /// a stream the peer had ended).
+    /// the wrapper itself caught (HEADERS on a used stream id, or on a
+    /// stream the peer had ended).
     public private(set) var protocolViolations = 0
 
     fileprivate func onBeginHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {

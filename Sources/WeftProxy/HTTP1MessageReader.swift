@@ -607,8 +607,8 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
     var length: UInt64?
     /// A Content-Length repeated, or not one number.
     var badLength = false
-    /// Transfer codings named (empty members do not count; a field of
-    /// none counts as codings weft does not know).
+    /// Transfer codings named (a field of none, or with an empty member,
+    /// counts as codings weft does not know).
     var codings = 0
     /// The first coding is `chunked`.
     var chunked = false
@@ -680,7 +680,13 @@ public struct HTTP1HeadFacts: Equatable, Sendable {
                 codings += 1
                 chunked = codings == 1 && coding.count == 7 && coding.equalsASCIICaseInsensitive("chunked")
             }
-            if members == 0 { codings += 2 }
+            // A field of no codings, or with an empty member (`chunked,`),
+            // counts as codings weft does not know. RFC 9110 §5.6.1 lets a
+            // recipient skip empty members, but llhttp reads `chunked,` as
+            // a coding after chunked (found by FuzzTranslation), and a
+            // message framed one way by weft and another by a peer is how
+            // requests are smuggled: weft frames neither.
+            if members == 0 || value.count(where: { $0 == UInt8(ascii: ",") }) >= members { codings += 2 }
         default:
             break
         }

@@ -254,6 +254,7 @@ final class HTTP1RequestParserTests: XCTestCase {
             ("POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", .badContentLength),
             ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", .badContentLength),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupportedTransferCoding),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n", .unsupportedTransferCoding),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
              .unsupportedTransferCoding),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n", .badChunk),
