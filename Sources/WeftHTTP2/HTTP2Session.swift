@@ -870,6 +870,10 @@ public final class HTTP2Session {
         return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
     }
 
+    /// This side sent a GOAWAY with an error code: the connection ends
+    /// because of the peer, which may still be sending.
+    public private(set) var sentErrorGoAway = false
+
     /// Connections this session ended for a peer's protocol violation that
     /// the wrapper itself caught (HEADERS on a used stream id, or on a
     /// stream the peer had ended).
@@ -1055,6 +1059,7 @@ public final class HTTP2Session {
         }
         guard type == UInt8(NGHTTP2_GOAWAY.rawValue) else { return 0 }
         goAwayLastStream = min(goAwayLastStream, frame.pointee.goaway.last_stream_id)
+        if frame.pointee.goaway.error_code != HTTP2ErrorCode.noError.rawValue { sentErrorGoAway = true }
         if localGoAwaysPending > 0 {
             localGoAwaysPending -= 1
             return 0

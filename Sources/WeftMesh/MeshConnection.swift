@@ -91,6 +91,14 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     private var outputScratch: [ByteBuffer] = []
     public private(set) var goingAway = false
     public private(set) var isClosed = false
+    /// The session ended with an error GOAWAY: the write side is closed,
+    /// what the peer still sends is dropped, and the channel closes when
+    /// the peer closes or `lingerTimeout` has passed (`closeAfterGoAway`).
+    private var lingering = false
+    private var lingerTask: Scheduled<Void>?
+    /// How long a connection ended for the peer's error waits for the peer
+    /// to close after the GOAWAY.
+    static let lingerTimeout = TimeAmount.seconds(1)
     /// The peer's verified SPIFFE ID when the connection runs over mTLS
     /// (known before its first stream); nil on plaintext h2c.
     public private(set) var peerIdentity: SPIFFEID?
@@ -315,7 +323,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let session else { return }
+        guard let session, !lingering else { return }
         lastRead = now
         defer { endBatch() }
         // Output the read causes (ACKs, window updates, answers written by
@@ -328,7 +336,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             logger.warning("HTTP/2 connection closed: peer broke the protocol", metadata: ["error": "\(error)"])
             markUnusable()
             flushNow()
-            context.close(promise: nil)
+            closeAfterGoAway(context)
             return
         }
     }
@@ -353,6 +361,7 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
             peerIdentity = established.peer.identity
         }
         if let event = event as? ChannelEvent, case .inputClosed = event {
+            if lingering { return context.close(promise: nil) }
             markUnusable()
             closeWhenIdle = true
             if streams.isEmpty { context.close(promise: nil) }
@@ -366,6 +375,8 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         channelIsActive = false
         upkeepTask?.cancel()
         upkeepTask = nil
+        lingerTask?.cancel()
+        lingerTask = nil
         markUnusable()
         for handler in streams.removeAll() { handler.streamClosed(.connectError) }
         session = nil
@@ -447,8 +458,29 @@ public final class MeshConnection: ChannelInboundHandler, HTTP2SessionDelegate {
         }
         if unflushed { context.flush() }
         if !session.wantsRead && !session.wantsWrite {
-            context.close(promise: nil)
+            if session.sentErrorGoAway {
+                closeAfterGoAway(context)
+            } else {
+                context.close(promise: nil)
+            }
         }
+    }
+
+    /// Ends a connection whose session sent an error GOAWAY. Closing with
+    /// the peer's bytes unread makes the kernel answer with RST, and a peer
+    /// that gets RST may lose the GOAWAY before reading it (and with it the
+    /// reason). So the write side closes first (FIN after the GOAWAY), what
+    /// the peer still sends is read and dropped, and the channel closes
+    /// when the peer closes its side or after `lingerTimeout`.
+    private func closeAfterGoAway(_ context: ChannelHandlerContext) {
+        guard !lingering, !isClosed else { return }
+        lingering = true
+        let loop = context.eventLoop.assumeIsolated()
+        let halfClosed = context.eventLoop.makePromise(of: Void.self)
+        // A channel that cannot close one side (a test's) closes whole.
+        halfClosed.futureResult.assumeIsolated().whenFailure { [weak self] _ in self?.context?.close(promise: nil) }
+        context.close(mode: .output, promise: halfClosed)
+        lingerTask = loop.scheduleTask(in: Self.lingerTimeout) { [weak self] in self?.context?.close(promise: nil) }
     }
 
     private func markUnusable() {

@@ -903,6 +903,28 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertTrue(RawFrame.parse(try server.produceOutput()).contains { $0.type == 1 && $0.stream == 1 })
     }
 
+    /// A session tells whether it sent a GOAWAY with an error code (the
+    /// connection then closes its write side first and drops what the
+    /// peer still sends); a graceful GOAWAY is not one.
+    func testASessionTellsWhetherItSentAnErrorGoAway() throws {
+        let recorder = Recorder()
+        let graceful = try HTTP2Session(role: .server, delegate: recorder)
+        try graceful.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings))
+        try graceful.goAway()
+        XCTAssertTrue(RawFrame.parse(try graceful.produceOutput()).contains { $0.type == 7 })
+        XCTAssertFalse(graceful.sentErrorGoAway)
+
+        let broken = try HTTP2Session(role: .server, delegate: recorder)
+        let block = RawFrame.requestBlockPieces.flatMap { $0 }
+        try broken.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 5, payload: block)
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: block)))
+        XCTAssertFalse(broken.sentErrorGoAway, "queued, not sent yet")
+        _ = try broken.produceOutput()
+        XCTAssertTrue(broken.sentErrorGoAway)
+        XCTAssertFalse(broken.wantsRead || broken.wantsWrite)
+    }
+
     /// HEADERS on a stream both sides ended: STREAM_CLOSED, like DATA.
     func testHeadersOnAStreamBothSidesEndedIsAStreamClosedError() throws {
         let recorder = Recorder()
