@@ -34,8 +34,6 @@ struct ClosedStreams {
         cutShort = RecentStreamIDs(capacity: capacity)
     }
 
-    var capacity: Int { endedByPeer.capacity }
-
     mutating func record(_ streamID: Int32, _ closure: Closure) {
         switch closure {
         case .endedByPeer: endedByPeer.insert(streamID)

@@ -150,7 +150,7 @@ final class HTTP1UpstreamConnection: ChannelInboundHandler {
         requestEnded = true
         if let context {
             if writer.isChunked {
-                var bytes = context.channel.allocator.buffer(capacity: 5)
+                var bytes = allocator.buffer(capacity: 5)
                 writer.writeEnd(trailers, into: &bytes)
                 write(bytes, context)
             }

@@ -777,19 +777,26 @@ final class HTTP2SessionTests: XCTestCase {
         XCTAssertEqual(server.protocolViolations, 1)
     }
 
+    /// A server that read a request on stream 1 (END_STREAM) and answered
+    /// it: the stream is closed on both sides.
+    private func serverThatAnsweredStream1() throws -> (HTTP2Session, Recorder) {
+        let recorder = Recorder()  // the session does not keep its delegate
+        let server = try HTTP2Session(role: .server, delegate: recorder)
+        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: RawFrame.requestBlock)))
+        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
+        _ = try server.produceOutput()
+        return (server, recorder)
+    }
+
     /// DATA on a stream both sides ended is dropped, and the connection
     /// goes on: RFC 9113 §5.1 lets an endpoint ignore a closed stream's
     /// frames, and libnghttp2, which keeps no closed streams here, drops
     /// DATA for a stream it does not have before any callback. (libnghttp2
     /// 1.52 keeping them made this a connection error STREAM_CLOSED.)
     func testDataOnAStreamBothSidesEndedIsDropped() throws {
-        let recorder = Recorder()
-        let server = try HTTP2Session(role: .server, delegate: recorder)
-        let block = RawFrame.requestBlockPieces.flatMap { $0 }
-        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
-                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: block)))
-        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
-        _ = try server.produceOutput()
+        let (server, recorder) = try serverThatAnsweredStream1()
+        let block = RawFrame.requestBlock
         XCTAssertEqual(recorder.closeCode(1), .noError)
         try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0x1, stream: 1, payload: Array("late".utf8))
                                           + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: block)))
@@ -815,9 +822,8 @@ final class HTTP2SessionTests: XCTestCase {
         try server.receive(ByteBuffer(bytes: wire))
         for index in 0..<count { try server.resetStream(streamID: Int32(2 * index + 1), errorCode: .cancel) }
         _ = try server.produceOutput()
-        // Trailers for stream 1 (a literal `x-t: 1`), sent before the peer saw the reset.
-        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
-        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        // Trailers for stream 1, sent before the peer saw the reset.
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: RawFrame.trailerBlock)))
         let out = RawFrame.parse(try server.produceOutput())
         XCTAssertFalse(out.contains { $0.type == 7 }, "GOAWAY for frames on a stream we reset: \(out.map(\.type))",
                        file: file, line: line)
@@ -866,8 +872,7 @@ final class HTTP2SessionTests: XCTestCase {
             try server.resetStream(streamID: id, errorCode: .cancel)
             _ = try server.produceOutput()
         }
-        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
-        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: RawFrame.trailerBlock)))
         _ = try server.produceOutput()
         return server.protocolViolations
     }
@@ -894,9 +899,8 @@ final class HTTP2SessionTests: XCTestCase {
         try server.receive(ByteBuffer(bytes: wire))
         let refused = RawFrame.parse(try server.produceOutput()).filter { $0.type == 3 }
         XCTAssertEqual(refused.map(\.stream), [7])
-        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
         try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 0, flags: 0, stream: 7, payload: Array("body".utf8))
-                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 7, payload: trailers)))
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 7, payload: RawFrame.trailerBlock)))
         XCTAssertFalse(RawFrame.parse(try server.produceOutput()).contains { $0.type == 7 })
         XCTAssertEqual(server.protocolViolations, 0)
         try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
@@ -927,15 +931,9 @@ final class HTTP2SessionTests: XCTestCase {
 
     /// HEADERS on a stream both sides ended: STREAM_CLOSED, like DATA.
     func testHeadersOnAStreamBothSidesEndedIsAStreamClosedError() throws {
-        let recorder = Recorder()
-        let server = try HTTP2Session(role: .server, delegate: recorder)
-        let block = RawFrame.requestBlockPieces.flatMap { $0 }
-        try server.receive(ByteBuffer(bytes: RawFrame.preface + RawFrame.emptySettings
-                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: block)))
-        try server.submitResponse(streamID: 1, headers: [h(":status", "200")], endStream: true)
-        _ = try server.produceOutput()
-        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
-        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: trailers)))
+        let (server, recorder) = try serverThatAnsweredStream1()
+        defer { withExtendedLifetime(recorder) {} }  // the session does not keep its delegate
+        try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x5, stream: 1, payload: RawFrame.trailerBlock)))
         let goaway = RawFrame.parse(try server.produceOutput()).first { $0.type == 7 }
         XCTAssertEqual(goaway.map { RawFrame.errorCode($0.payload, at: 4) }, HTTP2ErrorCode.streamClosed.rawValue)
         XCTAssertEqual(server.protocolViolations, 1)
@@ -953,10 +951,9 @@ final class HTTP2SessionTests: XCTestCase {
         try server.goAway(lastStreamID: 1)
         _ = try server.produceOutput()
         // Sent before the peer saw the GOAWAY: a request with a body and trailers.
-        let trailers: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
         try server.receive(ByteBuffer(bytes: RawFrame.frame(type: 1, flags: 0x4, stream: 3, payload: block)
                                           + RawFrame.frame(type: 0, flags: 0, stream: 3, payload: Array("body".utf8))
-                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: trailers)))
+                                          + RawFrame.frame(type: 1, flags: 0x5, stream: 3, payload: RawFrame.trailerBlock)))
         let out = RawFrame.parse(try server.produceOutput())
         XCTAssertFalse(out.contains { $0.type == 7 }, "a second GOAWAY: \(out.map(\.type))")
         XCTAssertEqual(server.protocolViolations, 0)

@@ -179,6 +179,10 @@ enum RawFrame {
 
     /// HPACK for `:method GET, :scheme http, :path /, :authority a.b` as four pieces.
     static let requestBlockPieces: [[UInt8]] = [[0x82], [0x86], [0x84], [0x41, 0x03] + Array("a.b".utf8)]
+    /// The same block whole.
+    static let requestBlock = requestBlockPieces.flatMap { $0 }
+    /// HPACK for the trailer `x-t: 1` (a literal, not indexed).
+    static let trailerBlock: [UInt8] = [0x00, 0x03] + Array("x-t".utf8) + [0x01] + Array("1".utf8)
 
     /// Parses frames out of concatenated output.
     static func parse(_ buffers: [ByteBuffer]) -> [(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8])] {
